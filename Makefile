@@ -1,0 +1,42 @@
+# Every target does its own set-up from a fresh clone: it creates .venv and installs into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit clean chromium
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The dashboard's browser tests drive Debian's chromium (never `playwright install`).
+# CI runs as root on a fresh machine: install it there; elsewhere say how.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  elif [ "$$CI" = true ]; then \
+	    echo "/usr/bin/chromium is missing and this CI job is not root" >&2; exit 1; \
+	  else \
+	    echo "note: no /usr/bin/chromium, browser tests will skip (sudo apt-get install chromium)"; \
+	  fi; \
+	fi
+
+test: $(STAMP) chromium lint typecheck
+	$(BIN)/pytest -n 2 --dist loadfile
+
+clean:
+	rm -rf $(VENV) build *.egg-info
