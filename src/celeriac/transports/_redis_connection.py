@@ -1,0 +1,404 @@
+"""Reaching Redis: URLs, connections, TLS, Sentinel, error translation and retries.
+
+Shared by the Redis broker (``celeriac.transports.redis``) and the Redis result backend
+(``celeriac.backends.redis``), on Celeriac's own RESP client (``_redis_client``): no Redis
+client library is needed.
+
+URL forms (Celery's)::
+
+    redis://[[user]:password@]host[:port][/db][?socket_timeout=s&...]
+    rediss://...            TLS: ssl_cert_reqs (required|optional|none), ssl_ca_certs,
+                            ssl_certfile, ssl_keyfile, ssl_check_hostname in the query or in
+                            the ssl options (Celery's broker_use_ssl / redis_backend_use_ssl)
+    redis+socket:///path/to/redis.sock[?virtual_host=db]       (``db=`` works too)
+    sentinel://[[user]:password@]host:port[/db][;sentinel://host2:port...]
+                            with option ``master_name``; ``sentinel_kwargs`` (password,
+                            username, socket_timeout) are for the sentinels themselves
+
+Connections: each thread gets one connection of its own for ordinary commands (``execute``),
+and subscriptions or consumers ask for ``dedicated`` ones; nothing is shared between threads,
+so no pool lock sits on the hot path. Errors: a client error becomes the caller's
+``OperationalError`` subclass with the masked URL and a hint. Errors that mean "Redis could
+not be reached" (connection refused or lost, timeouts, a server still loading, a read-only
+replica after a failover) are retried on a fresh connection with a linear backoff
+(``interval_start`` + n * ``interval_step``, at most ``interval_max`` seconds) up to
+``max_retries`` times; others are raised at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from celeriac.exceptions import ImproperlyConfigured, OperationalError
+from celeriac.transports import mask_password
+from celeriac.transports._redis_client import (
+    AuthenticationError,
+    Connection,
+    ConnectionError,
+    ConnectSettings,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    pack,
+    sentinel_locator,
+)
+
+__all__ = ["RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
+
+T = TypeVar("T")
+
+_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+# ssl_cert_reqs names -> ssl.VerifyMode names (ssl is imported only when TLS is used).
+_CERT_REQS = {
+    "required": "CERT_REQUIRED",
+    "cert_required": "CERT_REQUIRED",
+    "optional": "CERT_OPTIONAL",
+    "cert_optional": "CERT_OPTIONAL",
+    "none": "CERT_NONE",
+    "cert_none": "CERT_NONE",
+}
+_SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_RETRYABLE_CODES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where Redis is, parsed from a URL; ``shown`` is the URL with its password masked."""
+
+    shown: str
+    tls: bool
+    hosts: tuple[tuple[str, int], ...] = ()
+    socket_path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _db_number(raw: str, shown: str) -> int:
+    try:
+        db = int(raw or 0)
+    except ValueError:
+        db = -1
+    if db < 0:
+        raise ImproperlyConfigured(f"{shown!r}: the database must be a number >= 0, not {raw!r}.")
+    return db
+
+
+def parse_url(url: str, *, what: str) -> RedisAddress:
+    """Parse one Redis URL (several ``;``-separated ``sentinel://`` URLs make one address)."""
+    shown = ";".join(mask_password(part) for part in url.split(";"))
+    parts = [urlsplit(part.strip()) for part in url.split(";") if part.strip()]
+    schemes = {p.scheme.lower() for p in parts}
+    if not parts or len(schemes) != 1 or not schemes <= set(_SCHEMES):
+        raise ImproperlyConfigured(
+            f"{shown!r} is not a Redis {what} URL: use redis://host:port/db, rediss://..., "
+            "redis+socket:///path/to/redis.sock or sentinel://host:port;sentinel://host2:port."
+        )
+    scheme = schemes.pop()
+    first = parts[0]
+    params = {k: v for p in parts for k, v in parse_qsl(p.query)}
+    if scheme != "sentinel" and len(parts) > 1:
+        raise ImproperlyConfigured(f"{shown!r}: only sentinel:// URLs may list several hosts.")
+    if scheme == "redis+socket":
+        if not first.path:
+            raise ImproperlyConfigured(f"{shown!r} names no socket: redis+socket:///path.sock")
+        db = _db_number(params.pop("virtual_host", params.pop("db", "0")), shown)
+        return RedisAddress(
+            shown, False, socket_path=unquote(first.path), db=db,
+            password=unquote(first.password) if first.password else None, params=params,
+        )  # fmt: skip
+    try:
+        hosts = tuple(
+            (p.hostname or "localhost", p.port or (26379 if scheme == "sentinel" else 6379))
+            for p in parts
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{shown!r}: bad port ({exc}).") from exc
+    return RedisAddress(
+        shown,
+        tls=scheme == "rediss",
+        hosts=hosts,
+        db=_db_number(first.path.strip("/"), shown),
+        username=unquote(first.username) if first.username else None,
+        password=unquote(first.password) if first.password else None,
+        sentinel=scheme == "sentinel",
+        params=params,
+    )
+
+
+def _tls_settings(address: RedisAddress, ssl_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ssl_* settings from the URL query and the ssl options, with cert_reqs as a constant."""
+    import ssl
+
+    settings: dict[str, Any] = {k: v for k, v in address.params.items() if k in _SSL_KEYS}
+    settings.update({k: v for k, v in (ssl_options or {}).items() if k in _SSL_KEYS})
+    reqs = settings.get("ssl_cert_reqs", ssl.CERT_REQUIRED)
+    if isinstance(reqs, str):
+        if reqs.lower() not in _CERT_REQS:
+            raise ImproperlyConfigured(
+                f"{address.shown!r}: ssl_cert_reqs must be required, optional or none, "
+                f"not {reqs!r}."
+            )
+        reqs = getattr(ssl, _CERT_REQS[reqs.lower()])
+    settings["ssl_cert_reqs"] = reqs
+    if isinstance(settings.get("ssl_check_hostname"), str):
+        settings["ssl_check_hostname"] = settings["ssl_check_hostname"].lower() == "true"
+    return settings
+
+
+def _tls_context(address: RedisAddress, ssl_options: Mapping[str, Any] | None) -> Any:
+    """An ``ssl.SSLContext`` for the client side of TLS, from the ssl_* settings."""
+    import ssl
+
+    settings = _tls_settings(address, ssl_options)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    verify = settings["ssl_cert_reqs"] != ssl.CERT_NONE
+    context.check_hostname = verify and bool(settings.get("ssl_check_hostname", False))
+    context.verify_mode = settings["ssl_cert_reqs"]
+    try:
+        if settings["ssl_cert_reqs"] != ssl.CERT_NONE:
+            if settings.get("ssl_ca_certs"):
+                context.load_verify_locations(cafile=settings["ssl_ca_certs"])
+            else:
+                context.load_default_certs()
+        if settings.get("ssl_certfile"):
+            context.load_cert_chain(settings["ssl_certfile"], settings.get("ssl_keyfile"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ImproperlyConfigured(f"{address.shown!r}: cannot load the TLS files: {exc}") from exc
+    return context
+
+
+def _seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"Redis option {name} must be seconds, not {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry when Redis cannot be reached."""
+
+    max_retries: int = 10
+    interval_start: float = 0.0
+    interval_step: float = 0.2
+    interval_max: float = 1.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:
+        try:
+            return cls(
+                max_retries=int(options.get("max_retries", defaults.max_retries)),
+                interval_start=float(options.get("interval_start", defaults.interval_start)),
+                interval_step=float(options.get("interval_step", defaults.interval_step)),
+                interval_max=float(options.get("interval_max", defaults.interval_max)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"Bad Redis retry policy {dict(options)!r}: {exc}") from exc
+
+    def pause(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        return min(self.interval_start + attempt * self.interval_step, self.interval_max)
+
+
+class RedisConnector:
+    """Connections to one Redis (or Sentinel-managed master), with retries.
+
+    ``error`` is the exception class callers see (TransportError or BackendError).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, Any],
+        *,
+        what: str,
+        error: type[OperationalError],
+        retry: RetryPolicy,
+        ssl_options: Mapping[str, Any] | bool | None = None,
+        retry_on_startup: bool = True,
+    ) -> None:
+        """``ssl_options``: Celery's ``broker_use_ssl``: a dict of ssl_* settings, or True."""
+        self.address = address = parse_url(url, what=what)
+        self.what = what
+        self.error = error
+        self.retry = retry
+        self._retry_on_startup = retry_on_startup
+        self._connected_once = False
+        self._closed = False
+        merged = {**address.params, **options}
+        self.settings = ConnectSettings(
+            db=address.db,
+            username=address.username,
+            password=address.password,
+            client_name=str(merged["client_name"]) if merged.get("client_name") else None,
+            connect_timeout=_seconds(merged.get("socket_connect_timeout", 5.0), "connect"),
+            socket_timeout=_seconds(merged.get("socket_timeout", 30.0), "socket_timeout"),
+            keepalive=str(merged.get("socket_keepalive", True)).lower() in ("1", "true"),
+        )
+        if address.tls or ssl_options:
+            extra = ssl_options if isinstance(ssl_options, Mapping) else None
+            self.settings.tls = _tls_context(address, extra)
+        self.locate = self._locator(options)
+        self._local = threading.local()
+        self._own: list[tuple[threading.Thread, Connection]] = []  # to close them all
+        self._own_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._shas: dict[str, str] = {}
+
+    def _locator(self, options: Mapping[str, Any]) -> Callable[[], tuple[str, str, int]]:
+        address = self.address
+        if address.socket_path is not None:
+            path = address.socket_path
+            return lambda: ("unix", path, 0)
+        if not address.sentinel:
+            host, port = address.hosts[0]
+            return lambda: ("tcp", host, port)
+        master = options.get("master_name")
+        if not master:
+            raise ImproperlyConfigured(
+                f"{address.shown!r} is a Sentinel URL: set the transport option master_name "
+                "to the name of the monitored master."
+            )
+        extra = dict(options.get("sentinel_kwargs") or {})
+        sentinel = ConnectSettings(
+            username=extra.get("username"),
+            password=extra.get("password"),
+            connect_timeout=_seconds(extra.get("socket_connect_timeout", 1.0), "connect"),
+            socket_timeout=_seconds(extra.get("socket_timeout", 5.0), "socket_timeout"),
+            tls=self.settings.tls if extra.get("ssl") else None,
+        )
+        return sentinel_locator(address.hosts, str(master), sentinel)
+
+    def dedicated(self) -> Connection:
+        """A new connection of the caller's own (for subscriptions and consumers)."""
+        return Connection(self.settings, self.locate)
+
+    def execute(self, commands: Sequence[Sequence[Any]], *, transaction: bool = False) -> list[Any]:
+        """Send ``commands`` in one round trip on this thread's own connection; their replies.
+
+        With ``transaction`` they run as one MULTI/EXEC. Raises the client's errors (the
+        first error reply among them, after reading them all); ``run`` translates them.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._pid != os.getpid():
+            conn = self._own_connection()
+        if transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        replies = conn.call(commands)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        if transaction:
+            result = replies[-1]
+            if not isinstance(result, list):
+                raise ResponseError(f"EXECABORT transaction discarded: {result!r}")
+            for reply in result:
+                if isinstance(reply, ResponseError):
+                    raise reply
+            return result
+        return replies
+
+    def _own_connection(self) -> Connection:
+        """A connection for this thread; closes those of threads that have ended."""
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._own = []
+        conn = self._local.conn = self.dedicated()
+        with self._own_lock:
+            ended = [c for thread, c in self._own if not thread.is_alive()]
+            self._own = [(t, c) for t, c in self._own if t.is_alive()]
+            self._own.append((threading.current_thread(), conn))
+        for old in ended:
+            old.disconnect()
+        return conn
+
+    def script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script by its SHA1 (learnt from SCRIPT LOAD, which also reloads it)."""
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = self.execute([("SCRIPT", "LOAD", source)])[0].decode()
+        try:
+            return self.execute([("EVALSHA", sha, len(keys), *keys, *args)])[0]
+        except NoScriptError:  # the server restarted or flushed its scripts
+            del self._shas[source]
+            return self.script(source, keys, args)
+
+    def describe(self, exc: BaseException, doing: str) -> OperationalError:
+        """``exc`` as our error class, naming the URL and what was being done."""
+        if isinstance(exc, AuthenticationError):
+            hint = "Check the user name and password in the URL and the server's ACL."
+        elif isinstance(exc, ConnectionError):
+            hint = "Is the Redis server running and reachable at that address?"
+        else:
+            hint = "The server refused the command."
+        return self.error(
+            f"Redis {self.what} {self.address.shown}: could not {doing}: {exc}. {hint}"
+        )
+
+    @staticmethod
+    def is_retryable(exc: BaseException) -> bool:
+        if isinstance(exc, ConnectionError):
+            return True
+        return isinstance(exc, ResponseError) and exc.code in _RETRYABLE_CODES
+
+    def run(
+        self,
+        doing: str,
+        operation: Callable[[], T],
+        *,
+        deadline: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> T:
+        """Run ``operation``; retry per the policy while Redis cannot be reached.
+
+        ``deadline`` (monotonic time) caps the retrying, whatever the policy says.
+        """
+        attempt = 0
+        while True:
+            if self._closed:
+                raise self.error(f"Redis {self.what} {self.address.shown} is closed: {doing}.")
+            try:
+                result = operation()
+            except RedisError as exc:
+                if isinstance(exc, ResponseError) and exc.code == "READONLY":
+                    self._drop_local()  # a failed-over master: find the new one
+                limit = self.retry.max_retries
+                if not self._connected_once and not self._retry_on_startup:
+                    limit = 0
+                pause = self.retry.pause(attempt)
+                out_of_time = deadline is not None and time.monotonic() + pause > deadline
+                if not self.is_retryable(exc) or attempt >= limit or out_of_time:
+                    raise self.describe(exc, doing) from exc
+                attempt += 1
+                sleep(pause)
+                continue
+            self._connected_once = True
+            return result
+
+    def _drop_local(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.disconnect()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._own_lock:
+            own, self._own = self._own, []
+        for _, conn in own:
+            with contextlib.suppress(Exception):
+                conn.disconnect()

@@ -1,0 +1,214 @@
+"""The SQLite broker's storage: schema, SQL, and one locked connection (see ``sqlite``).
+
+Shared by the transport (``sqlite``), its consumers (``_sqlite_consumer``) and broadcasts
+(``_broadcast``); the schema and the atomic steps are drawn in ``sqlite``'s docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+from celeriac._forkguard import sqlite_call
+from celeriac.exceptions import EncodeError, ImproperlyConfigured, TransportError
+from celeriac.protocol.message import Message
+from celeriac.transports import mask_password
+
+_BUSY_TIMEOUT = 10.0
+_FIRST_PAUSE = 0.001
+_RECOVERY_INTERVAL = 2.0
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS celeriac_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, exchange TEXT NOT NULL,
+        routing_key TEXT NOT NULL, priority INTEGER NOT NULL, available_at REAL NOT NULL,
+        delayed INTEGER NOT NULL,
+        body BLOB NOT NULL, content_type TEXT NOT NULL, content_encoding TEXT NOT NULL,
+        headers TEXT NOT NULL, properties TEXT NOT NULL,
+        delivery_count INTEGER NOT NULL DEFAULT 0, lease_consumer TEXT, lease_owner TEXT,
+        lease_host TEXT, lease_pid INTEGER, lease_expires REAL)""",
+    """CREATE INDEX IF NOT EXISTS celeriac_messages_ready
+        ON celeriac_messages (queue, priority DESC, id) WHERE delayed = 0""",
+    """CREATE INDEX IF NOT EXISTS celeriac_messages_delayed
+        ON celeriac_messages (queue, available_at) WHERE delayed = 1""",
+    """CREATE INDEX IF NOT EXISTS celeriac_messages_consumer
+        ON celeriac_messages (lease_consumer) WHERE lease_consumer IS NOT NULL""",
+    """CREATE INDEX IF NOT EXISTS celeriac_messages_process
+        ON celeriac_messages (lease_host, lease_pid) WHERE lease_consumer IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS celeriac_bindings (
+        exchange TEXT NOT NULL, exchange_type TEXT NOT NULL, binding_key TEXT NOT NULL,
+        queue TEXT NOT NULL, PRIMARY KEY (exchange, binding_key, queue))""",
+    """CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, exchange TEXT NOT NULL,
+        routing_key TEXT NOT NULL, body BLOB NOT NULL, content_type TEXT NOT NULL,
+        content_encoding TEXT NOT NULL, headers TEXT NOT NULL, properties TEXT NOT NULL,
+        reason TEXT NOT NULL, dead_lettered_at REAL NOT NULL)""",
+)
+_PARTS = "body, content_type, content_encoding, headers, properties"
+_WAITING = "(lease_consumer IS NULL OR lease_expires <= ?)"
+_HELD = "id = ? AND delivery_count = ? AND lease_consumer = ?"
+_UNLEASE = (
+    "lease_consumer = NULL, lease_owner = NULL, lease_host = NULL, lease_pid = NULL, "
+    "lease_expires = NULL"
+)
+_SELECT_DUE = (
+    f"SELECT id, queue, exchange, routing_key, delivery_count, {_PARTS} FROM celeriac_messages"
+    f" WHERE queue = ? AND delayed = 0 AND {_WAITING} ORDER BY priority DESC, id LIMIT ?"
+)
+# A queue's waiting rows, in two halves so each uses its index (delayed rows are never leased).
+_WAITING_ROWS = (
+    f"FROM celeriac_messages WHERE queue = ? AND delayed = 0 AND {_WAITING}",
+    "FROM celeriac_messages WHERE queue = ? AND delayed = 1",
+)
+_PROMOTE = (
+    "UPDATE celeriac_messages SET delayed = 0 WHERE queue = ? AND delayed = 1 AND available_at <= ?"
+)
+_NEXT_DUE = (
+    "SELECT MIN(available_at) FROM celeriac_messages WHERE queue = ? AND delayed = 1"
+    " UNION ALL SELECT MIN(lease_expires) FROM celeriac_messages"
+    " WHERE lease_consumer IS NOT NULL AND queue = ?"
+)
+_LEASE = (
+    "UPDATE celeriac_messages SET delivery_count = delivery_count + 1, lease_consumer = ?,"
+    " lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires = ? WHERE id = ?"
+)
+
+
+def _bury(where: str) -> str:
+    """SQL copying the rows ``where`` selects to the dead letters; params: reason, time, where's."""
+    return (
+        "INSERT INTO celeriac_dead_letters (queue, exchange, routing_key, "
+        f"{_PARTS}, reason, dead_lettered_at) SELECT queue, exchange, routing_key, {_PARTS}, ?, ?"
+        f" FROM celeriac_messages WHERE {where}"
+    )
+
+
+def _poison_reason(count: int) -> str:
+    return (
+        f"delivered {count} times without being acknowledged (its worker probably died each time)"
+    )
+
+
+def _database_path(url: str) -> str:
+    """The absolute file path of a ``sqlite://`` URL, checked to be usable."""
+    parts = urlsplit(url)
+    shown = mask_password(url)
+    if parts.scheme != "sqlite" or parts.netloc or parts.query:
+        raise ImproperlyConfigured(
+            f"{shown!r} is not a SQLite broker URL: write sqlite:///relative/path.sqlite or "
+            "sqlite:////absolute/path.sqlite (options go in broker_transport_options)."
+        )
+    raw = parts.path[1:]
+    if not raw or raw == ":memory:":
+        raise ImproperlyConfigured(
+            f"The SQLite broker URL {shown!r} names no file: give a path such as "
+            "sqlite:///celeriac.sqlite (use memory:// for a broker inside one process)."
+        )
+    path = os.path.abspath(raw)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise ImproperlyConfigured(
+            f"The SQLite broker file {path} cannot be created: the directory {directory} does "
+            "not exist. Create it, or point broker_url at a file in an existing directory."
+        )
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+        os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        raise ImproperlyConfigured(
+            f"The SQLite broker file {path} is not writable by this user (SQLite also needs to "
+            f"write beside it in {directory}). Fix the permissions or choose another path."
+        )
+    if os.path.isdir(path):
+        raise ImproperlyConfigured(f"The SQLite broker path {path} is a directory, not a file.")
+    return path
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks the pid (POSIX)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. PermissionError: it exists but belongs to another user
+    return True
+
+
+class _Database:
+    """One connection to the broker file, used under a lock; sqlite3 errors become ours."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        with sqlite_call(), self._errors("open the database"):
+            self._conn = sqlite3.connect(
+                path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            hint = "Check that the file is a Celeriac database on a local disk."
+            if "locked" in str(exc) or "busy" in str(exc):
+                hint = f"Another process held its write lock for over {_BUSY_TIMEOUT:g} s."
+            raise TransportError(
+                f"SQLite broker {self.path}: could not {what}: {exc}. {hint}"
+            ) from exc
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """Run the block as one write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
+        with sqlite_call(), self._lock, self._errors(what):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
+
+    def query(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with sqlite_call(), self._lock, self._errors(what):
+            return self._conn.execute(sql, params).fetchall()
+
+    def change(self, what: str, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement (its own transaction); return how many rows it changed."""
+        with sqlite_call(), self._lock, self._errors(what):
+            return self._conn.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        with sqlite_call(), self._lock:
+            self._conn.close()
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(
+        body=bytes(row["body"]),
+        content_type=row["content_type"],
+        content_encoding=row["content_encoding"],
+        headers=json.loads(row["headers"]),
+        properties=json.loads(row["properties"]),
+    )
+
+
+def _parts(message: Message) -> tuple[bytes, str, str, str, str]:
+    try:
+        headers, properties = json.dumps(message.headers), json.dumps(message.properties)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(
+            "The SQLite broker stores message headers and properties as JSON, so they may hold "
+            f"only strings, numbers, booleans, None, lists and dicts: {exc}"
+        ) from exc
+    return (message.body, message.content_type, message.content_encoding, headers, properties)

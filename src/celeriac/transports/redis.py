@@ -1,0 +1,295 @@
+"""The Redis broker, wire-compatible with kombu's Redis transport (Celery's workers and clients).
+
+URLs: ``redis://``, ``rediss://``, ``redis+socket://``, ``sentinel://`` (see
+``_redis_connection``). Options (``broker_transport_options``, Celery's names where Celery has
+one): ``global_keyprefix``, ``sep``, ``priority_steps`` ([0, 3, 6, 9]),
+``queue_order_strategy`` (round_robin | priority | sorted), ``visibility_timeout`` (3600 s),
+``fanout_prefix``, ``fanout_patterns``, ``unacked_key``, ``unacked_index_key``,
+``socket_timeout``, ``socket_connect_timeout``, ``socket_keepalive``, ``client_name``,
+``master_name``, ``sentinel_kwargs``, ``max_retries``/``interval_*``; and Celeriac's own:
+``lease_timeout`` (s, the smaller of 30 and visibility_timeout), ``max_deliveries`` (10),
+``delayed_delivery`` (True), ``restore_visible`` (True), ``recover_interval`` (1 s),
+``polling_interval`` (0.1 s, only without CLIENT TRACKING), ``broker_use_ssl``,
+``broker_connection_retry_on_startup``, ``broker_connection_max_retries``.
+
+Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
+
+    <queue>, <queue>␆␖3, ␆␖6, ␆␖9   LIST  kombu's: one per priority step, LPUSH in / RPOP out;
+                                         step 0 is taken first (on Redis, 0 is the highest)
+    _kombu.binding.<exchange>        SET   kombu's: "<routing key>␆␖<pattern>␆␖<queue>"
+    _kombu.binding_permanent.<ex>    SET   the same members (kombu 5.7 keeps them alive)
+    unacked                          HASH  kombu's: tag -> [envelope, "", queue] while leased
+    unacked_index                    ZSET  kombu's: tag -> delivery time, renewed with the lease
+    _celeriac.leases                 ZSET  "<tag>\t<claim>" -> lease expiry (Celeriac's only)
+    _celeriac.claims                 HASH  tag -> delivery count, envelope size, step, queue
+    _celeriac.deliveries             HASH  tag -> deliveries so far (only while it waits again)
+    _celeriac.delayed.<queue>        ZSET  "<step><envelope>" -> not-before time (ETA, defer)
+    _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope"} oldest first
+    _celeriac.exchanges              HASH  exchange -> type (kombu keeps types in memory only)
+    _celeriac.fanout.<exchange>      SET   queues Celeriac bound to a fanout exchange
+    /<db>.<exchange>[/<routing key>] Pub/Sub channel of kombu's fanout, and of ``broadcast``
+                                     (remote control, events; see ``_redis_broadcast``)
+
+Atomic steps, each one Lua script (``_redis_scripts``) or one MULTI:
+
+    publish      LPUSH of the envelope to each routed queue's step list (ZADD to the delayed
+                 set when ``not_before`` is ahead), PUBLISH for fanout; a batch is one MULTI
+    take         promote due delayed messages; RPOP from the lists (best step first, queues in
+                 turn); for each message HSET unacked + ZADD unacked_index + ZADD leases + HSET
+                 claims, or move it to the dead letters when it was delivered max_deliveries
+                 times already - so no crash point loses a message between list and lease
+    ack, renew, give back (requeue, defer, dead letter)   one script each, acting only while the
+                 caller's claim still holds the message
+    recover      put back the messages whose leases expired (their worker died) and those a
+                 Celery worker left unacknowledged past visibility_timeout
+    declare, queue_length, purge   one MULTI each
+
+A waiting consumer never polls: Redis client-side tracking (``CLIENT TRACKING ... REDIRECT``)
+sends it an invalidation when a list or delayed set it read changes (``_redis_consumer``).
+Celery workers consume the same lists with BRPOP and restore ``unacked`` after their
+visibility timeout; since a lease renewal also moves the ``unacked_index`` score, neither side
+restores a message whose task is still running.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celeriac._time import Clock, system_clock
+from celeriac.exceptions import ImproperlyConfigured, TransportError
+from celeriac.protocol.message import Message
+from celeriac.routing import Queue, matches
+from celeriac.transports._redis_broadcast import RedisSubscription
+from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
+from celeriac.transports._redis_consumer import RedisConsumer
+from celeriac.transports._redis_layout import (
+    BrokerOptions,
+    Keys,
+    decode_envelope,
+    encode_envelope,
+    topic_pattern,
+)
+from celeriac.transports.base import Capabilities, DeadLetter, Outgoing, Transport
+
+__all__ = ["RedisTransport"]
+
+_EXCHANGE_TYPES = ("direct", "topic", "fanout", "headers")
+
+
+class RedisTransport(Transport):
+    """A broker in Redis that Celery's workers and clients share (module docstring)."""
+
+    capabilities = Capabilities(
+        delayed_delivery=True,
+        leases=True,
+        priorities=True,
+        cross_process=True,
+        persistent=True,
+        broadcast=True,
+    )
+    #: kombu's order on Redis: priority 0 is taken first, 9 last (the opposite of AMQP).
+    lower_priority_first = True
+
+    def __init__(
+        self, url: str, *, options: Mapping[str, Any] | None = None, clock: Clock = system_clock
+    ) -> None:
+        opts = dict(options or {})
+        self.options = BrokerOptions.parse(opts)
+        retries = opts.get("broker_connection_max_retries")
+        defaults = RetryPolicy(max_retries=10 if retries is None else int(retries))
+        self.connector = RedisConnector(
+            url, opts, what="broker", error=TransportError,
+            retry=RetryPolicy.from_options(opts, defaults),
+            ssl_options=opts.get("broker_use_ssl"),
+            retry_on_startup=opts.get("broker_connection_retry_on_startup") is not False,
+        )  # fmt: skip
+        self.keys = Keys(self.options, self.connector.address.db)
+        self.clock = clock
+        if not self.options.delayed_delivery:
+            self.capabilities = Capabilities(
+                leases=True, priorities=True, cross_process=True, persistent=True, broadcast=True
+            )
+        self._exchange_types: dict[str, str] = {}
+        self._consumers: set[RedisConsumer] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def lease_renew_interval(self) -> float:
+        return self.options.lease_timeout / 3
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def declare(self, queue: Queue) -> None:
+        exchange = queue.bound_exchange
+        if not exchange.name:
+            return  # the default exchange routes by queue name; nothing to bind
+        if exchange.type not in _EXCHANGE_TYPES:
+            raise ImproperlyConfigured(f"Unknown exchange type {exchange.type!r}")
+        keys = self.keys
+        pattern = topic_pattern(queue.binding_key) if exchange.type == "topic" else ""
+        member = keys.binding_member(queue.binding_key, pattern, queue.name)
+        self._exchange_types[exchange.name] = exchange.type
+
+        commands: list[tuple[Any, ...]] = [
+            ("SADD", keys.binding(exchange.name), member),
+            ("SADD", keys.binding_permanent(exchange.name), member),
+            ("HSET", keys.exchange_types, exchange.name, exchange.type),
+        ]
+        if exchange.type == "fanout":
+            commands.append(("SADD", keys.fanout_queues(exchange.name), queue.name))
+        self.connector.run(
+            f"bind queue {queue.name!r} to exchange {exchange.name!r}",
+            lambda: self.connector.execute(commands, transaction=True),
+        )
+
+    def _routes(self, exchanges: set[str]) -> dict[str, tuple[str, list[str], set[str]]]:
+        """For each named exchange: its type, its binding members and its fanout queues."""
+        if not exchanges:
+            return {}
+        names = sorted(exchanges)
+        keys = self.keys
+
+        commands = [
+            command
+            for name in names
+            for command in (
+                ("SMEMBERS", keys.binding(name)),
+                ("HGET", keys.exchange_types, name),
+                ("SMEMBERS", keys.fanout_queues(name)),
+            )
+        ]
+        replies = self.connector.run(
+            "read exchange bindings", lambda: self.connector.execute(commands)
+        )
+        routes: dict[str, tuple[str, list[str], set[str]]] = {}
+        for i, name in enumerate(names):
+            members = [m.decode() for m in replies[3 * i]]
+            stored = replies[3 * i + 1]
+            kind = self._exchange_types.get(name) or (stored.decode() if stored else "")
+            if not kind:  # bound by a Celery client: patterns only exist for topic bindings
+                kind = "topic" if any(m.split(keys.sep)[1:2] != [""] for m in members) else "direct"
+            routes[name] = (kind, members, {q.decode() for q in replies[3 * i + 2]})
+        return routes
+
+    def _destinations(
+        self, item: Outgoing, routes: dict[str, tuple[str, list[str], set[str]]]
+    ) -> tuple[list[str], list[str]]:
+        """The queues ``item`` goes to, and the fanout channels it is published on."""
+        if not item.exchange:
+            return [item.routing_key], []
+        kind, members, fanout_queues = routes[item.exchange]
+        if kind == "fanout":
+            return sorted(fanout_queues), [self.keys.topic(item.exchange, item.routing_key)]
+        queues = set()
+        for member in members:
+            binding_key, _, queue = member.split(self.keys.sep, 2)
+            if matches(kind, binding_key, item.routing_key):
+                queues.add(queue)
+        return sorted(queues), []
+
+    def publish(self, items: Sequence[Outgoing]) -> list[int]:
+        routes = self._routes({item.exchange for item in items if item.exchange})
+        now = self.clock.time()
+        commands: list[tuple[Any, ...]] = []
+        plan: list[tuple[int, int, int]] = []  # per item: list deliveries, its PUBLISH replies
+        for item in items:
+            queues, channels = self._destinations(item, routes)
+            step = self.options.step_of(item.message.priority)
+            delayed = self.options.delayed_delivery and (item.not_before or 0) > now
+            for queue in queues:
+                envelope, _ = encode_envelope(item.message, item.exchange, item.routing_key)
+                if delayed:
+                    score = repr(item.not_before)
+                    commands.append(("ZADD", self.keys.delayed(queue), score, f"{step}{envelope}"))
+                else:
+                    commands.append(("LPUSH", self.keys.queue(queue, step), envelope))
+            start = len(commands)
+            for channel in channels:
+                envelope, _ = encode_envelope(item.message, item.exchange, item.routing_key)
+                commands.append(("PUBLISH", channel, envelope))
+            plan.append((len(queues), start, len(commands)))
+        if not commands:
+            return [0] * len(items)
+        replies = self.connector.run("publish messages", lambda: self._execute(commands))
+        return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
+
+    def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        return self.connector.execute(commands, transaction=len(commands) > 1)
+
+    def broadcast(self, exchange: str, routing_key: str, message: Message) -> None:
+        envelope, _ = encode_envelope(message, exchange, routing_key)
+        channel = self.keys.topic(exchange, routing_key)
+        command = ("PUBLISH", channel, envelope)
+        self.connector.run(
+            f"broadcast on exchange {exchange!r}", lambda: self.connector.execute([command])
+        )
+
+    def subscribe(self, exchange: str, patterns: Sequence[str] = ("#",)) -> RedisSubscription:
+        return RedisSubscription(self.connector, self.keys, exchange, patterns)
+
+    # -- consuming ------------------------------------------------------------------------
+
+    def consumer(self, queues: Sequence[str], *, owner: str) -> RedisConsumer:
+        consumer = RedisConsumer(self, list(dict.fromkeys(queues)), owner)
+        with self._lock:
+            self._consumers.add(consumer)
+        return consumer
+
+    def _forget(self, consumer: RedisConsumer) -> None:
+        with self._lock:
+            self._consumers.discard(consumer)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def _queue_keys(self, queue: str) -> list[str]:
+        return [self.keys.queue(queue, step) for step in self.options.priority_steps]
+
+    def queue_length(self, queue: str) -> int:
+        commands: list[tuple[Any, ...]] = [("LLEN", key) for key in self._queue_keys(queue)]
+        commands.append(("ZCARD", self.keys.delayed(queue)))
+        replies = self.connector.run(
+            f"count the messages of queue {queue!r}",
+            lambda: self.connector.execute(commands, transaction=True),
+        )
+        return sum(int(n) for n in replies)
+
+    def purge(self, queue: str) -> int:
+        keys = [*self._queue_keys(queue), self.keys.delayed(queue)]
+        commands: list[tuple[Any, ...]] = [("LLEN", key) for key in keys[:-1]]
+        commands += [("ZCARD", keys[-1]), ("DEL", *keys)]
+        replies = self.connector.run(
+            f"purge queue {queue!r}", lambda: self.connector.execute(commands, transaction=True)
+        )
+        return sum(int(n) for n in replies[:-1])
+
+    def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
+        [raw] = self.connector.run(
+            "read the dead letters",
+            lambda: self.connector.execute([("LRANGE", self.keys.dead_letters, 0, -1)]),
+        )
+        letters = []
+        for entry in raw:
+            letter = _dead_letter(entry)
+            if queue is None or letter.queue == queue:
+                letters.append(letter)
+        return letters
+
+    def close(self) -> None:
+        with self._lock:
+            consumers = list(self._consumers)
+        for consumer in consumers:
+            consumer.close()
+        self.connector.close()
+
+
+def _dead_letter(entry: bytes) -> DeadLetter:
+    data = json.loads(entry.decode("utf-8", "replace"))
+    envelope = data.get("envelope") or ""
+    try:
+        message = decode_envelope(envelope).message
+    except ValueError:
+        message = Message(envelope.encode("utf-8", "replace"), "application/octet-stream", "binary")
+    return DeadLetter(message, str(data.get("queue")), str(data.get("reason")), float(data["at"]))
