@@ -1,0 +1,94 @@
+"""Result backends: where task states and results are kept, chosen by the URL's scheme.
+
+``create_backend(url)`` imports only the module the scheme needs, so a store's client
+library is required only when that store is used::
+
+    memory://[name]        cache+memory://[name]      celeriac.backends.memory.MemoryBackend
+    sqlite:///rel.sqlite   sqlite:////abs.sqlite      celeriac.backends.sqlite.SQLiteBackend
+    db+sqlite:///...                                  (the embedded default)
+    redis://  rediss://  redis+socket://  sentinel:// celeriac.backends.redis.RedisBackend
+                                                      (Celery's keys and JSON)
+    rpc://                                            celeriac.backends.rpc.RpcBackend (results as
+                                                      messages to the client, via the AMQP broker)
+
+Every implementation satisfies ``celeriac.backends.base.ResultBackend`` and passes the suite
+in ``tests/conformance/test_backend_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from celeriac._time import Clock, system_clock
+from celeriac.backends.base import ResultBackend
+from celeriac.exceptions import ImproperlyConfigured
+
+__all__ = ["ResultBackend", "create_backend"]
+
+# scheme -> (module, class); the module is imported only when its scheme is asked for.
+_IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
+    "memory": ("celeriac.backends.memory", "MemoryBackend"),
+    "cache+memory": ("celeriac.backends.memory", "MemoryBackend"),
+    "sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
+    "db+sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
+    "redis": ("celeriac.backends.redis", "RedisBackend"),
+    "rediss": ("celeriac.backends.redis", "RedisBackend"),
+    "redis+socket": ("celeriac.backends.redis", "RedisBackend"),
+    "sentinel": ("celeriac.backends.redis", "RedisBackend"),
+    "rpc": ("celeriac.backends.rpc", "RpcBackend"),
+}
+
+
+class _BackendClass(Protocol):
+    """How every implementation is constructed."""
+
+    def __call__(
+        self, url: str, *, options: Mapping[str, Any] | None, clock: Clock
+    ) -> ResultBackend: ...
+
+
+def create_backend(
+    url: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    clock: Clock = system_clock,
+) -> ResultBackend:
+    """The result backend ``url`` names, given its options (unknown keys are ignored).
+
+    Raises ``ImproperlyConfigured`` for an unknown scheme, a missing client library, or a
+    URL the implementation rejects.
+    """
+    scheme, sep, _ = url.partition("://")
+    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else None
+    if implementation is None:
+        available = ", ".join(f"{name}://" for name in _IMPLEMENTATIONS)
+        raise ImproperlyConfigured(
+            f"no result backend for {_masked(url)!r}: use a URL starting with one of {available}"
+        )
+    module_name, class_name = implementation
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"result backend {_masked(url)!r} needs the {exc.name or module_name!r} package, "
+            "which is not installed: install it, or choose another result backend"
+        ) from exc
+    backend_class: _BackendClass = getattr(module, class_name)
+    return backend_class(url, options=options, clock=clock)
+
+
+def _masked(url: str) -> str:
+    """``url`` with any password replaced by ``**``, fit for error messages and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.partition("://")[0] + "://***"  # unparseable: show nothing that may be secret
+    if not password:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:**@{hostport}").geturl()

@@ -1,0 +1,102 @@
+"""The result-backend interface: a small store of encoded task meta.
+
+The store never interprets what it keeps: the app encodes each task's meta (Celery's layout,
+celery-wire.md §3.2) with the result serializer and hands the bytes in with the state, so a
+backend can index by state without decoding. Groups are kept the same way, and an atomic
+counter with expiry is all a chord needs. Waiting is the one place a backend must be clever:
+``wait_for`` blocks by notification where the store can notify (Redis pub/sub) and by
+bounded polling elsewhere.
+
+Errors: every method may raise ``BackendError`` (store unreachable or failed), translated
+from the driver's exception. All methods are safe to call from any thread. ``store``,
+``forget`` and ``save_group`` are idempotent. Only ``wait_for`` blocks beyond one round trip.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+__all__ = ["ResultBackend"]
+
+
+class ResultBackend(ABC):
+    """Where task results and states are kept."""
+
+    #: Whether ``wait_for`` is woken by notification rather than polling.
+    notifies: bool = False
+
+    #: The queue this backend's client receives results on (rpc); producers put it in the
+    #: message's ``reply_to`` property. None for backends that store results.
+    reply_to: str | None = None
+
+    @abstractmethod
+    def store(
+        self,
+        task_id: str,
+        payload: bytes,
+        *,
+        state: str,
+        ttl: float | None,
+        reply_to: str | None = None,
+    ) -> None:
+        """Keep ``payload`` as the meta of ``task_id``, replacing any before.
+
+        ``ttl`` seconds until it expires (None: never). ``reply_to`` is the queue a sender
+        named for its results (the task message's ``reply_to``); only message-based backends
+        use it.
+        """
+
+    @abstractmethod
+    def fetch(self, task_id: str) -> bytes | None:
+        """The stored meta of ``task_id``, or None when there is none (PENDING) or it expired."""
+
+    @abstractmethod
+    def fetch_many(self, task_ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored meta of each id that has one."""
+
+    @abstractmethod
+    def wait_for(
+        self,
+        task_ids: Sequence[str],
+        is_ready: Callable[[bytes], bool],
+        *,
+        timeout: float | None,
+        interval: float = 0.5,
+    ) -> dict[str, bytes]:
+        """Block until every id's stored meta satisfies ``is_ready``; return them all.
+
+        ``interval`` bounds the polling period of backends that poll. Raises
+        ``celeriac.exceptions.TimeoutError`` when ``timeout`` seconds pass first.
+        """
+
+    @abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete the meta of ``task_id``."""
+
+    @abstractmethod
+    def save_group(self, group_id: str, payload: bytes, *, ttl: float | None) -> None:
+        """Keep a group's meta (the list of its members' ids)."""
+
+    @abstractmethod
+    def fetch_group(self, group_id: str) -> bytes | None:
+        """A group's stored meta, or None."""
+
+    @abstractmethod
+    def forget_group(self, group_id: str) -> None:
+        """Delete a group's meta."""
+
+    @abstractmethod
+    def incr(self, key: str, *, ttl: float | None) -> int:
+        """Atomically add one to the counter ``key`` (created at 0) and return the new value.
+
+        Each call sets the counter's expiry to ``ttl`` seconds from now.
+        """
+
+    @abstractmethod
+    def cleanup(self) -> int:
+        """Delete expired entries now; return how many. Stores that expire on their own return 0."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Idempotent."""

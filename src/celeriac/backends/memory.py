@@ -1,0 +1,223 @@
+"""The in-process result backend: dictionaries behind one lock, for tests and eager mode.
+
+Backends made from the same URL share one named store in the process (``memory://`` names
+the default store ``""``, ``memory://name`` another one; ``cache+memory://`` is an alias),
+so an app and its in-thread worker see the same results. Nothing leaves the process and
+nothing survives it.
+
+Layout of one named store::
+
+    results:  task_id  -> _Entry(payload, state, expires_at)
+    groups:   group_id -> _Entry(payload, "", expires_at)
+    counters: key      -> (value, expires_at)
+
+``expires_at`` is Unix time from the backend's clock (None: never). Every step is atomic
+because it runs under the store's ``threading.Condition``; ``store`` and ``forget`` bump a
+version and notify it, which is what wakes ``wait_for`` (so ``notifies`` is True); its
+deadline is read from the clock, but the wait itself is a real ``Condition.wait``. Expired
+entries read as absent and stay until ``cleanup`` deletes them, as in the SQLite backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from celeriac._time import Clock, system_clock
+from celeriac.backends.base import ResultBackend
+from celeriac.exceptions import ImproperlyConfigured, TimeoutError
+
+__all__ = ["MemoryBackend", "reset_store"]
+
+_SCHEMES = ("memory", "cache+memory")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    payload: bytes
+    state: str
+    expires_at: float | None
+
+
+@dataclass(eq=False)
+class _MemoryStore:
+    """The shared state behind every ``MemoryBackend`` of one name."""
+
+    results: dict[str, _Entry] = field(default_factory=dict)
+    groups: dict[str, _Entry] = field(default_factory=dict)
+    counters: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    version: int = 0
+
+    def clear(self) -> None:
+        with self.changed:
+            self.results.clear()
+            self.groups.clear()
+            self.counters.clear()
+            self.version += 1
+            self.changed.notify_all()
+
+
+_registry: dict[str, _MemoryStore] = {}
+_registry_lock = threading.Lock()
+
+
+def _named_store(name: str) -> _MemoryStore:
+    with _registry_lock:
+        return _registry.setdefault(name, _MemoryStore())
+
+
+def reset_store(name: str = "") -> None:
+    """Empty the named store and drop it from the registry (for tests)."""
+    with _registry_lock:
+        store = _registry.pop(name, None)
+    if store is not None:
+        store.clear()
+
+
+def _store_name(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        raise ImproperlyConfigured(
+            f"{url!r} is not a memory result backend URL: use memory:// or memory://<name>"
+        )
+    return rest.partition("?")[0].strip("/")
+
+
+def _expired(expires_at: float | None, now: float) -> bool:
+    return expires_at is not None and expires_at <= now
+
+
+class MemoryBackend(ResultBackend):
+    """Results kept in this process, shared by every backend made from the same URL."""
+
+    notifies = True
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        options: Mapping[str, Any] | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        del options  # nothing to tune; unknown keys are ignored
+        self.name = _store_name(url)
+        self._store = _named_store(self.name)
+        self._clock = clock
+
+    def _expiry(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self._clock.time() + ttl
+
+    def store(
+        self,
+        task_id: str,
+        payload: bytes,
+        *,
+        state: str,
+        ttl: float | None,
+        reply_to: str | None = None,  # ignored: results are kept here, not sent
+    ) -> None:
+        entry = _Entry(bytes(payload), state, self._expiry(ttl))
+        with self._store.changed:
+            self._store.results[task_id] = entry
+            self._store.version += 1
+            self._store.changed.notify_all()
+
+    def fetch(self, task_id: str) -> bytes | None:
+        return self.fetch_many([task_id]).get(task_id)
+
+    def fetch_many(self, task_ids: Sequence[str]) -> dict[str, bytes]:
+        with self._store.changed:
+            return self._live_results(task_ids)
+
+    def _live_results(self, task_ids: Sequence[str]) -> dict[str, bytes]:
+        now = self._clock.time()
+        found: dict[str, bytes] = {}
+        for task_id in task_ids:
+            entry = self._store.results.get(task_id)
+            if entry is not None and not _expired(entry.expires_at, now):
+                found[task_id] = entry.payload
+        return found
+
+    def wait_for(
+        self,
+        task_ids: Sequence[str],
+        is_ready: Callable[[bytes], bool],
+        *,
+        timeout: float | None,
+        interval: float = 0.5,
+    ) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(task_ids))
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        changed = self._store.changed
+        while True:
+            with changed:
+                version = self._store.version
+                found = self._live_results(wanted)
+            # is_ready is the caller's code (it decodes meta), so it runs outside the lock.
+            ready = {task_id: payload for task_id, payload in found.items() if is_ready(payload)}
+            if len(ready) == len(wanted):
+                return {task_id: ready[task_id] for task_id in wanted}
+            with changed:
+                while self._store.version == version:
+                    if deadline is None:
+                        changed.wait()
+                        continue
+                    remaining = deadline - self._clock.monotonic()
+                    if remaining <= 0 or not changed.wait(remaining):
+                        raise TimeoutError(
+                            f"{len(wanted) - len(ready)} of {len(wanted)} results were not "
+                            f"ready within {timeout} s"
+                        )
+
+    def forget(self, task_id: str) -> None:
+        with self._store.changed:
+            if self._store.results.pop(task_id, None) is not None:
+                self._store.version += 1
+                self._store.changed.notify_all()
+
+    def save_group(self, group_id: str, payload: bytes, *, ttl: float | None) -> None:
+        entry = _Entry(bytes(payload), "", self._expiry(ttl))
+        with self._store.changed:
+            self._store.groups[group_id] = entry
+
+    def fetch_group(self, group_id: str) -> bytes | None:
+        with self._store.changed:
+            entry = self._store.groups.get(group_id)
+        if entry is None or _expired(entry.expires_at, self._clock.time()):
+            return None
+        return entry.payload
+
+    def forget_group(self, group_id: str) -> None:
+        with self._store.changed:
+            self._store.groups.pop(group_id, None)
+
+    def incr(self, key: str, *, ttl: float | None) -> int:
+        now = self._clock.time()
+        with self._store.changed:
+            value, expires_at = self._store.counters.get(key, (0, None))
+            if _expired(expires_at, now):
+                value = 0
+            value += 1
+            self._store.counters[key] = (value, self._expiry(ttl))
+            return value
+
+    def cleanup(self) -> int:
+        now = self._clock.time()
+        with self._store.changed:
+            removed = 0
+            for table in (self._store.results, self._store.groups):
+                stale = [key for key, entry in table.items() if _expired(entry.expires_at, now)]
+                for key in stale:
+                    del table[key]
+                removed += len(stale)
+            counters = self._store.counters
+            stale = [key for key, (_, expires_at) in counters.items() if _expired(expires_at, now)]
+            for key in stale:
+                del counters[key]
+            return removed + len(stale)
+
+    def close(self) -> None:
+        """Nothing to release: the named store outlives its backends (see ``reset_store``)."""
