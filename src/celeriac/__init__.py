@@ -1,0 +1,62 @@
+"""Celeriac: a distributed task queue with Celery's API and wire protocol.
+
+``from celeriac import Celery`` and go on as with Celery; with no broker configured the app
+uses an embedded SQLite file, so nothing else needs to run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celeriac import states
+from celeriac._proxy import Proxy
+from celeriac.app.base import Celery, shared_task
+from celeriac.app.base import current_app as _current_app
+from celeriac.canvas import (
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    subtask,
+    xmap,
+    xstarmap,
+)
+from celeriac.request import current_task as _current_task
+from celeriac.result import AsyncResult, EagerResult
+from celeriac.routing import Exchange, Queue
+from celeriac.task import Task
+
+__version__ = "0.1.0"
+VERSION_BANNER = f"celeriac {__version__}"
+
+#: Celery's name for the app class; Celeriac is the same class.
+Celeriac = Celery
+
+current_app: Any = Proxy(_current_app)
+current_task: Any = Proxy(_current_task)
+
+__all__ = [
+    "AsyncResult",
+    "Celeriac",
+    "Celery",
+    "EagerResult",
+    "Exchange",
+    "Queue",
+    "Task",
+    "__version__",
+    "chain",
+    "chord",
+    "chunks",
+    "current_app",
+    "current_task",
+    "group",
+    "maybe_signature",
+    "shared_task",
+    "signature",
+    "states",
+    "subtask",
+    "xmap",
+    "xstarmap",
+]

@@ -1,0 +1,1 @@
+"""The app: settings, task registry, routing, producing messages, storing results."""

@@ -1,0 +1,551 @@
+"""The ``Celery`` app: settings, the task registry, and the broker and result store it uses.
+
+An app is configured at the edge (constructor keywords, ``config_from_object``,
+``conf.update``) and builds its transport and result backend lazily on first use, once per
+process: a forked pool child that touches ``app.transport`` gets a fresh connection; its
+router is rebuilt whenever the routing settings change. With no broker configured the app
+uses the embedded SQLite file ``celeriac.sqlite`` in the current directory for both messages
+and results.
+
+``current_app`` is the app of the task running in this thread, else the app set current in
+this thread, else the default (``set_default``, else the app set current last anywhere).
+A ``shared_task`` is registered as a copy bound to each app, so every app runs it as its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+import uuid
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+
+from celeriac import signals
+from celeriac._imports import import_module
+from celeriac._lamport import LamportClock
+from celeriac._time import Clock, system_clock
+from celeriac.app.producer import Producer
+from celeriac.app.registry import TaskRegistry
+from celeriac.app.results import ResultStore
+from celeriac.app.routes import Router
+from celeriac.app.settings import Settings, resolve_config_object, settings_from_object, validate
+from celeriac.backends import create_backend
+from celeriac.backends.base import ResultBackend
+from celeriac.canvas import Signature, signature
+from celeriac.canvas.builtins import register_builtins
+from celeriac.exceptions import ImproperlyConfigured, UnknownSettingWarning
+from celeriac.request import current_task
+from celeriac.result import AsyncResult, GroupResult
+from celeriac.task import TASK_OPTIONS, Task
+from celeriac.transports import create_transport
+from celeriac.transports.base import Transport
+
+if TYPE_CHECKING:
+    from celeriac.app.control import Control
+    from celeriac.events import Events
+
+__all__ = ["DEFAULT_URL", "Celery", "current_app", "shared_task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The embedded default for both broker and results.
+DEFAULT_URL = "sqlite:///celeriac.sqlite"
+
+_state = threading.local()  # .current: the app set as current in this thread
+_default_app: Celery | None = None  # set_default(): the app of threads that set none
+_last_current: Celery | None = None  # the app set as current last, in any thread
+_all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
+_shared_tasks: list[Task[Any, Any]] = []
+_inherited: list[object] = []
+#: Settings handed to the transport / result backend with their options (they read them).
+_BROKER_SETTINGS = (
+    "broker_use_ssl", "broker_connection_retry_on_startup", "broker_connection_max_retries",
+    "broker_connection_timeout", "broker_heartbeat", "broker_pool_limit",
+)  # fmt: skip
+_BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
+
+
+def current_app() -> Celery:
+    """The app of the task running here; else this thread's current app; else a default.
+
+    The default is the app given to ``set_default()``, else the app set as current last in
+    any thread (so a worker's pool threads see the app their tasks belong to), else a new
+    app named ``default``.
+    """
+    task = current_task()
+    if task is not None and task.bound_app is not None:
+        return task.bound_app
+    app: Celery | None = getattr(_state, "current", None) or _default_app or _last_current
+    if app is None:
+        app = Celery("default")
+    return app
+
+
+class Celery:
+    """A Celeriac application: ``Celery('proj', broker=..., backend=...)``."""
+
+    def __init__(
+        self,
+        main: str | None = None,
+        broker: str | None = None,
+        backend: str | None = None,
+        include: Sequence[str] | None = None,
+        *,
+        set_as_current: bool = True,
+        namespace: str | None = None,
+        config_source: Any = None,
+        clock: Clock | None = None,
+        strict_typing: bool = True,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.clock: Clock = clock or system_clock
+        self.strict_typing = strict_typing
+        self.namespace = namespace
+        self.conf = Settings()
+        self.tasks = TaskRegistry()
+        self.on_after_configure = signals.Signal("on_after_configure")
+        self.on_after_finalize = signals.Signal("on_after_finalize")
+        self.configured = False  # on_after_configure was sent (beat sends it otherwise)
+        self.oid = str(uuid.uuid4())
+        self._thread_oid = threading.local()
+        self._pid = os.getpid()
+        self._transport: Transport | None = None
+        self._backend: ResultBackend | None = None
+        self._backend_made = False
+        self._lock = threading.RLock()
+        self._router: Router | None = None
+        self._router_key: tuple[Any, ...] = ()
+        self._autodiscover: list[tuple[Any, str]] = []
+        self.producer = Producer(self)
+        self.results = ResultStore(self, lambda: self.backend)
+        self.lamport_clock = LamportClock()  # Celery's app.clock: stamps control and events
+        self._control: Control | None = None
+        self._events: Events | None = None
+        if config_source is not None:
+            self.config_from_object(config_source, namespace=namespace)
+        if settings:
+            self.conf.merge(settings, stacklevel=2)
+        # Set one by one: these may go with old names in ``settings`` (Celery allows it).
+        if broker is not None:
+            self.conf["broker_url"] = broker
+        if backend is not None:
+            self.conf["result_backend"] = backend
+        if include:
+            self.conf["include"] = tuple(include)
+        register_builtins(self)
+        for task in _shared_tasks:
+            self._add_shared(task)
+        _all_apps.add(self)
+        if set_as_current:
+            self.set_current()
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def config_from_object(
+        self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> None:
+        """Load settings from a module, its path, an object, or ``'django.conf:settings'``."""
+        try:
+            source = resolve_config_object(obj)
+        except ImproperlyConfigured:
+            if silent:
+                return
+            raise
+        self.conf.update(settings_from_object(source, namespace=namespace or self.namespace))
+        self._reset_connections()
+        self.configured = True
+        self.on_after_configure.send(sender=self, source=source)
+
+    def config_from_envvar(self, variable_name: str, silent: bool = False) -> None:
+        module = os.environ.get(variable_name)
+        if not module:
+            if silent:
+                return
+            raise ImproperlyConfigured(f"Environment variable {variable_name!r} is not set")
+        self.config_from_object(module, silent=silent)
+
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> list[str]:
+        """Import ``<package>.<related_name>`` for each package that has one.
+
+        As in Celery this waits until the worker imports its modules
+        (``import_default_modules``), so a tasks module may import the module that defines
+        the app; ``force=True`` imports now. ``packages`` may be a callable returning them;
+        None means Django's ``INSTALLED_APPS``. Returns the modules imported now.
+        """
+        if not force:
+            self._autodiscover.append((packages, related_name))
+            return []
+        if callable(packages):
+            packages = packages()
+        if packages is None:
+            packages = _django_installed_apps()
+        return [name for name in (_import_related(p, related_name) for p in packages) if name]
+
+    def import_default_modules(self) -> list[Any]:
+        """Import the modules named by ``imports`` and ``include`` (what a worker runs).
+
+        Runs the autodiscovery waiting for it too.
+        """
+        signals.import_modules.send(sender=self)
+        pending, self._autodiscover = self._autodiscover, []
+        for packages, related_name in pending:
+            self.autodiscover_tasks(packages, related_name, force=True)
+        names = [*(self.conf.imports or ()), *(self.conf.include or ())]
+        return [import_module(name) for name in names]
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    @overload
+    def task(self, fun: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self, *, bind: Literal[True], **options: Any
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+    @overload
+    def task(
+        self, *, bind: Literal[False] = False, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(self, *args: Any, bind: bool = False, **options: Any) -> Any:
+        """Decorate a function as a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
+
+        def create(function: Callable[..., Any], stacklevel: int = 4) -> Task[Any, Any]:
+            return self._create_task(function, {**options, "bind": bind}, stacklevel)
+
+        if len(args) == 1 and callable(args[0]):
+            return create(args[0], stacklevel=5)
+        if args:
+            raise TypeError("@app.task takes the function, or keyword options only")
+        return create
+
+    def _create_task(
+        self, fun: Callable[..., Any], options: dict[str, Any], stacklevel: int = 2
+    ) -> Task[Any, Any]:
+        default_name = self.gen_task_name(fun.__name__, fun.__module__)
+        task = _make_task(fun, options, app=self, default_name=default_name, stacklevel=stacklevel)
+        self.register_task(task)
+        return task
+
+    def _add_shared(self, task: Task[Any, Any]) -> None:
+        """Register this app's own copy of a shared task (unless the name is taken)."""
+        if task.name not in self.tasks:
+            self.register_task(task.bound_copy(self))
+
+    def register_task(self, task: Task[Any, Any] | type[Task[Any, Any]]) -> Task[Any, Any]:
+        """Register a task instance (or class) with this app."""
+        instance = task() if isinstance(task, type) else task
+        if not instance.name:
+            cls = type(instance)
+            instance.name = self.gen_task_name(cls.__name__, cls.__module__)
+        instance.bind(self)
+        self.tasks.register(instance)
+        return instance
+
+    def gen_task_name(self, name: str, module: str) -> str:
+        if module == "__main__" and self.main:
+            module = self.main
+        return f"{module}.{name}"
+
+    def add_periodic_task(
+        self, schedule: Any, sig: Any, args: Any = (), kwargs: Any = (), name: str | None = None,
+        **opts: Any,
+    ) -> str:  # fmt: skip
+        """Add an entry to ``beat_schedule`` (Celery's API; see ``celeriac.beat``)."""
+        from celeriac.beat.entries import add_periodic_task  # beat builds on the app
+
+        return add_periodic_task(self, schedule, sig, args, kwargs, name, **opts)
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[Any]:
+        """Send a task by name, whether or not it is registered here."""
+        return self.producer.send(name, args, kwargs, **options)
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult[Any]:
+        return AsyncResult(task_id, app=self, **kwargs)
+
+    def GroupResult(
+        self, id: str | None = None, results: Sequence[Any] | None = None, **kwargs: Any
+    ) -> GroupResult:
+        return GroupResult(id, results, app=self, **kwargs)
+
+    def signature(self, *args: Any, **kwargs: Any) -> Signature[Any]:
+        """A signature bound to this app: ``app.signature('tasks.add', (2, 2))``."""
+        return signature(*args, app=self, **kwargs)
+
+    def control_revoke(self, task_id: str, *, terminate: bool = False, signal: Any = None) -> None:
+        """Revoke ``task_id``: stored REVOKED unless it started, and told to every worker."""
+        self.control.revoke(task_id, terminate=terminate, signal=signal or "SIGTERM")
+
+    @property
+    def control(self) -> Control:
+        """Remote control of the workers: ``app.control.inspect().active()``, ``revoke``, ..."""
+        if self._control is None:
+            from celeriac.app.control import Control
+
+            self._control = Control(self)
+        return self._control
+
+    @property
+    def events(self) -> Events:
+        """Monitoring events: ``app.events.Receiver``, ``State``, ``Dispatcher``."""
+        if self._events is None:
+            from celeriac.events import Events  # events build on the app
+
+            self._events = Events(self)
+        return self._events
+
+    # -- connections ------------------------------------------------------------------------
+
+    @property
+    def broker_url(self) -> str:
+        return str(self.conf.broker_url or DEFAULT_URL)
+
+    @property
+    def result_backend_url(self) -> str | None:
+        url = self.conf.result_backend
+        if url:
+            return str(url)
+        scheme = self.broker_url.partition("://")[0]
+        return self.broker_url if scheme in ("sqlite", "memory") else None
+
+    def _check_pid(self) -> None:
+        if self._pid != os.getpid():  # forked: never share the parent's connections
+            self._pid = os.getpid()
+            # Keep the parent's objects alive but unused: finalizing them here could close
+            # or checkpoint the parent's database handles from the wrong process.
+            _inherited.append((self._transport, self._backend))
+            self._transport = None
+            self._backend = None
+            self._backend_made = False
+            self._lock = threading.RLock()
+
+    @property
+    def transport(self) -> Transport:
+        self._check_pid()
+        if self._transport is None:
+            with self._lock:
+                if self._transport is None:
+                    validate(self.conf)
+                    self._transport = create_transport(
+                        self.broker_url, options=self._options(_BROKER_SETTINGS,
+                        self.conf.broker_transport_options), clock=self.clock,
+                    )  # fmt: skip
+        return self._transport
+
+    @property
+    def backend(self) -> ResultBackend | None:
+        self._check_pid()
+        if not self._backend_made:
+            with self._lock:
+                if not self._backend_made:
+                    url = self.result_backend_url
+                    self._backend = (
+                        create_backend(
+                            url,
+                            options=self._options(
+                                _BACKEND_SETTINGS, self.conf.result_backend_transport_options
+                            ),
+                            clock=self.clock,
+                        )
+                        if url
+                        else None
+                    )
+                    self._backend_made = True
+        return self._backend
+
+    def _options(self, settings: tuple[str, ...], given: Any) -> dict[str, Any]:
+        """Transport options plus the connection settings a transport reads by name (only
+        those set explicitly: each transport keeps its own defaults otherwise)."""
+        options = dict(given or {})
+        changes = self.conf.changes
+        for name in settings:
+            if changes.get(name) is not None:
+                options.setdefault(name, changes[name])
+        return options
+
+    @property
+    def router(self) -> Router:
+        """The router for the current routing settings (rebuilt when they change)."""
+        conf = self.conf
+        key = (
+            conf.task_routes, conf.task_queues, conf.task_default_queue,
+            conf.task_create_missing_queues, conf.task_default_exchange,
+            conf.task_default_exchange_type, conf.task_default_routing_key,
+        )  # fmt: skip
+        router = self._router
+        if router is None or not _same(key, self._router_key):
+            router = Router(
+                conf.task_routes, conf.task_queues, default_queue=conf.task_default_queue,
+                create_missing=bool(conf.task_create_missing_queues),
+                default_exchange=conf.task_default_exchange,
+                default_exchange_type=conf.task_default_exchange_type,
+                default_routing_key=conf.task_default_routing_key,
+            )  # fmt: skip
+            self._router, self._router_key = router, key
+        return router
+
+    def _reset_connections(self) -> None:
+        self.close()
+        self._router = None
+
+    def close(self) -> None:
+        """Close the broker and result store connections (reopened on next use).
+
+        In a forked child the parent's connections are set aside, never closed from here.
+        """
+        self._check_pid()
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+            if self._backend is not None:
+                self._backend.close()
+            self._transport = None
+            self._backend = None
+            self._backend_made = False
+
+    def __enter__(self) -> Celery:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- identity and time ------------------------------------------------------------------
+
+    @property
+    def thread_oid(self) -> str:
+        oid: str | None = getattr(self._thread_oid, "value", None)
+        if oid is None:
+            oid = str(uuid.uuid3(uuid.UUID(self.oid), str(threading.get_ident())))
+            self._thread_oid.value = oid
+        return oid
+
+    @property
+    def origin(self) -> str:
+        return f"gen{os.getpid()}@{socket.gethostname()}"
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.time(), tz=dt.UTC)
+
+    def set_current(self) -> None:
+        """Make this the current app of this thread (and of threads that set none)."""
+        global _last_current
+        _state.current = self
+        _last_current = self
+
+    def set_default(self) -> None:
+        """Make this the app of every thread that sets no current app of its own."""
+        global _default_app
+        _default_app = self
+
+    @property
+    def Task(self) -> type[Task[Any, Any]]:
+        return Task
+
+    def __repr__(self) -> str:
+        return f"<Celery {self.main or '__main__'} at {id(self):#x}>"
+
+
+def _import_related(package: str, related_name: str) -> str | None:
+    """Import ``package.related_name``; None when the package has no such module."""
+    name = f"{package}.{related_name}"
+    try:
+        import_module(name)
+    except ImproperlyConfigured as exc:
+        missing = exc.__cause__
+        if isinstance(missing, ModuleNotFoundError) and missing.name in (name, package):
+            return None
+        raise
+    return name
+
+
+def _django_installed_apps() -> list[str]:
+    try:
+        from django.conf import settings  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    return list(getattr(settings, "INSTALLED_APPS", []))
+
+
+@overload
+def shared_task(fun: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def shared_task(
+    *, bind: Literal[True], **options: Any
+) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+
+@overload
+def shared_task(
+    *, bind: Literal[False] = False, **options: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
+    """A task not tied to one app: every app gets its own copy; calling it uses the current."""
+
+    def create(function: Callable[..., Any], stacklevel: int = 3) -> Task[Any, Any]:
+        default_name = f"{function.__module__}.{function.__name__}"
+        opts = {**options, "bind": bind}
+        task = _make_task(
+            function, opts, app=None, default_name=default_name, stacklevel=stacklevel
+        )
+        _shared_tasks.append(task)
+        for app in list(_all_apps):
+            app._add_shared(task)
+        return task
+
+    if len(args) == 1 and callable(args[0]):
+        return create(args[0], stacklevel=4)
+    if args:
+        raise TypeError("@shared_task takes the function, or keyword options only")
+    return create
+
+
+def _make_task(
+    fun: Callable[..., Any],
+    options: dict[str, Any],
+    *,
+    app: Celery | None,
+    default_name: str,
+    stacklevel: int,
+) -> Task[Any, Any]:
+    """A task instance for ``fun`` with decorator ``options``; warns of unknown options."""
+    options = dict(options)
+    base: type[Task[Any, Any]] = options.pop("base", None) or Task
+    name = options.pop("name", None) or default_name
+    bind = bool(options.pop("bind", False))
+    for flag in ("shared", "lazy", "abstract"):
+        options.pop(flag, None)
+    unknown = [k for k in options if k not in TASK_OPTIONS and not hasattr(base, k)]
+    if unknown:
+        warnings.warn(
+            f"Unknown task option(s) for {name}: {', '.join(sorted(unknown))}. They are "
+            "set as attributes, but Celeriac does not act on them (a typo?).",
+            UnknownSettingWarning,
+            stacklevel=stacklevel,
+        )
+    return base(fun, app=app, name=name, bind=bind, **options)
+
+
+def _same(key: tuple[Any, ...], other: tuple[Any, ...]) -> bool:
+    return len(key) == len(other) and all(a is b or a == b for a, b in zip(key, other, strict=True))

@@ -1,0 +1,315 @@
+"""Sending tasks: merge options, route, build a protocol v2 message, publish with retries.
+
+Options are merged in Celery's precedence: call > task > route > setting > default (the
+task's ``queue``, ``priority``, ``serializer``, ``expires``, time limits, ... count as task
+options). The message is published to the app's transport; an ETA is handed to the broker
+as ``not_before`` so it waits there, not in a worker. A failed publish is retried on the
+same transport per ``retry_policy`` (transports reconnect themselves), sleeping on the
+app's clock between attempts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import uuid
+import warnings
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from celeriac import signals
+from celeriac.exceptions import TransportError, UnknownSettingWarning
+from celeriac.protocol.message import Embed, TaskMessage
+from celeriac.protocol.v2 import encode_task
+from celeriac.request import Context, current_request
+from celeriac.routing import Queue
+from celeriac.transports.base import Outgoing, Transport
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+    from celeriac.result import AsyncResult
+    from celeriac.task import Task
+
+__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer"]
+
+logger = logging.getLogger("celeriac.producer")
+
+#: Options ``apply_async``/``send_task`` know (Celery's names, including kombu's publish ones).
+CALL_OPTIONS = frozenset(
+    {
+        "countdown", "eta", "expires", "task_id", "shadow", "link", "link_error", "queue",
+        "exchange", "routing_key", "exchange_type", "priority", "serializer", "compression",
+        "time_limit", "soft_time_limit", "ignore_result", "headers", "retry", "retry_policy",
+        "producer", "publisher", "connection", "add_to_parent", "route_name", "reply_to",
+        "group_id", "group_index", "root_id", "parent_id", "chord", "chain", "retries",
+        "stamped_headers", "stamps", "delivery_mode", "mandatory", "immediate", "expiration",
+        "declare", "timeout", "confirm_timeout", "result_cls", "router", "task_type",
+        "replaced_task_nesting",
+    }
+)  # fmt: skip
+
+
+#: Task attributes that act as calling options when the call leaves them out.
+TASK_EXEC_OPTIONS = (
+    "queue", "routing_key", "exchange", "priority", "expires", "serializer", "delivery_mode",
+    "compression", "time_limit", "soft_time_limit",
+)  # fmt: skip
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` at which a warning raised by our caller names the user's line."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and _is_ours(frame.f_globals.get("__name__", "")):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _is_ours(module: str) -> bool:
+    return module == "celeriac" or module.startswith("celeriac.")
+
+
+def _delivery_mode(value: Any) -> int:
+    """kombu's names or numbers: ``'persistent'`` is 2 (the default), ``'transient'`` 1."""
+    names = {"persistent": 2, "transient": 1}
+    return names[value] if isinstance(value, str) and value in names else int(value or 2)
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    """A signature (a ``celeriac.canvas.Signature`` or its dict) as its wire dict."""
+    if value is None:
+        return None
+    return dict(value) if isinstance(value, Mapping) else dict(value.__json__())
+
+
+def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [d for d in (_as_dict(item) for item in items) if d is not None]
+
+
+class Producer:
+    """Builds and publishes task messages for one app."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._declared: weakref.WeakKeyDictionary[Transport, set[str]] = weakref.WeakKeyDictionary()
+
+    def send(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task: Task[Any, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[Any]:
+        """Publish task ``name``; return its AsyncResult."""
+        from celeriac.result import AsyncResult
+
+        unknown = set(options) - CALL_OPTIONS
+        if unknown:
+            warnings.warn(
+                f"Unknown calling option(s) for {name}: {', '.join(sorted(unknown))}; they are "
+                "ignored. See apply_async's documented options.",
+                UnknownSettingWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+        app = self._app
+        conf = app.conf
+        merged = self._merge_options(name, args, kwargs, task, options)
+        message = self._build(name, args, kwargs, task, merged)
+        serializer = merged.get("serializer") or conf.task_serializer
+        compression = merged.get("compression") or conf.task_compression
+        wire = encode_task(message, serializer=serializer, compression=compression, now=app.now())
+        dest = app.router.destination(
+            merged.get("queue"), merged.get("exchange"), merged.get("routing_key")
+        )
+        not_before = message.eta.timestamp() if message.eta else None
+        signals.before_task_publish.send(
+            sender=name, body=wire.body, exchange=dest.exchange, routing_key=dest.routing_key,
+            headers=wire.headers, properties=wire.properties, declare=[dest.queue],
+            retry_policy=merged.get("retry_policy"),
+        )  # fmt: skip
+        outgoing = Outgoing(wire, dest.exchange, dest.routing_key, not_before)
+        self._publish(outgoing, dest.queue, merged)
+        signals.after_task_publish.send(
+            sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
+            routing_key=dest.routing_key,
+        )  # fmt: skip
+        if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
+            app.events.task_sent(
+                message, queue=dest.queue.name, exchange=dest.exchange,
+                routing_key=dest.routing_key,
+            )  # fmt: skip
+        parent = current_request()
+        trail = task.trail if task is not None else True
+        if parent is not None and parent.id and trail and merged.get("add_to_parent", True):
+            parent.children.append(message.id)
+        return AsyncResult(message.id, app=app, task_name=name)
+
+    def _merge_options(
+        self,
+        name: str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        task: Task[Any, Any] | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Call options over the task's options over the matching route's."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if task is not None:
+            for key in TASK_EXEC_OPTIONS:
+                value = getattr(task, key, None)
+                if value is not None:
+                    given.setdefault(key, value)
+        # A map/chunks message is routed as the task it runs (``route_name``).
+        route = self._app.router.route(
+            given.get("route_name") or name,
+            tuple(args or ()),
+            dict(kwargs or {}),
+            given,
+            task=task,
+        )
+        return {**route, **given}
+
+    def _build(
+        self,
+        name: str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        task: Task[Any, Any] | None,
+        opts: dict[str, Any],
+    ) -> TaskMessage:
+        app = self._app
+        conf = app.conf
+        now = app.now()
+        task_id = opts.get("task_id") or str(uuid.uuid4())
+        eta = opts.get("eta")
+        if opts.get("countdown") is not None:
+            eta = now + dt.timedelta(seconds=float(opts["countdown"]))
+        elif isinstance(eta, str):
+            eta = dt.datetime.fromisoformat(eta)
+        expires = opts.get("expires")
+        if isinstance(expires, (int, float)):
+            expires = now + dt.timedelta(seconds=float(expires))
+        elif isinstance(expires, str):
+            expires = dt.datetime.fromisoformat(expires)
+        parent = current_request()
+        parent_id = opts.get("parent_id") or (parent.id if parent is not None else None)
+        root_id = opts.get("root_id") or (
+            (parent.root_id or parent.id) if parent is not None else None
+        )
+        priority = opts.get("priority")
+        if priority is None:
+            priority = conf.task_default_priority
+        ignore_result = opts.get("ignore_result")
+        if ignore_result is None:
+            ignore_result = bool(task.option("ignore_result")) if task else False
+        return TaskMessage(
+            task=name,
+            id=task_id,
+            args=tuple(args or ()),
+            kwargs=dict(kwargs or {}),
+            embed=Embed(
+                callbacks=_as_dicts(opts.get("link")),
+                errbacks=_as_dicts(opts.get("link_error")),
+                chain=_as_dicts(opts.get("chain")),
+                chord=_as_dict(opts.get("chord")),
+            ),
+            eta=_aware(eta) if isinstance(eta, dt.datetime) else None,
+            expires=_aware(expires) if isinstance(expires, dt.datetime) else None,
+            retries=int(opts.get("retries") or 0),
+            group=opts.get("group_id"),
+            group_index=opts.get("group_index"),
+            root_id=root_id or task_id,
+            parent_id=parent_id,
+            time_limit=opts.get("time_limit"),
+            soft_time_limit=opts.get("soft_time_limit"),
+            shadow=opts.get("shadow"),
+            origin=app.origin,
+            ignore_result=ignore_result,
+            replaced_task_nesting=int(opts.get("replaced_task_nesting") or 0),
+            stamped_headers=opts.get("stamped_headers"),
+            stamps=dict(opts.get("stamps") or {}),
+            extra_headers=dict(opts.get("headers") or {}),
+            correlation_id=task_id,
+            reply_to=opts.get("reply_to") or app.thread_oid,
+            priority=priority,
+            delivery_mode=_delivery_mode(
+                opts.get("delivery_mode") or conf.task_default_delivery_mode
+            ),
+        )
+
+    def resend(
+        self,
+        task: Task[Any, Any],
+        request: Context,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        *,
+        eta: dt.datetime,
+        **options: Any,
+    ) -> None:
+        """Publish a retry of the running ``request``: same id, ``retries + 1``.
+
+        The request's own options are kept; ``options`` (from ``Task.retry``) override them.
+        """
+        resent: dict[str, Any] = {
+            "task_id": request.id, "retries": request.retries + 1, "eta": eta,
+            "expires": request.expires, "link": request.callbacks,
+            "link_error": request.errbacks, "chain": request.chain, "chord": request.chord,
+            "group_id": request.group, "group_index": request.group_index,
+            "root_id": request.root_id, "parent_id": request.parent_id or request.id,
+            "time_limit": request.time_limit, "soft_time_limit": request.soft_time_limit,
+            "headers": request.headers, "ignore_result": request.ignore_result or None,
+            "queue": request.delivery_info.get("routing_key") or None,
+            "priority": request.delivery_info.get("priority"), "add_to_parent": False,
+        }  # fmt: skip
+        resent.update(options)
+        self.send(
+            task.name,
+            request.args if args is None else args,
+            request.kwargs if kwargs is None else kwargs,
+            task=task,
+            **resent,
+        )
+
+    def _declare(self, queue: Queue) -> None:
+        transport = self._app.transport
+        declared = self._declared.setdefault(transport, set())
+        if queue.name not in declared:
+            transport.declare(queue)
+            declared.add(queue.name)
+
+    def _publish(self, outgoing: Outgoing, queue: Queue, opts: Mapping[str, Any]) -> None:
+        """Declare ``queue`` and publish, retrying ``TransportError`` per the retry policy."""
+        conf = self._app.conf
+        retry = opts.get("retry", conf.task_publish_retry)
+        policy = {**(conf.task_publish_retry_policy or {}), **(opts.get("retry_policy") or {})}
+        limit = policy.get("max_retries", 3) if retry else 0
+        interval = float(policy.get("interval_start", 0))
+        attempt = 0
+        while True:  # max_retries None: until the broker takes it, as kombu does
+            try:
+                self._declare(queue)
+                self._app.transport.publish([outgoing])
+                return
+            except TransportError as exc:
+                if limit is not None and attempt >= int(limit):
+                    raise
+                attempt += 1
+                logger.warning("Publishing failed (%s); retrying in %.1fs", exc, interval)
+                self._app.clock.sleep(interval)
+                interval = min(
+                    interval + float(policy.get("interval_step", 0.2)),
+                    float(policy.get("interval_max", 1)),
+                )

@@ -1,0 +1,1 @@
+"""Integrations and helpers that sit on top of the core (testing; later Django, pytest)."""

@@ -1,0 +1,388 @@
+"""Executing one task: a plain function, callable with no threads, processes or broker.
+
+``execute`` runs a decoded task message through the whole life of one execution, in Celery's
+order: ``task_prerun``, STARTED (``track_started``), ``before_start``, the call, then by
+outcome — callbacks and the next chain step sent, SUCCESS stored, the chord part reported,
+``on_success``, ``task_success`` (a result that cannot be stored or sent on fails the task
+instead); or the retry decision (``Retry``, ``autoretry_for``): RETRY stored, *then* the
+retry sent (so the retry cannot finish before RETRY is stored over its result),
+``on_retry``, ``task_retry``; or FAILURE stored, ``on_failure``, ``task_failure``, the chord
+part reported, the rest of the chain failed, errbacks (``celeriac.followups``) — then
+``after_return`` (not after a retry, ``Ignore`` or ``Reject``) and ``task_postrun``. What is
+stored follows Celery: nothing in eager mode unless ``store_eager_result``; with
+``ignore_result`` neither results nor STARTED, and errors only with
+``store_errors_even_if_ignored`` (a chord member stores its result all the same: the chord
+joins it). A handler that
+raises is logged (re-raised in eager mode). The worker, its pools, and eager ``apply()``
+all call it; ``awaitables_run_by`` lets a pool run ``async def`` bodies on its own loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import time
+import traceback as tb_module
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celeriac import signals, states
+from celeriac.exceptions import Ignore, Reject, Retry
+from celeriac.protocol.message import TaskMessage
+from celeriac.protocol.serializers import dumps, loads
+from celeriac.request import Context, current_request, executing
+from celeriac.task import RetrySpec
+
+if TYPE_CHECKING:
+    from celeriac.result import EagerResult
+    from celeriac.task import Task
+
+__all__ = [
+    "ExceptionInfo",
+    "Outcome",
+    "apply_eagerly",
+    "awaitables_run_by",
+    "context_from_message",
+    "execute",
+]
+
+logger = logging.getLogger("celeriac.task")
+
+
+class ExceptionInfo:
+    """What handlers receive as ``einfo``: the exception, its type, and its traceback text."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exception = exc
+        self.type = type(exc)
+        self.tb = exc.__traceback__
+        self.traceback = "".join(tb_module.format_exception(exc))
+
+    def __str__(self) -> str:
+        return self.traceback
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one execution ended."""
+
+    state: str  # SUCCESS, FAILURE, RETRY, IGNORED, REJECTED
+    retval: Any = None
+    exc: BaseException | None = None
+    traceback: str | None = None
+    runtime: float = 0.0
+    requeue: bool = False
+
+
+def context_from_message(
+    message: TaskMessage,
+    *,
+    hostname: str | None,
+    delivery_info: dict[str, Any] | None = None,
+    is_eager: bool = False,
+) -> Context:
+    """The ``self.request`` a task sees for ``message``."""
+    embed = message.embed
+    return Context(
+        id=message.id, task=message.task, args=tuple(message.args), kwargs=dict(message.kwargs),
+        retries=message.retries, is_eager=is_eager, eta=message.eta, expires=message.expires,
+        group=message.group, group_index=message.group_index, chord=embed.chord,
+        chain=embed.chain, callbacks=embed.callbacks, errbacks=embed.errbacks,
+        correlation_id=message.correlation_id, reply_to=message.reply_to,
+        root_id=message.root_id, parent_id=message.parent_id, origin=message.origin,
+        hostname=hostname, delivery_info=dict(delivery_info or {}),
+        properties={"correlation_id": message.correlation_id, "reply_to": message.reply_to,
+                    "priority": message.priority},
+        headers=dict(message.extra_headers), time_limit=message.time_limit,
+        soft_time_limit=message.soft_time_limit, shadow=message.shadow,
+        ignore_result=message.ignore_result,
+        replaced_task_nesting=message.replaced_task_nesting,
+        stamped_headers=message.stamped_headers, stamps=dict(message.stamps),
+        called_directly=False,
+    )  # fmt: skip
+
+
+AwaitableRunner = Callable[[Awaitable[Any]], Any]
+
+# How an ``async def`` task's awaitable is run here: None means ``asyncio.run``.
+_awaitable_runner: ContextVar[AwaitableRunner | None] = ContextVar(
+    "celeriac_awaitable_runner", default=None
+)
+
+
+@contextmanager
+def awaitables_run_by(runner: AwaitableRunner) -> Iterator[None]:
+    """Within the block, ``execute`` hands an async task's awaitable to ``runner`` (which
+    blocks until it is done and returns its result), e.g. to run it on a pool's event loop."""
+    token = _awaitable_runner.set(runner)
+    try:
+        yield
+    finally:
+        _awaitable_runner.reset(token)
+
+
+def _call(task: Task[Any, Any], request: Context) -> Any:
+    result = task.run(*request.args, **request.kwargs)
+    if inspect.isawaitable(result):
+        runner = _awaitable_runner.get()
+        if runner is not None:
+            return runner(result)
+        import asyncio  # only for async tasks: asyncio (and ssl) cost ~10 MB per process
+
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@dataclass(frozen=True, slots=True)
+class _Storing:
+    """What this execution stores: results, errors, and the STARTED state."""
+
+    results: bool
+    errors: bool
+    started: bool
+
+
+def _storing(task: Task[Any, Any], request: Context) -> _Storing:
+    """Celery's rules: nothing when eager (unless ``store_eager_result``); with
+    ``ignore_result`` only errors, and those only with ``store_errors_even_if_ignored``."""
+    enabled = task.app.results.enabled and (
+        not request.is_eager or bool(task.option("store_eager_result"))
+    )
+    # A chord member's result is what the chord joins, so it is stored even when ignored.
+    ignore = (request.ignore_result or bool(task.option("ignore_result"))) and not request.chord
+    errors = enabled and (not ignore or bool(task.option("store_errors_even_if_ignored")))
+    started = enabled and not ignore and not request.is_eager
+    return _Storing(enabled and not ignore, errors, started and bool(task.option("track_started")))
+
+
+def execute(task: Task[Any, Any], request: Context) -> Outcome:
+    """Run ``task`` for ``request`` to its end; store its state; never raise (but BaseException).
+
+    In eager mode (``request.is_eager``) an exception raised by a handler propagates, as
+    in Celery, so tests see it; a worker logs it instead.
+    """
+    storing = _storing(task, request)
+    started = time.monotonic()
+    with executing(task, request):
+        signals.task_prerun.send(
+            sender=task, task_id=request.id, task=task, args=request.args, kwargs=request.kwargs
+        )
+        outcome = _run(task, request, storing, started)
+        if outcome.state not in _NO_AFTER_RETURN:
+            einfo = ExceptionInfo(outcome.exc) if outcome.exc is not None else None
+            value = outcome.retval if outcome.exc is None else outcome.exc
+            _handler(task, request, "after_return", outcome.state, value, *_ids(request), einfo)
+        signals.task_postrun.send(
+            sender=task, task_id=request.id, task=task, args=request.args,
+            kwargs=request.kwargs, retval=outcome.retval, state=outcome.state,
+        )  # fmt: skip
+    return outcome
+
+
+# Celery calls ``after_return`` only for these ends.
+_NO_AFTER_RETURN = frozenset({states.IGNORED, states.RETRY, states.REJECTED})
+
+
+def _run(task: Task[Any, Any], request: Context, storing: _Storing, started: float) -> Outcome:
+    try:
+        if storing.started:
+            task.app.results.store(
+                str(request.id), states.STARTED,
+                {"pid": os.getpid(), "hostname": request.hostname}, request=request,
+            )  # fmt: skip
+        task.before_start(str(request.id), request.args, request.kwargs)
+        retval = _call(task, request)
+    except Exception as exc:
+        return _on_exception(task, request, exc, storing, started)
+    return _on_success(task, request, retval, storing, started)
+
+
+def _ids(request: Context) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """``(task_id, args, kwargs)`` as handlers receive them."""
+    return str(request.id), request.args, request.kwargs
+
+
+def _handler(task: Task[Any, Any], request: Context, name: str, *args: Any) -> None:
+    """Call the task's ``name`` handler; a worker logs what it raises, eager mode raises it."""
+    try:
+        getattr(task, name)(*args)
+    except Exception as exc:
+        if request.is_eager:
+            raise
+        logger.exception("Task %s[%s] %s handler raised: %r", task.name, request.id, name, exc)
+
+
+def _on_success(
+    task: Task[Any, Any], request: Context, retval: Any, storing: _Storing, started: float
+) -> Outcome:
+    from celeriac.followups import after_success, send_callbacks
+
+    try:
+        send_callbacks(task.app, request, retval)
+        if storing.results:
+            task.app.results.store(str(request.id), states.SUCCESS, retval, request=request)
+    except Exception as exc:  # e.g. a return value the result serializer cannot encode
+        return _on_failure(task, request, exc, storing, started)
+    after_success(task.app, request, retval)
+    runtime = time.monotonic() - started
+    _handler(task, request, "on_success", retval, *_ids(request))
+    signals.task_success.send(sender=task, result=retval, runtime=runtime)
+    logger.info(
+        "Task %s[%s] succeeded in %.4fs: %r", task.name, request.id, runtime, retval,
+    )  # fmt: skip
+    return Outcome(states.SUCCESS, retval, runtime=runtime)
+
+
+def _autoretry(task: Task[Any, Any], request: Context, exc: Exception) -> Exception:
+    """Turn ``exc`` into a ``Retry`` when ``autoretry_for`` asks; else return what to fail with."""
+    if not task.autoretry_for or not isinstance(exc, task.autoretry_for):
+        return exc
+    if task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for):
+        return exc
+    options = dict(task.retry_kwargs)
+    if task.retry_backoff and "countdown" not in options:
+        options["countdown"] = task.backoff_countdown(request.retries)
+    try:
+        task.retry(exc=exc, **options)
+    except Exception as raised:
+        return raised
+    return exc
+
+
+def _on_exception(
+    task: Task[Any, Any], request: Context, exc: Exception, storing: _Storing, started: float
+) -> Outcome:
+    if not isinstance(exc, (Retry, Ignore, Reject)):
+        exc = _autoretry(task, request, exc)
+    runtime = time.monotonic() - started
+    if isinstance(exc, Ignore):
+        logger.info("Task %s[%s] ignored", task.name, request.id)
+        return Outcome(states.IGNORED, runtime=runtime)
+    if isinstance(exc, Reject):
+        logger.info("Task %s[%s] rejected: %r", task.name, request.id, exc.reason)
+        return Outcome(states.REJECTED, exc=exc, runtime=runtime, requeue=exc.requeue)
+    if isinstance(exc, Retry):
+        return _on_retry(task, request, exc, storing, started)
+    return _on_failure(task, request, exc, storing, started)
+
+
+def _on_retry(
+    task: Task[Any, Any], request: Context, retry: Retry, storing: _Storing, started: float
+) -> Outcome:
+    """Store RETRY, then send the retry (so its run cannot finish before RETRY is stored)."""
+    einfo = ExceptionInfo(retry)
+    reason = retry.exc if isinstance(retry.exc, BaseException) else retry
+    if storing.errors:
+        task.app.results.store(
+            str(request.id), states.RETRY, reason, request=request, traceback=einfo.traceback
+        )
+    spec = retry.sig
+    if isinstance(spec, RetrySpec) and not request.is_eager:
+        try:
+            task.app.producer.resend(
+                task, request, spec.args, spec.kwargs, eta=spec.eta, **spec.options
+            )
+        except Exception as exc:
+            logger.error("Task %s[%s] could not be sent for its retry", task.name, request.id)
+            return _on_failure(task, request, exc, storing, started)
+    _handler(task, request, "on_retry", reason, *_ids(request), einfo)
+    signals.task_retry.send(sender=task, request=request, reason=retry, einfo=einfo)
+    logger.info("Task %s[%s] retry: %s", task.name, request.id, retry)
+    runtime = time.monotonic() - started
+    return Outcome(states.RETRY, exc=retry, traceback=einfo.traceback, runtime=runtime)
+
+
+def _on_failure(
+    task: Task[Any, Any], request: Context, exc: Exception, storing: _Storing, started: float
+) -> Outcome:
+    from celeriac.followups import after_failure
+
+    einfo = ExceptionInfo(exc)
+    if storing.errors:
+        try:
+            task.app.results.store(
+                str(request.id), states.FAILURE, exc, request=request, traceback=einfo.traceback
+            )
+        except Exception:
+            logger.exception("Task %s[%s]: could not store its failure", task.name, request.id)
+    _handler(task, request, "on_failure", exc, *_ids(request), einfo)
+    signals.task_failure.send(
+        sender=task, task_id=request.id, exception=exc, args=request.args,
+        kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
+    )  # fmt: skip
+    after_failure(task.app, request, exc, einfo)
+    if task.throws and isinstance(exc, task.throws):
+        logger.info("Task %s[%s] raised expected: %r", task.name, request.id, exc)
+    else:
+        logger.error(
+            "Task %s[%s] raised unexpected: %r\n%s", task.name, request.id, exc, einfo.traceback
+        )
+    runtime = time.monotonic() - started
+    return Outcome(states.FAILURE, exc=exc, traceback=einfo.traceback, runtime=runtime)
+
+
+def apply_eagerly(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+) -> EagerResult[Any]:
+    """Run ``task`` here (``apply()`` / ``task_always_eager``), retrying in place.
+
+    The arguments make a round trip through the task's serializer first, so what cannot be
+    sent fails here as it would on ``delay()``.
+    """
+    from celeriac.result import EagerResult
+
+    app = task.app
+    args, kwargs = _round_trip(args, kwargs, options.get("serializer") or task.option("serializer"))
+    task_id = options.get("task_id") or str(uuid.uuid4())
+    retries = int(options.get("retries") or 0)
+    throw = options.get("throw")
+    throw = app.conf.task_eager_propagates if throw is None else throw
+    parent = current_request()
+    while True:
+        request = Context(
+            id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
+            is_eager=True, root_id=(parent.root_id or parent.id) if parent else task_id,
+            parent_id=parent.id if parent else None, headers=dict(options.get("headers") or {}),
+            called_directly=False, hostname=socket.gethostname(),
+            ignore_result=bool(options.get("ignore_result")),
+            callbacks=_signature_dicts(options.get("link")),
+            errbacks=_signature_dicts(options.get("link_error")),
+        )  # fmt: skip
+        outcome = execute(task, request)
+        if outcome.state != states.RETRY:
+            break
+        retries += 1
+        spec = outcome.exc.sig if isinstance(outcome.exc, Retry) else None
+        if isinstance(spec, RetrySpec):  # retry(args=..., kwargs=...) runs with the new ones
+            args = tuple(spec.args) if spec.args is not None else args
+            kwargs = dict(spec.kwargs) if spec.kwargs is not None else kwargs
+    if outcome.state == states.FAILURE and throw and outcome.exc is not None:
+        raise outcome.exc
+    value = outcome.exc if outcome.state == states.FAILURE else outcome.retval
+    return EagerResult(task_id, value, outcome.state, outcome.traceback, task.name, app=app)
+
+
+def _signature_dicts(value: Any) -> list[dict[str, Any]] | None:
+    """``link``/``link_error`` of ``apply()`` as the wire dicts a message would carry."""
+    if not value:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [item.__json__() if hasattr(item, "__json__") else dict(item) for item in items]
+
+
+def _round_trip(
+    args: tuple[Any, ...], kwargs: dict[str, Any], serializer: str
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    body, content_type, encoding = dumps([list(args), kwargs], serializer)
+    args_list, kwargs = loads(body, content_type, encoding, accept=[content_type])
+    return tuple(args_list), kwargs

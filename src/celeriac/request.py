@@ -1,0 +1,97 @@
+"""The execution-time context of a task: what ``self.request`` shows inside a task.
+
+The context of the running task is kept in a ``ContextVar``, so it is right per thread and per
+asyncio task. Outside execution ``Task.request`` shows an empty context with
+``called_directly=True``, as Celery does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from celeriac.task import Task
+
+__all__ = ["Context", "current_request", "current_task", "executing"]
+
+
+@dataclass
+class Context:
+    """Celery's ``Task.request``: the message's fields plus where and how it runs."""
+
+    id: str | None = None
+    task: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    is_eager: bool = False
+    eta: dt.datetime | None = None
+    expires: dt.datetime | None = None
+    group: str | None = None
+    group_index: int | None = None
+    chord: dict[str, Any] | None = None
+    chain: list[dict[str, Any]] | None = None
+    callbacks: list[dict[str, Any]] | None = None
+    errbacks: list[dict[str, Any]] | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    origin: str | None = None
+    hostname: str | None = None
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    shadow: str | None = None
+    ignore_result: bool = False
+    replaced_task_nesting: int = 0
+    stamped_headers: list[str] | None = None
+    stamps: dict[str, Any] = field(default_factory=dict)
+    utc: bool = True
+    called_directly: bool = True
+    loglevel: int | None = None
+    logfile: str | None = None
+    children: list[Any] = field(default_factory=list)
+
+    @property
+    def timelimit(self) -> tuple[float | None, float | None]:
+        return (self.time_limit, self.soft_time_limit)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_request: ContextVar[Context | None] = ContextVar("celeriac_request", default=None)
+_task: ContextVar[Task[Any, Any] | None] = ContextVar("celeriac_task", default=None)
+
+
+def current_request() -> Context | None:
+    """The context of the task executing in this thread or asyncio task, if any."""
+    return _request.get()
+
+
+def current_task() -> Task[Any, Any] | None:
+    """The task executing in this thread or asyncio task, if any."""
+    return _task.get()
+
+
+@contextmanager
+def executing(task: Task[Any, Any], request: Context) -> Iterator[Context]:
+    """Make ``request`` the current context of ``task`` while the block runs."""
+    request_token = _request.set(request)
+    task_token = _task.set(task)
+    try:
+        yield request
+    finally:
+        _task.reset(task_token)
+        _request.reset(request_token)

@@ -1,0 +1,369 @@
+"""Reading results: ``AsyncResult`` for a sent task, ``EagerResult`` for one run in place,
+``ResultSet`` and ``GroupResult`` for many.
+
+``AsyncResult.get()`` waits through the result backend's ``wait_for``: by notification where
+the store notifies (memory, Redis) and by bounded polling elsewhere (SQLite). A failure is
+re-raised as the task's own exception type when it can be imported here, otherwise as a
+``RemoteError`` carrying the type's name, message and the remote traceback.
+
+A workflow's results link up: ``parent`` is the result of the step before (a chain's last
+result leads back to its first; a chord body's parent is its header's ``GroupResult``), and
+``children`` are the tasks a task sent while it ran, read from its stored meta. Results
+travel as Celery's tuples: ``[[id, parent], None]`` for a task, ``[[group_id, parent],
+[member tuples]]`` for a group (``as_tuple()``/``result_from_tuple()``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from celeriac import states
+from celeriac._result_set import GroupResult, ResultSet, result_from_tuple
+from celeriac.exceptions import TaskError
+from celeriac.request import current_request
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+
+__all__ = [
+    "AsyncResult",
+    "EagerResult",
+    "GroupResult",
+    "ResultSet",
+    "allow_join_result",
+    "assert_will_not_block",
+    "result_from_tuple",
+]
+
+R = TypeVar("R")
+
+_join_allowed: ContextVar[bool] = ContextVar("celeriac_join_allowed", default=False)
+
+
+@contextmanager
+def allow_join_result() -> Iterator[None]:
+    """Within the block a running task may wait for results (``get()``, ``join()``), at
+    the risk of a deadlock when every pool slot waits for a task that cannot start."""
+    token = _join_allowed.set(True)
+    try:
+        yield
+    finally:
+        _join_allowed.reset(token)
+
+
+def assert_will_not_block() -> None:
+    """Refuse to wait for a result inside a running task (it can deadlock the pool)."""
+    request = current_request()
+    if request is not None and not request.is_eager and not _join_allowed.get():
+        raise RuntimeError(
+            "Never call result.get() within a task! It can deadlock the worker when every "
+            "pool slot waits for a task that cannot start. Use a chain or a callback instead, "
+            "or pass disable_sync_subtasks=False (or wrap it in allow_join_result()) if you "
+            "accept the risk."
+        )
+
+
+class AsyncResult(Generic[R]):
+    """The state and result of a task, read from the result backend."""
+
+    def __init__(
+        self,
+        id: str,
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Celery | None = None,
+        parent: AsyncResult[Any] | GroupResult | None = None,
+    ) -> None:
+        if app is None:
+            from celeriac.app.base import current_app
+
+            app = current_app()
+        self.app = app
+        self.id = id
+        self.task_id = id
+        self.backend = backend
+        self.task_name = task_name
+        self.parent: AsyncResult[Any] | GroupResult | None = parent
+        self._cache: dict[str, Any] | None = None
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def _get_meta(self) -> dict[str, Any]:
+        if self._cache is not None:
+            return self._cache
+        meta = self.app.results.get_meta(self.id)
+        if meta["status"] in states.READY_STATES:
+            self._cache = meta
+        return meta
+
+    def _remember(self, meta: dict[str, Any] | None) -> str:
+        """Keep ``meta`` (read by someone else, None: nothing stored) if ready; its state."""
+        if meta is None:
+            return states.PENDING
+        if meta.get("status") in states.READY_STATES:
+            self._cache = meta
+        return str(meta.get("status"))
+
+    @property
+    def state(self) -> str:
+        """PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED or a custom state."""
+        return str(self._get_meta()["status"])
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value, or the exception for failed states (not raised)."""
+        return self.app.results.value_of(self._get_meta())
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        value = self._get_meta().get("traceback")
+        return value if isinstance(value, str) else None
+
+    @property
+    def date_done(self) -> dt.datetime | None:
+        value = self._get_meta().get("date_done")
+        if isinstance(value, dt.datetime):
+            return value
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    @property
+    def children(self) -> list[AsyncResult[Any] | GroupResult]:
+        """Results of the tasks (and groups) this task sent while it ran, stored once it is
+        ready."""
+        found: list[AsyncResult[Any] | GroupResult] = []
+        for child in self._get_meta().get("children") or []:
+            result = result_from_tuple(child, app=self.app)
+            if result is not None:
+                if result.parent is None:
+                    result.parent = self
+                found.append(result)
+        return found
+
+    def iterdeps(
+        self, intermediate: bool = False
+    ) -> Iterator[tuple[AsyncResult[Any] | GroupResult | None, AsyncResult[Any] | GroupResult]]:
+        """``(parent, node)`` for this result and every descendant, breadth first.
+
+        A node's children are read once it is ready; with ``intermediate=False`` a node that
+        is not ready yet raises ``TaskError`` (the graph is not complete).
+        """
+        pending: deque[tuple[Any, Any]] = deque([(None, self)])
+        while pending:
+            parent, node = pending.popleft()
+            yield parent, node
+            if node.ready():
+                children = node.results if isinstance(node, GroupResult) else node.children
+                pending.extend((node, child) for child in children)
+            elif not intermediate:
+                raise TaskError(
+                    f"result {node.id} is not ready, so the graph below it is incomplete: "
+                    "wait for it first, or pass intermediate=True"
+                )
+
+    def collect(
+        self, intermediate: bool = False, **kwargs: Any
+    ) -> Iterator[tuple[AsyncResult[Any] | GroupResult, Any]]:
+        """``(result, value)`` for this result and every task it led to, waiting for each
+        (``kwargs`` go to ``get``): e.g. a task that sent a group, and the group's members."""
+        for _, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**kwargs)
+
+    def get_leaf(self) -> Any:
+        """The value of the last result in this graph (the deepest child)."""
+        values = [value for _, value in self.collect()]
+        return values[-1] if values else None
+
+    @property
+    def name(self) -> str | None:
+        return self._get_meta().get("name") or self.task_name
+
+    @property
+    def args(self) -> Any:
+        return self._get_meta().get("args")
+
+    @property
+    def kwargs(self) -> Any:
+        return self._get_meta().get("kwargs")
+
+    @property
+    def worker(self) -> str | None:
+        return self._get_meta().get("worker")
+
+    @property
+    def retries(self) -> int | None:
+        return self._get_meta().get("retries")
+
+    @property
+    def queue(self) -> str | None:
+        return self._get_meta().get("queue")
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Any = None,
+        on_message: Any = None,
+        on_interval: Any = None,
+        disable_sync_subtasks: bool = True,
+    ) -> R:
+        """Wait until the task is ready and return its value (or raise its exception).
+
+        Raises ``celeriac.exceptions.TimeoutError`` after ``timeout`` seconds.
+        """
+        if disable_sync_subtasks:
+            assert_will_not_block()
+        if self._cache is None:
+            self._cache = self.app.results.wait_for(self.id, timeout=timeout, interval=interval)
+        meta = self._cache
+        if propagate and meta["status"] in states.PROPAGATE_STATES:
+            raise self.app.results.value_of(meta)
+        value: R = self.app.results.value_of(meta)
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    wait = get
+
+    def maybe_throw(self, propagate: bool = True) -> None:
+        meta = self._get_meta()
+        if propagate and meta["status"] in states.PROPAGATE_STATES:
+            raise self.app.results.value_of(meta)
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self._cache = None
+        self.app.results.forget(self.id)
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Mark the task revoked: a worker that has not started it will not run it."""
+        self.app.control_revoke(self.id, terminate=terminate, signal=signal)
+
+    def as_tuple(self) -> tuple[tuple[str, Any], None]:
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return ((self.id, parent), None)
+
+    def as_list(self) -> list[str]:
+        """This id, then the ids of its parents."""
+        ids = [self.id]
+        node = self.parent
+        while node is not None:
+            ids.append(node.id or "")
+            node = node.parent
+        return ids
+
+    @property
+    def supports_native_join(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.id}>"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class EagerResult(AsyncResult[R]):
+    """The result of a task run in this process (``apply()`` or ``task_always_eager``)."""
+
+    def __init__(
+        self,
+        id: str,
+        ret_value: Any,
+        state: str,
+        traceback: str | None = None,
+        name: str | None = None,
+        app: Celery | None = None,
+    ) -> None:
+        super().__init__(id, app=app, task_name=name)
+        self._value = ret_value
+        self._state = state
+        self._traceback = traceback
+        self._date_done = self.app.now() if state in states.READY_STATES else None
+
+    def _get_meta(self) -> dict[str, Any]:
+        return {
+            "status": self._state,
+            "result": self._value,
+            "traceback": self._traceback,
+            "children": [],
+            "date_done": self._date_done,
+            "task_id": self.id,
+        }
+
+    @property
+    def result(self) -> Any:
+        return self._value
+
+    info = result
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Any = None,
+        on_message: Any = None,
+        on_interval: Any = None,
+        disable_sync_subtasks: bool = True,
+    ) -> R:
+        if propagate and self._state in states.PROPAGATE_STATES:
+            raise self._value
+        value: R = self._value
+        return value
+
+    wait = get
+
+    def forget(self) -> None:
+        """Eager results are not stored; nothing to forget."""
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self._state = states.REVOKED

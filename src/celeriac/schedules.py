@@ -1,0 +1,26 @@
+"""Celery's ``celery.schedules``: ``from celeriac.schedules import crontab`` works as there.
+
+The schedules themselves live in ``celeriac.beat.schedules``.
+"""
+
+from __future__ import annotations
+
+from celeriac.beat.schedules import (
+    BaseSchedule,
+    ParseException,
+    crontab,
+    maybe_schedule,
+    schedstate,
+    schedule,
+    solar,
+)
+
+__all__ = [
+    "BaseSchedule",
+    "ParseException",
+    "crontab",
+    "maybe_schedule",
+    "schedstate",
+    "schedule",
+    "solar",
+]

@@ -1,0 +1,408 @@
+"""Tasks: a function plus its options, callable locally, sendable to workers.
+
+``Task`` is generic over the function's parameters and return type, so ``add.delay("x")`` is
+a type error for ``def add(x: int, y: int) -> int`` and ``add.delay(2, 2).get()`` is an int.
+Options that are None fall back to the app's settings (``acks_late`` -> ``task_acks_late``)
+at the moment they are read, so ``app.conf.update(...)`` after the tasks are defined works.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import inspect
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from celeriac import states
+from celeriac.exceptions import MaxRetriesExceededError, Retry
+from celeriac.request import Context, current_request
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+    from celeriac.canvas import Signature
+    from celeriac.canvas import chunks as Chunks
+    from celeriac.canvas import xmap as XMap
+    from celeriac.canvas import xstarmap as XStarMap
+    from celeriac.result import AsyncResult, EagerResult
+
+__all__ = ["TASK_OPTIONS", "RetrySpec", "Task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Option name -> the setting it falls back to when the task leaves it None.
+_SETTING_FOR = {
+    "ignore_result": "task_ignore_result",
+    "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
+    "track_started": "task_track_started",
+    "acks_late": "task_acks_late",
+    "acks_on_failure_or_timeout": "task_acks_on_failure_or_timeout",
+    "reject_on_worker_lost": "task_reject_on_worker_lost",
+    "serializer": "task_serializer",
+    "compression": "task_compression",
+    "time_limit": "task_time_limit",
+    "soft_time_limit": "task_soft_time_limit",
+    "rate_limit": "task_default_rate_limit",
+    "priority": "task_default_priority",
+    "store_eager_result": "task_store_eager_result",
+}
+
+#: Every option ``@app.task(...)`` knows (Celery's names).
+TASK_OPTIONS = frozenset(
+    {
+        "name", "bind", "base", "typing", "max_retries", "default_retry_delay",
+        "autoretry_for", "dont_autoretry_for", "retry_kwargs", "retry_backoff",
+        "retry_backoff_max", "retry_jitter", "expires", "throws", "trail", "send_events",
+        "resultrepr_maxsize", "queue", "exchange", "routing_key", "delivery_mode", "shadow",
+        "lazy", "shared", "abstract", "pydantic", "serializer", "backend", "request_stack",
+        *_SETTING_FOR,
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    """What ``Task.retry`` asked for; the execution sends it after storing RETRY."""
+
+    args: Sequence[Any] | None
+    kwargs: Mapping[str, Any] | None
+    eta: dt.datetime
+    options: Mapping[str, Any]
+
+
+class Task(Generic[P, R]):
+    """A registered unit of work. Subclass it (``base=``) to add handlers."""
+
+    name: str = ""
+    typing: bool | None = None  # None: the app's ``strict_typing``
+    max_retries: int | None = 3
+    default_retry_delay: float = 180
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: Mapping[str, Any] = {}
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600
+    retry_jitter: bool = True
+    expires: float | dt.datetime | None = None
+    throws: tuple[type[BaseException], ...] = ()
+    trail: bool = True
+    send_events: bool = True
+    resultrepr_maxsize: int = 1024
+    queue: str | None = None
+    # Options falling back to settings when None (see _SETTING_FOR).
+    ignore_result: bool | None = None
+    store_errors_even_if_ignored: bool | None = None
+    track_started: bool | None = None
+    acks_late: bool | None = None
+    acks_on_failure_or_timeout: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    serializer: str | None = None
+    compression: str | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | float | None = None
+    priority: int | None = None
+    store_eager_result: bool | None = None
+
+    def __init__(
+        self,
+        fun: Callable[..., R] | None = None,
+        *,
+        app: Celery | None = None,
+        name: str | None = None,
+        bind: bool = False,
+        **options: Any,
+    ) -> None:
+        self._fun = fun
+        self._bind = bind
+        self._app = app
+        self._signature: inspect.Signature | None = None
+        if fun is not None:
+            self.__doc__ = fun.__doc__
+            self.__wrapped__ = fun
+            self.__module__ = fun.__module__
+        if name:
+            self.name = name
+        for key, value in options.items():
+            setattr(self, key, value)
+
+    # -- binding ----------------------------------------------------------------------------
+
+    @property
+    def app(self) -> Celery:
+        """The app this task is bound to; an unbound (shared) task uses the current app."""
+        if self._app is not None:
+            return self._app
+        from celeriac.app.base import current_app
+
+        return current_app()
+
+    @property
+    def bound_app(self) -> Celery | None:
+        """The app this task is bound to, or None for a shared task's original."""
+        return self._app
+
+    def bind(self, app: Celery) -> None:
+        self._app = app
+
+    def bound_copy(self, app: Celery) -> Task[P, R]:
+        """A copy of this task bound to ``app`` (each app runs shared tasks as its own)."""
+        clone = copy.copy(self)
+        clone.bind(app)
+        return clone
+
+    def option(self, name: str) -> Any:
+        """The task's option ``name``, or its setting when the task leaves it None."""
+        value = getattr(self, name)
+        if value is None and name in _SETTING_FOR:
+            return self.app.conf[_SETTING_FOR[name]]
+        return value
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The task's body; class-based tasks override it."""
+        if self._fun is None:
+            raise NotImplementedError(f"Task {self.name!r} defines no run() method")
+        if self._bind:
+            return self._fun(self, *args, **kwargs)
+        return self._fun(*args, **kwargs)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the task here and now, as a plain function call."""
+        return self.run(*args, **kwargs)
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError now when the call cannot bind to the function (``typing=True``)."""
+        typing = self.app.strict_typing if self.typing is None else self.typing
+        if not typing:
+            return
+        if self._signature is None:
+            self._signature = self._call_signature()
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}() {exc}") from None
+
+    def _call_signature(self) -> inspect.Signature:
+        """The parameters a caller passes: the function's (less ``self`` when bound)."""
+        if self._fun is None:
+            return inspect.signature(self.run)
+        signature = inspect.signature(self._fun)
+        if self._bind:
+            parameters = list(signature.parameters.values())[1:]
+            signature = signature.replace(parameters=parameters)
+        return signature
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """Send the task to a worker: ``apply_async(args, kwargs)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[R]:
+        """Send the task with calling options (countdown, eta, expires, queue, priority, ...)."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        self.check_arguments(args, kwargs)
+        if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
+            raise ValueError(
+                f"{self.name}: soft_time_limit ({self.soft_time_limit}) must be less than or "
+                f"equal to time_limit ({self.time_limit})"
+            )
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        return self.app.send_task(self.name, args, kwargs, task=self, **options)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult[R]:
+        """Run the task in this process, blocking, and return an EagerResult."""
+        from celeriac.execution import apply_eagerly
+
+        return apply_eagerly(self, tuple(args or ()), dict(kwargs or {}), options)
+
+    # -- signatures (celeriac.canvas) -------------------------------------------------------
+
+    def signature(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> Signature[R]:
+        """A signature of this task: ``task.signature((2, 2), countdown=10)``."""
+        from celeriac.canvas import Signature
+
+        return Signature(self, args, kwargs, options, app=self._app, **extra)
+
+    subtask = signature
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature with partial arguments: ``add.s(2)`` then ``add.s(2).delay(3)``."""
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """An immutable signature: a chain or callback does not prepend a result to it."""
+        return self.signature(args, kwargs, immutable=True)
+
+    def map(self, it: Iterable[Any]) -> XMap:
+        """One message that calls this task with each item of ``it`` in a worker."""
+        from celeriac.canvas import xmap
+
+        return xmap(self.s(), it, app=self._app)
+
+    def starmap(self, it: Iterable[Sequence[Any]]) -> XStarMap:
+        """One message that calls this task with each item of ``it`` as its arguments."""
+        from celeriac.canvas import xstarmap
+
+        return xstarmap(self.s(), it, app=self._app)
+
+    def chunks(self, it: Iterable[Sequence[Any]], n: int) -> Chunks:
+        """``it`` split in parts of ``n`` argument tuples, one message (in a group) each."""
+        from celeriac.canvas import chunks
+
+        return chunks(self.s(), it, n, app=self._app)
+
+    def replace(self, sig: Signature[Any]) -> Any:
+        """End this task and send ``sig`` in its place, with its id, chain and chord.
+
+        Raises ``Ignore`` (``return self.replace(sig)`` reads best); in eager mode runs
+        ``sig`` here and returns its value instead.
+        """
+        from celeriac.canvas.replace import replace_task
+
+        return replace_task(self, sig)
+
+    # -- inside a running task --------------------------------------------------------------
+
+    @property
+    def request(self) -> Context:
+        """The context of the current execution of this task (empty when called directly)."""
+        req = current_request()
+        if req is not None and req.task == self.name:
+            return req
+        return Context(task=self.name)
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Store a state (e.g. a custom ``PROGRESS``) and its meta for this or another task."""
+        task_id = task_id or self.request.id
+        if task_id is None:
+            raise ValueError("update_state() needs a task_id outside of a running task")
+        self.app.results.store(task_id, state or states.PENDING, meta, request=self.request)
+
+    def retry(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: dt.datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Retry:
+        """Retry this task: raise ``Retry``; the worker then sends it again (same id,
+        ``retries + 1``) once the RETRY state is stored.
+
+        Raises ``exc`` (or ``MaxRetriesExceededError``) instead once ``max_retries`` is used
+        up. With ``throw=False`` the retry is sent now and the ``Retry`` returned.
+        """
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if request.called_directly:
+            raise exc if exc is not None else Retry("Task can be retried", None)
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] args:{request.args} "
+                f"kwargs:{request.kwargs}",
+                task_args=request.args,
+                task_kwargs=request.kwargs,
+            )
+        if eta is None:
+            delay = self.default_retry_delay if countdown is None else countdown
+            eta = self.app.now() + dt.timedelta(seconds=delay)
+        else:
+            delay = (eta - self.app.now()).total_seconds()
+        retry = Retry(exc=exc, when=eta if countdown is None else delay)
+        retry.sig = RetrySpec(args, kwargs, eta, options)
+        if not throw:  # the task goes on: send the retry now, and only now
+            if not request.is_eager:
+                self.app.producer.resend(self, request, args, kwargs, eta=eta, **options)
+            retry.sig = None
+            return retry
+        raise retry
+
+    def backoff_countdown(self, retries: int) -> float:
+        """Countdown for autoretry: exponential with cap and jitter (Celery's formula)."""
+        factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
+        countdown = min(self.retry_backoff_max, factor * (2**retries))
+        if self.retry_jitter:
+            countdown = random.randrange(int(countdown) + 1)
+        return float(countdown)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:
+        from celeriac.result import AsyncResult
+
+        return AsyncResult(task_id, app=self.app, task_name=self.name)
+
+    # -- handlers (Celery's signatures) -----------------------------------------------------
+
+    def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Called before the task runs."""
+
+    def on_success(
+        self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Called when the task succeeded."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Called when the task failed."""
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Called when the task is to be retried."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Called after the task returned, whatever its state."""
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"

@@ -1,0 +1,1 @@
+"""Compatibility package: ``celeriac.utils.log`` as Celery's ``celery.utils.log``."""
