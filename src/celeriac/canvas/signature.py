@@ -1,0 +1,455 @@
+"""``Signature``: one task call (name, partial arguments, options) that can travel and run later.
+
+A signature is a typed object, not a dict. On the wire it is Celery's signature dict
+(celery-wire.md §1.5)::
+
+    {"task": "tasks.add", "args": [3], "kwargs": {}, "options": {"task_id": "..."},
+     "subtask_type": null, "immutable": false}
+
+``to_dict()`` builds that dict (and ``__json__`` returns it, so serializers and the producer
+take a signature wherever a dict goes); ``Signature.from_dict(d)`` rebuilds the right class
+from ``subtask_type`` (``chain``, ``group``, ``chord``, ``chunks``, ``xmap``, ``xstarmap``
+register themselves). Applying a signature with partial arguments prepends them to its own
+args and merges kwargs and options, unless it is immutable (``.si()``), whose arguments stay
+as they are; ``group_id`` and stamped headers already set are never replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+    from celeriac.result import AsyncResult, EagerResult
+    from celeriac.task import Task
+
+__all__ = ["Signature", "maybe_signature", "signature"]
+
+R = TypeVar("R")
+
+#: Options that partial options never replace once set (they tie a task to its group).
+_IMMUTABLE_OPTIONS = frozenset({"group_id", "stamped_headers"})
+_FIELDS = ("task", "args", "kwargs", "options", "subtask_type", "immutable")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def to_wire(value: Any) -> Any:
+    """``value`` with every signature inside (lists, tuples, dicts) turned into its dict."""
+    if isinstance(value, Signature):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [to_wire(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(to_wire(item) for item in value)
+    if isinstance(value, dict):
+        return {key: to_wire(item) for key, item in value.items()}
+    return value
+
+
+def clone_tree(value: Any) -> Any:
+    """``value`` with every signature inside cloned and its containers copied."""
+    if isinstance(value, Signature):
+        return value.clone()
+    if isinstance(value, list):
+        return [clone_tree(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(clone_tree(item) for item in value)
+    if isinstance(value, dict):
+        return {key: clone_tree(item) for key, item in value.items()}
+    return value
+
+
+def as_list(value: Any) -> list[Any]:
+    """An option that may hold one item or a list of them, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class Signature(Generic[R]):
+    """A task call to apply later: ``add.s(2, 2)``, ``signature('tasks.add', (2, 2))``."""
+
+    #: subtask_type -> the class that rebuilds it (see ``register_type``).
+    TYPES: ClassVar[dict[str, type[Signature[Any]]]] = {}
+
+    def __init__(
+        self,
+        task: str | Task[Any, R] | Mapping[str, Any] | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        type: Task[Any, R] | None = None,
+        subtask_type: str | None = None,
+        immutable: bool = False,
+        app: Celery | None = None,
+        **ex: Any,
+    ) -> None:
+        if isinstance(task, Mapping):
+            fields = dict(task)
+            task, args, kwargs = fields.get("task"), fields.get("args"), fields.get("kwargs")
+            options, subtask_type = fields.get("options"), fields.get("subtask_type")
+            immutable = bool(fields.get("immutable", False))
+        self._app = app
+        self._type: Task[Any, R] | None = type
+        if task is not None and not isinstance(task, str):
+            self._type = task
+            task = task.name
+        self.task: str = task or ""
+        self.args: tuple[Any, ...] = tuple(args or ())
+        self.kwargs: dict[str, Any] = dict(kwargs or {})
+        self.options: dict[str, Any] = {**(options or {}), **ex}
+        self.subtask_type = subtask_type
+        self.immutable = immutable
+
+    # -- the wire form ----------------------------------------------------------------------
+
+    @classmethod
+    def register_type(
+        cls, name: str | None = None
+    ) -> Callable[[type[Signature[Any]]], type[Signature[Any]]]:
+        """Class decorator: rebuild dicts whose ``subtask_type`` is ``name`` with the class."""
+
+        def register(subclass: type[Signature[Any]]) -> type[Signature[Any]]:
+            cls.TYPES[name or subclass.__name__] = subclass
+            return subclass
+
+        return register
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Signature[Any]:
+        """The signature a wire dict describes, of the class its ``subtask_type`` names."""
+        kind = d.get("subtask_type")
+        target = cls.TYPES.get(kind) if kind else None
+        if target is not None and target is not Signature:
+            return target.from_dict(d, app=app)
+        return Signature(d, app=app)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Celery's signature dict, every nested signature a dict too."""
+        return {
+            "task": self.task,
+            "args": list(to_wire(self.args)),
+            "kwargs": to_wire(self.kwargs),
+            "options": to_wire(self.options),
+            "subtask_type": self.subtask_type,
+            "immutable": self.immutable,
+        }
+
+    def __json__(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.to_dict(),))
+
+    def __getitem__(self, key: str) -> Any:
+        """Read access by the wire dict's keys (``sig['options']``), for ported code."""
+        if key not in _FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in _FIELDS else default
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Signature):
+            return self.to_dict() == other.to_dict()
+        if isinstance(other, Mapping):
+            return self.to_dict() == Signature.from_dict(other).to_dict()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dict it stands for
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        clone = self.clone()
+        clone.options = copy.deepcopy(clone.options, memo)
+        return clone
+
+    # -- the parts --------------------------------------------------------------------------
+
+    @property
+    def app(self) -> Celery:
+        if self._app is not None:
+            return self._app
+        if self._type is not None and self._type.bound_app is not None:
+            return self._type.bound_app
+        from celeriac.app.base import current_app
+
+        return current_app()
+
+    @property
+    def type(self) -> Task[Any, R]:
+        """The registered task this signature calls (``NotRegistered`` when unknown here)."""
+        if self._type is not None:
+            return self._type
+        task: Task[Any, R] = self.app.tasks[self.task]
+        return task
+
+    @property
+    def name(self) -> str:
+        return self.task
+
+    @property
+    def id(self) -> str | None:
+        return self.options.get("task_id")
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self.options["task_id"] = value
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.options.get("parent_id")
+
+    @property
+    def root_id(self) -> str | None:
+        return self.options.get("root_id")
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _merge(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        force: bool = False,
+    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+        """Partial args prepended, kwargs and options merged (never over ``group_id``)."""
+        merged = self._merged_options(options)
+        if self.immutable and not force:
+            return self.args, dict(self.kwargs), merged
+        return (*(args or ()), *self.args), {**self.kwargs, **(kwargs or {})}, merged
+
+    def _merged_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """This signature's options under ``options`` (None values dropped), except that
+        ``group_id`` and stamped headers already set stay."""
+        merged = dict(self.options)
+        if options:
+            fixed = _IMMUTABLE_OPTIONS | set(self.options.get("stamped_headers") or ())
+            merged.update(
+                (k, v)
+                for k, v in options.items()
+                if v is not None and (k not in fixed or k not in merged)
+            )
+        return merged
+
+    def _partial_args(self, args: Sequence[Any] | None) -> tuple[Any, ...]:
+        """What a composite hands its members: ``args`` before its own, unless immutable."""
+        return self.args if self.immutable else (*(args or ()), *self.args)
+
+    def clone(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **opts: Any,
+    ) -> Self:
+        """A copy with partial ``args``/``kwargs``/options merged in; nested signatures copied."""
+        new_args, new_kwargs, options = self._merge(args, kwargs, opts)
+        d = {
+            "task": self.task, "args": new_args, "kwargs": clone_tree(new_kwargs),
+            "options": clone_tree(options), "subtask_type": self.subtask_type,
+            "immutable": self.immutable,
+        }  # fmt: skip
+        clone = type(self).from_dict(d, app=self._app)
+        clone._type = self._type
+        return clone  # type: ignore[return-value]
+
+    partial = clone
+
+    def replace(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """A copy whose args, kwargs or options (those given) are replaced outright."""
+        clone = self.clone()
+        if args is not None:
+            clone.args = tuple(args)
+        if kwargs is not None:
+            clone.kwargs = dict(kwargs)
+        if options is not None:
+            clone.options = dict(options)
+        return clone
+
+    def set(self, immutable: bool | None = None, **options: Any) -> Self:
+        """Set calling options (``countdown``, ``queue``, ...) in place; returns self."""
+        if immutable is not None:
+            self.set_immutable(immutable)
+        self.options.update(options)
+        return self
+
+    def set_immutable(self, immutable: bool) -> None:
+        self.immutable = immutable
+
+    def append_to_list_option(self, key: str, value: Any) -> Any:
+        items = as_list(self.options.get(key))
+        if value not in items:
+            items.append(value)
+        self.options[key] = items
+        return value
+
+    def extend_list_option(self, key: str, value: Any) -> None:
+        self.options[key] = [*as_list(self.options.get(key)), *as_list(value)]
+
+    def link(self, callback: Signature[Any] | Mapping[str, Any]) -> Any:
+        """Apply ``callback`` with this task's result when it succeeds; returns ``callback``."""
+        return self.append_to_list_option("link", callback)
+
+    def link_error(self, errback: Signature[Any] | Mapping[str, Any]) -> Any:
+        """Apply ``errback`` when this task fails; returns ``errback``."""
+        return self.append_to_list_option("link_error", errback)
+
+    def on_error(self, errback: Signature[Any] | Mapping[str, Any]) -> Self:
+        """``link_error`` that returns this signature, for chaining calls."""
+        self.link_error(errback)
+        return self
+
+    def flatten_links(self) -> list[Signature[Any]]:
+        """This signature and, recursively, every callback linked to it."""
+        found: list[Signature[Any]] = [self]
+        for callback in as_list(self.options.get("link")):
+            found.extend(maybe_signature(callback, app=self._app).flatten_links())
+        return found
+
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: Signature[Any] | Mapping[str, Any] | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> AsyncResult[R]:
+        """Fix this call's task id (and group, chord, root, parent) now; its future result.
+
+        An id already set is kept. Applying a frozen signature twice sends two messages with
+        one task id, so apply it once.
+        """
+        opts = self.options
+        task_id = opts.setdefault("task_id", _id or new_id())
+        if root_id:
+            opts["root_id"] = root_id
+        if parent_id:
+            opts["parent_id"] = parent_id
+        if "reply_to" not in opts:
+            opts["reply_to"] = self.app.thread_oid
+        if group_id and "group_id" not in opts:
+            opts["group_id"] = group_id
+        if chord:
+            opts["chord"] = chord
+        if group_index is not None:
+            opts["group_index"] = group_index
+        return self._result(task_id)
+
+    def _result(self, task_id: str) -> AsyncResult[R]:
+        from celeriac.result import AsyncResult
+
+        return AsyncResult(task_id, app=self.app, task_name=self.task)
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        """Run the task here and now, as a function call, with the partial arguments merged."""
+        args, kwargs, _ = self._merge(args, kwargs, None)
+        return self.type(*args, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[R]:
+        """``apply_async(args, kwargs)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        route_name: str | None = None,
+        **options: Any,
+    ) -> AsyncResult[R]:
+        """Send the call: ``args`` prepended, ``kwargs`` and options merged (None dropped).
+
+        Returns the task's ``AsyncResult`` (a ``GroupResult`` for groups and chunks).
+        """
+        options = {k: v for k, v in options.items() if v is not None}
+        if route_name is not None:
+            options["route_name"] = route_name
+        merged_args, merged_kwargs, merged = self._merge(args, kwargs, options)
+        try:
+            task = self.type
+        except KeyError:  # NotRegistered here: another worker may know it
+            return self.app.send_task(self.task, merged_args, merged_kwargs, **merged)
+        return task.apply_async(merged_args, merged_kwargs, **merged)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult[R] | Any:
+        """Run the call in this process, blocking (``Task.apply``)."""
+        options = {k: v for k, v in options.items() if v is not None}
+        merged_args, merged_kwargs, merged = self._merge(args, kwargs, options)
+        return self.type.apply(merged_args, merged_kwargs, **merged)
+
+    def __invert__(self) -> Any:
+        return self.apply_async().get()
+
+    def __or__(self, other: Any) -> Signature[Any]:
+        """``a | b``: a chain (a group followed by a task makes a chord)."""
+        from celeriac.canvas.compose import combine
+
+        if not isinstance(other, Signature):
+            return NotImplemented
+        return combine(self, other)
+
+    def reprcall(self, *args: Any, **kwargs: Any) -> str:
+        args, kwargs, _ = self._merge(args, kwargs, {}, force=True)
+        parts = [repr(arg) for arg in args] + [f"{key}={value!r}" for key, value in kwargs.items()]
+        return f"{self.task}({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        return self.reprcall()
+
+
+def _rebuild(d: dict[str, Any]) -> Signature[Any]:
+    return Signature.from_dict(d)
+
+
+def signature(
+    varies: str | Task[Any, Any] | Signature[Any] | Mapping[str, Any],
+    *args: Any,
+    app: Celery | None = None,
+    **kwargs: Any,
+) -> Signature[Any]:
+    """A signature from a task or its name (and args, kwargs, options), or from a wire dict.
+
+    A signature given is copied; a dict is rebuilt as the class its ``subtask_type`` names.
+    """
+    if isinstance(varies, Signature):
+        return varies.clone()
+    if isinstance(varies, Mapping):
+        return Signature.from_dict(varies, app=app)
+    sig: Signature[Any] = Signature(varies, *args, **kwargs)
+    sig._app = app
+    return sig
+
+
+def maybe_signature(
+    d: Signature[Any] | Mapping[str, Any] | Any, app: Celery | None = None, clone: bool = False
+) -> Any:
+    """``d`` as a signature: a dict rebuilt, a signature kept (or cloned), None kept."""
+    if d is None:
+        return None
+    if isinstance(d, Signature):
+        sig: Signature[Any] = d.clone() if clone else d
+    elif isinstance(d, Mapping):
+        sig = Signature.from_dict(d, app=app)
+    else:
+        return d
+    if app is not None:
+        sig._app = app
+    return sig
