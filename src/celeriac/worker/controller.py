@@ -1,0 +1,240 @@
+"""The worker's lifecycle, readable top to bottom: ``start`` then ``stop``.
+
+Start: import the task modules, declare the queues, start the pool, send ``worker-online``
+and start the events thread (heartbeats, task events), start answering remote control,
+start the consumer thread and the lease-renewal thread, then say ready. Stop (warm): stop
+answering remote control, stop fetching, hand the messages of jobs that never started back
+to the broker at once, let running jobs finish, send their last events and
+``worker-offline``, close the consumer (which returns whatever is still held). Cold stop:
+the same without waiting for running jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from celeriac import signals
+from celeriac.routing import Queue
+from celeriac.worker.banner import banner
+from celeriac.worker.consumer import TaskConsumer
+from celeriac.worker.control import WorkerControl
+from celeriac.worker.events import WorkerEvents
+from celeriac.worker.pools import Pool, create_pool
+from celeriac.worker.queues import QueueSwitch
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+
+__all__ = ["Worker", "expand_hostname"]
+
+logger = logging.getLogger("celeriac.worker")
+
+
+def expand_hostname(name: str | None) -> str:
+    """Celery's ``-n`` expansion: ``%h`` host, ``%n`` short name, ``%d`` domain."""
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    if not name:
+        return f"celeriac@{host}"
+    expanded = name.replace("%h", host).replace("%n", short).replace("%d", domain)
+    return expanded if "@" in expanded else f"{expanded}@{host}"
+
+
+class Worker:
+    """One worker node: a consumer feeding a pool."""
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        hostname: str | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        queues: Sequence[str] | None = None,
+        prefetch_multiplier: int | None = None,
+        max_tasks_per_child: int | None = None,
+        fair: bool | None = None,
+        max_memory_per_child: int | None = None,
+        autoscale: tuple[int, int] | None = None,
+        quiet: bool = True,
+        task_events: bool | None = None,
+        heartbeat: bool = True,
+        heartbeat_interval: float | None = None,
+        remote_control: bool | None = None,
+    ) -> None:
+        conf = app.conf
+        self.app = app
+        self.hostname = expand_hostname(hostname)
+        self.pool_name = pool or conf.worker_pool or "prefork"
+        default = {"solo": 1, "asyncio": 100}.get(self.pool_name, os.cpu_count() or 1)
+        self.concurrency = int(concurrency or conf.worker_concurrency or default)
+        self.min_concurrency: int | None = None
+        if autoscale is not None:  # (max, min), as Celery's --autoscale=max,min
+            self.concurrency, self.min_concurrency = autoscale
+        self.max_memory_per_child = max_memory_per_child or conf.worker_max_memory_per_child
+        # How long extra autoscaled children may stay idle (Celery's AUTOSCALE_KEEPALIVE).
+        self.autoscale_keepalive = float(os.environ.get("CELERIAC_AUTOSCALE_KEEPALIVE", "30"))
+        multiplier = (
+            conf.worker_prefetch_multiplier
+            if prefetch_multiplier is None
+            else (prefetch_multiplier)
+        )
+        self.prefetch_multiplier = int(multiplier)
+        self.prefetch_limit = self.prefetch_multiplier * self.concurrency
+        names = list(queues or [conf.task_default_queue])
+        self.queues: list[Queue] = [app.router.queue(name) for name in names]
+        self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
+        self.quiet = quiet
+        # worker_disable_prefetch (Celery 5.6) asks for what fair scheduling does already.
+        self.fair = True if fair is None or conf.worker_disable_prefetch else fair
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.pool: Pool | None = None
+        self.consumer: TaskConsumer | None = None
+        # -E / worker_send_task_events; --without-heartbeat; worker_enable_remote_control.
+        self.task_events = bool(
+            conf.worker_send_task_events if task_events is None else task_events
+        )
+        self.heartbeat = heartbeat
+        self.heartbeat_interval = heartbeat_interval or 2.0
+        self.remote_control = bool(
+            conf.worker_enable_remote_control if remote_control is None else remote_control
+        )
+        self.events: WorkerEvents | None = None
+        self.control: WorkerControl | None = None
+        self.started_at = app.clock.time()
+
+    def start(self) -> None:
+        """Start consuming; returns once the worker is ready."""
+        app = self.app
+        app.set_current()
+        signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
+        app.import_default_modules()
+        transport = app.transport
+        for queue in self.queues:
+            transport.declare(queue)
+        signals.worker_init.send(sender=self)
+        if not self.quiet:  # to the real stdout, even when stdouts are redirected to the log
+            out = sys.__stdout__ or sys.stdout
+            out.write(banner(
+                app, hostname=self.hostname, pool=self.pool_name, concurrency=self.concurrency,
+                queues=self.queues, transport=transport,
+            ) + "\n")  # fmt: skip
+            out.flush()
+        self.started_at = app.clock.time()
+        consumer = QueueSwitch(transport, [q.name for q in self.queues], owner=self.hostname)
+        self.consumer = TaskConsumer(
+            app, consumer, hostname=self.hostname, prefetch_limit=self.prefetch_limit
+        )
+        self.events = WorkerEvents(
+            app, self.hostname, task_events=self.task_events, heartbeat=self.heartbeat,
+            freq=self.heartbeat_interval, load=self._load,
+        )  # fmt: skip
+        self.consumer.events = self.events
+        self.pool = create_pool(
+            self.pool_name, app, self.concurrency, self.consumer.on_start, self.consumer.on_done,
+            max_tasks_per_child=self.max_tasks_per_child, hostname=self.hostname,
+            max_memory_per_child=self.max_memory_per_child, min_concurrency=self.min_concurrency,
+            keepalive=self.autoscale_keepalive,
+        )  # fmt: skip
+        self.consumer.pool = self.pool
+        self.consumer.fair = self.fair
+        self.consumer.concurrency = self.concurrency
+        self.pool.start()  # before any thread starts, so forked children inherit none
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=app.conf)
+        self.events.start()
+        if self.remote_control:
+            self.control = WorkerControl(self)
+            self.control.start()
+        self._spawn(self._consume, "Consumer")
+        if transport.lease_renew_interval is not None:
+            self._spawn(self._renew, "LeaseRenewer")
+        logger.info("%s ready.", self.hostname)
+        signals.worker_ready.send(sender=self)
+
+    def _spawn(self, target: object, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _consume(self) -> None:
+        assert self.consumer is not None
+        try:
+            while not self._stop.is_set():
+                self.consumer.step(timeout=0.5)
+        except Exception:
+            logger.exception("Consumer loop crashed; stopping the worker")
+            self._stop.set()
+
+    def _renew(self) -> None:
+        interval = self.app.transport.lease_renew_interval or 10.0
+        assert self.consumer is not None
+        while not self._stop.wait(interval):
+            try:
+                self.consumer.renew_leases()
+            except Exception as exc:
+                logger.warning("Could not renew leases: %s", exc)
+
+    def _load(self) -> tuple[int, int]:
+        """(running jobs, jobs processed), for heartbeats."""
+        consumer = self.consumer
+        if consumer is None:
+            return 0, 0
+        jobs, _ = consumer.snapshot()
+        return sum(1 for job, _ in jobs if job.started_at is not None), consumer.processed
+
+    def set_queues(self, queues: Sequence[Queue]) -> None:
+        """Consume ``queues`` from now on (``add_consumer``/``cancel_consumer``)."""
+        self.queues = list(queues)
+        if self.consumer is not None and isinstance(self.consumer.consumer, QueueSwitch):
+            self.consumer.consumer.set_queues([q.name for q in self.queues])
+
+    def resize(self, concurrency: int) -> None:
+        """The pool has ``concurrency`` slots now: prefetch as much as that allows."""
+        self.concurrency = concurrency
+        self.prefetch_limit = self.prefetch_multiplier * concurrency
+        if self.consumer is not None:
+            self.consumer.set_window(concurrency, self.prefetch_limit)
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop (remote ``shutdown``); whoever runs it calls ``stop``."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker stopped (or ``timeout``); True when stopped."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, *, warm: bool = True) -> None:
+        """Stop: warm lets running tasks finish; cold does not wait for them."""
+        if self._stopped.is_set():
+            return
+        signals.worker_shutting_down.send(
+            sender=self.hostname, sig="SIGTERM", how="Warm" if warm else "Cold", exitcode=0
+        )
+        self._stop.set()
+        if self.control is not None:
+            self.control.stop()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.pool is not None and self.consumer is not None:
+            unstarted = self.pool.stop(wait=warm)
+            self.consumer.give_back(unstarted)
+        if self.events is not None:
+            self.events.stop()
+        if self.consumer is not None:
+            self.consumer.consumer.close()
+        signals.worker_shutdown.send(sender=self)
+        self.app.close()
+        self._stopped.set()
+        logger.info("%s stopped.", self.hostname)

@@ -1,0 +1,72 @@
+"""The ids a worker was told are revoked, kept in memory for a while (Celery's LimitedSet).
+
+The result store is what makes a revocation last (a revoked task that has not started is
+stored REVOKED, and workers check the store before running anything); this set makes it
+*immediate*: a ``revoke`` broadcast adds the ids here, and the consumer checks the set before
+it hands a message to the pool, when an ETA or rate-limit timer releases one, and when a new
+message arrives. At most ``maxlen`` ids are kept (the oldest go first), each for ``expires``
+seconds, read from the injected clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from celeriac._time import Clock, system_clock
+
+__all__ = ["REVOKES_MAX", "REVOKE_EXPIRES", "RevokedSet"]
+
+REVOKES_MAX = 50_000
+REVOKE_EXPIRES = 10_800.0  # 3 hours
+
+
+class RevokedSet:
+    """A bounded set of task ids whose members expire."""
+
+    def __init__(
+        self,
+        maxlen: int = REVOKES_MAX,
+        expires: float = REVOKE_EXPIRES,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.maxlen = maxlen
+        self.expires = expires
+        self._clock = clock
+        self._added: OrderedDict[str, float] = OrderedDict()  # id -> when, oldest first
+        self._lock = threading.Lock()
+
+    def update(self, task_ids: Iterable[str]) -> None:
+        now = self._clock.time()
+        with self._lock:
+            for task_id in task_ids:
+                self._added[task_id] = now
+                self._added.move_to_end(task_id)
+            while len(self._added) > self.maxlen:
+                self._added.popitem(last=False)
+
+    def add(self, task_id: str) -> None:
+        self.update([task_id])
+
+    def purge(self) -> None:
+        """Forget the ids older than ``expires``."""
+        horizon = self._clock.time() - self.expires
+        with self._lock:
+            while self._added and next(iter(self._added.values())) < horizon:
+                self._added.popitem(last=False)
+
+    def __contains__(self, task_id: object) -> bool:
+        with self._lock:
+            added = self._added.get(task_id) if isinstance(task_id, str) else None
+        return added is not None and added >= self._clock.time() - self.expires
+
+    def __iter__(self) -> Iterator[str]:
+        self.purge()
+        with self._lock:
+            return iter(list(self._added))
+
+    def __len__(self) -> int:
+        self.purge()
+        with self._lock:
+            return len(self._added)
