@@ -1,0 +1,246 @@
+"""Running beat: where the schedule store lives, the service, and beat inside a worker.
+
+Where the store (and the leader lease beside it) lives, first match wins:
+
+1. ``-s PATH`` (``schedule=``): an SQLite file at PATH;
+2. ``beat_schedule_filename`` when set explicitly: an SQLite file there;
+3. an SQLite broker (the embedded default): the broker's own file, so every beat and
+   ``celeriac beat list`` of the project share it with no setting at all;
+4. a ``redis://`` or ``rediss://`` broker: that Redis (the URL's database), under the key
+   prefix ``celeriac-beat:<app main name>:`` (behind the broker's ``global_keyprefix``;
+   ``broker_transport_options["beat_key_prefix"]`` replaces it), so beats on several
+   machines share one schedule;
+5. a ``memory://`` broker: memory (one process only);
+6. otherwise ``celerybeat-schedule`` in the working directory (Celery's default name; an
+   old Celery shelve file there is refused, with advice).
+
+Every beat pointed at one store shares one schedule: one leads and sends, the others wait
+to take over (``celeriac.beat.lease``). ``EmbeddedBeat`` runs the same loop in a thread for
+``worker -B``; ``run_embedded_beat(app, stop_event)`` is its blocking form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from celeriac.backends.sqlite import database_path
+from celeriac.beat._redis import default_prefix
+from celeriac.beat.lease import DEFAULT_LEASE_TTL, LeaderLease, MemoryLease, SQLiteLease
+from celeriac.beat.redis_lease import RedisLease
+from celeriac.beat.redis_store import RedisScheduleStore
+from celeriac.beat.scheduler import Scheduler
+from celeriac.beat.store import MemoryScheduleStore, ScheduleStore, SQLiteScheduleStore
+
+_REDIS_SCHEMES = ("redis", "rediss")
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+
+__all__ = [
+    "Beat",
+    "EmbeddedBeat",
+    "EntryView",
+    "describe_entries",
+    "open_store",
+    "prepare_app",
+    "run_embedded_beat",
+    "store_location",
+]
+
+logger = logging.getLogger("celeriac.beat")
+
+
+def _redis_store(app: Celery, schedule: str | None) -> tuple[str, str] | None:
+    """The Redis URL and key prefix of ``app``'s schedule store, if it lives in Redis."""
+    if schedule or "beat_schedule_filename" in app.conf.changes:
+        return None
+    if app.broker_url.partition("://")[0].lower() not in _REDIS_SCHEMES:
+        return None
+    return app.broker_url, default_prefix(app.main, app.conf.broker_transport_options)
+
+
+def store_location(app: Celery, schedule: str | None = None) -> str | None:
+    """Where ``app``'s schedule store is: an SQLite path, a Redis URL (no password) and key
+    prefix, or None for memory (see the module doc)."""
+    if schedule:
+        return schedule
+    if "beat_schedule_filename" in app.conf.changes:
+        return str(app.conf.beat_schedule_filename)
+    redis = _redis_store(app, schedule)
+    if redis is not None:
+        url = urlsplit(redis[0])
+        shown = url._replace(netloc=url.netloc.rpartition("@")[2], query="").geturl()
+        return f"{shown} (keys {redis[1]}*)"
+    scheme = app.broker_url.partition("://")[0].lower()
+    if scheme in ("sqlite", "db+sqlite"):
+        return database_path(app.broker_url)
+    if scheme == "memory":
+        return None
+    return str(app.conf.beat_schedule_filename)
+
+
+def open_store(
+    app: Celery, schedule: str | None = None, *, lease_ttl: float = DEFAULT_LEASE_TTL
+) -> tuple[ScheduleStore, LeaderLease]:
+    """The schedule store and leader lease of ``app`` (see ``store_location``)."""
+    redis = _redis_store(app, schedule)
+    if redis is not None:
+        url, prefix = redis
+        redis_store = RedisScheduleStore(url, prefix=prefix)
+        try:
+            return redis_store, RedisLease(url, prefix=prefix, ttl=lease_ttl, clock=app.clock)
+        except BaseException:
+            redis_store.close()
+            raise
+    path = store_location(app, schedule)
+    if path is None:
+        return MemoryScheduleStore(), MemoryLease(ttl=lease_ttl, clock=app.clock)
+    store = SQLiteScheduleStore(path)
+    try:
+        return store, SQLiteLease(path, ttl=lease_ttl, clock=app.clock)
+    except BaseException:
+        store.close()
+        raise
+
+
+def prepare_app(app: Celery, *, import_modules: bool = True) -> None:
+    """Import the task modules and fire ``on_after_configure`` if nothing has yet.
+
+    Celery fires ``on_after_configure`` when the configuration is first read, so handlers
+    calling ``add_periodic_task`` run even without ``config_from_object``; ``app.configured``
+    says whether it was sent, so it is sent once.
+    """
+    if import_modules:
+        app.import_default_modules()
+    if app.configured:
+        return
+    app.configured = True
+    app.on_after_configure.send(sender=app, source=app.conf)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """One entry as ``celeriac beat list`` shows it."""
+
+    name: str
+    source: str  # "config" or "store"
+    task: str
+    schedule: str
+    enabled: bool
+    last_run_at: dt.datetime | None
+    total_run_count: int
+    next_run_at: dt.datetime | None
+
+
+def describe_entries(app: Celery, store: ScheduleStore) -> list[EntryView]:
+    """Configured and stored entries together, with their state, sorted by name."""
+    scheduler = Scheduler(app, store=store, lease=MemoryLease(clock=app.clock))
+    states = store.entries()
+    views = []
+    for name, entry in sorted(scheduler.entries(states).items()):
+        state = states.get(name)
+        last = None
+        if state is not None and state.last_run_at is not None:
+            last = dt.datetime.fromtimestamp(state.last_run_at, dt.UTC)
+        next_run = None
+        if last is not None and (state is None or state.enabled):
+            exact = getattr(entry.schedule, "next_run", None)  # ours have it; custom ones may not
+            next_run = exact(last) if exact else app.now() + entry.schedule.remaining_estimate(last)
+        enabled = state.enabled if state else True
+        count = state.total_run_count if state else 0
+        views.append(
+            EntryView(
+                name, entry.source, entry.task, repr(entry.schedule), enabled, last, count, next_run
+            )
+        )
+    return views
+
+
+class Beat:
+    """The beat service: ``Beat(app).run(stop)`` sends due tasks until ``stop`` is set."""
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        schedule: str | None = None,
+        max_interval: float | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        poll_interval: float = 1.0,
+        import_modules: bool = True,
+    ) -> None:
+        self.app = app
+        prepare_app(app, import_modules=import_modules)
+        self.location = store_location(app, schedule)
+        self.store, self.lease = open_store(app, schedule, lease_ttl=lease_ttl)
+        try:
+            self.scheduler = Scheduler(
+                app, store=self.store, lease=self.lease, max_interval=max_interval,
+                poll_interval=min(poll_interval, lease_ttl / 3),
+            )  # fmt: skip
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Run until ``stop`` is set (or forever); releases the lease and the store after."""
+        scheduler = self.scheduler
+        logger.info(
+            "beat %s: schedule store %s, %d configured entries, checking at most every %.0f s",
+            scheduler.holder, self.location or "in memory", len(scheduler.config_entries),
+            scheduler.max_interval,
+        )  # fmt: skip
+        try:
+            scheduler.run(stop)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.store.close()
+        self.lease.close()
+
+
+def run_embedded_beat(app: Celery, stop_event: threading.Event, **options: Any) -> None:
+    """Run beat in this thread until ``stop_event`` is set (``worker -B``).
+
+    ``options`` are ``Beat``'s (``schedule``, ``max_interval``, ``lease_ttl``, ...); the
+    worker has already imported the task modules, so they are not imported again.
+    """
+    options.setdefault("import_modules", False)
+    Beat(app, **options).run(stop_event)
+
+
+class EmbeddedBeat:
+    """Beat in a daemon thread of another process: ``start()``, later ``stop()``."""
+
+    def __init__(self, app: Celery, **options: Any) -> None:
+        self.app = app
+        self.options = options
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread; returns at once."""
+        self._thread = threading.Thread(target=self._main, name="celeriac-beat", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            run_embedded_beat(self.app, self._stop, **self.options)
+        except Exception:
+            logger.exception("beat: the embedded beat stopped on an error")
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the loop, give the lease up, and wait for the thread. Idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
