@@ -1,0 +1,1 @@
+"""The ``celeriac`` command (and ``python -m celeriac``)."""

@@ -1,0 +1,382 @@
+"""``celeriac``: Celery's command line. Global options go before the subcommand.
+
+celeriac -A proj worker -l info -c 4 -P threads -Q images,video
+celeriac -A proj call proj.tasks.add --args '[2, 2]'
+celeriac -A proj result <task-id> --wait
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+from typing import Any
+
+import click
+
+from celeriac.app.base import Celery
+from celeriac.cli.loading import find_app
+from celeriac.exceptions import CeleryError
+from celeriac.worker.banner import describe_url
+
+__all__ = ["main"]
+
+
+class Context:
+    def __init__(self, app_spec: str | None, broker: str | None, backend: str | None) -> None:
+        self.app_spec = app_spec
+        self.broker = broker
+        self.backend = backend
+        self._app: Celery | None = None
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            app = find_app(self.app_spec) if self.app_spec else Celery("default")
+            if self.broker:
+                app.conf.broker_url = self.broker
+            if self.backend:
+                app.conf.result_backend = self.backend
+            self._app = app
+        return self._app
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", "app_spec", metavar="APP", help="The app: module or module:attr.")
+@click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
+@click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Change to this directory first.")
+@click.version_option(package_name="celeriac", message="%(version)s")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    workdir: str | None,
+) -> None:
+    """Celeriac: a distributed task queue with Celery's API, protocol and commands.
+
+    With no broker configured, the app uses the embedded SQLite file celeriac.sqlite in the
+    current directory for both messages and results.
+    """
+    if workdir:
+        os.chdir(workdir)
+    ctx.obj = Context(app_spec, broker, result_backend)
+
+
+def _parse_json(option: str, value: str | None, kind: type) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from exc
+    if not isinstance(parsed, kind):
+        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=option)
+    return parsed
+
+
+def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("use MAX,MIN, e.g. 10,3", param_hint="--autoscale") from None
+    high, low = (numbers[0], 0) if len(numbers) == 1 else (numbers[0], numbers[1])
+    if high < 1 or low < 0 or low > high:
+        raise click.BadParameter("need MAX >= MIN >= 0 and MAX >= 1", param_hint="--autoscale")
+    return high, low
+
+
+@cli.command()
+@click.option("-l", "--loglevel", default="WARNING", show_default=True, help="Logging level.")
+@click.option("-c", "--concurrency", type=int, help="Pool slots (default: CPU count).")
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo", "asyncio"]),
+    help="prefork (processes), threads, solo (inline), or asyncio (async def tasks on an "
+    "event loop, sync tasks on threads beside it; default concurrency 100).",
+)
+@click.option("-Q", "--queues", help="Comma-separated queues to consume (default: celery).")
+@click.option("-n", "--hostname", help="Node name; %h, %n, %d expand to host, name, domain.")
+@click.option("--prefetch-multiplier", type=int, help="Messages held per slot (0 = no limit).")
+@click.option("--max-tasks-per-child", type=int, help="Recycle a prefork child after N tasks.")
+@click.option(
+    "--max-memory-per-child", type=int, help="Recycle a prefork child past this RSS, in KiB."
+)
+@click.option(
+    "--autoscale",
+    metavar="MAX,MIN",
+    help="Prefork: grow to MAX children under load, shrink to MIN when idle.",
+)
+@click.option("-f", "--logfile", type=click.Path(dir_okay=False), help="Log to this file.")
+@click.option(
+    "-O",
+    "optimization",
+    type=click.Choice(["fair", "default"]),
+    help="fair (the default): take messages only for idle pool slots, so a long task never "
+    "holds short ones hostage; default: prefetch up to concurrency x multiplier.",
+)
+@click.option(
+    "--disable-prefetch", is_flag=True, help="Take messages only for idle slots (as -O fair)."
+)
+@click.option("--purge", is_flag=True, help="Delete waiting messages of the queues first.")
+@click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat (for development).")
+@click.option("-s", "--schedule", help="With -B: where beat keeps its schedule state.")
+@click.option("-D", "--detach", is_flag=True, help="Run in the background (needs --logfile).")
+@click.option("--pidfile", help="Write the pid here; refuse to start if it names a live worker.")
+@click.option("--time-limit", type=float, help="Hard time limit per task, in seconds.")
+@click.option("--soft-time-limit", type=float, help="Soft time limit per task, in seconds.")
+@click.option("-E", "--task-events", is_flag=True, help="Send task events (for monitors).")
+@click.option("--without-heartbeat", is_flag=True, help="Send no worker events (heartbeats).")
+@click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats (2).")
+@click.option("--without-gossip", is_flag=True, hidden=True, help="Accepted; no gossip here.")
+@click.option("--without-mingle", is_flag=True, hidden=True, help="Accepted; no mingle here.")
+@pass_ctx
+def worker(
+    ctx: Context,
+    loglevel: str,
+    concurrency: int | None,
+    pool: str | None,
+    queues: str | None,
+    hostname: str | None,
+    prefetch_multiplier: int | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
+    autoscale: str | None,
+    logfile: str | None,
+    optimization: str | None,
+    disable_prefetch: bool,
+    purge: bool,
+    embed_beat: bool,
+    schedule: str | None,
+    detach: bool,
+    pidfile: str | None,
+    time_limit: float | None,
+    soft_time_limit: float | None,
+    task_events: bool,
+    without_heartbeat: bool,
+    heartbeat_interval: float | None,
+    without_gossip: bool,
+    without_mingle: bool,
+) -> None:
+    """Start a worker: consume the queues and run tasks.
+
+    SIGTERM or Ctrl-C stops warmly (running tasks finish, prefetched messages go back to the
+    broker); a second one stops at once.
+    """
+    from celeriac.cli.daemon import Pidfile, expand_node_pattern
+    from celeriac.cli.daemon import detach as daemonize
+    from celeriac.log import setup_logging
+    from celeriac.worker.controller import Worker, expand_hostname
+
+    node_name = expand_hostname(hostname)
+    if logfile:
+        logfile = os.path.abspath(expand_node_pattern(logfile, node_name))
+    if pidfile:
+        pidfile = os.path.abspath(expand_node_pattern(pidfile, node_name))
+    if detach:
+        if not logfile:
+            raise click.UsageError("--detach needs --logfile: a detached worker has no terminal")
+        if pidfile and Pidfile(pidfile).is_alive():
+            raise click.ClickException(f"Pidfile {pidfile} names a running process")
+        daemonize()
+    if pidfile:
+        Pidfile(pidfile).acquire()
+    app = ctx.app
+    try:
+        setup_logging(
+            loglevel, logfile,
+            colorize=None if app.conf.worker_log_color is None else app.conf.worker_log_color,
+            hijack_root_logger=bool(app.conf.worker_hijack_root_logger),
+            redirect_stdouts=bool(app.conf.worker_redirect_stdouts),
+            redirect_level=str(app.conf.worker_redirect_stdouts_level),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--loglevel") from exc
+    if time_limit is not None:
+        app.conf.task_time_limit = time_limit
+    if soft_time_limit is not None:
+        app.conf.task_soft_time_limit = soft_time_limit
+    node = Worker(
+        app, hostname=hostname, concurrency=concurrency, pool=pool,
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
+        fair=disable_prefetch or optimization != "default",
+        max_memory_per_child=max_memory_per_child,
+        autoscale=_parse_autoscale(autoscale), quiet=False,
+        task_events=True if task_events else None, heartbeat=not without_heartbeat,
+        heartbeat_interval=heartbeat_interval,
+    )  # fmt: skip
+    signalled: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signalled.append(signum)
+        if signum == signal.SIGQUIT or len(signalled) > 1:
+            logging.getLogger("celeriac.worker").warning("Cold shutdown (%s)", signum)
+            os._exit(1)
+        logging.getLogger("celeriac.worker").warning("Warm shutdown (%s)", signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, on_signal)
+    if purge:
+        names = [q.name for q in node.queues]
+        count = sum(app.transport.purge(name) for name in names)
+        click.echo(f"Purged {count} message(s) from {len(names)} queue(s).")
+    try:
+        node.start()
+    except CeleryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    beat = None
+    if embed_beat:  # after start(), so the prefork pool has forked before beat's thread runs
+        from celeriac.beat.service import EmbeddedBeat
+
+        beat = EmbeddedBeat(app, schedule=schedule)
+        beat.start()
+    while not signalled and not node.stopping:
+        node.wait(0.2)
+    if beat is not None:
+        beat.stop()
+    node.stop(warm=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-a", "--args", help="Positional arguments as a JSON list, e.g. '[2, 2]'.")
+@click.option("-k", "--kwargs", help="Keyword arguments as a JSON object, e.g. '{\"x\": 1}'.")
+@click.option("--countdown", type=float, help="Run no sooner than this many seconds from now.")
+@click.option("--eta", help="Run no sooner than this ISO-8601 time.")
+@click.option("--expires", help="Seconds, or an ISO-8601 time, after which not to run.")
+@click.option("--queue", help="Queue to send to.")
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 9),
+    help="Message priority 0-9: 9 first on SQLite and RabbitMQ, 0 first on Redis (as kombu).",
+)
+@pass_ctx
+def call(
+    ctx: Context,
+    name: str,
+    args: str | None,
+    kwargs: str | None,
+    countdown: float | None,
+    eta: str | None,
+    expires: str | None,
+    queue: str | None,
+    priority: int | None,
+) -> None:
+    """Send task NAME by name and print its id."""
+    options: dict[str, Any] = {"countdown": countdown, "queue": queue, "priority": priority}
+    if eta:
+        try:
+            options["eta"] = dt.datetime.fromisoformat(eta)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--eta") from exc
+    if expires:
+        try:
+            options["expires"] = float(expires)
+        except ValueError:
+            options["expires"] = dt.datetime.fromisoformat(expires)
+    sent_args = _parse_json("--args", args, list)
+    sent_kwargs = _parse_json("--kwargs", kwargs, dict)
+    try:
+        result = ctx.app.send_task(
+            name, sent_args, sent_kwargs, **{k: v for k, v in options.items() if v is not None}
+        )
+    except CeleryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.id)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the task is ready.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show a failure's traceback.")
+@pass_ctx
+def result(
+    ctx: Context, task_id: str, wait: bool, timeout: float | None, show_traceback: bool
+) -> None:
+    """Print the state and result of TASK_ID."""
+    res = ctx.app.AsyncResult(task_id)
+    try:
+        if wait:
+            res.get(timeout=timeout, propagate=False)
+        state = res.state
+        value = res.result
+    except CeleryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{state}: {value!r}")
+    if show_traceback and res.traceback:
+        click.echo(res.traceback)
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-Q", "--queues", help="Comma-separated queues to purge (default: celery).")
+@pass_ctx
+def purge(ctx: Context, force: bool, queues: str | None) -> None:
+    """Delete every waiting message from the task queues. Cannot be undone."""
+    app = ctx.app
+    names = [q.strip() for q in queues.split(",")] if queues else [app.conf.task_default_queue]
+    if not force:
+        click.confirm(
+            f"Delete all messages waiting in {len(names)} queue(s) ({', '.join(names)}) of "
+            f"{describe_url(app.broker_url)}? This cannot be undone",
+            abort=True,
+        )
+    try:
+        total = sum(app.transport.purge(name) for name in names)
+    except CeleryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Purged {total} message(s) from {len(names)} queue(s).")
+
+
+@cli.command()
+@pass_ctx
+def report(ctx: Context) -> None:
+    """Print versions, platform and settings, for bug reports (passwords masked)."""
+    from celeriac import __version__
+
+    app = ctx.app
+    click.echo(f"celeriac:{__version__} python:{platform.python_version()}")
+    click.echo(f"platform:{platform.platform()} pid:{os.getpid()}")
+    click.echo(f"broker:{describe_url(app.broker_url)}")
+    click.echo(f"results:{describe_url(app.result_backend_url)}")
+    click.echo("")
+    click.echo(app.conf.humanize())
+
+
+from celeriac.cli.multi import multi  # noqa: E402 - registered after the group exists
+
+cli.add_command(multi)
+
+from celeriac.cli.beat import beat  # noqa: E402 - registered after the group exists
+
+cli.add_command(beat)
+
+from celeriac.cli.control import control, inspect, status  # noqa: E402 - after the group exists
+from celeriac.cli.events import events  # noqa: E402 - registered after the group exists
+
+for _command in (control, inspect, status, events):
+    cli.add_command(_command)
+
+from celeriac.cli.dashboard import dashboard  # noqa: E402 - registered after the group exists
+
+cli.add_command(dashboard)
+cli.add_command(dashboard, name="flower")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script and ``python -m celeriac``."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="celeriac")
