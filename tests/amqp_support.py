@@ -1,0 +1,421 @@
+"""RabbitMQ for the tests: the machine's broker, a vhost of each test's (or module's) own.
+
+``require_rabbitmq()`` skips a test when no broker answers at 127.0.0.1:5672 or
+``rabbitmqctl`` is missing, except in CI (``CI=true``), where that is a failure. Vhosts are
+made and deleted with ``rabbitmqctl``, which starts an Erlang VM per call (about a second),
+so they are made in batches (``take_vhost``) and deleted in batches (``drop_vhost`` queues a
+name; the queue is emptied when it grows, when a module asks (``flush_vhosts``) and at exit),
+one process at a time on the machine (a file lock).
+Names are ``celeriac-test-<pid>-<n>``; at the first batch, vhosts left by test processes that
+no longer exist (killed runs) are deleted too.
+
+``WorkerProject`` runs real worker processes (``python -m celeriac -A tasks worker``, or
+Celery's) in a folder of its own, as ``tests/integration/conftest.py`` does for SQLite.
+``TcpProxy`` stands between clients and RabbitMQ so a test can cut the network (or add TLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import fcntl
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+HOST = "127.0.0.1"
+PORT = 5672
+_PREFIX = "celeriac-test-"
+_BATCH = 8
+_LOCK_FILE = Path(tempfile.gettempdir()) / "celeriac-test-vhosts.lock"
+
+
+def rabbitmq_reachable(host: str = HOST, port: int = PORT) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as conn:
+            conn.sendall(b"AMQP\x00\x00\x09\x01")
+            return conn.recv(1) == b"\x01"  # a method frame: connection.start
+    except OSError:
+        return False
+
+
+def require_rabbitmq() -> None:
+    """Skip (locally) or fail (in CI) unless RabbitMQ, rabbitmqctl and py-amqp are there."""
+    problem = None
+    try:
+        import amqp  # noqa: F401
+    except ImportError:
+        problem = 'the amqp client is not installed (pip install "celeriac[amqp]")'
+    if problem is None and shutil.which("rabbitmqctl") is None:
+        problem = "rabbitmqctl is not on PATH (needed to make test vhosts)"
+    if problem is None and not rabbitmq_reachable():
+        problem = f"no RabbitMQ answers at {HOST}:{PORT}"
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"RabbitMQ is required in CI: {problem}")
+    pytest.skip(problem)
+
+
+def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+    """Run ``rabbitmqctl``; on timeout its whole process group is killed (it forks an
+    Erlang VM through ``su``) and ``RuntimeError`` raised."""
+    proc = subprocess.Popen(
+        ["rabbitmqctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(f"rabbitmqctl {args[0]} did not finish in {timeout} s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {err or out}")
+    return out
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    """Vhost changes one process at a time on this machine: RabbitMQ 3.10 was seen to hang
+    (message stores that never stop) when two test processes deleted vhosts at once."""
+    with open(_LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _binaries(names: list[str]) -> str:
+    return "[" + ", ".join(f'<<"{name}">>' for name in names) + "]"
+
+
+class _Vhosts:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[str] = []
+        self._dropped: list[str] = []
+        self._made = 0
+        self._swept = False
+
+    def take(self) -> str:
+        with self._lock:
+            if not self._free:
+                names = [f"{_PREFIX}{os.getpid()}-{self._made + i}" for i in range(_BATCH)]
+                self._made += _BATCH
+                with _one_at_a_time():
+                    stale = [] if self._swept else _stale_vhosts()
+                    self._swept = True
+                    rabbitmqctl("eval", _delete(stale) + _add(names))
+                self._free.extend(names)
+            return self._free.pop()
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            self._dropped.append(name)
+            full = len(self._dropped) >= 2 * _BATCH
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            names, self._dropped = self._dropped, []
+        if names:
+            with _one_at_a_time():
+                rabbitmqctl("eval", _delete(names) + "ok.")
+
+    def at_exit(self) -> None:
+        with self._lock:
+            self._dropped.extend(self._free)
+            self._free = []
+        with contextlib.suppress(Exception):
+            self.flush()
+
+
+def _delete(names: list[str]) -> str:
+    return f'lists:foreach(fun(V) -> rabbit_vhost:delete(V, <<"tests">>) end, {_binaries(names)}), '
+
+
+def _add(names: list[str]) -> str:
+    return (
+        f'lists:foreach(fun(V) -> rabbit_vhost:add(V, <<"tests">>), '
+        f'rabbit_auth_backend_internal:set_permissions(<<"guest">>, V, <<".*">>, <<".*">>, '
+        f'<<".*">>, <<"tests">>) end, {_binaries(names)}).'
+    )
+
+
+def _stale_vhosts() -> list[str]:
+    listed = rabbitmqctl("list_vhosts", "--silent", "name")
+    stale = []
+    for name in listed.split():
+        found = re.fullmatch(re.escape(_PREFIX) + r"(\d+)-\d+", name)
+        if found and not _alive(int(found.group(1))):
+            stale.append(name)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+_vhosts = _Vhosts()
+atexit.register(_vhosts.at_exit)
+
+
+def take_vhost() -> str:
+    """A new, empty vhost the guest user may use."""
+    require_rabbitmq()
+    return _vhosts.take()
+
+
+def drop_vhost(name: str) -> None:
+    """Delete ``name`` (soon: deletions are batched)."""
+    _vhosts.drop(name)
+
+
+def flush_vhosts() -> None:
+    _vhosts.flush()
+
+
+@contextlib.contextmanager
+def vhost() -> Iterator[str]:
+    name = take_vhost()
+    try:
+        yield name
+    finally:
+        drop_vhost(name)
+
+
+def url(vhost: str, *, port: int = PORT, scheme: str = "amqp") -> str:
+    return f"{scheme}://guest:guest@{HOST}:{port}/{quote(vhost, safe='')}"
+
+
+def list_queues(vhost: str, *fields: str) -> list[list[str]]:
+    """``rabbitmqctl list_queues`` rows (tab-separated fields) of ``vhost``."""
+    out = rabbitmqctl("list_queues", "-p", vhost, "--silent", "--no-table-headers", *fields)
+    return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+
+class WorkerProject:
+    """A folder with a ``tasks.py`` module and the worker processes started on it."""
+
+    def __init__(self, root: Path, tasks_source: str, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        (root / "tasks.py").write_text(textwrap.dedent(tasks_source))
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(root),
+            "CELERIAC_TEST_WORKER": "1",
+            **(env or {}),
+        }
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._loaded: list[Any] = []
+        self._celery: set[int] = set()  # pids of Celery's workers
+
+    def load_tasks(self) -> Any:
+        """The project's ``tasks`` module imported in this process (named ``tasks``, as in the
+        workers, so task names match; not put in ``sys.modules``); ``stop_all`` closes its app.
+        Worker processes have ``CELERIAC_TEST_WORKER=1`` in their environment; this one not."""
+        spec = importlib.util.spec_from_file_location("tasks", self.root / "tasks.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self._loaded.append(module)
+        if hasattr(module.app, "results"):  # Celeriac's: make the result store (its tables)
+            module.app.backend  # noqa: B018 - before workers start, so they never race for it
+        return module
+
+    def start_worker(
+        self, *args: str, name: str = "w1", ready: str = "ready."
+    ) -> subprocess.Popen[bytes]:
+        with open(self.root / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celeriac", "-A", "tasks", "worker", "-l", "info",
+                 "-n", f"{name}@%h", *args],
+                cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        self.workers.append(proc)
+        self.wait_for_log(name, ready, proc)
+        return proc
+
+    def start_celery_worker(self, *args: str, name: str = "celery") -> subprocess.Popen[bytes]:
+        with open(self.root / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "solo",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
+                 "-n", f"{name}@%h", *args],
+                cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        self.workers.append(proc)
+        self._celery.add(proc.pid)
+        self.wait_for_log(name, "ready.", proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for_log(
+        self, name: str, text: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log(name):
+                return
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"worker {name} exited early:\n{self.log(name)}")
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{text!r} not in the log of {name} after {timeout}s:\n{self.log(name)}"
+        )
+
+    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for module in self._loaded:
+            app = getattr(module, "app", None)
+            if app is not None:
+                app.close()
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:  # Celery's worker takes about 10 s to shut down: no need to wait for that
+                proc.wait(timeout=2 if proc.pid in self._celery else 20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for proc in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+class TcpProxy:
+    """A TCP proxy on a free loopback port in front of RabbitMQ, that a test cuts and restores.
+
+    ``cut()`` aborts every proxied connection and refuses new ones (the port is closed) until
+    ``restore()``. With ``tls`` (a server-side ``ssl.SSLContext``) clients speak TLS to the
+    proxy, which speaks plain AMQP to RabbitMQ: an ``amqps://`` endpoint for tests. Runs an
+    asyncio loop in a thread of its own.
+    """
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            self.port = probe.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.accepted = 0
+
+    def __enter__(self) -> TcpProxy:
+        self._thread.start()
+        self.restore()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cut()
+        self._run(self._finish())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def cut(self) -> None:
+        self._run(self._cut())
+
+    def restore(self) -> None:
+        self._run(self._listen())
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._handle, HOST, self.port, ssl=self.tls, reuse_address=True
+            )
+
+    async def _cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _finish(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            up_reader, upstream = await asyncio.open_connection(HOST, PORT)
+            self._writers |= {writer, upstream}
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            for end in (writer, upstream):
+                if end is not None:
+                    self._writers.discard(end)
+                    end.transport.abort()
+            self._tasks.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.transport.abort()
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1: (certificate, key) files."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key

@@ -1,0 +1,341 @@
+"""One suite every result backend must pass (celeriac.backends.base.ResultBackend).
+
+A new backend joins by adding a factory to ``FACTORIES``: a context manager taking
+``(tmp_path, clock)`` that yields a backend and cleans up after it. Two backends made by the
+same factory in one test must share one store (same file, same Redis DB, same name).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from celeriac import states
+from celeriac._time import Clock, ManualClock, system_clock
+from celeriac.backends import ResultBackend, create_backend
+from celeriac.backends.memory import MemoryBackend, reset_store
+from celeriac.exceptions import ImproperlyConfigured, TimeoutError
+from tests import redis_support
+
+BackendFactory = Callable[[Path, Clock], AbstractContextManager[ResultBackend]]
+MakeBackend = Callable[[Clock], ResultBackend]
+
+
+@contextmanager
+def memory_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
+    name = f"conformance-{tmp_path.name}"  # tmp_path names are unique within a process
+    backend = create_backend(f"memory://{name}", clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()
+        reset_store(name)
+
+
+@contextmanager
+def sqlite_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
+    backend = create_backend(f"sqlite:///{tmp_path / 'results.sqlite'}", clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+# Stores that expire entries on their own clock (Redis) register here how to move that clock
+# along with the test's ManualClock, by the test's tmp_path.
+_STORE_CLOCKS: dict[Path, Callable[[float], None]] = {}
+
+
+@contextmanager
+def redis_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
+    redis_support.require_redis()
+    prefix = redis_support.unique_prefix(tmp_path)  # the same for every call in one test
+    db = redis_support.BACKEND_DB
+    _STORE_CLOCKS[tmp_path] = lambda seconds: redis_support.shift_time(db, prefix, seconds)
+    url = f"redis://{redis_support.HOST}:{redis_support.PORT}/{db}"
+    backend = create_backend(url, options={"global_keyprefix": prefix}, clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()
+        _STORE_CLOCKS.pop(tmp_path, None)
+        redis_support.delete_prefix(db, prefix)
+
+
+FACTORIES = [
+    pytest.param(memory_backend, id="memory"),
+    pytest.param(sqlite_backend, id="sqlite"),
+    pytest.param(redis_backend, id="redis"),
+]
+
+
+@pytest.fixture(params=FACTORIES)
+def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeBackend]:
+    factory: BackendFactory = request.param
+    with ExitStack() as stack:
+        yield lambda clock: stack.enter_context(factory(tmp_path, clock))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def backend(make_backend: MakeBackend, clock: ManualClock) -> ResultBackend:
+    return make_backend(clock)
+
+
+@pytest.fixture
+def advance(clock: ManualClock, tmp_path: Path) -> Callable[[float], None]:
+    """Move the test's clock, and the store's own clock where it keeps one (Redis)."""
+
+    def move(seconds: float) -> None:
+        clock.advance(seconds)
+        store_clock = _STORE_CLOCKS.get(tmp_path)
+        if store_clock is not None:
+            store_clock(seconds)
+
+    return move
+
+
+def expired_count(backend: ResultBackend, expired: int) -> int:
+    """What ``cleanup`` returns after ``expired`` entries expired: 0 if the store expires them."""
+    return 0 if getattr(backend, "expires_on_its_own", False) else expired
+
+
+@pytest.fixture
+def real_backend(make_backend: MakeBackend) -> ResultBackend:
+    """A backend on the system clock, for tests where another thread acts while one waits."""
+    return make_backend(system_clock)
+
+
+def ready(payload: bytes) -> bool:
+    return payload.startswith(b"SUCCESS")
+
+
+def store_later(backend: ResultBackend, task_id: str, delay: float) -> threading.Thread:
+    def run() -> None:
+        backend.store(task_id, b"STARTED", state=states.STARTED, ttl=None)
+        threading.Event().wait(delay)
+        backend.store(task_id, b"SUCCESS:42", state=states.SUCCESS, ttl=None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_store_then_fetch_returns_the_same_bytes(backend: ResultBackend) -> None:
+    payload = b'\x00{"status": "SUCCESS", "result": 42}\xff'
+    backend.store("t1", payload, state=states.SUCCESS, ttl=None)
+    backend.store("empty", b"", state=states.SUCCESS, ttl=None)
+
+    assert backend.fetch("t1") == payload
+    assert backend.fetch("empty") == b""
+
+
+def test_store_replaces_the_previous_meta(backend: ResultBackend) -> None:
+    backend.store("t1", b"STARTED", state=states.STARTED, ttl=None)
+    backend.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+
+    assert backend.fetch("t1") == b"SUCCESS:1"
+
+
+def test_fetch_of_an_unknown_id_is_none(backend: ResultBackend) -> None:
+    assert backend.fetch("never-stored") is None
+
+
+def test_fetch_many_returns_only_the_ids_that_have_meta(backend: ResultBackend) -> None:
+    backend.store("a", b"A", state=states.SUCCESS, ttl=None)
+    backend.store("b", b"B", state=states.FAILURE, ttl=None)
+
+    assert backend.fetch_many(["a", "missing", "b"]) == {"a": b"A", "b": b"B"}
+    assert backend.fetch_many([]) == {}
+
+
+def test_two_backends_on_one_store_see_each_others_writes(
+    make_backend: MakeBackend, clock: ManualClock
+) -> None:
+    writer, reader = make_backend(clock), make_backend(clock)
+    writer.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+
+    assert reader.fetch("t1") == b"SUCCESS:1"
+
+
+def test_meta_expires_after_its_ttl_and_cleanup_deletes_it(
+    backend: ResultBackend, advance: Callable[[float], None]
+) -> None:
+    backend.store("a", b"A", state=states.SUCCESS, ttl=10)
+    backend.store("b", b"B", state=states.SUCCESS, ttl=10)
+    backend.store("kept", b"K", state=states.SUCCESS, ttl=100)
+    advance(9.5)
+    assert backend.fetch("a") == b"A"
+
+    advance(1)
+
+    assert backend.fetch("a") is None
+    assert backend.fetch_many(["a", "b", "kept"]) == {"kept": b"K"}
+    assert backend.cleanup() == expired_count(backend, 2)
+    assert backend.cleanup() == 0
+    assert backend.fetch("kept") == b"K"
+
+
+def test_meta_without_ttl_never_expires(
+    backend: ResultBackend, advance: Callable[[float], None]
+) -> None:
+    backend.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+    advance(10 * 365 * 86400)
+
+    assert backend.cleanup() == 0
+    assert backend.fetch("t1") == b"SUCCESS:1"
+
+
+def test_forget_deletes_the_meta_and_is_idempotent(backend: ResultBackend) -> None:
+    backend.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+    backend.store("t2", b"SUCCESS:2", state=states.SUCCESS, ttl=None)
+
+    backend.forget("t1")
+    backend.forget("t1")
+    backend.forget("never-stored")
+
+    assert backend.fetch("t1") is None
+    assert backend.fetch("t2") == b"SUCCESS:2"
+
+
+def test_groups_are_saved_fetched_and_forgotten(backend: ResultBackend) -> None:
+    backend.save_group("g1", b"[a, b]", ttl=None)
+    backend.save_group("g1", b"[a, b, c]", ttl=None)
+
+    assert backend.fetch_group("g1") == b"[a, b, c]"
+    assert backend.fetch_group("unknown") is None
+    assert backend.fetch("g1") is None  # groups and task results are kept apart
+
+    backend.forget_group("g1")
+    backend.forget_group("g1")
+    assert backend.fetch_group("g1") is None
+
+
+def test_groups_expire_after_their_ttl(
+    backend: ResultBackend, advance: Callable[[float], None]
+) -> None:
+    backend.save_group("g1", b"[a]", ttl=5)
+    advance(6)
+
+    assert backend.fetch_group("g1") is None
+    assert backend.cleanup() == expired_count(backend, 1)
+
+
+def test_incr_counts_from_one_per_key(backend: ResultBackend) -> None:
+    assert [backend.incr("chord-1", ttl=None) for _ in range(3)] == [1, 2, 3]
+    assert backend.incr("chord-2", ttl=None) == 1
+
+
+def test_incr_restarts_after_the_counter_expires(
+    backend: ResultBackend, advance: Callable[[float], None]
+) -> None:
+    assert backend.incr("k", ttl=10) == 1
+    advance(6)
+    assert backend.incr("k", ttl=10) == 2  # each call pushes the expiry out again
+    advance(6)
+    assert backend.incr("k", ttl=10) == 3
+    advance(11)
+
+    assert backend.incr("k", ttl=10) == 1
+
+
+def test_wait_for_returns_at_once_when_everything_is_ready(backend: ResultBackend) -> None:
+    backend.store("a", b"SUCCESS:a", state=states.SUCCESS, ttl=None)
+    backend.store("b", b"SUCCESS:b", state=states.SUCCESS, ttl=None)
+
+    # A timeout of zero leaves no time to wait: only an answer from the first look passes.
+    assert backend.wait_for(["b", "a"], ready, timeout=0) == {"b": b"SUCCESS:b", "a": b"SUCCESS:a"}
+
+
+def test_wait_for_with_zero_timeout_raises_when_not_ready(backend: ResultBackend) -> None:
+    backend.store("a", b"STARTED", state=states.STARTED, ttl=None)
+
+    with pytest.raises(TimeoutError, match="1 of 1"):
+        backend.wait_for(["a"], ready, timeout=0)
+
+
+def test_wait_for_raises_timeout_error_when_never_ready(real_backend: ResultBackend) -> None:
+    real_backend.store("done", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+    real_backend.store("running", b"STARTED", state=states.STARTED, ttl=None)
+
+    with pytest.raises(TimeoutError, match=r"2 of 3 .*0\.2"):
+        real_backend.wait_for(["done", "running", "unknown"], ready, timeout=0.2, interval=0.05)
+
+
+@pytest.mark.parametrize("writer", ["same backend", "second backend"])
+def test_wait_for_returns_when_another_thread_stores_later(
+    make_backend: MakeBackend, writer: str
+) -> None:
+    waiter = make_backend(system_clock)
+    storer = waiter if writer == "same backend" else make_backend(system_clock)
+    waiter.store("other", b"SUCCESS:other", state=states.SUCCESS, ttl=None)
+
+    thread = store_later(storer, "t1", delay=0.1)
+    try:
+        got = waiter.wait_for(["other", "t1"], ready, timeout=10, interval=0.05)
+    finally:
+        thread.join(10)
+
+    assert got == {"other": b"SUCCESS:other", "t1": b"SUCCESS:42"}
+
+
+def test_many_ids(backend: ResultBackend) -> None:
+    ids = [f"task-{n}" for n in range(1500)]
+    for task_id in ids:
+        backend.store(task_id, f"SUCCESS:{task_id}".encode(), state=states.SUCCESS, ttl=None)
+    expected = {task_id: f"SUCCESS:{task_id}".encode() for task_id in ids}
+
+    assert backend.fetch_many([*ids, "missing"]) == expected
+    assert backend.wait_for(ids, ready, timeout=0) == expected
+
+
+def test_close_is_idempotent(make_backend: MakeBackend, clock: ManualClock) -> None:
+    backend = make_backend(clock)
+    backend.close()
+    backend.close()
+
+
+# The factory that picks an implementation by URL scheme.
+
+
+def test_create_backend_rejects_an_unknown_scheme_without_leaking_the_password() -> None:
+    with pytest.raises(ImproperlyConfigured) as caught:
+        create_backend("nosuch://user:s3cret@example.com:1234/0")
+
+    message = str(caught.value)
+    assert "nosuch://user:**@example.com:1234/0" in message
+    assert "s3cret" not in message
+    assert "sqlite://" in message
+    assert "memory://" in message
+
+
+def test_create_backend_rejects_a_url_without_scheme() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"results\.sqlite"):
+        create_backend("results.sqlite")
+
+
+def test_memory_backends_of_one_name_share_a_store_until_reset() -> None:
+    first = create_backend("memory://factory-test", options={"unknown": 1})
+    second = create_backend("cache+memory://factory-test")
+    other = create_backend("memory://factory-test-other")
+    try:
+        assert isinstance(second, MemoryBackend)
+        first.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+        assert second.fetch("t1") == b"SUCCESS:1"
+        assert other.fetch("t1") is None
+
+        reset_store("factory-test")
+
+        assert first.fetch("t1") is None
+        assert create_backend("memory://factory-test").fetch("t1") is None
+    finally:
+        reset_store("factory-test")
+        reset_store("factory-test-other")

@@ -1,0 +1,163 @@
+"""The SQLite broker where it differs from the others: shared by processes, kept on disk.
+
+These tests use real processes and the real clock; the behaviour every transport shares is in
+tests/conformance/test_transport_conformance.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from celeriac._time import ManualClock
+from celeriac.exceptions import EncodeError, ImproperlyConfigured, TransportError
+from celeriac.protocol.message import Message
+from celeriac.transports.base import Outgoing
+from celeriac.transports.sqlite import SQLiteTransport
+
+# Claims and acks until the queue is empty; prints the bodies it acked as a JSON list.
+DRAIN = """
+import json, sys
+from celeriac.transports.sqlite import SQLiteTransport
+transport = SQLiteTransport(sys.argv[1])
+consumer = transport.consumer(["q"], owner=sys.argv[2])
+acked = []
+while batch := consumer.fetch(7, timeout=0.5):
+    for delivery in batch:
+        consumer.ack(delivery)
+        acked.append(delivery.message.body.decode())
+transport.close()
+print(json.dumps(acked))
+"""
+
+# Claims up to 5 messages, prints their bodies, then holds the leases until killed.
+HOLD = """
+import sys
+from celeriac.transports.sqlite import SQLiteTransport
+transport = SQLiteTransport(sys.argv[1], options={"lease_timeout": 600})
+held = transport.consumer(["q"], owner="doomed").fetch(5, timeout=10)
+print(" ".join(d.message.body.decode() for d in held), flush=True)
+sys.stdin.read()
+"""
+
+
+def message(body: str) -> Message:
+    return Message(body.encode(), "text/plain", "utf-8")
+
+
+def publish(transport: SQLiteTransport, bodies: list[str]) -> None:
+    transport.publish([Outgoing(message(b), routing_key="q") for b in bodies])
+
+
+def python(code: str, *args: str, stdin: int | None = None) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", code, *args]
+    return subprocess.Popen(command, text=True, stdin=stdin, stdout=subprocess.PIPE)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/broker.sqlite"
+
+
+@pytest.fixture
+def transport(url: str) -> Iterator[SQLiteTransport]:
+    transport = SQLiteTransport(url, options={"lease_timeout": 600})
+    yield transport
+    transport.close()
+
+
+def test_processes_share_the_queue_and_ack_each_message_once(
+    url: str, transport: SQLiteTransport
+) -> None:
+    sent = [str(i) for i in range(600)]
+    publish(transport, sent)
+    workers = [python(DRAIN, url, f"worker{i}") for i in range(3)]
+    outputs = [worker.communicate(timeout=60)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0]
+    acked = [body for output in outputs for body in json.loads(output)]
+    assert sorted(acked, key=int) == sent  # each exactly once: no duplicates, none missing
+    assert transport.queue_length("q") == 0
+    assert transport.consumer(["q"], owner="check").fetch(1, timeout=0) == []
+
+
+def test_leases_of_a_killed_process_come_back_before_they_expire(
+    url: str, transport: SQLiteTransport
+) -> None:
+    publish(transport, ["a", "b", "c", "d", "e"])
+    holder = python(HOLD, url, stdin=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        held = holder.stdout.readline().split()
+        assert sorted(held) == ["a", "b", "c", "d", "e"]
+        survivor = transport.consumer(["q"], owner="survivor")
+        assert survivor.fetch(5, timeout=0.2) == []  # its owner is alive: leases stand
+    finally:
+        holder.kill()
+        holder.communicate(timeout=10)  # reaped, so its pid no longer exists
+    back = survivor.fetch(5, timeout=30)  # leases last 600 s; the pid check is what works
+    assert sorted(d.message.body.decode() for d in back) == held
+    assert all(d.redelivered and d.delivery_count == 2 for d in back)
+
+
+def test_missing_directory_is_named_at_construction(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(ImproperlyConfigured) as raised:
+        SQLiteTransport(f"sqlite:///{missing}/broker.sqlite")
+    assert str(missing) in str(raised.value)
+    assert "does not exist" in str(raised.value)
+
+
+@pytest.mark.parametrize("bad", ["sqlite://", "sqlite:///:memory:", "sqlite://host/x.db"])
+def test_urls_without_a_usable_file_are_refused(bad: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="sqlite:///"):
+        SQLiteTransport(bad)
+
+
+def test_relative_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    transport = SQLiteTransport("sqlite:///relative.sqlite")
+    transport.close()
+    assert (tmp_path / "relative.sqlite").is_file()
+
+
+def test_a_file_that_is_not_a_database_is_a_transport_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(TransportError, match=str(path)):
+        SQLiteTransport(f"sqlite:///{path}")
+
+
+def test_headers_that_are_not_json_are_refused(transport: SQLiteTransport) -> None:
+    bad = Message(b"x", "text/plain", "utf-8", headers={"when": object()})
+    with pytest.raises(EncodeError, match="JSON"):
+        transport.publish([Outgoing(bad, routing_key="q")])
+    assert transport.queue_length("q") == 0
+
+
+def test_messages_and_dead_letters_survive_reopening(url: str) -> None:
+    clock = ManualClock()
+    first = SQLiteTransport(url, clock=clock)
+    publish(first, ["kept", "dead"])
+    consumer = first.consumer(["q"], owner="w1")
+    consumer.dead_letter(consumer.fetch(2, timeout=0)[1], "bad")
+    first.close()
+    second = SQLiteTransport(url, clock=clock)
+    try:
+        assert [d.message.body for d in second.consumer(["q"], owner="w2").fetch(5, 0)] == [b"kept"]
+        assert [(d.message.body, d.reason) for d in second.dead_letters()] == [(b"dead", "bad")]
+    finally:
+        second.close()
+
+
+def test_file_is_in_wal_mode(transport: SQLiteTransport, tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "broker.sqlite")) as reader:
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
