@@ -1,0 +1,262 @@
+"""RabbitMQ: Celeriac against Celery 5.7 on the same broker, in one run, 2 prefork processes each.
+
+For each system, in a fresh vhost of the machine's RabbitMQ (made and deleted with
+``rabbitmqctl``, which this script must be allowed to run):
+
+* enqueue: a client process sends ``--tasks`` no-op tasks, one ``delay()`` each, no worker
+  running (tasks/s). Celeriac waits for RabbitMQ's publisher confirm of each message (its
+  default; the ``no confirms`` row turns them off); Celery's producer does not ask for them.
+* drain: a worker (``-P prefork -c 2``; Celery with ``--without-gossip --without-mingle
+  --without-heartbeat``) starts on the full queue; the time from the first message leaving
+  the queue until none is waiting (tasks/s; at most a prefetch window is still running then).
+  Celeriac's default ``-O fair`` takes a message only for an idle process; ``-O default``
+  prefetches 4 per process, as Celery does by default.
+* worker RSS: the summed resident memory of the worker's processes after the drain.
+* round trip: a client process runs ``--roundtrips`` sequential ``echo.delay(i).get()``
+  with the ``rpc://`` result backend on both sides (after 20 unmeasured ones): p50, p99.
+
+No-op tasks ignore their results. Until the app passes ``reply_to`` to the result backend
+(see the RabbitMQ section of the README), Celeriac's bench app does it in a ``store()``
+override and its client names the reply queue in ``apply_async``; that is all it changes.
+
+    .venv/bin/python bench/amqp_bench.py --tasks 5000 --roundtrips 500 \
+        --out bench/results/amqp-<date>.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+# This file is named like py-amqp: keep its folder behind the installed packages on the path.
+while str(Path(__file__).resolve().parent) in sys.path:
+    sys.path.remove(str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))
+
+import amqp  # type: ignore[import-untyped]  # noqa: E402
+from _harness import PYTHON, percentile, start, stop, tree_rss_mib, write_module  # noqa: E402
+
+CELERIAC_TASKS = """
+import os
+from celeriac import Celery
+from celeriac.backends import _IMPLEMENTATIONS
+from celeriac.backends.rpc import RpcBackend
+from celeriac.request import current_request
+
+
+class ReplyingRpc(RpcBackend):
+    # What the app will do itself: send the result to the request's reply_to.
+    def store(self, task_id, payload, *, state, ttl, reply_to=None):
+        request = current_request()
+        reply_to = reply_to or (request.reply_to if request is not None else None)
+        super().store(task_id, payload, state=state, ttl=ttl, reply_to=reply_to)
+
+
+if os.environ.get("BENCH_WORKER"):
+    _IMPLEMENTATIONS["rpc"] = ("benchtasks", "ReplyingRpc")
+app = Celery("benchtasks", broker="{url}", backend="rpc://")
+app.conf.broker_transport_options = {{"confirm_publish": {confirm}}}
+app.conf.result_backend_transport_options = {{"broker_url": "{url}"}}
+
+
+@app.task(ignore_result=True)
+def noop():
+    return None
+
+
+@app.task
+def echo(x):
+    return x
+"""
+
+CELERY_TASKS = """
+from celery import Celery
+
+app = Celery("benchtasks", broker="{url}", backend="rpc://")
+
+
+@app.task(ignore_result=True)
+def noop():
+    return None
+
+
+@app.task
+def echo(x):
+    return x
+"""
+
+SYSTEMS = {  # name: (kind, publisher confirms, extra worker options)
+    "celeriac prefork": ("celeriac", True, []),
+    "celeriac prefork -O default": ("celeriac", True, ["-O", "default"]),
+    "celeriac prefork, no confirms": ("celeriac", False, []),
+    "celery prefork": ("celery", False, []),
+}
+WORKER_ARGS = {
+    "celeriac": ["-P", "prefork", "-c", "2"],
+    "celery": ["-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
+               "--without-heartbeat"],
+}  # fmt: skip
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def client(kind: str, folder: str, mode: str, count: int) -> dict[str, Any]:
+    """Runs in a subprocess: enqueue ``count`` tasks, or make ``count`` round trips."""
+    sys.path.insert(0, folder)
+    import benchtasks  # type: ignore[import-not-found]
+
+    if mode == "enqueue":
+        started = time.perf_counter()
+        for _ in range(count):
+            benchtasks.noop.delay()
+        return {"seconds": time.perf_counter() - started}
+    options = {"reply_to": benchtasks.app.backend.reply_to} if kind == "celeriac" else {}
+    for i in range(20):  # warm up connections
+        benchtasks.echo.apply_async((i,), **options).get(timeout=30)
+    latencies = []
+    for i in range(count):
+        started = time.perf_counter()
+        assert benchtasks.echo.apply_async((i,), **options).get(timeout=30) == i
+        latencies.append(time.perf_counter() - started)
+    return {"latencies": latencies}
+
+
+def run_client(kind: str, folder: Path, mode: str, count: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [PYTHON, __file__, "--client", kind, str(folder), mode, str(count)],
+        capture_output=True, text=True, check=True, cwd=folder,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def waiting(vhost: str) -> int:
+    """Messages waiting (not delivered) in the queue ``celery``."""
+    connection = amqp.Connection("127.0.0.1:5672", virtual_host=vhost)
+    connection.connect()
+    try:
+        return int(connection.channel().queue_declare("celery", passive=True)[1])
+    finally:
+        connection.close()
+
+
+def drain_rate(vhost: str, tasks: int) -> float:
+    """Tasks/s from the first message leaving the queue until none is waiting."""
+    connection = amqp.Connection("127.0.0.1:5672", virtual_host=vhost)
+    connection.connect()
+    channel = connection.channel()
+    first = last = None
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            count = int(channel.queue_declare("celery", passive=True)[1])
+            now = time.perf_counter()
+            if first is None and count < tasks:
+                first = now
+            if count == 0:
+                last = now
+                break
+            time.sleep(0.002)
+    finally:
+        connection.close()
+    if first is None or last is None:
+        raise RuntimeError("the worker did not drain the queue in 10 minutes")
+    return tasks / max(last - first, 1e-9)
+
+
+def measure(name: str, tasks: int, roundtrips: int) -> dict[str, float]:
+    kind, confirm, extra = SYSTEMS[name]
+    vhost = f"celeriac-bench-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            folder = Path(tmp)
+            url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+            source = CELERIAC_TASKS if kind == "celeriac" else CELERY_TASKS
+            write_module(folder, "benchtasks", source.format(url=url, confirm=confirm))
+            enqueue = run_client(kind, folder, "enqueue", tasks)["seconds"]
+            assert waiting(vhost) == tasks, "not every task reached the queue"
+            env = {**os.environ, "PYTHONPATH": str(folder), "BENCH_WORKER": "1"}
+            argv = [PYTHON, "-m", kind, "-A", "benchtasks", "worker", "-l", "warning",
+                    *WORKER_ARGS[kind], *extra]  # fmt: skip
+            worker = start(argv, folder, env, folder / "worker.log")
+            try:
+                drain = drain_rate(vhost, tasks)
+                time.sleep(0.5)  # the last window finishes
+                rss = tree_rss_mib(worker.pid)
+                latencies = run_client(kind, folder, "roundtrip", roundtrips)["latencies"]
+            finally:
+                stop(worker)
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+    return {
+        "enqueue_per_s": tasks / enqueue,
+        "drain_per_s": drain,
+        "rtt_p50_ms": percentile(latencies, 50) * 1000,
+        "rtt_p99_ms": percentile(latencies, 99) * 1000,
+        "worker_rss_mib": rss,
+    }
+
+
+def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
+    peer = results.get("celery prefork")
+    lines = [
+        f"command: .venv/bin/python bench/amqp_bench.py --tasks {args.tasks} "
+        f"--roundtrips {args.roundtrips}",
+        f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}  "
+        f"machine: {os.cpu_count()} cores, RabbitMQ on 127.0.0.1",
+        "",
+        "| system | enqueue/s | drain/s | round trip p50 ms | p99 ms | worker RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['enqueue_per_s']:.0f} | {r['drain_per_s']:.0f} | "
+            f"{r['rtt_p50_ms']:.2f} | {r['rtt_p99_ms']:.2f} | {r['worker_rss_mib']:.0f} |"
+        )
+    if peer:
+        lines += ["", "Ratios against Celery prefork (above 1 is better for Celeriac):", ""]
+        for name, r in results.items():
+            if name == "celery prefork":
+                continue
+            lines.append(
+                f"- {name}: enqueue x{r['enqueue_per_s'] / peer['enqueue_per_s']:.2f}, "
+                f"drain x{r['drain_per_s'] / peer['drain_per_s']:.2f}, "
+                f"round trip p50 x{peer['rtt_p50_ms'] / r['rtt_p50_ms']:.2f} faster, "
+                f"RSS x{peer['worker_rss_mib'] / r['worker_rss_mib']:.2f} smaller"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        kind, folder, mode, count = sys.argv[2:6]
+        print(json.dumps(client(kind, folder, mode, int(count))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--roundtrips", type=int, default=500)
+    parser.add_argument("--only", action="append", choices=sorted(SYSTEMS))
+    parser.add_argument("--out", type=Path, help="Also write the report to this file.")
+    args = parser.parse_args()
+    results = {name: measure(name, args.tasks, args.roundtrips) for name in args.only or SYSTEMS}
+    text = report(results, args)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
