@@ -460,3 +460,32 @@ def test_validate_rejects(name: str, value: Any, message: str) -> None:
 
 def test_validate_accepts_extra_serializers() -> None:
     validate(Settings({"task_serializer": "custom"}), serializers={"json", "custom"})
+
+
+def test_generation_moves_with_every_change_so_derived_values_can_be_cached() -> None:
+    conf = Settings()
+    seen = [conf.generation]
+    conf.task_default_queue = "a"
+    seen.append(conf.generation)
+    conf.update(task_routes={"x": {"queue": "b"}})
+    seen.append(conf.generation)
+    del conf.task_default_queue
+    seen.append(conf.generation)
+    conf.pop("task_routes")
+    seen.append(conf.generation)
+    conf["CELERY_DEFAULT_QUEUE"] = "c"  # an old name counts too
+    seen.append(conf.generation)
+    conf.clear()
+    seen.append(conf.generation)
+    assert seen == sorted(set(seen))  # strictly increasing
+    _ = conf.task_default_queue, conf["broker_url"]  # reading changes nothing
+    assert conf.generation == seen[-1]
+
+
+def test_attribute_reads_agree_with_item_reads_for_new_and_old_names() -> None:
+    conf = Settings()
+    conf.BROKER_URL = "redis://h/1"
+    assert conf.broker_url == conf["BROKER_URL"] == conf.BROKER_URL == "redis://h/1"
+    assert conf.task_default_queue == conf["CELERY_DEFAULT_QUEUE"] == "celery"
+    with pytest.raises(AttributeError, match="No setting named"):
+        _ = conf.task_defualt_queue

@@ -63,10 +63,12 @@ class Settings(MutableMapping[str, Any]):
 
     _defaults: dict[str, Any]
     _changes: dict[str, Any]
+    _generation: int
 
     def __init__(self, changes: Mapping[str, Any] | None = None) -> None:
         self._defaults = copy.deepcopy(dict(DEFAULTS))
         self._changes = {}
+        self._generation = 0
         if changes:
             self._merge(changes, stacklevel=2)
 
@@ -88,6 +90,7 @@ class Settings(MutableMapping[str, Any]):
             del self._changes[canonical_name(key)]
         except KeyError:
             raise KeyError(key) from None
+        self._generation += 1
 
     def __iter__(self) -> Iterator[str]:
         yield from self._defaults
@@ -134,6 +137,7 @@ class Settings(MutableMapping[str, Any]):
         """Remove an explicitly set value (reverting to the default) and return it."""
         name = canonical_name(key)
         if name in self._changes:
+            self._generation += 1
             return self._changes.pop(name)
         if default is _MISSING:
             raise KeyError(key)
@@ -142,11 +146,13 @@ class Settings(MutableMapping[str, Any]):
     def popitem(self) -> tuple[str, Any]:
         if not self._changes:
             raise KeyError("popitem(): no setting is set explicitly")
+        self._generation += 1
         return self._changes.popitem()
 
     def clear(self) -> None:
         """Forget every explicitly set value; the defaults remain."""
         self._changes.clear()
+        self._generation += 1
 
     def copy(self) -> Settings:
         clone = Settings()
@@ -157,6 +163,13 @@ class Settings(MutableMapping[str, Any]):
     # -- attributes ------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
+        # Fast path: both dicts are keyed by new names, the ones code reads most.
+        values = self.__dict__
+        if "_changes" in values:
+            if name in values["_changes"]:
+                return values["_changes"][name]
+            if name in values["_defaults"]:
+                return values["_defaults"][name]
         if name.startswith("_"):
             raise AttributeError(name)
         try:
@@ -183,6 +196,12 @@ class Settings(MutableMapping[str, Any]):
         return [*super().__dir__(), *self]
 
     # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Counts changes of explicitly set values: whatever is derived from the settings
+        can be cached until it moves. (A value mutated in place does not count.)"""
+        return self._generation
 
     @property
     def changes(self) -> dict[str, Any]:
@@ -232,6 +251,7 @@ class Settings(MutableMapping[str, Any]):
                 stacklevel=stacklevel + 1,
             )
         self._changes[name] = value
+        self._generation += 1
 
 
 def resolve_config_object(spec: str | object) -> object:
