@@ -339,3 +339,46 @@ def test_memory_backends_of_one_name_share_a_store_until_reset() -> None:
     finally:
         reset_store("factory-test")
         reset_store("factory-test-other")
+
+
+def _logging(backend: ResultBackend) -> ResultBackend:
+    if not backend.logs_revocations:
+        pytest.skip(f"{type(backend).__name__} keeps no revocation log")
+    return backend
+
+
+def test_the_revocation_log_is_read_in_order_from_a_cursor(backend: ResultBackend) -> None:
+    log = _logging(backend)
+    assert log.revoked_since(None)[0] == []
+    log.log_revoked(["a", "b"], ttl=60)
+    ids, cursor = log.revoked_since(None)
+    assert ids == ["a", "b"]
+    assert log.revoked_since(cursor)[0] == []  # nothing new
+    log.log_revoked(["c"], ttl=60)
+    log.log_revoked(["d", "e"], ttl=None)
+    ids, later = log.revoked_since(cursor)
+    assert ids == ["c", "d", "e"]
+    assert log.revoked_since(later) == ([], later)
+    assert log.revoked_since(None)[0] == ["a", "b", "c", "d", "e"]  # a new reader sees all
+
+
+def test_expired_revocations_are_not_read(
+    backend: ResultBackend, advance: Callable[[float], None]
+) -> None:
+    log = _logging(backend)
+    log.log_revoked(["short"], ttl=10)
+    log.log_revoked(["long"], ttl=1000)
+    advance(11)
+    assert log.revoked_since(None)[0] == ["long"]
+    log.cleanup()
+    assert log.revoked_since(None)[0] == ["long"]
+
+
+def test_the_revocation_log_is_shared_by_backends_of_one_store(
+    make_backend: MakeBackend, clock: ManualClock
+) -> None:
+    writer, reader = make_backend(clock), make_backend(clock)
+    _logging(writer)
+    _, cursor = reader.revoked_since(None)
+    writer.log_revoked(["x"], ttl=60)
+    assert reader.revoked_since(cursor)[0] == ["x"]

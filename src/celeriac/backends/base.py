@@ -30,6 +30,16 @@ class ResultBackend(ABC):
     #: message's ``reply_to`` property. None for backends that store results.
     reply_to: str | None = None
 
+    #: Whether results are sent as messages to the client that sent the task (rpc) rather
+    #: than kept: only that client can read them, so nothing else (a worker checking for
+    #: revoked tasks, a monitor) reads them back.
+    sends_results: bool = False
+
+    #: Whether this backend keeps a log of revocations (``log_revoked``/``revoked_since``).
+    #: Workers then read revocations as they are logged, instead of looking up the state
+    #: of every message they take.
+    logs_revocations: bool = False
+
     @abstractmethod
     def store(
         self,
@@ -92,6 +102,16 @@ class ResultBackend(ABC):
 
         Each call sets the counter's expiry to ``ttl`` seconds from now.
         """
+
+    def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
+        """Append ``task_ids`` to the revocation log, each kept ``ttl`` seconds (None: the
+        backend's longest). Only where ``logs_revocations`` is True."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no revocation log")
+
+    def revoked_since(self, cursor: str | None) -> tuple[list[str], str]:
+        """The ids logged after ``cursor`` (None: every live entry) in log order, and the
+        cursor to pass next time. Only where ``logs_revocations`` is True."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no revocation log")
 
     @abstractmethod
     def cleanup(self) -> int:

@@ -10,6 +10,7 @@ Layout of one named store::
     results:  task_id  -> _Entry(payload, state, expires_at)
     groups:   group_id -> _Entry(payload, "", expires_at)
     counters: key      -> (value, expires_at)
+    revoked:  [(sequence, task_id, expires_at)]   the revocation log, oldest first
 
 ``expires_at`` is Unix time from the backend's clock (None: never). Every step is atomic
 because it runs under the store's ``threading.Condition``; ``store`` and ``forget`` bump a
@@ -48,6 +49,8 @@ class _MemoryStore:
     results: dict[str, _Entry] = field(default_factory=dict)
     groups: dict[str, _Entry] = field(default_factory=dict)
     counters: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    revoked: list[tuple[int, str, float | None]] = field(default_factory=list)
+    revoked_seq: int = 0
     changed: threading.Condition = field(default_factory=threading.Condition)
     version: int = 0
 
@@ -56,6 +59,7 @@ class _MemoryStore:
             self.results.clear()
             self.groups.clear()
             self.counters.clear()
+            self.revoked.clear()
             self.version += 1
             self.changed.notify_all()
 
@@ -94,6 +98,7 @@ class MemoryBackend(ResultBackend):
     """Results kept in this process, shared by every backend made from the same URL."""
 
     notifies = True
+    logs_revocations = True
 
     def __init__(
         self,
@@ -204,10 +209,28 @@ class MemoryBackend(ResultBackend):
             self._store.counters[key] = (value, self._expiry(ttl))
             return value
 
+    def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
+        expires_at = self._expiry(ttl)
+        with self._store.changed:
+            for task_id in task_ids:
+                self._store.revoked_seq += 1
+                self._store.revoked.append((self._store.revoked_seq, task_id, expires_at))
+
+    def revoked_since(self, cursor: str | None) -> tuple[list[str], str]:
+        after = int(cursor) if cursor else 0
+        now = self._clock.time()
+        with self._store.changed:
+            log = self._store.revoked
+            ids = [tid for seq, tid, expires in log if seq > after and not _expired(expires, now)]
+            return ids, str(max(after, log[-1][0] if log else 0))
+
     def cleanup(self) -> int:
         now = self._clock.time()
         with self._store.changed:
-            removed = 0
+            log = self._store.revoked
+            live = [entry for entry in log if not _expired(entry[2], now)]
+            removed = len(log) - len(live)
+            log[:] = live
             for table in (self._store.results, self._store.groups):
                 stale = [key for key, entry in table.items() if _expired(entry.expires_at, now)]
                 for key in stale:

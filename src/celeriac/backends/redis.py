@@ -13,6 +13,9 @@ Keys (celery-wire.md §3)::
                                              plain SET when results never expire
     celery-taskset-meta-<group id>   STRING  a saved group's meta (GroupResult.save)
     <counter key>                    STRING  ``incr`` counters (INCR, then EXPIRE)
+    celeriac-revoked                 STREAM  the revocation log (Celeriac's own): entries
+                                             ``id <task id> expires <unix time>``, trimmed
+                                             by age (MINID) on every append
     Pub/Sub channel = the key name   every write of a meta is also PUBLISHed there
 
 Atomic steps: ``store`` and ``save_group`` are one MULTI (SETEX + PUBLISH), ``incr`` one MULTI
@@ -41,12 +44,14 @@ __all__ = ["RedisBackend"]
 _CELERY_RETRY = RetryPolicy(max_retries=20, interval_start=0.0, interval_step=1.0, interval_max=1.0)
 _READ_SLICE = 1.0  # longest single socket wait while a wait_for has no deadline
 _IDLE_SUBSCRIBERS = 4  # connections kept for the next wait_for
+_REVOKED_KEEP = 86400.0  # seconds a revocation is logged when no ttl is given
 
 
 class RedisBackend(ResultBackend):
     """Task results in Redis, in Celery's keys and format (module docstring)."""
 
     notifies = True
+    logs_revocations = True
     #: Redis deletes expired results itself; ``cleanup`` always returns 0.
     expires_on_its_own = True
 
@@ -65,6 +70,7 @@ class RedisBackend(ResultBackend):
         self.task_keyprefix = f"{prefix}celery-task-meta-"
         self.group_keyprefix = f"{prefix}celery-taskset-meta-"
         self.counter_keyprefix = prefix
+        self.revoked_key = f"{prefix}celeriac-revoked"
         self._clock = clock
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
@@ -130,6 +136,36 @@ class RedisBackend(ResultBackend):
             commands.append(("PEXPIRE", name, max(1, int(ttl * 1000))))
         replies = self._execute(f"increment counter {key}", commands, transaction=True)
         return int(replies[0])
+
+    def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
+        keep = float(ttl or _REVOKED_KEEP)
+        now = self._clock.time()
+        oldest = f"{max(0, int((now - keep) * 1000))}-0"
+        expires = repr(now + keep)
+        key = self.revoked_key
+        commands: list[tuple[Any, ...]] = [
+            ("XADD", key, "MINID", "~", oldest, "*", "id", task_id, "expires", expires)
+            for task_id in task_ids
+        ]
+        commands.append(("PEXPIRE", key, max(1, int(keep * 1000))))
+        self._execute("log revoked tasks", commands, transaction=True)
+
+    def revoked_since(self, cursor: str | None) -> tuple[list[str], str]:
+        start = "-"
+        if cursor:
+            ms, _, seq = cursor.partition("-")
+            start = f"{ms}-{int(seq or 0) + 1}"  # just after the cursor (no "(" before 6.2)
+        [entries] = self._execute(
+            "read the revocation log", [("XRANGE", self.revoked_key, start, "+")]
+        )
+        now = self._clock.time()
+        ids: list[str] = []
+        for entry_id, fields in entries or ():
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            if float(values.get(b"expires", b"inf")) > now:
+                ids.append(values[b"id"].decode())
+            cursor = entry_id.decode()
+        return ids, cursor or "0-0"
 
     def cleanup(self) -> int:
         return 0

@@ -10,6 +10,11 @@ SQLite broker may share, so every table is prefixed ``celeriac_``::
     ├── stored_at  REAL                 └── expires_at REAL
     └── expires_at REAL   (Unix time; NULL: never; indexed where not NULL, for cleanup)
 
+    celeriac_revoked (the revocation log)
+    ├── seq        INTEGER PRIMARY KEY AUTOINCREMENT   (the cursor: never reused)
+    ├── task_id    TEXT
+    └── expires_at REAL
+
 Rows whose ``expires_at`` has passed read as absent; ``cleanup`` deletes them. Atomicity:
 ``store``, ``forget`` and the group calls are single statements (each its own implicit
 transaction); ``incr`` and ``cleanup`` run in one ``BEGIN IMMEDIATE`` transaction, which takes
@@ -58,6 +63,8 @@ _SCHEMA = (
     " payload BLOB NOT NULL, stored_at REAL NOT NULL, expires_at REAL)",
     "CREATE TABLE IF NOT EXISTS celeriac_counters (key TEXT PRIMARY KEY,"
     " value INTEGER NOT NULL, expires_at REAL)",
+    "CREATE TABLE IF NOT EXISTS celeriac_revoked (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " task_id TEXT NOT NULL, expires_at REAL)",
 )
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _EXPIRED = "expires_at IS NOT NULL AND expires_at <= ?"
@@ -141,6 +148,7 @@ class SQLiteBackend(ResultBackend):
     """Results in an SQLite file that every process on the machine can share."""
 
     notifies = False
+    logs_revocations = True
 
     def __init__(
         self,
@@ -297,9 +305,24 @@ class SQLiteBackend(ResultBackend):
             (value,) = conn.execute(select, (key,)).fetchone()
         return int(value)
 
+    def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
+        expires_at = None if ttl is None else self._clock.time() + ttl
+        insert = "INSERT INTO celeriac_revoked (task_id, expires_at) VALUES (?, ?)"
+        with self._using(BackendStoreError, "log revoked tasks") as conn, _immediate(conn):
+            conn.executemany(insert, [(task_id, expires_at) for task_id in task_ids])
+
+    def revoked_since(self, cursor: str | None) -> tuple[list[str], str]:
+        after = int(cursor) if cursor else 0
+        query = "SELECT seq, task_id, expires_at FROM celeriac_revoked WHERE seq > ? ORDER BY seq"
+        with self._using(BackendGetMetaError, "read the revocation log") as conn:
+            rows = conn.execute(query, (after,)).fetchall()
+        now = self._clock.time()
+        ids = [str(task_id) for _, task_id, expires in rows if expires is None or expires > now]
+        return ids, str(rows[-1][0] if rows else after)
+
     def cleanup(self) -> int:
         now = self._clock.time()
-        tables = ("celeriac_results", "celeriac_groups", "celeriac_counters")
+        tables = ("celeriac_results", "celeriac_groups", "celeriac_counters", "celeriac_revoked")
         with self._using(BackendError, "delete expired results") as conn, _immediate(conn):
             return sum(
                 conn.execute(f"DELETE FROM {table} WHERE {_EXPIRED}", (now,)).rowcount
