@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery import Celery as CeleryApp
@@ -60,7 +59,6 @@ def celery_client(vhost: str) -> CeleryApp:
 def celeriac_client(vhost: str) -> Celery:
     app = Celery("client", broker=amqp_support.url(vhost), backend="rpc://")
     app.conf.update(task_queues=celeriac_queues(), task_default_queue="default", task_routes=ROUTES)
-    app.conf.result_backend_transport_options = {"broker_url": amqp_support.url(vhost)}
     return app
 
 
@@ -104,28 +102,46 @@ def test_both_declare_the_same_entities_without_conflict(celery_first: bool) -> 
             celery.close()
 
 
-CELERIAC_WORKER = """
-import os
+SETTINGS = {
+    "priorities": {"task_queue_max_priority": 10},
+    "quorum": {"task_default_queue_type": "quorum", "task_create_missing_queue_type": "quorum"},
+}
 
+
+@pytest.mark.parametrize("kind", list(SETTINGS))
+def test_queues_made_from_settings_are_declared_alike(kind: str) -> None:
+    """The default queue and a missing queue, under the settings that shape them, declared
+    by Celery 5.7 and by Celeriac in either order (a difference: PRECONDITION_FAILED)."""
+    settings = {"task_default_queue": "default", **SETTINGS[kind]}
+    with amqp_support.vhost() as vhost:
+        celery = CeleryApp("client", broker=amqp_support.url(vhost), **settings)
+        celeriac = Celery("client", broker=amqp_support.url(vhost), **settings)
+        try:
+            with celery.connection_for_write() as connection:
+                channel = connection.default_channel
+                for name in ("default", "extra"):
+                    celery.amqp.queues[name](channel).declare()
+            for name in ("default", "extra"):
+                celeriac.transport.declare(celeriac.router.queue(name))
+            for name in ("another", "other"):  # Celeriac first this time
+                celeriac.transport.declare(celeriac.router.queue(name))
+            with celery.connection_for_write() as connection:
+                for name in ("another", "other"):
+                    celery.amqp.queues[name](connection.default_channel).declare()
+            rows = amqp_support.list_queues(vhost, "name", "arguments")
+            arguments = {name: args for name, args in rows}
+            wanted = "x-max-priority" if kind == "priorities" else "quorum"
+            assert all(wanted in arguments[q] for q in ("default", "extra", "another", "other"))
+        finally:
+            celeriac.close()
+            celery.close()
+
+
+CELERIAC_WORKER = """
 from celeriac import Celery
-from celeriac.backends import _IMPLEMENTATIONS
-from celeriac.backends.rpc import RpcBackend
-from celeriac.request import current_request
 from celeriac.routing import Exchange, Queue
 
-
-class ReplyingRpc(RpcBackend):
-    # Stands in for the app passing reply_to=request.reply_to to store() (not wired yet).
-    def store(self, task_id, payload, *, state, ttl, reply_to=None):
-        request = current_request()
-        reply_to = reply_to or (request.reply_to if request is not None else None)
-        super().store(task_id, payload, state=state, ttl=ttl, reply_to=reply_to)
-
-
-if os.environ.get("CELERIAC_TEST_WORKER"):
-    _IMPLEMENTATIONS["rpc"] = ("tasks", "ReplyingRpc")
 app = Celery("tasks", broker="{broker}", backend="rpc://")
-app.conf.result_backend_transport_options = {{"broker_url": "{broker}"}}
 app.conf.task_queues = (
     Queue("default", Exchange("default"), routing_key="default"),
     Queue("videos", Exchange("media", "direct"), routing_key="media.video"),
@@ -178,7 +194,7 @@ def test_a_celery_client_uses_a_celeriac_worker(vhost: str, tmp_path: Path) -> N
     )
     client = celery_client(vhost)
     try:
-        project.start_worker("-Q", "default,videos", "-c", "2")
+        project.start_worker("-c", "2")  # no -Q: every queue of task_queues, as Celery
         routed = client.send_task("media.encode", args=["cat.mp4"])  # to queue videos
         plain = client.send_task("plain.add", args=[2, 3])
         started = time.monotonic()
@@ -211,13 +227,10 @@ def test_a_celeriac_client_uses_a_celery_worker(vhost: str, tmp_path: Path) -> N
     client = celeriac_client(vhost)
     try:
         project.start_celery_worker("-Q", "default,videos")
-        backend = client.backend
-        assert isinstance(backend, RpcBackend)
-        options: dict[str, Any] = {"reply_to": backend.reply_to}  # until producers use it
-        routed = client.send_task("media.encode", args=["dog.mp4"], **options)
-        plain = client.send_task("plain.add", args=[20, 22], **options)
+        routed = client.send_task("media.encode", args=["dog.mp4"])
+        plain = client.send_task("plain.add", args=[20, 22])
         started = time.monotonic()
-        later = client.send_task("plain.add", args=[1, 2], countdown=2, **options)
+        later = client.send_task("plain.add", args=[1, 2], countdown=2)
         assert routed.get(timeout=20) == "encoded dog.mp4"
         assert plain.get(timeout=20) == 42
         assert later.get(timeout=20) == 3

@@ -10,6 +10,7 @@ from pathlib import Path
 import amqp  # type: ignore[import-untyped]
 import pytest
 
+from celeriac import Celery, chain
 from celeriac.backends import create_backend
 from celeriac.backends.rpc import RpcBackend
 from celeriac.exceptions import BackendStoreError, ImproperlyConfigured, TimeoutError
@@ -140,26 +141,9 @@ def test_storing_without_a_broker_raises_a_backend_error() -> None:
 
 
 WORKER_TASKS = """
-import os
+from celeriac import Celery, chain
 
-from celeriac import Celery
-from celeriac.backends import _IMPLEMENTATIONS
-from celeriac.backends.rpc import RpcBackend
-from celeriac.request import current_request
-
-
-class ReplyingRpc(RpcBackend):
-    # Stands in for the app passing reply_to=request.reply_to to store() (not wired yet).
-    def store(self, task_id, payload, *, state, ttl, reply_to=None):
-        request = current_request()
-        reply_to = reply_to or (request.reply_to if request is not None else None)
-        super().store(task_id, payload, state=state, ttl=ttl, reply_to=reply_to)
-
-
-if os.environ.get("CELERIAC_TEST_WORKER"):  # in the worker's processes only
-    _IMPLEMENTATIONS["rpc"] = ("tasks", "ReplyingRpc")
 app = Celery("tasks", broker="{broker}", backend="rpc://")
-app.conf.result_backend_transport_options = {{"broker_url": "{broker}"}}
 
 
 @app.task
@@ -170,21 +154,79 @@ def add(x, y):
 @app.task
 def fail():
     raise KeyError("missing")
+
+
+@app.task(bind=True, max_retries=2, default_retry_delay=0)
+def flaky(self):
+    if self.request.retries < 2:
+        raise self.retry()
+    return "retried " + str(self.request.retries)
 """
 
 
-def test_a_worker_sends_results_back_to_the_caller(vhost: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_plain_app_gets_results_from_a_worker(vhost: str, tmp_path: Path, pool: str) -> None:
+    """``Celery(broker='amqp://...', backend='rpc://')``, nothing else: ``delay().get()``."""
     project = amqp_support.WorkerProject(
         tmp_path, WORKER_TASKS.format(broker=amqp_support.url(vhost))
     )
     try:
         tasks = project.load_tasks()
-        project.start_worker("-c", "2")  # prefork: each child sends results on its own
-        reply_to = tasks.app.backend.reply_to  # until the producer uses backend.reply_to itself
-        results = [tasks.add.apply_async((i, i), reply_to=reply_to) for i in range(10)]
-        failed = tasks.fail.apply_async(reply_to=reply_to)
+        project.start_worker("-P", pool, "-c", "2")  # each process sends results on its own
+        results = [tasks.add.delay(i, i) for i in range(10)]
+        failed = tasks.fail.delay()
+        retried = tasks.flaky.delay()  # the retry is sent by the worker: same reply queue
         assert [r.get(timeout=20) for r in results] == [2 * i for i in range(10)]
         with pytest.raises(KeyError, match="missing"):
             failed.get(timeout=20)
+        assert retried.get(timeout=20) == "retried 2"
+        # The last step of a chain is sent by the worker, to this client's queue too.
+        assert chain(tasks.add.s(1, 1), tasks.add.s(3)).delay().get(timeout=20) == 5
+        # The message named the client's reply queue, as Celery's client does.
+        backend = tasks.app.backend
+        assert isinstance(backend, RpcBackend)
+        sent = tasks.add.apply_async((1, 2))
+        assert sent.get(timeout=20) == 3
+        assert tasks.app.producer.reply_to() == backend.reply_to
     finally:
         project.stop_all()
+
+
+def test_the_app_hands_the_rpc_backend_its_settings(vhost: str) -> None:
+    broker = amqp_support.url(vhost)
+    app = Celery(
+        "settings", broker=broker, backend="rpc://", set_as_current=False,
+        result_persistent=True, result_expires=120, result_serializer="json",
+        broker_connection_timeout=3,
+    )  # fmt: skip
+    connection = amqp.Connection(f"127.0.0.1:{amqp_support.PORT}", virtual_host=vhost)
+    connection.connect()
+    try:
+        backend = app.backend
+        assert isinstance(backend, RpcBackend)
+        # Its reply queue expires after result_expires, as Celery declares it.
+        connection.channel().queue_declare(
+            backend.reply_to, durable=True, auto_delete=True, arguments={"x-expires": 120000}
+        )
+        channel = connection.channel()
+        channel.queue_declare("mine", auto_delete=True)
+        backend.store("t", meta("t", "SUCCESS", 1), state="SUCCESS", ttl=None, reply_to="mine")
+        got = channel.basic_get("mine", no_ack=True)
+        assert got.properties["delivery_mode"] == 2  # result_persistent
+    finally:
+        connection.close()
+        app.close()
+
+
+def test_explicit_backend_transport_options_win(vhost: str) -> None:
+    app = Celery(
+        "explicit", broker="amqp://guest:guest@127.0.0.1:1//", backend="rpc://",
+        set_as_current=False,
+    )  # fmt: skip
+    app.conf.result_backend_transport_options = {"broker_url": amqp_support.url(vhost)}
+    try:
+        backend = app.backend
+        assert isinstance(backend, RpcBackend)
+        assert backend.reply_to  # declared on the broker the options name
+    finally:
+        app.close()

@@ -28,6 +28,7 @@ from celeriac import signals
 from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
+from celeriac.app._connection_options import backend_options, transport_options
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
 from celeriac.app.results import ResultStore
@@ -62,12 +63,6 @@ _last_current: Celery | None = None  # the app set as current last, in any threa
 _all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
 _shared_tasks: list[Task[Any, Any]] = []
 _inherited: list[object] = []
-#: Settings handed to the transport / result backend with their options (they read them).
-_BROKER_SETTINGS = (
-    "broker_use_ssl", "broker_connection_retry_on_startup", "broker_connection_max_retries",
-    "broker_connection_timeout", "broker_heartbeat", "broker_pool_limit",
-)  # fmt: skip
-_BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
 
 
 def current_app() -> Celery:
@@ -345,9 +340,8 @@ class Celery:
                 if self._transport is None:
                     validate(self.conf)
                     self._transport = create_transport(
-                        self.broker_url, options=self._options(_BROKER_SETTINGS,
-                        self.conf.broker_transport_options), clock=self.clock,
-                    )  # fmt: skip
+                        self.broker_url, options=transport_options(self.conf), clock=self.clock
+                    )
         return self._transport
 
     @property
@@ -360,9 +354,7 @@ class Celery:
                     self._backend = (
                         create_backend(
                             url,
-                            options=self._options(
-                                _BACKEND_SETTINGS, self.conf.result_backend_transport_options
-                            ),
+                            options=backend_options(self.conf, url, self.broker_url),
                             clock=self.clock,
                         )
                         if url
@@ -370,16 +362,6 @@ class Celery:
                     )
                     self._backend_made = True
         return self._backend
-
-    def _options(self, settings: tuple[str, ...], given: Any) -> dict[str, Any]:
-        """Transport options plus the connection settings a transport reads by name (only
-        those set explicitly: each transport keeps its own defaults otherwise)."""
-        options = dict(given or {})
-        changes = self.conf.changes
-        for name in settings:
-            if changes.get(name) is not None:
-                options.setdefault(name, changes[name])
-        return options
 
     @property
     def router(self) -> Router:
@@ -389,6 +371,8 @@ class Celery:
             conf.task_routes, conf.task_queues, conf.task_default_queue,
             conf.task_create_missing_queues, conf.task_default_exchange,
             conf.task_default_exchange_type, conf.task_default_routing_key,
+            conf.task_queue_max_priority, conf.task_default_queue_type,
+            conf.task_create_missing_queue_type, conf.task_create_missing_queue_exchange_type,
         )  # fmt: skip
         router = self._router
         if router is None or not _same(key, self._router_key):
@@ -398,6 +382,10 @@ class Celery:
                 default_exchange=conf.task_default_exchange,
                 default_exchange_type=conf.task_default_exchange_type,
                 default_routing_key=conf.task_default_routing_key,
+                max_priority=conf.task_queue_max_priority,
+                default_queue_type=conf.task_default_queue_type,
+                missing_queue_type=conf.task_create_missing_queue_type,
+                missing_exchange_type=conf.task_create_missing_queue_exchange_type,
             )  # fmt: skip
             self._router, self._router_key = router, key
         return router

@@ -242,12 +242,24 @@ class Producer:
             stamps=dict(opts.get("stamps") or {}),
             extra_headers=dict(opts.get("headers") or {}),
             correlation_id=task_id,
-            reply_to=opts.get("reply_to") or app.thread_oid,
+            reply_to=opts.get("reply_to") or self.reply_to(),
             priority=priority,
             delivery_mode=_delivery_mode(
                 opts.get("delivery_mode") or conf.task_default_delivery_mode
             ),
         )
+
+    def reply_to(self) -> str:
+        """The ``reply_to`` of tasks sent from this thread: the reply queue of a message-based
+        result backend (rpc://; declared now, so no result sent to it is lost), else the
+        thread's oid, as Celery does (its rpc backend's queue is named so)."""
+        app = self._app
+        if app.result_backend_url is not None:  # never make a backend that is not configured
+            backend = app.backend
+            queue = backend.reply_to if backend is not None else None
+            if queue:
+                return queue
+        return app.thread_oid
 
     def resend(
         self,
@@ -273,6 +285,7 @@ class Producer:
             "headers": request.headers, "ignore_result": request.ignore_result or None,
             "queue": request.delivery_info.get("routing_key") or None,
             "priority": request.delivery_info.get("priority"), "add_to_parent": False,
+            "reply_to": request.reply_to,
         }  # fmt: skip
         resent.update(options)
         self.send(

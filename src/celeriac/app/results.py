@@ -73,6 +73,13 @@ class ResultStore:
         return self._backend() is not None
 
     @property
+    def readable(self) -> bool:
+        """Whether stored results can be read back here: a backend that keeps them (with
+        rpc:// only the client that sent a task receives its result)."""
+        backend = self._backend()
+        return backend is not None and not backend.sends_results
+
+    @property
     def serializer(self) -> str:
         return str(self._app.conf.result_serializer)
 
@@ -86,8 +93,13 @@ class ResultStore:
         *,
         request: Context | None = None,
         traceback: str | None = None,
+        reply_to: str | None = None,
     ) -> None:
-        """Store ``state`` with ``result`` (an exception for failure states)."""
+        """Store ``state`` with ``result`` (an exception for failure states).
+
+        ``reply_to`` (default: the request's) is where a message-based backend (rpc://)
+        sends it: the queue the task's sender named.
+        """
         if isinstance(result, BaseException):
             if traceback is None and result.__traceback__ is not None:
                 traceback = "".join(tb_module.format_exception(result))
@@ -115,9 +127,12 @@ class ResultStore:
             extended=extended,
         )
         ttl = as_seconds(conf.result_expires)
+        if reply_to is None and request is not None:
+            reply_to = request.reply_to
         self.backend.store(
-            task_id, encode_meta(meta, self.serializer), state=state, ttl=ttl or None
-        )
+            task_id, encode_meta(meta, self.serializer), state=state, ttl=ttl or None,
+            reply_to=reply_to,
+        )  # fmt: skip
 
     def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:
         self.store(task_id, states.REVOKED, TaskRevokedError(reason), request=request)

@@ -7,8 +7,13 @@ paths), or one callable. A router callable is ``(name, args, kwargs, options, ta
 pass; an object with a ``route_for_task(name, args, kwargs)`` method works too (Celery 3).
 
 Without ``task_queues`` the default queue (``task_default_queue``, on
-``task_default_exchange`` with ``task_default_routing_key``) is always defined; other
-queues are created on first use unless ``task_create_missing_queues`` is off.
+``task_default_exchange`` with ``task_default_routing_key``; a quorum queue with
+``task_default_queue_type='quorum'``) is always defined; other queues are created on first
+use unless ``task_create_missing_queues`` is off, as classic queues on a direct exchange of
+their name (``task_create_missing_queue_type``, ``task_create_missing_queue_exchange_type``
+choose otherwise). ``task_queue_max_priority`` is the ``x-max-priority`` of every classic
+queue, defined or created, that sets none (quorum queues have no priorities in RabbitMQ 3).
+``Router.defined`` lists the queues defined by the settings: what a worker consumes by default.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from celeriac._imports import symbol_by_name
@@ -36,6 +41,7 @@ class Destination:
 
 
 RouteMap = Mapping[Any, Any]
+_QUEUE_TYPES = ("classic", "quorum")
 
 
 def _route_from_map(routes: RouteMap, name: str) -> dict[str, Any] | None:
@@ -79,16 +85,42 @@ class Router:
         default_exchange: str | None = None,
         default_exchange_type: str = "direct",
         default_routing_key: str | None = None,
+        max_priority: int | None = None,
+        default_queue_type: str = "classic",
+        missing_queue_type: str = "classic",
+        missing_exchange_type: str | None = None,
     ) -> None:
         self._routes = self._normalize(routes)
-        self._queues = {q.name: q for q in (queues or ())}
+        self.max_priority = max_priority
+        self.missing_arguments = _type_arguments(
+            "task_create_missing_queue_type", missing_queue_type
+        )
+        self.missing_exchange_type = cast(ExchangeType, missing_exchange_type or "direct")
+        self._queues = {q.name: self._prepared(q) for q in (queues or ())}
         self.default_queue = default_queue
         self.create_missing = create_missing
         if not self._queues:
             kind = cast(ExchangeType, default_exchange_type)
             exchange = Exchange(default_exchange or default_queue, kind)
             key = default_routing_key or default_queue
-            self._queues[default_queue] = Queue(default_queue, exchange, routing_key=key)
+            arguments = _type_arguments("task_default_queue_type", default_queue_type)
+            queue = Queue(default_queue, exchange, routing_key=key, queue_arguments=arguments)
+            self._queues[default_queue] = self._prepared(queue)
+        #: The queues the settings define (``task_queues``, else the default queue).
+        self.defined: tuple[Queue, ...] = tuple(self._queues.values())
+
+    def _prepared(self, queue: Queue) -> Queue:
+        """``queue`` with ``x-max-priority`` = ``max_priority`` unless it sets one (or is a
+        quorum queue)."""
+        arguments = queue.queue_arguments or {}
+        if (
+            self.max_priority is None
+            or queue.max_priority is not None
+            or "x-max-priority" in arguments
+            or arguments.get("x-queue-type") == "quorum"
+        ):
+            return queue
+        return replace(queue, max_priority=self.max_priority)
 
     @staticmethod
     def _normalize(routes: Any) -> list[RouteMap | Callable[..., Any]]:
@@ -134,8 +166,11 @@ class Router:
                 f"Queue {name!r} is not defined in task_queues and task_create_missing_queues "
                 "is off"
             )
-        queue = Queue(name, Exchange(name, "direct"), routing_key=name)
-        self._queues[name] = queue
+        queue = Queue(
+            name, Exchange(name, self.missing_exchange_type), routing_key=name,
+            queue_arguments=self.missing_arguments,
+        )  # fmt: skip
+        queue = self._queues[name] = self._prepared(queue)
         return queue
 
     def destination(
@@ -152,3 +187,13 @@ class Router:
         if exch.type == "direct":
             return Destination(queue, "", queue.name)
         return Destination(queue, exch.name, queue.binding_key)
+
+
+def _type_arguments(setting: str, queue_type: str | None) -> dict[str, Any] | None:
+    """The queue arguments of a queue type setting ('classic' or 'quorum')."""
+    kind = queue_type or "classic"
+    if kind not in _QUEUE_TYPES:
+        raise ImproperlyConfigured(
+            f"Setting {setting} = {queue_type!r} is not valid; expected 'classic' or 'quorum'."
+        )
+    return {"x-queue-type": "quorum"} if kind == "quorum" else None

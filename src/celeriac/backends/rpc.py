@@ -76,6 +76,7 @@ class RpcBackend(ResultBackend):
     """Results as messages to the sending client's reply queue (module docstring)."""
 
     notifies = True
+    sends_results = True
 
     def __init__(
         self, url: str = "rpc://", *, options: Mapping[str, Any] | None = None,

@@ -338,7 +338,7 @@ class Signature(Generic[R]):
         if parent_id:
             opts["parent_id"] = parent_id
         if "reply_to" not in opts:
-            opts["reply_to"] = self.app.thread_oid
+            opts["reply_to"] = self.app.producer.reply_to()
         if group_id and "group_id" not in opts:
             opts["group_id"] = group_id
         if chord:

@@ -84,6 +84,12 @@ def _parse_json(option: str, value: str | None, kind: type) -> Any:
     return parsed
 
 
+def _names(value: str | None) -> list[str] | None:
+    """A comma-separated list of names (None when empty)."""
+    names = [name.strip() for name in (value or "").split(",") if name.strip()]
+    return names or None
+
+
 def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
     if not value:
         return None
@@ -107,7 +113,16 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
     help="prefork (processes), threads, solo (inline), or asyncio (async def tasks on an "
     "event loop, sync tasks on threads beside it; default concurrency 100).",
 )
-@click.option("-Q", "--queues", help="Comma-separated queues to consume (default: celery).")
+@click.option(
+    "-Q",
+    "--queues",
+    help="Comma-separated queues to consume (default: every queue in task_queues, else "
+    "task_default_queue). A queue task_queues does not define is created "
+    "(task_create_missing_queues).",
+)
+@click.option(
+    "-X", "--exclude-queues", help="Comma-separated queues not to consume (of those above)."
+)
 @click.option("-n", "--hostname", help="Node name; %h, %n, %d expand to host, name, domain.")
 @click.option("--prefetch-multiplier", type=int, help="Messages held per slot (0 = no limit).")
 @click.option("--max-tasks-per-child", type=int, help="Recycle a prefork child after N tasks.")
@@ -149,6 +164,7 @@ def worker(
     concurrency: int | None,
     pool: str | None,
     queues: str | None,
+    exclude_queues: str | None,
     hostname: str | None,
     prefetch_multiplier: int | None,
     max_tasks_per_child: int | None,
@@ -208,16 +224,19 @@ def worker(
         app.conf.task_time_limit = time_limit
     if soft_time_limit is not None:
         app.conf.task_soft_time_limit = soft_time_limit
-    node = Worker(
-        app, hostname=hostname, concurrency=concurrency, pool=pool,
-        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
-        prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
-        fair=disable_prefetch or optimization != "default",
-        max_memory_per_child=max_memory_per_child,
-        autoscale=_parse_autoscale(autoscale), quiet=False,
-        task_events=True if task_events else None, heartbeat=not without_heartbeat,
-        heartbeat_interval=heartbeat_interval,
-    )  # fmt: skip
+    try:
+        node = Worker(
+            app, hostname=hostname, concurrency=concurrency, pool=pool,
+            queues=_names(queues), exclude_queues=_names(exclude_queues),
+            prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
+            fair=disable_prefetch or optimization != "default",
+            max_memory_per_child=max_memory_per_child,
+            autoscale=_parse_autoscale(autoscale), quiet=False,
+            task_events=True if task_events else None, heartbeat=not without_heartbeat,
+            heartbeat_interval=heartbeat_interval,
+        )  # fmt: skip
+    except CeleryError as exc:
+        raise click.ClickException(str(exc)) from exc
     signalled: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:

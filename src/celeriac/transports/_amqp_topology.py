@@ -137,7 +137,7 @@ def queue_arguments(queue: Queue, default_max_priority: int | None) -> dict[str,
     arguments = dict(queue.queue_arguments or {})
     quorum = arguments.get("x-queue-type") == "quorum"
     max_priority = queue.max_priority
-    if max_priority is None and not quorum:
+    if max_priority is None and not quorum and "x-max-priority" not in arguments:
         max_priority = default_max_priority
     if max_priority is not None:
         arguments["x-max-priority"] = max_priority

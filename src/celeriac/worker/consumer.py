@@ -24,7 +24,8 @@ import os
 import signal
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celeriac import signals, states
 from celeriac.exceptions import (
@@ -42,6 +43,7 @@ from celeriac.followups import after_failure
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import decode_task
 from celeriac.request import Context
+from celeriac.transports import mask_password
 from celeriac.transports.base import Consumer, Delivery
 from celeriac.worker.job import Job, JobResult
 from celeriac.worker.pools import Pool
@@ -50,11 +52,14 @@ from celeriac.worker.revoked import RevokedSet
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
+    from celeriac.app.results import ResultStore
     from celeriac.worker.events import WorkerEvents
 
 __all__ = ["TaskConsumer"]
 
 logger = logging.getLogger("celeriac.worker")
+
+T = TypeVar("T")
 
 
 class TaskConsumer:
@@ -85,6 +90,7 @@ class TaskConsumer:
         self.jobs: dict[int, Job] = {}  # handed to the pool: reserved or running, by key
         self.total: Counter[str] = Counter()  # jobs started, by task name
         self.events: WorkerEvents | None = None
+        self._skip_revoked_checks_until = 0.0
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -157,18 +163,44 @@ class TaskConsumer:
             self.consumer.dead_letter(delivery, reason)
             return None
 
-    def _revoked_ids(self, ids: list[str]) -> set[str]:
-        if not ids or not self.app.results.enabled:
-            return set()
+    # -- the result store: its failures are logged, never fatal to the loop ---------------------
+
+    #: After the result store failed a check for revoked tasks, skip the checks this long
+    #: (seconds), so a store that is down (and retried inside the backend) does not stall
+    #: every fetch; the revoked ids broadcast to the workers are still honoured meanwhile.
+    revoked_check_pause = 30.0
+
+    def _results(self, what: str, action: Callable[[ResultStore], T]) -> T | None:
+        """``action(app.results)``; when the result backend cannot be made or fails, an error
+        naming the backend is logged and None returned (the next call tries again)."""
         try:
-            found = self.app.results.backend.fetch_many(ids)
-        except OperationalError as exc:
-            logger.warning("Could not check revoked tasks in the result store: %s", exc)
+            return action(self.app.results)
+        except Exception as exc:
+            url = mask_password(self.app.result_backend_url or "(none)")
+            logger.error(
+                "Could not %s in the result backend %s (%s: %s). The worker goes on and "
+                "tries the backend again later.", what, url, type(exc).__name__, exc,
+            )  # fmt: skip
+            return None
+
+    def _revoked_ids(self, ids: list[str]) -> set[str]:
+        if not ids or self.app.clock.monotonic() < self._skip_revoked_checks_until:
             return set()
-        return {
-            tid for tid, payload in found.items()
-            if self.app.results.decode(payload).get("status") == states.REVOKED
-        }  # fmt: skip
+
+        def revoked(results: ResultStore) -> set[str]:
+            if not results.readable:  # no backend, or rpc:// (only the sender reads results)
+                return set()
+            found = results.backend.fetch_many(ids)
+            return {
+                tid for tid, payload in found.items()
+                if results.decode(payload).get("status") == states.REVOKED
+            }  # fmt: skip
+
+        found = self._results("check for revoked tasks", revoked)
+        if found is None:
+            self._skip_revoked_checks_until = self.app.clock.monotonic() + self.revoked_check_pause
+            return set()
+        return found
 
     def _handle(self, delivery: Delivery, message: TaskMessage, revoked: bool) -> None:
         app = self.app
@@ -196,9 +228,11 @@ class TaskConsumer:
         """Acknowledge without running: the task was revoked, or its message expired."""
         reason = "expired" if expired else "revoked"
         logger.info("Discarding %s task: %s[%s]", reason, message.task, message.id)
-        request = Context(id=message.id, task=message.task, hostname=self.hostname)
-        if expired and self.app.results.enabled:
-            self.app.results.mark_as_revoked(message.id, "expired", request=request)
+        request = Context(
+            id=message.id, task=message.task, hostname=self.hostname, reply_to=message.reply_to
+        )
+        if expired:
+            self._store(message, states.REVOKED, TaskRevokedError("expired"), request=request)
         self._propagate(message, TaskRevokedError(reason))
         signals.task_revoked.send(
             sender=task, request=request, terminated=False, signum=None, expired=expired
@@ -218,8 +252,7 @@ class TaskConsumer:
         signals.task_unknown.send(
             sender=self, message=delivery.message, exc=exc, name=message.task, id=message.id
         )
-        if self.app.results.enabled:
-            self.app.results.store(message.id, states.FAILURE, exc)
+        self._store(message, states.FAILURE, exc)
         if self.events is not None:
             self.events.task_failed(message.id, message.task, exc)
         self.consumer.dead_letter(delivery, reason)
@@ -339,10 +372,17 @@ class TaskConsumer:
         """The job was stopped by ``revoke(terminate=True)``: REVOKED, unless it finished
         (the client may have stored REVOKED "revoked" already; "terminated" says more)."""
         logger.warning("Task %s[%s] terminated (signal %s)", job.name, job.id, signum)
-        request = Context(id=job.id, task=job.name, hostname=self.hostname)
-        results = self.app.results
-        if results.enabled and results.get_meta(job.id)["status"] not in _FINISHED:
-            results.mark_as_revoked(job.id, "terminated", request=request)
+        request = Context(
+            id=job.id, task=job.name, hostname=self.hostname, reply_to=job.message.reply_to
+        )
+
+        def finished(results: ResultStore) -> bool:
+            return results.readable and results.get_meta(job.id)["status"] in _FINISHED
+
+        if self._results(f"read the state of task {job.id}", finished) is False:
+            self._store(
+                job.message, states.REVOKED, TaskRevokedError("terminated"), request=request
+            )
         self._propagate(job.message, TaskRevokedError("terminated"))
         signals.task_revoked.send(
             sender=task, request=job, terminated=True, signum=signum, expired=False
@@ -357,8 +397,7 @@ class TaskConsumer:
             self._release(job.key, requeue=True)
             return
         exc = WorkerLostError(f"Worker exited prematurely: exitcode {job_exit(job)}.")
-        if self.app.results.enabled:
-            self.app.results.store(job.message.id, states.FAILURE, exc)
+        self._store(job.message, states.FAILURE, exc)
         self._propagate(job.message, exc)
         if self.events is not None:
             self.events.task_failed(job.id, job.name, exc)
@@ -366,8 +405,7 @@ class TaskConsumer:
 
     def _timed_out(self, job: Job, dead_letter: bool) -> None:
         exc = TimeLimitExceeded(job.time_limit)
-        if self.app.results.enabled:
-            self.app.results.store(job.message.id, states.FAILURE, exc)
+        self._store(job.message, states.FAILURE, exc)
         self._propagate(job.message, exc)
         if self.events is not None:
             self.events.task_failed(job.id, job.name, exc)
@@ -376,6 +414,18 @@ class TaskConsumer:
             self._release(job.key, requeue=False)
         else:
             self._ack(job.key)
+
+    def _store(
+        self, message: TaskMessage, state: str, exc: BaseException, request: Context | None = None
+    ) -> None:
+        """Store ``state`` for a task that did not run to its end here (sent to the task's
+        sender with rpc://); a backend failure is logged."""
+
+        def store(results: ResultStore) -> None:
+            if results.enabled:
+                results.store(message.id, state, exc, request=request, reply_to=message.reply_to)
+
+        self._results(f"store the {state} state of task {message.id}", store)
 
     def _propagate(self, message: TaskMessage, exc: BaseException) -> None:
         """A failure recorded here, not by the task's execution: its chord, the rest of its

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from celeriac import signals
+from celeriac.exceptions import ImproperlyConfigured, QueueNotFound
 from celeriac.routing import Queue
 from celeriac.worker.banner import banner
 from celeriac.worker.consumer import TaskConsumer
@@ -31,7 +32,7 @@ from celeriac.worker.queues import QueueSwitch
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
-__all__ = ["Worker", "expand_hostname"]
+__all__ = ["Worker", "expand_hostname", "select_queues"]
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -46,6 +47,37 @@ def expand_hostname(name: str | None) -> str:
     return expanded if "@" in expanded else f"{expanded}@{host}"
 
 
+def select_queues(
+    app: Celery, queues: Sequence[str] | None, exclude: Sequence[str] | None = None
+) -> list[Queue]:
+    """The queues a worker consumes, as Celery chooses them: those named (``-Q``; one that
+    ``task_queues`` does not define is created when ``task_create_missing_queues`` allows,
+    else ``ImproperlyConfigured``), by default every queue the settings define
+    (``task_queues``, else ``task_default_queue``); minus the excluded ones (``-X``)."""
+    router = app.router
+    if queues:
+        selected = []
+        for name in dict.fromkeys(queues):
+            try:
+                selected.append(router.queue(name))
+            except QueueNotFound:
+                raise ImproperlyConfigured(
+                    f"Cannot consume from queue {name!r}: task_queues does not define it and "
+                    "task_create_missing_queues is off. Add it to task_queues, or turn "
+                    "task_create_missing_queues on to have it created."
+                ) from None
+    else:
+        selected = list(router.defined)
+    excluded = set(exclude or ())
+    chosen = [queue for queue in selected if queue.name not in excluded]
+    if not chosen:
+        logger.warning(
+            "The worker consumes no queue (all of %s excluded); add one with "
+            "app.control.add_consumer.", ", ".join(q.name for q in selected) or "none",
+        )  # fmt: skip
+    return chosen
+
+
 class Worker:
     """One worker node: a consumer feeding a pool."""
 
@@ -57,6 +89,7 @@ class Worker:
         concurrency: int | None = None,
         pool: str | None = None,
         queues: Sequence[str] | None = None,
+        exclude_queues: Sequence[str] | None = None,
         prefetch_multiplier: int | None = None,
         max_tasks_per_child: int | None = None,
         fair: bool | None = None,
@@ -87,8 +120,7 @@ class Worker:
         )
         self.prefetch_multiplier = int(multiplier)
         self.prefetch_limit = self.prefetch_multiplier * self.concurrency
-        names = list(queues or [conf.task_default_queue])
-        self.queues: list[Queue] = [app.router.queue(name) for name in names]
+        self.queues: list[Queue] = select_queues(app, queues, exclude_queues)
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.quiet = quiet
         # worker_disable_prefetch (Celery 5.6) asks for what fair scheduling does already.
