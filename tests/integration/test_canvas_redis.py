@@ -1,10 +1,5 @@
 """Chords on Redis in Celery 5.7's keys: ``RedisChordJoin`` alone, then Celery and Celeriac
-clients and workers mixed on one Redis (chain, group, chord, both directions, one fleet).
-
-Until ``RedisBackend`` offers ``chord_join()`` itself, the Celeriac app of the project
-(``rtasks.py``) uses a subclass that does (``_CHORD_APP``); once it does, the subclass steps
-aside and the backend's own join is used.
-"""
+clients and workers mixed on one Redis (chain, group, chord, both directions, one fleet)."""
 
 from __future__ import annotations
 
@@ -45,7 +40,7 @@ def backend_fixture() -> Iterator[RedisBackend]:
 
 
 def _join(backend: RedisBackend) -> RedisChordJoin:
-    return RedisChordJoin(backend.connector, backend.group_keyprefix)
+    return backend.chord_join()
 
 
 def _part(group_id: str, index: int, task_id: str | None = None) -> ChordPart:
@@ -146,36 +141,6 @@ def test_a_rerun_of_a_frozen_chord_joins_again(backend: RedisBackend) -> None:
 
 # -- Celery and Celeriac on one Redis ----------------------------------------------------------
 
-# Until RedisBackend.chord_join() exists: the Celeriac app's Redis backend gets one here.
-_CHORD_APP = """
-from celeriac import Celery
-from celeriac import chain, chord, group
-from celeriac.backends._redis_chord import RedisChordJoin
-from celeriac.backends.redis import RedisBackend
-
-
-class ChordRedisBackend(RedisBackend):
-    def chord_join(self):
-        return RedisChordJoin(self.connector, self.group_keyprefix)
-
-
-class ChordApp(Celery):
-    @property
-    def backend(self):
-        made = Celery.backend.fget(self)
-        if type(made) is RedisBackend and not hasattr(made, "chord_join"):
-            with self._lock:
-                if self._backend is made:
-                    made.close()
-                    self._backend = ChordRedisBackend(
-                        self.result_backend_url,
-                        options=self.conf.result_backend_transport_options or {},
-                        clock=self.clock,
-                    )
-                made = self._backend
-        return made
-"""
-
 # Both apps: a header task that says which system ran it, and a body that records its runs.
 _CANVAS_TASKS = """
 
@@ -207,10 +172,7 @@ def collect(self, results):
 def project_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisProject]:
     redis_support.require_redis()
     with open_project(tmp_path, monkeypatch, URL, DB) as project:
-        plain = 'app = Celery("rtasks", broker=URL, backend=URL)'
-        assert plain in RTASKS
-        rtasks = RTASKS.replace(plain, plain.replace("Celery(", "ChordApp("))
-        (tmp_path / "rtasks.py").write_text(_CHORD_APP + rtasks + _CANVAS_TASKS)
+        (tmp_path / "rtasks.py").write_text(RTASKS + _CANVAS_TASKS)
         (tmp_path / "celtasks.py").write_text(CELTASKS + _CANVAS_TASKS)
         yield project
 

@@ -238,6 +238,12 @@ def test_chord_body_can_be_a_chain_or_a_group(worker: Worker) -> None:
     assert result.get(timeout=T) == [[[2, 4]], [[2, 4], "x"]]
 
 
+def test_a_chord_with_a_group_body_in_a_chord_header(worker: Worker) -> None:
+    """The inner chord's body (a group) is sent by a worker with the header's options."""
+    inner = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), echo.s()))
+    assert chord([inner, add.s(3, 3)], echo.s()).delay().get(timeout=T) == [[6, [[2, 4]], 6]]
+
+
 def test_an_empty_header_runs_the_body_with_no_results(worker: Worker) -> None:
     assert chord([], echo.s()).apply_async().get(timeout=T) == [[]]
 
@@ -269,6 +275,13 @@ def test_map_starmap_and_chunks(worker: Worker) -> None:
     assert isinstance(chunked, GroupResult)
     assert chunked.get(timeout=T) == [[0, 2], [4, 6], [8]]
     assert add.chunks([(1, 1)], 1).group().apply_async().get(timeout=T) == [[2]]
+
+
+def test_chunks_in_a_chord_header_or_a_group_count_as_their_parts(worker: Worker) -> None:
+    chunked = add.chunks([(i, i) for i in range(3)], 2)
+    assert chord(chunked, echo.s()).apply_async().get(timeout=T) == [[[0, 2], [4]]]
+    result = group(chunked.clone().set(queue="celery"), add.s(1, 1)).apply_async()
+    assert result.get(timeout=T) == [[0, 2], [4], 2]
 
 
 def test_sig_delay_and_invert(worker: Worker) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac import states
 from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group, maybe_unroll_group
+from celeriac.canvas.join import ensure_chords_allowed
 from celeriac.canvas.signature import Signature, as_list, clone_tree, maybe_signature
 
 if TYPE_CHECKING:
@@ -182,6 +183,8 @@ class chain(Signature[Any]):
         are set so each step's result leads back to the one before.
         """
         pending = list(self._flattened(clone))
+        if clone and _makes_a_chord(pending):  # refused now, not when a worker sends it
+            ensure_chords_allowed(self.app)
         steps: list[Signature[Any]] = []
         results: list[Any] = []
         prev_task: Signature[Any] | None = None
@@ -266,3 +269,12 @@ class chain(Signature[Any]):
 
     def __repr__(self) -> str:
         return " | ".join(repr(task) for task in self.tasks) if self.tasks else "chain(<empty>)"
+
+
+def _makes_a_chord(steps: Sequence[Signature[Any]]) -> bool:
+    """Whether running ``steps`` sends a chord: one is a chord, or a group has a successor."""
+    for index, step in enumerate(steps):
+        step = maybe_unroll_group(step)
+        if isinstance(step, chord) or (isinstance(step, group) and index < len(steps) - 1):
+            return True
+    return False

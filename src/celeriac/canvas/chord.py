@@ -9,6 +9,8 @@ the body in ``embed.chord``. The member that completes the header sends the body
 list of results; if a member failed, the body is stored FAILURE with a ``ChordError``
 naming it and the body's errbacks run (``canvas.dispatch``). A header that is a chain, a
 chord or a group counts by what ends it: a chain's last step, a chord's body, each member.
+A result backend that stores nothing (``rpc://``) cannot join a chord: applying one there
+raises ``ImproperlyConfigured`` before anything is sent.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.group import group
-from celeriac.canvas.join import chord_join_for, chord_ttl, leaf_ids
+from celeriac.canvas.join import ensure_chords_allowed, leaf_ids, prepare_chord
 from celeriac.canvas.signature import Signature, as_list, maybe_signature, new_id
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ __all__ = ["chord"]
 
 # Options that place the chord's body in what follows it (an outer chain, chord or group).
 _BODY_ONLY = ("chain", "chord", "group_id", "group_index")
+# Options about sending the header, now, from here: the body is sent later, by a worker.
+_HEADER_ONLY = ("parent_id", "add_to_parent")
 
 
 def _as_group(header: Any, app: Celery | None) -> group:
@@ -190,6 +194,7 @@ class chord(Signature[Any]):
     ) -> Any:
         """Freeze, record the header in the chord join, send the header (see apply_async)."""
         app = self.app
+        ensure_chords_allowed(app)
         group_id = header.options.get("task_id") or new_id()
         header.options["task_id"] = group_id
         root_id = body.options.get("root_id") or options.get("root_id")
@@ -200,12 +205,14 @@ class chord(Signature[Any]):
         delay = {key: options.pop(key) for key in ("countdown", "eta") if key in options}
         body_only = {key: options.pop(key) for key in _BODY_ONLY if key in options}
         options.pop("task_id", None)
-        body.options.update({k: v for k, v in {**options, **body_only}.items() if k != "parent_id"})
+        body.options.update(
+            {k: v for k, v in {**options, **body_only}.items() if k not in _HEADER_ONLY}
+        )
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
         header_result: GroupResult = header.freeze(group_id=group_id, chord=body, root_id=root_id)
         if header.tasks:
             members = leaf_ids(header_result.as_tuple())
-            chord_join_for(app.results).prepare(group_id, members, ttl=chord_ttl(app))
+            prepare_chord(app, group_id, members)
             header_result = header.apply_async(
                 partial_args, kwargs, task_id=group_id, **options, **delay
             )

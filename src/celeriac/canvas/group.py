@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["group", "maybe_unroll_group"]
 
+# The options that tie one signature to its place; a chunks' parts do not inherit them.
+_ID_OPTIONS = frozenset({"task_id", "group_id", "group_index", "chord", "parent_id", "root_id"})
+
 
 def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
     """The member signatures of ``group(...)``'s arguments (a list, a generator, a group)."""
@@ -101,8 +104,12 @@ class group(Signature[list[Any]]):
     # -- freezing ---------------------------------------------------------------------------
 
     def _unrolled(self) -> Iterator[Signature[Any]]:
-        """The members, nested groups flattened in place."""
+        """The members, nested groups (and the groups of ``chunks``) flattened in place."""
         for task in self.tasks:
+            if task.subtask_type == "chunks":  # canvas.maps.chunks (which imports this module)
+                options = {k: v for k, v in task.options.items() if k not in _ID_OPTIONS}
+                parts: list[Signature[Any]] = task.group().tasks  # type: ignore[attr-defined]
+                task = group([part.set(**options) for part in parts], app=self._app)
             if isinstance(task, group):
                 yield from task._unrolled()
             else:
@@ -161,6 +168,9 @@ class group(Signature[list[Any]]):
             return self.apply(args, kwargs, **options)
         partial_args = self._partial_args(args)
         options = self._merged_options(options)
+        # Set on the group (a chord's body carries its chord's calling options): the members
+        # never take it as well as the False given below.
+        add_to_parent = bool(options.pop("add_to_parent", True)) and add_to_parent
         sending = self.clone()
         sending.options["task_id"] = options.pop("task_id", None) or new_id()
         result = sending.freeze(root_id=options.get("root_id"), chord=options.pop("chord", None))

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from celeriac import states
 from celeriac.app.settings import as_seconds
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.result_meta import decode_exception, encode_exception
 from celeriac.protocol.serializers import content_type_of, dumps, loads
 
@@ -52,7 +53,9 @@ __all__ = [
     "chord_ttl",
     "decode_entry",
     "encode_entry",
+    "ensure_chords_allowed",
     "leaf_ids",
+    "prepare_chord",
 ]
 
 logger = logging.getLogger("celeriac.canvas")
@@ -144,6 +147,34 @@ def chord_join_for(results: ResultStore) -> ChordJoin:
             return join
         raise TypeError(f"{type(backend).__name__}.chord_join() returned {join!r}, not a ChordJoin")
     return CounterJoin(results)
+
+
+_REMEDY = (
+    "Set result_backend to a backend that stores results (sqlite:///..., redis://...). A "
+    "group followed by a task (group | task, also inside a chain) is a chord too."
+)
+
+
+def ensure_chords_allowed(app: Celery) -> None:
+    """Raise ``ImproperlyConfigured`` when ``app``'s result backend cannot join a chord
+    (``rpc://``); checked from the URL alone, so before anything is sent or connected."""
+    url = app.result_backend_url
+    if url is not None and url.partition("://")[0].lower() == "rpc":
+        raise ImproperlyConfigured(
+            "A chord cannot run with the rpc:// result backend: it sends each result as a "
+            "message to the client that sent the task and stores nothing, so the chord's "
+            f"header members can never meet. {_REMEDY}"
+        )
+
+
+def prepare_chord(app: Celery, group_id: str, member_ids: Sequence[str]) -> None:
+    """Record a chord's header in the join of ``app``'s result backend (client side)."""
+    try:
+        chord_join_for(app.results).prepare(group_id, member_ids, ttl=chord_ttl(app))
+    except NotImplementedError as exc:  # a backend that keeps no groups
+        raise ImproperlyConfigured(
+            f"A chord cannot run with this result backend, which keeps no groups ({exc}). {_REMEDY}"
+        ) from exc
 
 
 def chord_ttl(app: Celery) -> float | None:
