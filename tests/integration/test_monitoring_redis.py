@@ -95,6 +95,20 @@ def test_status_inspect_and_revoke_terminate(project: RedisProject, rtasks: Any)
     assert child not in ask(project, "inspect", "stats")["pool"]["processes"]
 
 
+def test_a_revoke_made_while_no_worker_runs_is_honoured_later(
+    project: RedisProject, rtasks: Any
+) -> None:
+    doomed = rtasks.record.delay()
+    doomed.revoke()  # no worker hears the broadcast: the revocation log carries it
+    assert doomed.state == states.REVOKED
+    project.celeriac_worker("-P", "threads", "-c", "2")
+    fine = rtasks.record.delay()
+    assert fine.get(timeout=20) == fine.id
+    assert [task_id for task_id, _ in project.runs()] == [fine.id]
+    with pytest.raises(TaskRevokedError):
+        doomed.get(timeout=5)
+
+
 def test_rate_limit_then_shutdown(project: RedisProject, rtasks: Any) -> None:
     worker = project.celeriac_worker("-P", "prefork", "-c", "1", "--prefetch-multiplier", "2")
     reply = ask(project, "control", "rate_limit", "interop.record", "1/h")

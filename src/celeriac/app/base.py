@@ -115,7 +115,7 @@ class Celery:
         self._backend_made = False
         self._lock = threading.RLock()
         self._router: Router | None = None
-        self._router_key: tuple[Any, ...] = ()
+        self._router_generation = -1  # conf.generation the router was built for
         self._autodiscover: list[tuple[Any, str]] = []
         self.producer = Producer(self)
         self.results = ResultStore(self, lambda: self.backend)
@@ -367,15 +367,8 @@ class Celery:
     def router(self) -> Router:
         """The router for the current routing settings (rebuilt when they change)."""
         conf = self.conf
-        key = (
-            conf.task_routes, conf.task_queues, conf.task_default_queue,
-            conf.task_create_missing_queues, conf.task_default_exchange,
-            conf.task_default_exchange_type, conf.task_default_routing_key,
-            conf.task_queue_max_priority, conf.task_default_queue_type,
-            conf.task_create_missing_queue_type, conf.task_create_missing_queue_exchange_type,
-        )  # fmt: skip
         router = self._router
-        if router is None or not _same(key, self._router_key):
+        if router is None or self._router_generation != conf.generation:
             router = Router(
                 conf.task_routes, conf.task_queues, default_queue=conf.task_default_queue,
                 create_missing=bool(conf.task_create_missing_queues),
@@ -387,7 +380,7 @@ class Celery:
                 missing_queue_type=conf.task_create_missing_queue_type,
                 missing_exchange_type=conf.task_create_missing_queue_exchange_type,
             )  # fmt: skip
-            self._router, self._router_key = router, key
+            self._router, self._router_generation = router, conf.generation
         return router
 
     def _reset_connections(self) -> None:
@@ -533,7 +526,3 @@ def _make_task(
             stacklevel=stacklevel,
         )
     return base(fun, app=app, name=name, bind=bind, **options)
-
-
-def _same(key: tuple[Any, ...], other: tuple[Any, ...]) -> bool:
-    return len(key) == len(other) and all(a is b or a == b for a, b in zip(key, other, strict=True))

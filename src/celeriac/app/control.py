@@ -59,6 +59,8 @@ def mark_revoked(app: Celery, task_ids: Sequence[str]) -> list[str]:
         if results.get_meta(task_id)["status"] in REVOCABLE_STATES:
             results.mark_as_revoked(task_id, "revoked")
             marked.append(task_id)
+    if marked:
+        results.log_revoked(marked)
     return marked
 
 

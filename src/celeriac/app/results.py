@@ -8,7 +8,7 @@ exceptions into exception objects. Backends only ever see bytes.
 from __future__ import annotations
 
 import traceback as tb_module
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
@@ -136,6 +136,13 @@ class ResultStore:
 
     def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:
         self.store(task_id, states.REVOKED, TaskRevokedError(reason), request=request)
+
+    def log_revoked(self, task_ids: Sequence[str]) -> None:
+        """Add revoked ids to the backend's revocation log, where it keeps one (kept as long
+        as results, ``result_expires``), so workers that were down honour them too."""
+        backend = self.backend
+        if backend.logs_revocations:
+            backend.log_revoked(task_ids, ttl=as_seconds(self._app.conf.result_expires) or None)
 
     # -- reading ----------------------------------------------------------------------------
 

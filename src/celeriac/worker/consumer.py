@@ -91,6 +91,8 @@ class TaskConsumer:
         self.total: Counter[str] = Counter()  # jobs started, by task name
         self.events: WorkerEvents | None = None
         self._skip_revoked_checks_until = 0.0
+        self._revoked_cursor: str | None = None  # read up to here in the revocation log
+        self._next_revoked_read = 0.0
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -169,6 +171,10 @@ class TaskConsumer:
     #: (seconds), so a store that is down (and retried inside the backend) does not stall
     #: every fetch; the revoked ids broadcast to the workers are still honoured meanwhile.
     revoked_check_pause = 30.0
+    #: Where the result backend keeps a revocation log, how often (seconds) the worker reads
+    #: what was logged since its last read. Live workers hear revocations at once through
+    #: the broadcast; the log covers those revoked while this worker was down or deaf.
+    revoked_log_interval = 1.0
 
     def _results(self, what: str, action: Callable[[ResultStore], T]) -> T | None:
         """``action(app.results)``; when the result backend cannot be made or fails, an error
@@ -184,13 +190,23 @@ class TaskConsumer:
             return None
 
     def _revoked_ids(self, ids: list[str]) -> set[str]:
-        if not ids or self.app.clock.monotonic() < self._skip_revoked_checks_until:
+        """Which of ``ids`` were revoked through the result store (stored REVOKED, or in its
+        revocation log, read into ``self.revoked`` at most every ``revoked_log_interval``)."""
+        now = self.app.clock.monotonic()
+        if not ids or now < self._skip_revoked_checks_until:
             return set()
 
         def revoked(results: ResultStore) -> set[str]:
             if not results.readable:  # no backend, or rpc:// (only the sender reads results)
                 return set()
-            found = results.backend.fetch_many(ids)
+            backend = results.backend
+            if backend.logs_revocations:
+                if now >= self._next_revoked_read:
+                    logged, self._revoked_cursor = backend.revoked_since(self._revoked_cursor)
+                    self.revoked.update(logged)
+                    self._next_revoked_read = now + self.revoked_log_interval
+                return set()  # _handle checks self.revoked
+            found = backend.fetch_many(ids)
             return {
                 tid for tid, payload in found.items()
                 if results.decode(payload).get("status") == states.REVOKED
@@ -198,7 +214,7 @@ class TaskConsumer:
 
         found = self._results("check for revoked tasks", revoked)
         if found is None:
-            self._skip_revoked_checks_until = self.app.clock.monotonic() + self.revoked_check_pause
+            self._skip_revoked_checks_until = now + self.revoked_check_pause
             return set()
         return found
 
