@@ -15,9 +15,8 @@ For each system, in a fresh vhost of the machine's RabbitMQ (made and deleted wi
 * round trip: a client process runs ``--roundtrips`` sequential ``echo.delay(i).get()``
   with the ``rpc://`` result backend on both sides (after 20 unmeasured ones): p50, p99.
 
-No-op tasks ignore their results. Until the app passes ``reply_to`` to the result backend
-(see the RabbitMQ section of the README), Celeriac's bench app does it in a ``store()``
-override and its client names the reply queue in ``apply_async``; that is all it changes.
+No-op tasks ignore their results. Both bench apps are plain: ``backend='rpc://'`` and the
+broker URL, nothing else but publisher confirms as ``--confirm`` says.
 
     .venv/bin/python bench/amqp_bench.py --tasks 5000 --roundtrips 500 \
         --out bench/results/amqp-<date>.md
@@ -46,26 +45,10 @@ import amqp  # type: ignore[import-untyped]  # noqa: E402
 from _harness import PYTHON, percentile, start, stop, tree_rss_mib, write_module  # noqa: E402
 
 CELERIAC_TASKS = """
-import os
 from celeriac import Celery
-from celeriac.backends import _IMPLEMENTATIONS
-from celeriac.backends.rpc import RpcBackend
-from celeriac.request import current_request
 
-
-class ReplyingRpc(RpcBackend):
-    # What the app will do itself: send the result to the request's reply_to.
-    def store(self, task_id, payload, *, state, ttl, reply_to=None):
-        request = current_request()
-        reply_to = reply_to or (request.reply_to if request is not None else None)
-        super().store(task_id, payload, state=state, ttl=ttl, reply_to=reply_to)
-
-
-if os.environ.get("BENCH_WORKER"):
-    _IMPLEMENTATIONS["rpc"] = ("benchtasks", "ReplyingRpc")
 app = Celery("benchtasks", broker="{url}", backend="rpc://")
 app.conf.broker_transport_options = {{"confirm_publish": {confirm}}}
-app.conf.result_backend_transport_options = {{"broker_url": "{url}"}}
 
 
 @app.task(ignore_result=True)
@@ -121,13 +104,12 @@ def client(kind: str, folder: str, mode: str, count: int) -> dict[str, Any]:
         for _ in range(count):
             benchtasks.noop.delay()
         return {"seconds": time.perf_counter() - started}
-    options = {"reply_to": benchtasks.app.backend.reply_to} if kind == "celeriac" else {}
     for i in range(20):  # warm up connections
-        benchtasks.echo.apply_async((i,), **options).get(timeout=30)
+        benchtasks.echo.delay(i).get(timeout=30)
     latencies = []
     for i in range(count):
         started = time.perf_counter()
-        assert benchtasks.echo.apply_async((i,), **options).get(timeout=30) == i
+        assert benchtasks.echo.delay(i).get(timeout=30) == i
         latencies.append(time.perf_counter() - started)
     return {"latencies": latencies}
 

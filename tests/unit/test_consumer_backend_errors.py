@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from celeriac import Celery
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import Worker
 from tests.unit.control_support import eventually
@@ -73,22 +74,13 @@ def test_an_unreachable_backend_is_logged_and_tasks_still_run(
         app.close()
 
 
-def test_a_backend_that_cannot_be_made_does_not_stop_the_consumer(
-    broker: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="celeriac")
-    app, _ = worker_app(broker, "nosuch://anywhere")
-    sender = Celery("sender", broker=broker, set_as_current=False)
+def test_a_backend_that_cannot_be_made_stops_the_worker_at_start(broker: str) -> None:
+    app, ran = worker_app(broker, "nosuch://anywhere")
     worker = Worker(app, hostname="w1@test", pool="threads", concurrency=1)
-    worker.start()
     try:
-        for n in range(3):
-            sender.send_task("t.record", (n,))
-        eventually(lambda: app.transport.queue_length("celery") == 0)
-        eventually(lambda: worker.consumer is not None and worker.consumer.processed == 3)
-        assert errors_naming(caplog, "nosuch://anywhere")
-        assert not worker.stopping
+        with pytest.raises(ImproperlyConfigured, match=r"nosuch://anywhere"):
+            worker.start()
+        assert worker.consumer is None and ran == []
     finally:
         worker.stop()
-        sender.close()
         app.close()

@@ -128,7 +128,7 @@ class Collector:
     def poll_results(self) -> Changes:
         """Ask the result store about tasks in flight: progress, and missed outcomes."""
         results = self.app.results
-        if not results.enabled or results.backend.reply_to is not None:
+        if not results.readable:
             return Changes()  # no store, or rpc:// whose results are one-shot: never read
         ids = self.store.in_flight()
         if not ids:

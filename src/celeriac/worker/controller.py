@@ -150,6 +150,9 @@ class Worker:
         signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
         app.import_default_modules()
         transport = app.transport
+        # A result backend that cannot be made (unknown scheme, missing client library) stops
+        # the worker here, named, rather than failing every task it would run.
+        _ = app.backend
         for queue in self.queues:
             transport.declare(queue)
         signals.worker_init.send(sender=self)
