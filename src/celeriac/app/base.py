@@ -10,6 +10,9 @@ and results.
 ``current_app`` is the app of the task running in this thread, else the app set current in
 this thread, else the default (``set_default``, else the app set current last anywhere).
 A ``shared_task`` is registered as a copy bound to each app, so every app runs it as its own.
+
+Beside it: ``_connections`` (transport, result backend, router), ``_current`` (which app is
+current), ``_tasks`` (making tasks; ``shared_task``), ``_discovery`` (autodiscovery).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import os
 import socket
 import threading
 import uuid
-import warnings
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
@@ -28,21 +29,21 @@ from celeriac import signals
 from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
-from celeriac.app._connection_options import backend_options, transport_options
+from celeriac.app import _current
+from celeriac.app._connections import Connections
+from celeriac.app._discovery import discover
+from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
 from celeriac.app.results import ResultStore
 from celeriac.app.routes import Router
-from celeriac.app.settings import Settings, resolve_config_object, settings_from_object, validate
-from celeriac.backends import create_backend
+from celeriac.app.settings import Settings, resolve_config_object, settings_from_object
 from celeriac.backends.base import ResultBackend
 from celeriac.canvas import Signature, signature
 from celeriac.canvas.builtins import register_builtins
-from celeriac.exceptions import ImproperlyConfigured, UnknownSettingWarning
-from celeriac.request import current_task
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.result import AsyncResult, GroupResult
-from celeriac.task import TASK_OPTIONS, Task
-from celeriac.transports import create_transport
+from celeriac.task import Task
 from celeriac.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -57,13 +58,6 @@ R = TypeVar("R")
 #: The embedded default for both broker and results.
 DEFAULT_URL = "sqlite:///celeriac.sqlite"
 
-_state = threading.local()  # .current: the app set as current in this thread
-_default_app: Celery | None = None  # set_default(): the app of threads that set none
-_last_current: Celery | None = None  # the app set as current last, in any thread
-_all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
-_shared_tasks: list[Task[Any, Any]] = []
-_inherited: list[object] = []
-
 
 def current_app() -> Celery:
     """The app of the task running here; else this thread's current app; else a default.
@@ -72,10 +66,7 @@ def current_app() -> Celery:
     any thread (so a worker's pool threads see the app their tasks belong to), else a new
     app named ``default``.
     """
-    task = current_task()
-    if task is not None and task.bound_app is not None:
-        return task.bound_app
-    app: Celery | None = getattr(_state, "current", None) or _default_app or _last_current
+    app = _current.current_or_none()
     if app is None:
         app = Celery("default")
     return app
@@ -109,13 +100,7 @@ class Celery:
         self.configured = False  # on_after_configure was sent (beat sends it otherwise)
         self.oid = str(uuid.uuid4())
         self._thread_oid = threading.local()
-        self._pid = os.getpid()
-        self._transport: Transport | None = None
-        self._backend: ResultBackend | None = None
-        self._backend_made = False
-        self._lock = threading.RLock()
-        self._router: Router | None = None
-        self._router_generation = -1  # conf.generation the router was built for
+        self._connections = Connections(self)
         self._autodiscover: list[tuple[Any, str]] = []
         self.producer = Producer(self)
         self.results = ResultStore(self, lambda: self.backend)
@@ -134,9 +119,7 @@ class Celery:
         if include:
             self.conf["include"] = tuple(include)
         register_builtins(self)
-        for task in _shared_tasks:
-            self._add_shared(task)
-        _all_apps.add(self)
+        adopt_shared_tasks(self)
         if set_as_current:
             self.set_current()
 
@@ -181,11 +164,7 @@ class Celery:
         if not force:
             self._autodiscover.append((packages, related_name))
             return []
-        if callable(packages):
-            packages = packages()
-        if packages is None:
-            packages = _django_installed_apps()
-        return [name for name in (_import_related(p, related_name) for p in packages) if name]
+        return discover(packages, related_name)
 
     def import_default_modules(self) -> list[Any]:
         """Import the modules named by ``imports`` and ``include`` (what a worker runs).
@@ -230,7 +209,7 @@ class Celery:
         self, fun: Callable[..., Any], options: dict[str, Any], stacklevel: int = 2
     ) -> Task[Any, Any]:
         default_name = self.gen_task_name(fun.__name__, fun.__module__)
-        task = _make_task(fun, options, app=self, default_name=default_name, stacklevel=stacklevel)
+        task = make_task(fun, options, app=self, default_name=default_name, stacklevel=stacklevel)
         self.register_task(task)
         return task
 
@@ -321,86 +300,29 @@ class Celery:
         scheme = self.broker_url.partition("://")[0]
         return self.broker_url if scheme in ("sqlite", "memory") else None
 
-    def _check_pid(self) -> None:
-        if self._pid != os.getpid():  # forked: never share the parent's connections
-            self._pid = os.getpid()
-            # Keep the parent's objects alive but unused: finalizing them here could close
-            # or checkpoint the parent's database handles from the wrong process.
-            _inherited.append((self._transport, self._backend))
-            self._transport = None
-            self._backend = None
-            self._backend_made = False
-            self._lock = threading.RLock()
-
     @property
     def transport(self) -> Transport:
-        self._check_pid()
-        if self._transport is None:
-            with self._lock:
-                if self._transport is None:
-                    validate(self.conf)
-                    self._transport = create_transport(
-                        self.broker_url, options=transport_options(self.conf), clock=self.clock
-                    )
-        return self._transport
+        return self._connections.transport()
 
     @property
     def backend(self) -> ResultBackend | None:
-        self._check_pid()
-        if not self._backend_made:
-            with self._lock:
-                if not self._backend_made:
-                    url = self.result_backend_url
-                    self._backend = (
-                        create_backend(
-                            url,
-                            options=backend_options(self.conf, url, self.broker_url),
-                            clock=self.clock,
-                        )
-                        if url
-                        else None
-                    )
-                    self._backend_made = True
-        return self._backend
+        return self._connections.backend()
 
     @property
     def router(self) -> Router:
         """The router for the current routing settings (rebuilt when they change)."""
-        conf = self.conf
-        router = self._router
-        if router is None or self._router_generation != conf.generation:
-            router = Router(
-                conf.task_routes, conf.task_queues, default_queue=conf.task_default_queue,
-                create_missing=bool(conf.task_create_missing_queues),
-                default_exchange=conf.task_default_exchange,
-                default_exchange_type=conf.task_default_exchange_type,
-                default_routing_key=conf.task_default_routing_key,
-                max_priority=conf.task_queue_max_priority,
-                default_queue_type=conf.task_default_queue_type,
-                missing_queue_type=conf.task_create_missing_queue_type,
-                missing_exchange_type=conf.task_create_missing_queue_exchange_type,
-            )  # fmt: skip
-            self._router, self._router_generation = router, conf.generation
-        return router
+        return self._connections.router()
 
     def _reset_connections(self) -> None:
         self.close()
-        self._router = None
+        self._connections.forget_router()
 
     def close(self) -> None:
         """Close the broker and result store connections (reopened on next use).
 
         In a forked child the parent's connections are set aside, never closed from here.
         """
-        self._check_pid()
-        with self._lock:
-            if self._transport is not None:
-                self._transport.close()
-            if self._backend is not None:
-                self._backend.close()
-            self._transport = None
-            self._backend = None
-            self._backend_made = False
+        self._connections.close()
 
     def __enter__(self) -> Celery:
         return self
@@ -427,14 +349,11 @@ class Celery:
 
     def set_current(self) -> None:
         """Make this the current app of this thread (and of threads that set none)."""
-        global _last_current
-        _state.current = self
-        _last_current = self
+        _current.set_current(self)
 
     def set_default(self) -> None:
         """Make this the app of every thread that sets no current app of its own."""
-        global _default_app
-        _default_app = self
+        _current.set_default(self)
 
     @property
     def Task(self) -> type[Task[Any, Any]]:
@@ -442,87 +361,3 @@ class Celery:
 
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'} at {id(self):#x}>"
-
-
-def _import_related(package: str, related_name: str) -> str | None:
-    """Import ``package.related_name``; None when the package has no such module."""
-    name = f"{package}.{related_name}"
-    try:
-        import_module(name)
-    except ImproperlyConfigured as exc:
-        missing = exc.__cause__
-        if isinstance(missing, ModuleNotFoundError) and missing.name in (name, package):
-            return None
-        raise
-    return name
-
-
-def _django_installed_apps() -> list[str]:
-    try:
-        from django.conf import settings  # type: ignore[import-not-found]
-    except ImportError:
-        return []
-    return list(getattr(settings, "INSTALLED_APPS", []))
-
-
-@overload
-def shared_task(fun: Callable[P, R], /) -> Task[P, R]: ...
-
-
-@overload
-def shared_task(
-    *, bind: Literal[True], **options: Any
-) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
-
-
-@overload
-def shared_task(
-    *, bind: Literal[False] = False, **options: Any
-) -> Callable[[Callable[P, R]], Task[P, R]]: ...
-
-
-def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
-    """A task not tied to one app: every app gets its own copy; calling it uses the current."""
-
-    def create(function: Callable[..., Any], stacklevel: int = 3) -> Task[Any, Any]:
-        default_name = f"{function.__module__}.{function.__name__}"
-        opts = {**options, "bind": bind}
-        task = _make_task(
-            function, opts, app=None, default_name=default_name, stacklevel=stacklevel
-        )
-        _shared_tasks.append(task)
-        for app in list(_all_apps):
-            app._add_shared(task)
-        return task
-
-    if len(args) == 1 and callable(args[0]):
-        return create(args[0], stacklevel=4)
-    if args:
-        raise TypeError("@shared_task takes the function, or keyword options only")
-    return create
-
-
-def _make_task(
-    fun: Callable[..., Any],
-    options: dict[str, Any],
-    *,
-    app: Celery | None,
-    default_name: str,
-    stacklevel: int,
-) -> Task[Any, Any]:
-    """A task instance for ``fun`` with decorator ``options``; warns of unknown options."""
-    options = dict(options)
-    base: type[Task[Any, Any]] = options.pop("base", None) or Task
-    name = options.pop("name", None) or default_name
-    bind = bool(options.pop("bind", False))
-    for flag in ("shared", "lazy", "abstract"):
-        options.pop(flag, None)
-    unknown = [k for k in options if k not in TASK_OPTIONS and not hasattr(base, k)]
-    if unknown:
-        warnings.warn(
-            f"Unknown task option(s) for {name}: {', '.join(sorted(unknown))}. They are "
-            "set as attributes, but Celeriac does not act on them (a typo?).",
-            UnknownSettingWarning,
-            stacklevel=stacklevel,
-        )
-    return base(fun, app=app, name=name, bind=bind, **options)

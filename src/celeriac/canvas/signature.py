@@ -9,17 +9,20 @@ A signature is a typed object, not a dict. On the wire it is Celery's signature 
 ``to_dict()`` builds that dict (and ``__json__`` returns it, so serializers and the producer
 take a signature wherever a dict goes); ``Signature.from_dict(d)`` rebuilds the right class
 from ``subtask_type`` (``chain``, ``group``, ``chord``, ``chunks``, ``xmap``, ``xstarmap``
-register themselves). Applying a signature with partial arguments prepends them to its own
-args and merges kwargs and options, unless it is immutable (``.si()``), whose arguments stay
-as they are; ``group_id`` and stamped headers already set are never replaced.
+register themselves). Reading the parts, how partial arguments and options merge into a
+signature's own, and its list options (``link``, ``link_error``) are in ``_partial``
+(``Partial``, the base of ``Signature``).
 """
 
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+
+from celeriac.canvas._partial import Partial
+from celeriac.canvas._partial import as_list as as_list
+from celeriac.canvas._partial import new_id as new_id
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -30,49 +33,31 @@ __all__ = ["Signature", "maybe_signature", "signature"]
 
 R = TypeVar("R")
 
-#: Options that partial options never replace once set (they tie a task to its group).
-_IMMUTABLE_OPTIONS = frozenset({"group_id", "stamped_headers"})
-_FIELDS = ("task", "args", "kwargs", "options", "subtask_type", "immutable")
 
-
-def new_id() -> str:
-    return str(uuid.uuid4())
+def _map_signatures(value: Any, convert: Callable[[Signature[Any]], Any]) -> Any:
+    """``value`` with every signature inside converted and its containers copied."""
+    if isinstance(value, Signature):
+        return convert(value)
+    if isinstance(value, list):
+        return [_map_signatures(item, convert) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_map_signatures(item, convert) for item in value)
+    if isinstance(value, dict):
+        return {key: _map_signatures(item, convert) for key, item in value.items()}
+    return value
 
 
 def to_wire(value: Any) -> Any:
     """``value`` with every signature inside (lists, tuples, dicts) turned into its dict."""
-    if isinstance(value, Signature):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [to_wire(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(to_wire(item) for item in value)
-    if isinstance(value, dict):
-        return {key: to_wire(item) for key, item in value.items()}
-    return value
+    return _map_signatures(value, lambda sig: sig.to_dict())
 
 
 def clone_tree(value: Any) -> Any:
     """``value`` with every signature inside cloned and its containers copied."""
-    if isinstance(value, Signature):
-        return value.clone()
-    if isinstance(value, list):
-        return [clone_tree(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(clone_tree(item) for item in value)
-    if isinstance(value, dict):
-        return {key: clone_tree(item) for key, item in value.items()}
-    return value
+    return _map_signatures(value, lambda sig: sig.clone())
 
 
-def as_list(value: Any) -> list[Any]:
-    """An option that may hold one item or a list of them, as a list."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-class Signature(Generic[R]):
+class Signature(Partial, Generic[R]):
     """A task call to apply later: ``add.s(2, 2)``, ``signature('tasks.add', (2, 2))``."""
 
     #: subtask_type -> the class that rebuilds it (see ``register_type``).
@@ -147,15 +132,6 @@ class Signature(Generic[R]):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.to_dict(),))
 
-    def __getitem__(self, key: str) -> Any:
-        """Read access by the wire dict's keys (``sig['options']``), for ported code."""
-        if key not in _FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in _FIELDS else default
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Signature):
             return self.to_dict() == other.to_dict()
@@ -194,53 +170,7 @@ class Signature(Generic[R]):
     def name(self) -> str:
         return self.task
 
-    @property
-    def id(self) -> str | None:
-        return self.options.get("task_id")
-
-    @id.setter
-    def id(self, value: str) -> None:
-        self.options["task_id"] = value
-
-    @property
-    def parent_id(self) -> str | None:
-        return self.options.get("parent_id")
-
-    @property
-    def root_id(self) -> str | None:
-        return self.options.get("root_id")
-
     # -- building ---------------------------------------------------------------------------
-
-    def _merge(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        options: Mapping[str, Any] | None = None,
-        force: bool = False,
-    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
-        """Partial args prepended, kwargs and options merged (never over ``group_id``)."""
-        merged = self._merged_options(options)
-        if self.immutable and not force:
-            return self.args, dict(self.kwargs), merged
-        return (*(args or ()), *self.args), {**self.kwargs, **(kwargs or {})}, merged
-
-    def _merged_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        """This signature's options under ``options`` (None values dropped), except that
-        ``group_id`` and stamped headers already set stay."""
-        merged = dict(self.options)
-        if options:
-            fixed = _IMMUTABLE_OPTIONS | set(self.options.get("stamped_headers") or ())
-            merged.update(
-                (k, v)
-                for k, v in options.items()
-                if v is not None and (k not in fixed or k not in merged)
-            )
-        return merged
-
-    def _partial_args(self, args: Sequence[Any] | None) -> tuple[Any, ...]:
-        """What a composite hands its members: ``args`` before its own, unless immutable."""
-        return self.args if self.immutable else (*(args or ()), *self.args)
 
     def clone(
         self,
@@ -276,39 +206,6 @@ class Signature(Generic[R]):
         if options is not None:
             clone.options = dict(options)
         return clone
-
-    def set(self, immutable: bool | None = None, **options: Any) -> Self:
-        """Set calling options (``countdown``, ``queue``, ...) in place; returns self."""
-        if immutable is not None:
-            self.set_immutable(immutable)
-        self.options.update(options)
-        return self
-
-    def set_immutable(self, immutable: bool) -> None:
-        self.immutable = immutable
-
-    def append_to_list_option(self, key: str, value: Any) -> Any:
-        items = as_list(self.options.get(key))
-        if value not in items:
-            items.append(value)
-        self.options[key] = items
-        return value
-
-    def extend_list_option(self, key: str, value: Any) -> None:
-        self.options[key] = [*as_list(self.options.get(key)), *as_list(value)]
-
-    def link(self, callback: Signature[Any] | Mapping[str, Any]) -> Any:
-        """Apply ``callback`` with this task's result when it succeeds; returns ``callback``."""
-        return self.append_to_list_option("link", callback)
-
-    def link_error(self, errback: Signature[Any] | Mapping[str, Any]) -> Any:
-        """Apply ``errback`` when this task fails; returns ``errback``."""
-        return self.append_to_list_option("link_error", errback)
-
-    def on_error(self, errback: Signature[Any] | Mapping[str, Any]) -> Self:
-        """``link_error`` that returns this signature, for chaining calls."""
-        self.link_error(errback)
-        return self
 
     def flatten_links(self) -> list[Signature[Any]]:
         """This signature and, recursively, every callback linked to it."""

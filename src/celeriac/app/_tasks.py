@@ -1,0 +1,96 @@
+"""Making task instances from decorated functions, and the tasks shared by every app.
+
+``make_task`` turns a function and its decorator options into a ``Task`` (``@app.task``
+and ``@shared_task`` both use it) and warns of options Celeriac does not know. A
+``shared_task`` is kept here and registered as a copy bound to each app, those made before
+it and after it (``adopt_shared_tasks``), so every app runs it as its own.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+
+from celeriac.exceptions import UnknownSettingWarning
+from celeriac.task import TASK_OPTIONS, Task
+
+if TYPE_CHECKING:
+    from celeriac.app.base import Celery
+
+__all__ = ["adopt_shared_tasks", "make_task", "shared_task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
+_shared_tasks: list[Task[Any, Any]] = []
+
+
+def adopt_shared_tasks(app: Celery) -> None:
+    """Give a new ``app`` its copies of the shared tasks, now and as more are defined."""
+    for task in _shared_tasks:
+        app._add_shared(task)
+    _all_apps.add(app)
+
+
+@overload
+def shared_task(fun: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def shared_task(
+    *, bind: Literal[True], **options: Any
+) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+
+@overload
+def shared_task(
+    *, bind: Literal[False] = False, **options: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
+    """A task not tied to one app: every app gets its own copy; calling it uses the current."""
+
+    def create(function: Callable[..., Any], stacklevel: int = 3) -> Task[Any, Any]:
+        default_name = f"{function.__module__}.{function.__name__}"
+        opts = {**options, "bind": bind}
+        task = make_task(function, opts, app=None, default_name=default_name, stacklevel=stacklevel)
+        _shared_tasks.append(task)
+        for app in list(_all_apps):
+            app._add_shared(task)
+        return task
+
+    if len(args) == 1 and callable(args[0]):
+        return create(args[0], stacklevel=4)
+    if args:
+        raise TypeError("@shared_task takes the function, or keyword options only")
+    return create
+
+
+def make_task(
+    fun: Callable[..., Any],
+    options: dict[str, Any],
+    *,
+    app: Celery | None,
+    default_name: str,
+    stacklevel: int,
+) -> Task[Any, Any]:
+    """A task instance for ``fun`` with decorator ``options``; warns of unknown options."""
+    options = dict(options)
+    base: type[Task[Any, Any]] = options.pop("base", None) or Task
+    name = options.pop("name", None) or default_name
+    bind = bool(options.pop("bind", False))
+    for flag in ("shared", "lazy", "abstract"):
+        options.pop(flag, None)
+    unknown = [k for k in options if k not in TASK_OPTIONS and not hasattr(base, k)]
+    if unknown:
+        warnings.warn(
+            f"Unknown task option(s) for {name}: {', '.join(sorted(unknown))}. They are "
+            "set as attributes, but Celeriac does not act on them (a typo?).",
+            UnknownSettingWarning,
+            stacklevel=stacklevel,
+        )
+    return base(fun, app=app, name=name, bind=bind, **options)
