@@ -11,9 +11,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from celeriac._pickling import fast_pickle
+
 __all__ = ["Embed", "Message", "TaskMessage"]
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Message:
     """One broker message.
@@ -34,6 +37,7 @@ class Message:
         return int(value) if isinstance(value, int) else 0
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Embed:
     """The third item of a v2 body: what runs after the task, as signature dicts."""
@@ -44,6 +48,7 @@ class Embed:
     chord: dict[str, Any] | None = None
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class TaskMessage:
     """A decoded protocol v2 task message (see celery-wire.md §1)."""

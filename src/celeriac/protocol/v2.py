@@ -160,9 +160,11 @@ def _field(
     required: bool = False,
 ) -> Any:
     """``fields[name]`` checked against ``types``; None or absent gives ``default``."""
+    value = fields.get(name)
+    if value.__class__ in types:  # the common case, checked first: one lookup per header
+        return value
     if name not in fields and required:
         raise InvalidTaskError(f"{where} {name!r} missing")
-    value = fields.get(name)
     if value is None and not required:
         return default
     if isinstance(value, bytes) and str in types:  # some AMQP clients hand text as bytes

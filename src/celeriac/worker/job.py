@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac._pickling import fast_pickle
 from celeriac.exceptions import Retry
 from celeriac.execution import context_from_message, execute
 from celeriac.protocol.message import TaskMessage
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Job", "JobResult", "run_job"]
 
 
+@fast_pickle
 @dataclass(slots=True)
 class Job:
     """What a pool runs: the decoded message, where it came from, and who runs it."""
@@ -80,6 +82,7 @@ class Job:
         }  # fmt: skip
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class JobResult:
     """How a job ended, as far as acknowledgement cares."""

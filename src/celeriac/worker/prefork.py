@@ -218,32 +218,44 @@ class PreforkPool(Pool):
                     child.job = None
                     self._pending.appendleft(job)
 
+    #: Seconds between the collector's housekeeping (hard limits, reaping, autoscale): often
+    #: enough for time limits, rare enough to cost nothing per message.
+    housekeeping_interval = 0.05
+
     def _collect(self) -> None:
+        next_housekeeping = 0.0
         while True:
-            self._enforce_hard_limits()
-            self._reap_retired()
-            self._autoscale()
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                self._enforce_hard_limits()
+                self._reap_retired()
+                self._autoscale()
+                next_housekeeping = now + self.housekeeping_interval
             with self._lock:
                 if self._stopping and all(c.job is None for c in self._children):
                     return
                 conns = {c.conn: c for c in self._children}
-            ready = wait([*conns, self._wakeup_r], timeout=0.25)
+            ready = wait([*conns, self._wakeup_r], timeout=self.housekeeping_interval)
             for conn in ready:
                 if conn is self._wakeup_r:
                     self._wakeup_r.recv()
                     continue
                 assert isinstance(conn, Connection)
-                self._read(conns[conn])
+                child = conns[conn]
+                # A quick task's "started" and "done" often arrive together: read both now.
+                while self._read(child) and self._has_more(child):
+                    pass
 
-    def _read(self, child: _Child) -> None:
+    def _read(self, child: _Child) -> bool:
+        """Handle one message from ``child``; False when its pipe is gone (replaced)."""
         try:
             kind, _key, payload = child.conn.recv()
         except (EOFError, OSError):
             self._replace(child)
-            return
+            return False
         job = child.job
         if job is None:
-            return
+            return True
         if kind == "started":
             job.worker_pid = payload
             if job.time_limit:
@@ -258,6 +270,17 @@ class PreforkPool(Pool):
                     self._retire(child)
                 self._dispatch()
             self.on_done(job, payload)
+        return True
+
+    @staticmethod
+    def _has_more(child: _Child) -> bool:
+        """Whether another message from a child in service is already waiting."""
+        if child.exiting or child.retire_after_job:
+            return False
+        try:
+            return child.conn.poll(0)
+        except (EOFError, OSError):
+            return False
 
     @property
     def size(self) -> int:
