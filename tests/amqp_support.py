@@ -12,6 +12,9 @@ no longer exist (killed runs) are deleted too.
 ``WorkerProject`` runs real worker processes (``python -m celeriac -A tasks worker``, or
 Celery's) in a folder of its own, as ``tests/integration/conftest.py`` does for SQLite.
 ``TcpProxy`` stands between clients and RabbitMQ so a test can cut the network (or add TLS).
+``private_node(folder, settings)`` runs a RabbitMQ node of the test's own (free loopback
+ports, its data under ``folder``, ``settings`` in its rabbitmq.conf) for broker settings the
+machine's node must keep, such as a short consumer_timeout.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import fcntl
 import importlib.util
 import os
+import random
 import re
 import shutil
 import signal
@@ -419,3 +423,159 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
     return cert, key
+
+
+# -- a private RabbitMQ node, for settings the machine's broker must keep ------------------
+
+_SERVER_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin", "/opt/rabbitmq/sbin")
+
+
+def _server_scripts() -> Path | None:
+    """The folder of the real ``rabbitmq-server`` and ``rabbitmqctl`` scripts (Debian's
+    /usr/sbin ones are a wrapper that switches to the rabbitmq user and its data)."""
+    candidates = [Path(folder) for folder in _SERVER_DIRS]
+    found = shutil.which("rabbitmq-server")
+    if found is not None:
+        candidates.append(Path(os.path.realpath(found)).parent)
+    for folder in candidates:
+        server = folder / "rabbitmq-server"
+        if (
+            server.is_file()
+            and (folder / "rabbitmqctl").is_file()
+            and "rabbitmq-script-wrapper" not in server.read_text(errors="replace")
+        ):
+            return folder
+    return None
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` ports free on the loopback interface, below 55000 (RabbitMQ's CLI tools
+    listen 10000 above a node's distribution port)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(30000, 55000)
+        if port in ports or port - 10000 in ports or port + 10000 in ports:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+class PrivateNode:
+    """A RabbitMQ node of the test's own: its data, config, ports and node name."""
+
+    def __init__(self, folder: Path, scripts: Path, settings: dict[str, str]) -> None:
+        self.folder = folder
+        self.scripts = scripts
+        self.port, dist_port = _free_ports(2)
+        self.name = f"celeriac-test-{os.getpid()}-{self.port}@localhost"
+        folder.mkdir(parents=True, exist_ok=True)
+        conf = {
+            "listeners.tcp.default": f"{HOST}:{self.port}",
+            "loopback_users": "none",
+            **settings,
+        }
+        (folder / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
+        # How often channels check consumer_timeout (every 60 s by default).
+        (folder / "advanced.config").write_text("[{rabbit, [{channel_tick_interval, 500}]}].\n")
+        (folder / "enabled_plugins").write_text("[].\n")
+        (folder / "rabbitmq-env.conf").write_text("")  # not the machine's node name and paths
+        self.env = {
+            **os.environ,
+            "HOME": str(folder),  # the Erlang cookie the node makes, and rabbitmqctl reads
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": HOST,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_PID_FILE": str(folder / "rabbitmq.pid"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(folder / "plugins-expand"),
+        }
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, vhost: str = "/") -> str:
+        return url(vhost, port=self.port)
+
+    def start(self, timeout: float = 60) -> None:
+        with open(self.folder / "server.log", "wb") as log:
+            self._proc = subprocess.Popen(
+                [str(self.scripts / "rabbitmq-server")], cwd=self.folder, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not rabbitmq_reachable(HOST, self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log_text = (self.folder / "server.log").read_text(errors="replace")
+                raise RuntimeError(f"the private RabbitMQ node did not start:\n{log_text}")
+            time.sleep(0.2)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """``rabbitmqctl`` against this node."""
+        result = subprocess.run(
+            [str(self.scripts / "rabbitmqctl"), "-n", self.name, *args], env=self.env,
+            capture_output=True, text=True, timeout=timeout, start_new_session=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def list_queues(self, *fields: str, vhost: str = "/") -> list[list[str]]:
+        out = self.ctl("list_queues", "-p", vhost, "--silent", "--no-table-headers", *fields)
+        return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        """Stop the node (``rabbitmqctl stop``), then kill whatever of it is left."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self.ctl("stop", timeout=30)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the Erlang VM and its helpers
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        self._proc = None
+
+
+@contextlib.contextmanager
+def private_node(folder: Path, settings: dict[str, str] | None = None) -> Iterator[PrivateNode]:
+    """A RabbitMQ node of its own on free loopback ports, with ``settings`` added to its
+    rabbitmq.conf; stopped on exit. Skips when RabbitMQ's scripts or py-amqp are missing, or
+    the node does not start, except in CI (``CI=true``), where that is a failure."""
+    problem = None
+    try:
+        import amqp  # noqa: F401
+    except ImportError:
+        problem = 'the amqp client is not installed (pip install "celeriac[amqp]")'
+    scripts = _server_scripts()
+    if problem is None and scripts is None:
+        problem = "RabbitMQ's rabbitmq-server and rabbitmqctl scripts are not installed"
+    node = None
+    if problem is None:
+        assert scripts is not None
+        node = PrivateNode(folder, scripts, settings or {})
+        try:
+            node.start()
+        except RuntimeError as exc:
+            problem = str(exc)
+    if problem is not None or node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"a private RabbitMQ node is required in CI: {problem}")
+        pytest.skip(problem or "no private RabbitMQ node")
+    try:
+        yield node
+    finally:
+        node.stop()

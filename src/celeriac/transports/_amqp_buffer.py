@@ -8,7 +8,9 @@ buffer's condition, which also wakes a waiting fetch::
                                                    rotation, each queue's best priority first
     early   heap of (not_before, n, Received)      moved to ready once the injected clock
                                                    reaches not_before
-    held    {delivery tag: Received}               taken, not yet settled
+    held    {delivery tag: Received}               taken, not yet settled (those handed
+                                                   over to a lease, ``_amqp_lease``, outlive
+                                                   a reconnection)
 
 A waiting fetch re-reads an injected clock (not the system clock) every 50 ms, since moving a
 ``ManualClock`` wakes nobody.
@@ -41,6 +43,7 @@ class Received:
     generation: int  # of the connection that delivered it
     bookkeeping: dict[str, Any]  # the x-celeriac-* headers it came with
     arrived: float = 0.0  # time.monotonic() when it became ready
+    lease: str | None = None  # set once handed over (the original acknowledged); I/O thread
 
 
 def _pop_best(ready: deque[Received]) -> Received:
@@ -108,6 +111,15 @@ class DeliveryBuffer:
         with self._changed:
             return self._held.pop(delivery.delivery_tag, None)
 
+    def peek(self, delivery: Delivery) -> Received | None:
+        """The held delivery with ``delivery``'s tag, still held; None if it is not."""
+        with self._changed:
+            return self._held.get(delivery.delivery_tag)
+
+    def holds(self, received: Received) -> bool:
+        with self._changed:
+            return self._held.get(received.delivery.delivery_tag) is received
+
     def ready_count(self) -> int:
         with self._changed:
             self._promote_due()
@@ -135,12 +147,13 @@ class DeliveryBuffer:
             return found
 
     def clear(self) -> None:
-        """Forget everything: the connection that delivered it is gone."""
+        """Forget everything the connection that is gone delivered, but held deliveries
+        handed over to a lease (no longer on that connection)."""
         with self._changed:
             for ready in self._ready.values():
                 ready.clear()
             self._early.clear()
-            self._held.clear()
+            self._held = {tag: r for tag, r in self._held.items() if r.lease is not None}
 
     def close(self) -> bool:
         """Wake every waiter for good; False when it was closed already."""

@@ -36,6 +36,11 @@ and makes one more round trip on the channel, after which every message the queu
 dispatched has arrived; while a queue still has ready messages and credit, it asks again.
 Quorum queues dispatch through Raft, asynchronously to the channel, so there a message in
 flight may be missed by a zero timeout (a worker always waits with a timeout).
+
+RabbitMQ's ``consumer_timeout`` would close the channel under a delivery held for longer (an
+``acks_late`` task that runs for an hour), so ``renew`` hands deliveries held for half of it
+over to a lease queue and acknowledges them (``_amqp_lease``); settling a leased delivery then
+drops its lease, and the I/O thread renews the leases still held.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from celeriac.exceptions import TransportError
 from celeriac.transports._amqp_buffer import DeliveryBuffer, Received
 from celeriac.transports._amqp_driver import amqp
 from celeriac.transports._amqp_io import IOConnection
+from celeriac.transports._amqp_lease import LeaseKeeper
 from celeriac.transports._amqp_pool import Session
 from celeriac.transports._amqp_topology import (
     DEAD_AT,
@@ -110,6 +116,7 @@ class AmqpConsumer(Consumer):
         self._inbox: deque[tuple[str, amqp.Message]] = deque()
         self._want = 1
         self._republished = 0  # copies published (counted, delayed, dead letters)
+        self._leases = LeaseKeeper(transport.lease_policy, owner)
         self._started = False
         self._start_lock = threading.Lock()
         self._io = IOConnection(
@@ -195,28 +202,49 @@ class AmqpConsumer(Consumer):
         # Elsewhere a requeue loses the count (and may come back at any time): send a counted
         # copy to the end of the queue instead, confirmed before this returns.
         failures = delivery.delivery_count
-        self._wait_for(
-            "requeue a message", partial(self._redirect, received, None, None, failures=failures)
-        )
+        requeue_it = partial(self._redirect, received, None, None, failures=failures)
+        self._wait_for("requeue a message", received, requeue_it)
 
     def defer(self, delivery: Delivery, until: float) -> None:
         received = self._buffer.release(delivery)
         if received is not None:
-            self._wait_for("defer a message", partial(self._redirect, received, until, None))
+            defer_it = partial(self._redirect, received, until, None)
+            self._wait_for("defer a message", received, defer_it)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         received = self._buffer.release(delivery)
         if received is not None:
-            self._wait_for("dead-letter a message", partial(self._redirect, received, 0, reason))
+            dead_letter_it = partial(self._redirect, received, 0, reason)
+            self._wait_for("dead-letter a message", received, dead_letter_it)
 
-    def _wait_for(self, what: str, command: Any) -> None:
+    def _wait_for(self, what: str, received: Received, command: Any) -> None:
         try:
             self._io.call(command, self._transport.connector.confirm_timeout * 2)
         except TransportError as exc:  # not acknowledged: RabbitMQ delivers it again
             logger.warning("Could not %s (%s); it will be delivered again.", what, exc)
+            self._io.submit(partial(self._lapse, received))
+
+    def _lapse(self, received: Received, connection: amqp.Connection | None = None) -> None:
+        """Leased, ``received`` is left to come back from its lease queue (its command failed
+        or never ran)."""
+        if received.lease is not None:
+            self._leases.lapse(received)
 
     def renew(self, deliveries: Sequence[Delivery]) -> None:
-        """Nothing to renew: RabbitMQ keeps a delivery until its connection closes."""
+        """Hand the deliveries held for half of consumer_timeout over to leases (module
+        docstring); the I/O thread renews the leases on its own."""
+        if self._buffer.closed:
+            return
+        now = time.monotonic()
+        due = [
+            received
+            for delivery in deliveries
+            if (received := self._buffer.peek(delivery)) is not None
+            and self._leases.due(received, now)
+        ]
+        if due:
+            timeout = self._transport.connector.confirm_timeout * 2
+            self._io.call(partial(self._hand_over, due), timeout)
 
     def close(self) -> None:
         if not self._buffer.close():
@@ -293,6 +321,11 @@ class AmqpConsumer(Consumer):
     def _turn(self, connection: amqp.Connection) -> None:
         self._process_inbox(connection)
         self._give_back_untaken()
+        if self._publisher is not None:
+            try:
+                self._leases.renew_if_due(self._publisher, time.monotonic())
+            except TransportError as exc:  # due still: tried again next turn
+                logger.warning("Could not renew the leases of long tasks: %s", exc)
 
     def _give_back_untaken(self) -> None:
         """Return what waited ``prefetch_timeout`` without a fetch taking it, and stop the
@@ -361,8 +394,11 @@ class AmqpConsumer(Consumer):
         *,
         failures: int | None = None,
     ) -> None:
-        """Publish a copy (dead letter, delayed, or counted) and acknowledge the original."""
-        if received.generation != self._io.generation or self._publisher is None:
+        """Publish a copy (dead letter, delayed, or counted) and acknowledge the original (or
+        drop its lease)."""
+        if self._publisher is None:
+            return
+        if received.lease is None and received.generation != self._io.generation:
             return  # from a connection that is gone: the broker has requeued it
         delivery = received.delivery
         book: Bookkeeping = {
@@ -390,12 +426,45 @@ class AmqpConsumer(Consumer):
         self, received: Received, connection: amqp.Connection | None = None, *,
         requeue: bool | None,
     ) -> None:  # fmt: skip
+        if received.lease is not None:  # handed over: the original was acknowledged then
+            try:
+                if requeue:
+                    failures = received.delivery.delivery_count
+                    self._redirect(received, None, None, failures=failures)
+                elif self._publisher is not None:
+                    self._leases.finish(self._publisher, received)
+            except TransportError:  # not requeued: its copy will come back instead
+                self._leases.lapse(received)
+                raise
+            return
         if received.generation != self._io.generation:
             return  # the broker requeued it when that connection closed
         if requeue is None:
             self._channel.basic_ack(received.amqp_tag)
         else:
             self._channel.basic_reject(received.amqp_tag, requeue=requeue)
+        self._count_settled(received)
+
+    def _hand_over(self, due: list[Received], connection: amqp.Connection | None = None) -> None:
+        """Move the deliveries of ``due`` still held to leases: copies, then the originals
+        acknowledged. One settled meanwhile is left alone (its ack is queued behind)."""
+        if self._publisher is None:
+            return
+        ready = [
+            received
+            for received in due
+            if received.lease is None
+            and received.generation == self._io.generation
+            and self._buffer.holds(received)
+        ]
+        if not ready:
+            return
+        self._leases.hand_over(self._publisher, ready)
+        for received in ready:
+            self._channel.basic_ack(received.amqp_tag)
+            self._count_settled(received)
+
+    def _count_settled(self, received: Received) -> None:
         tag = received.consumer_tag
         left = self._unsettled.get(tag, 1) - 1
         if left or any(s.consumer_tag == tag for s in self._subscriptions.values()):
@@ -407,4 +476,10 @@ class AmqpConsumer(Consumer):
         if self._channel is not None:
             for subscription in self._subscriptions.values():
                 self._channel.basic_cancel(subscription.consumer_tag)  # nothing more comes
+        if self._publisher is not None:
+            try:  # (after the cancel, or what is given back would come here again)
+                self._leases.give_back(self._publisher)
+            except TransportError as exc:
+                logger.warning("Leased messages go back after lease_timeout: %s", exc)
+        if self._channel is not None:
             self._channel.close()  # every unacknowledged delivery goes back to its queue now

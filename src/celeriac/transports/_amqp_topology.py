@@ -28,8 +28,9 @@ messages of queues whose names share a suffix never cross. Celery's own delayed 
 (``<digits>.<routing key>``) pass through the same levels untouched.
 
 Dead letters go to the fanout exchange ``celeriac.dead_letters`` and its queue of the same
-name, with the reason in headers. Headers Celeriac adds (all ``x-celeriac-*``) are removed
-before a worker sees the message.
+name, with the reason in headers. A consumer's lease queues (``celeriac.lease.*``, for
+deliveries held near RabbitMQ's consumer_timeout) are drawn in ``_amqp_lease``. Headers
+Celeriac adds (all ``x-celeriac-*``) are removed before a worker sees the message.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ PROPERTIES = "x-celeriac-properties"  # properties AMQP has no field for (or Non
 EXPIRATION = "x-celeriac-expiration"  # a per-message TTL put aside while the message waits
 REASON = "x-celeriac-reason"  # why a dead letter was set aside
 DEAD_AT = "x-celeriac-dead-lettered-at"
+LEASE = "x-celeriac-lease"  # the id of a lease copy (``_amqp_lease``)
 _BROKER_ANNOTATIONS = ("x-delivery-count", "x-death", "x-first-death-", "x-last-death-")
 
 DEAD_LETTERS = "celeriac.dead_letters"  # exchange (fanout) and queue

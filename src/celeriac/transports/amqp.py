@@ -9,7 +9,9 @@ dead-lettered), ``delayed_delivery`` (True: ETAs wait in RabbitMQ, not in worker
 ``task_queue_max_priority``: the ``x-max-priority`` of queues declared without one, which also
 turns ``capabilities.priorities`` on), ``prefetch_timeout`` (60 s: prefetched messages no fetch
 took in that time go back to their queue), ``confirm_publish`` (True), ``confirm_timeout``
-(10 s).
+(10 s), ``consumer_timeout`` (1800 s: the broker's; a delivery held for half of it is handed
+over to a lease queue, None turns that off) and ``lease_timeout`` (60 s: how long a lease
+copy waits unrenewed before it goes back to its queue).
 
 On the broker (``_amqp_topology`` draws the delay levels)::
 
@@ -18,6 +20,7 @@ On the broker (``_amqp_topology`` draws the delay levels)::
     celery_delayed_27 .. 0 (topic) + queues --> celery_delayed_delivery --> celeriac.delayed
                           (headers: x-celeriac-queue) --> <queue>      ETA / defer
     celeriac.dead_letters (fanout) --> queue celeriac.dead_letters     reason in headers
+    celeriac.lease.<owner>.<instance>.<queue>  --TTL, dead-lettered--> <queue>   (_amqp_lease)
 
 Steps and their guarantees:
 
@@ -33,6 +36,9 @@ Steps and their guarantees:
     consume      ``_amqp_consumer``: prefetch per queue matched to the fetch window,
                  deliveries counted, poison messages dead-lettered
     defer, dead_letter, counted redelivery   a confirmed copy, then the original acked
+    renew        a delivery held for half of consumer_timeout: a confirmed copy to a lease
+                 queue, then the original acked; the copy is renewed while the task runs,
+                 dropped when it is settled, dead-lettered back if the worker dies
     dead_letters read the dead-letter queue with ``basic.get`` and close the channel, which
                  puts every message back in order (so concurrent readers may see fewer)
     broadcast    ``_amqp_broadcast``: Celery's pidbox (fanout) and event (topic) exchanges,
@@ -46,9 +52,10 @@ and runs the acks and other commands that other threads queue for it, in order (
 tags belong to the channel that received them, so acks must go out on that channel).
 
 RabbitMQ returns the unacknowledged messages of a connection that closes (a worker killed
-with SIGKILL, a network cut), so there are no leases to renew (``capabilities.leases`` is
-off: no lease expires on a clock). ``queue_length`` and ``purge`` see the messages waiting in
-a queue, not those still in the delay levels.
+with SIGKILL, a network cut); only deliveries held near ``consumer_timeout`` become leases
+that expire (``capabilities.leases`` stays off: no delivery lapses on the injected clock).
+``queue_length`` and ``purge`` see the messages waiting in a queue, not those still in the
+delay levels or in lease queues.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ from celeriac.transports._amqp_broadcast import Broadcaster
 from celeriac.transports._amqp_connection import Connector
 from celeriac.transports._amqp_consumer import AmqpConsumer
 from celeriac.transports._amqp_driver import amqp, amqp_errors
+from celeriac.transports._amqp_lease import LeasePolicy
 from celeriac.transports._amqp_pool import ConnectionPool, Session
 from celeriac.transports._amqp_topology import (
     DEAD_AT,
@@ -118,6 +126,7 @@ class AmqpTransport(Transport):
         self.clock = clock
         self.max_deliveries = int(positive_option(opts, "max_deliveries", 10, integer=True))
         self.prefetch_timeout = positive_option(opts, "prefetch_timeout", 60.0)
+        self.lease_policy = LeasePolicy.from_options(opts)
         self.delayed_delivery = opts.get("delayed_delivery", True) is not False
         self.delay_queue_type = str(opts.get("delayed_delivery_queue_type", "quorum"))
         if self.delay_queue_type not in ("quorum", "classic"):
@@ -145,6 +154,11 @@ class AmqpTransport(Transport):
         self._delay_levels = False
         self._dead_letters = False
         self._consumers: set[AmqpConsumer] = set()
+
+    @property
+    def lease_renew_interval(self) -> float | None:
+        """How often a worker calls ``renew``, which hands long-held deliveries over."""
+        return self.lease_policy.renew_interval
 
     # -- declaring --------------------------------------------------------------------------
 
