@@ -120,6 +120,7 @@ class Task(Generic[P, R]):
         self._bind = bind
         self._app = app
         self._signature: inspect.Signature | None = None
+        self._positional: tuple[int, int] | None = None  # see _positional_range
         if fun is not None:
             self.__doc__ = fun.__doc__
             self.__wrapped__ = fun
@@ -182,6 +183,12 @@ class Task(Generic[P, R]):
             return
         if self._signature is None:
             self._signature = self._call_signature()
+            self._positional = _positional_range(self._signature)
+        # The common call, positional arguments only, is checked by counting them.
+        if not kwargs and self._positional is not None:
+            least, most = self._positional
+            if least <= len(args) <= most:
+                return
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -406,3 +413,15 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
+
+
+def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
+    """``(required, total)`` positional parameters when the signature has only plain ones
+    (no ``*args``, ``**kwargs`` or keyword-only): a positional call binds iff its length
+    is in that range. None otherwise."""
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = list(signature.parameters.values())
+    if any(p.kind not in plain for p in parameters):
+        return None
+    required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+    return required, len(parameters)

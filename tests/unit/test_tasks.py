@@ -610,6 +610,37 @@ def test_wrong_arity_raises_type_error_at_call_time() -> None:
     assert app.transport.queue_length("arity-inspect") == 0
 
 
+def test_the_positional_arity_check_knows_defaults_varargs_and_keywords() -> None:
+    checker = Celery("arity", broker=f"{URL}-arity", set_as_current=False)
+
+    @checker.task
+    def optional(a: int, b: int = 0) -> int:
+        return a + b
+
+    @checker.task
+    def star(a: int, *rest: int) -> int:
+        return a
+
+    @checker.task
+    def keyword_only(a: int, *, flag: bool) -> int:
+        return a
+
+    for good in ((1,), (1, 2)):
+        optional.check_arguments(good, {})
+    for bad in ((), (1, 2, 3)):
+        with pytest.raises(TypeError, match="optional"):
+            optional.check_arguments(bad, {})
+    star.check_arguments((1, 2, 3, 4), {})
+    with pytest.raises(TypeError):
+        star.check_arguments((), {})
+    with pytest.raises(TypeError, match="flag"):
+        keyword_only.check_arguments((1,), {})  # the keyword-only argument is missing
+    keyword_only.check_arguments((1,), {"flag": True})
+    with pytest.raises(TypeError):
+        optional.check_arguments((1,), {"c": 2})
+    checker.close()
+
+
 def test_typing_false_and_strict_typing_false_skip_the_check() -> None:
     untyped.apply_async((1, 2, 3), queue="untyped-inspect")
     assert take_one("untyped-inspect").message.headers["task"] == untyped.name
