@@ -51,9 +51,10 @@ _BATCH = 8
 _LOCK_FILE = Path(tempfile.gettempdir()) / "celeriac-test-vhosts.lock"
 
 
-def rabbitmq_reachable(host: str = HOST, port: int = PORT) -> bool:
+def rabbitmq_reachable(host: str = HOST, port: int = PORT, timeout: float = 5.0) -> bool:
+    """Whether the server answers (a loaded machine may take a while: wait up to ``timeout``)."""
     try:
-        with socket.create_connection((host, port), timeout=0.5) as conn:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
             conn.sendall(b"AMQP\x00\x00\x09\x01")
             return conn.recv(1) == b"\x01"  # a method frame: connection.start
     except OSError:

@@ -28,9 +28,10 @@ BACKEND_DB = 12
 INTEROP_DB = 13
 
 
-def redis_reachable(host: str = HOST, port: int = PORT) -> bool:
+def redis_reachable(host: str = HOST, port: int = PORT, timeout: float = 5.0) -> bool:
+    """Whether the server answers (a loaded machine may take a while: wait up to ``timeout``)."""
     try:
-        with socket.create_connection((host, port), timeout=0.5) as conn:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
             conn.sendall(b"PING\r\n")
             return conn.recv(16).startswith(b"+PONG")
     except OSError:
