@@ -135,14 +135,23 @@ class RedisProject:
         self.wait_for_log(name, ready, proc)
         return proc
 
-    def celeriac_worker(self, *args: str, name: str = "w1", **env: str) -> subprocess.Popen[bytes]:
+    def celeriac_worker(
+        self, *args: str, name: str = "w1", mingle: bool = False, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A Celeriac worker; without startup mingle (a 1 s wait) unless asked."""
         argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "worker", "-l", "info"]
-        return self._start([*argv, "-n", f"{name}@%h", *args], name, "ready.", **env)
+        quiet = [] if mingle else ["--without-mingle"]
+        return self._start([*argv, "-n", f"{name}@%h", *quiet, *args], name, "ready.", **env)
 
-    def celery_worker(self, *args: str, name: str = "c1") -> subprocess.Popen[bytes]:
+    def celery_worker(
+        self, *args: str, name: str = "c1", mingle: bool = False, pool: str = "prefork"
+    ) -> subprocess.Popen[bytes]:
+        """A Celery 5.7 worker (2 processes unless ``pool`` says otherwise), without gossip
+        and heartbeats, and without mingle unless asked."""
+        flags = [f for f in CELERY_WORKER_FLAGS if not (mingle and f == "--without-mingle")]
         argv = [sys.executable, "-m", "celery", "-A", "celtasks", "worker", "-l", "info"]
-        argv += ["-P", "prefork", "-c", "2", *CELERY_WORKER_FLAGS, "-n", f"{name}@%h", *args]
-        return self._start(argv, name, "ready.")
+        argv += ["-P", pool, *(["-c", "2"] if pool == "prefork" else []), *flags]
+        return self._start([*argv, "-n", f"{name}@%h", *args], name, "ready.")
 
     def run_script(self, code: str, timeout: float = 60) -> Any:
         """Run ``code`` in a fresh interpreter in the project; its stdout parsed as JSON."""

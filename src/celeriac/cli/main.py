@@ -155,8 +155,12 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
 @click.option("-E", "--task-events", is_flag=True, help="Send task events (for monitors).")
 @click.option("--without-heartbeat", is_flag=True, help="Send no worker events (heartbeats).")
 @click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats (2).")
-@click.option("--without-gossip", is_flag=True, hidden=True, help="Accepted; no gossip here.")
-@click.option("--without-mingle", is_flag=True, hidden=True, help="Accepted; no mingle here.")
+@click.option("--without-gossip", is_flag=True, help="Accepted (Celeriac has no gossip).")
+@click.option(
+    "--without-mingle",
+    is_flag=True,
+    help="Skip the 1 s startup sync of revoked ids and clock with running workers.",
+)
 @pass_ctx
 def worker(
     ctx: Context,
@@ -233,7 +237,7 @@ def worker(
             max_memory_per_child=max_memory_per_child,
             autoscale=_parse_autoscale(autoscale), quiet=False,
             task_events=True if task_events else None, heartbeat=not without_heartbeat,
-            heartbeat_interval=heartbeat_interval,
+            heartbeat_interval=heartbeat_interval, mingle=not without_mingle,
         )  # fmt: skip
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc

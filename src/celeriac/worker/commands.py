@@ -10,6 +10,7 @@ data for inspection (``registered`` a list of names, ``active`` a list of reques
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import resource
@@ -24,11 +25,14 @@ from celeriac.protocol.v2 import saferepr
 from celeriac.routing import Queue
 from celeriac.transports.base import Delivery
 from celeriac.worker.consumer import _waits_for_eta
+from celeriac.worker.mingle import revoked_ids
 
 if TYPE_CHECKING:
     from celeriac.worker.controller import Worker
 
 __all__ = ["COMMANDS", "Command", "nok", "ok", "parse_signal"]
+
+logger = logging.getLogger("celeriac.worker")
 
 DEFAULT_TASK_INFO_ITEMS = ("exchange", "routing_key", "rate_limit")
 
@@ -272,11 +276,12 @@ def query_task(worker: Worker, ids: list[str] | str | None = None, **_: Any) -> 
 
 @_register("inspect")
 def hello(worker: Worker, from_node: str = "", revoked: Any = None, **_: Any) -> Any:
-    """Celery's mingle: merge the asker's revoked ids, answer with ours."""
+    """A starting worker's mingle (``celeriac.worker.mingle``): merge its revoked ids, answer
+    with ours (ids only, oldest first, expired ones left out) and our clock, as Celery."""
     if from_node == worker.hostname:
         return None
     consumer = worker.consumer
     assert consumer is not None
-    if revoked:
-        consumer.revoked.update(str(task_id) for task_id in revoked)
+    logger.info("sync with %s", from_node)
+    consumer.revoked.update(revoked_ids(revoked))
     return {"revoked": list(consumer.revoked), "clock": worker.app.lamport_clock.forward()}

@@ -2,11 +2,12 @@
 
 Start: import the task modules, declare the queues, start the pool, send ``worker-online``
 and start the events thread (heartbeats, task events), start answering remote control,
-start the consumer thread and the lease-renewal thread, then say ready. Stop (warm): stop
-answering remote control, stop fetching, hand the messages of jobs that never started back
-to the broker at once, let running jobs finish, send their last events and
-``worker-offline``, close the consumer (which returns whatever is still held). Cold stop:
-the same without waiting for running jobs.
+mingle (learn the revoked ids and the clock of the running workers), start the consumer
+thread and the lease-renewal thread, then say ready. Stop (warm): stop answering remote
+control, stop fetching, hand the messages of jobs that never started back to the broker at
+once, let running jobs finish, send their last events and ``worker-offline``, close the
+consumer (which returns whatever is still held). Cold stop: the same without waiting for
+running jobs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from celeriac.worker.banner import banner
 from celeriac.worker.consumer import TaskConsumer
 from celeriac.worker.control import WorkerControl
 from celeriac.worker.events import WorkerEvents
+from celeriac.worker.mingle import MINGLE_TIMEOUT, sync_with_neighbors
 from celeriac.worker.pools import Pool, create_pool
 from celeriac.worker.queues import QueueSwitch
 
@@ -100,6 +102,8 @@ class Worker:
         heartbeat: bool = True,
         heartbeat_interval: float | None = None,
         remote_control: bool | None = None,
+        mingle: bool = False,
+        mingle_timeout: float = MINGLE_TIMEOUT,
     ) -> None:
         conf = app.conf
         self.app = app
@@ -139,6 +143,10 @@ class Worker:
         self.remote_control = bool(
             conf.worker_enable_remote_control if remote_control is None else remote_control
         )
+        # Sync with the running workers at start; the CLI turns it on unless --without-mingle,
+        # in-process workers (tests, start_worker) leave it off, as Celery's start_worker does.
+        self.mingle = mingle
+        self.mingle_timeout = mingle_timeout
         self.events: WorkerEvents | None = None
         self.control: WorkerControl | None = None
         self.started_at = app.clock.time()
@@ -188,6 +196,8 @@ class Worker:
         if self.remote_control:
             self.control = WorkerControl(self)
             self.control.start()
+        if self.mingle and transport.capabilities.broadcast:  # before the first message
+            sync_with_neighbors(self, self.mingle_timeout)
         self._spawn(self._consume, "Consumer")
         if transport.lease_renew_interval is not None:
             self._spawn(self._renew, "LeaseRenewer")
