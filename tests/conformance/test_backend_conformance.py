@@ -1,5 +1,8 @@
 """One suite every result backend must pass (celeriac.backends.base.ResultBackend).
 
+The chord join each backend provides (``chord_join()``, a ``celeriac.canvas.join.ChordJoin``)
+is held to the same rules everywhere, at the end of this file.
+
 A new backend joins by adding a factory to ``FACTORIES``: a context manager taking
 ``(tmp_path, clock)`` that yields a backend and cleans up after it. Two backends made by the
 same factory in one test must share one store (same file, same Redis DB, same name).
@@ -18,6 +21,7 @@ from celeriac import states
 from celeriac._time import Clock, ManualClock, system_clock
 from celeriac.backends import ResultBackend, create_backend
 from celeriac.backends.memory import MemoryBackend, reset_store
+from celeriac.canvas.join import ChordJoin, ChordPart
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
 from tests import redis_support
 
@@ -382,3 +386,135 @@ def test_the_revocation_log_is_shared_by_backends_of_one_store(
     _, cursor = reader.revoked_since(None)
     writer.log_revoked(["x"], ttl=60)
     assert reader.revoked_since(cursor)[0] == ["x"]
+
+
+# -- the chord join (``chord_join()``; the rules in celeriac.canvas.join) ----------------------
+
+
+def _join(backend: ResultBackend) -> ChordJoin:
+    provide = getattr(backend, "chord_join", None)
+    assert callable(provide), f"{type(backend).__name__} has no chord_join()"
+    join = provide()
+    assert isinstance(join, ChordJoin)
+    return join
+
+
+def _part(group_id: str, index: int) -> ChordPart:
+    task_id = f"{group_id}-t{index}"
+    entry = f'[1, "{task_id}", "SUCCESS", {index}]'.encode()
+    return ChordPart(group_id, index, task_id, states.SUCCESS, entry)
+
+
+def _prepare(join: ChordJoin, group_id: str, size: int, ttl: float | None = 60) -> None:
+    join.prepare(group_id, [_part(group_id, i).task_id for i in range(size)], ttl=ttl)
+
+
+def _entries(group_id: str, size: int) -> list[bytes]:
+    return [_part(group_id, i).entry for i in range(size)]
+
+
+def _sends_nothing(join: ChordJoin, part: ChordPart) -> bool:
+    """Whether the report gets no entries: None, or ``LookupError`` (no record of the chord
+    here: the canvas then looks for a header a Celery client saved, see ``join_member``)."""
+    try:
+        return join.member_done(part, ttl=60) is None
+    except LookupError:
+        return True
+
+
+def test_the_chord_join_hands_every_entry_to_the_report_that_completes_the_header(
+    backend: ResultBackend,
+) -> None:
+    join = _join(backend)
+    _prepare(join, "g", 4)
+    assert [join.member_done(_part("g", i), ttl=60) for i in (3, 1, 0)] == [None] * 3
+    assert join.member_done(_part("g", 2), ttl=60) == _entries("g", 4)  # header order
+    assert join.member_done(_part("g", 3), ttl=60) is None  # not the member that claimed
+    join.finish("g")
+    assert [join.member_done(_part("g", i), ttl=60) for i in range(4)] == [None] * 4
+
+
+def test_the_chord_join_counts_a_member_reported_twice_once(backend: ResultBackend) -> None:
+    join = _join(backend)
+    _prepare(join, "g", 3)
+    assert join.member_done(_part("g", 0), ttl=60) is None
+    assert join.member_done(_part("g", 0), ttl=60) is None  # redelivered and run again
+    assert join.member_done(_part("g", 1), ttl=60) is None
+    assert join.member_done(_part("g", 2), ttl=60) == _entries("g", 3)
+
+
+def test_the_claiming_member_reporting_again_gets_the_entries_until_finish(
+    make_backend: MakeBackend, clock: ManualClock
+) -> None:
+    """Its worker died between the claim and the body's send: the member is delivered again
+    (to any worker: another backend on the same store), and its report sends the body."""
+    first, second = _join(make_backend(clock)), _join(make_backend(clock))
+    _prepare(first, "g", 2)
+    assert first.member_done(_part("g", 0), ttl=60) is None
+    assert first.member_done(_part("g", 1), ttl=60) == _entries("g", 2)
+    # The first worker is gone; the member runs again on the second.
+    assert second.member_done(_part("g", 0), ttl=60) is None
+    assert second.member_done(_part("g", 1), ttl=60) == _entries("g", 2)
+    second.finish("g")  # the body went out
+    assert second.member_done(_part("g", 1), ttl=60) is None
+    assert first.member_done(_part("g", 1), ttl=60) is None
+
+
+def test_racing_reports_claim_the_body_once(make_backend: MakeBackend) -> None:
+    size = 8
+    joins = [_join(make_backend(system_clock)) for _ in range(2)]
+    _prepare(joins[0], "race", size)
+    start = threading.Barrier(size)
+    claims: list[list[bytes]] = []
+    lock = threading.Lock()
+
+    def member(index: int) -> None:
+        join = joins[index % 2]  # two workers
+        start.wait()
+        for _ in range(2):  # every member reports twice, as a redelivered one would
+            entries = join.member_done(_part("race", index), ttl=60)
+            if entries is not None:
+                with lock:
+                    claims.append(entries)
+                join.finish("race")  # as the worker does once it sent the body
+
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert claims == [_entries("race", size)]
+
+
+def test_a_frozen_chord_applied_again_joins_again(backend: ResultBackend) -> None:
+    join = _join(backend)
+    _prepare(join, "again", 1)
+    assert join.member_done(_part("again", 0), ttl=60) == _entries("again", 1)
+    join.finish("again")
+    _prepare(join, "again", 1)
+    assert join.member_done(_part("again", 0), ttl=60) == _entries("again", 1)
+
+
+def test_the_chord_join_state_expires_unless_reports_keep_it(
+    backend: ResultBackend, advance: Callable[[float], None]
+) -> None:
+    join = _join(backend)
+    _prepare(join, "kept", 2, ttl=10)
+    _prepare(join, "lapsed", 3, ttl=10)
+    advance(6)
+    assert join.member_done(_part("kept", 0), ttl=10) is None  # pushes the expiry out
+    assert join.member_done(_part("lapsed", 0), ttl=10) is None
+    advance(6)
+    assert join.member_done(_part("kept", 1), ttl=10) == _entries("kept", 2)
+    join.finish("kept")
+    advance(11)
+    assert _sends_nothing(join, _part("lapsed", 1))
+    assert _sends_nothing(join, _part("lapsed", 2))  # the chord is gone
+    assert backend.cleanup() == expired_count(backend, 2)  # both chords
+
+
+def test_a_report_to_a_chord_never_prepared_sends_nothing(backend: ResultBackend) -> None:
+    join = _join(backend)
+    assert _sends_nothing(join, _part("unknown", 0))
+    join.finish("unknown")  # harmless
+    assert _sends_nothing(join, _part("unknown", 0))

@@ -120,6 +120,7 @@ def test_racing_reports_claim_the_body_once(backend: RedisBackend) -> None:
             if entries is not None:
                 with lock:
                     claims.append(entries)
+                own.finish("race")  # as the worker does once it sent the body
 
     threads = [threading.Thread(target=report, args=(i,)) for i in range(size)]
     for thread in threads:
@@ -128,6 +129,26 @@ def test_racing_reports_claim_the_body_once(backend: RedisBackend) -> None:
         thread.join(30)
     assert len(claims) == 1
     assert claims[0] == [_part("race", i).entry for i in range(size)]
+
+
+def test_only_the_claiming_part_takes_a_live_claim_over(backend: RedisBackend) -> None:
+    """A redelivered member takes back a claim its earlier run made (that worker died before
+    the body went out); a claim a Celery worker holds names no part: only its expiry frees it."""
+    join = _join(backend)
+    join.prepare("ours", ["a", "b"], ttl=60)
+    assert join.member_done(_part("ours", 0, "a"), ttl=60) is None
+    assert join.member_done(_part("ours", 1, "b"), ttl=60) is not None  # claims, then "dies"
+    assert join.member_done(_part("ours", 0, "a"), ttl=60) is None  # not the claiming part
+    assert join.member_done(_part("ours", 1, "b"), ttl=60) is not None  # its redelivery
+    join.prepare("theirs", ["a", "b"], ttl=60)
+    conn = redis_support.client(DB)
+    try:
+        conn.set(_key(backend, "theirs", ".c"), "0123456789abcdef0123456789abcdef", ex=60)
+    finally:
+        conn.close()
+    assert join.member_done(_part("theirs", 0, "a"), ttl=60) is None
+    assert join.member_done(_part("theirs", 1, "b"), ttl=60) is None
+    assert join.member_done(_part("theirs", 1, "b"), ttl=60) is None
 
 
 def test_a_rerun_of_a_frozen_chord_joins_again(backend: RedisBackend) -> None:

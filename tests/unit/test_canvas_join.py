@@ -1,5 +1,8 @@
 """The chord join on every embedded backend: the body's results come out exactly once, in
-header order, whatever the order, duplication or concurrency of the members' reports."""
+header order, whatever the order, duplication or concurrency of the members' reports; and
+again to the member that claimed the body, reporting again before the body was recorded as
+sent (its redelivery after a crash). ``CounterJoin``, the fallback for backends without a
+join of their own, runs the same checks on SQLite, except that last one."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ import pytest
 
 from celeriac import Celery, states
 from celeriac.app.results import ResultStore
-from celeriac.backends.memory import MemoryBackend, reset_store
+from celeriac.backends._sqlite_chord import SQLiteChordJoin
+from celeriac.backends.memory import MemoryBackend, MemoryChordJoin, reset_store
 from celeriac.canvas.join import (
     ChordJoin,
     ChordPart,
@@ -20,15 +24,24 @@ from celeriac.canvas.join import (
     chord_join_for,
     decode_entry,
     encode_entry,
+    join_member,
     leaf_ids,
+    prepare_chord,
 )
 from celeriac.request import Context
 
+KINDS = ["memory", "sqlite", "counter"]  # counter: CounterJoin on the SQLite backend
 
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Celery]:
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def app(kind: str, tmp_path: Path) -> Iterator[Celery]:
     name = uuid.uuid4().hex
-    url = f"memory://{name}" if request.param == "memory" else f"sqlite:///{tmp_path}/r.sqlite"
+    url = f"memory://{name}" if kind == "memory" else f"sqlite:///{tmp_path}/r.sqlite"
     with Celery("join", broker=f"memory://{name}", backend=url, set_as_current=False) as app:
         yield app
     reset_store(name)
@@ -37,12 +50,12 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Celery]:
 class Chord:
     """A chord's header as a join sees it: members that store a result, then report."""
 
-    def __init__(self, app: Celery, size: int) -> None:
+    def __init__(self, app: Celery, size: int, kind: str) -> None:
         self.app = app
         self.group_id = str(uuid.uuid4())
         self.ids = [str(uuid.uuid4()) for _ in range(size)]
-        self.join = chord_join_for(app.results)
-        self.join.prepare(self.group_id, self.ids, ttl=60)
+        prepare_chord(app, self.group_id, self.ids)
+        self.join = CounterJoin(app.results) if kind == "counter" else chord_join_for(app.results)
 
     def report(
         self, index: int, value: object = None, state: str = states.SUCCESS
@@ -59,33 +72,49 @@ class Chord:
         return [decode_entry(self.app, entry)[2] for entry in entries]
 
 
-def test_the_last_report_gets_every_result_in_header_order(app: Celery) -> None:
-    header = Chord(app, 4)
+def test_each_backend_brings_its_own_join(app: Celery, kind: str) -> None:
+    own = {"memory": MemoryChordJoin, "sqlite": SQLiteChordJoin, "counter": SQLiteChordJoin}
+    assert isinstance(chord_join_for(app.results), own[kind])
+
+
+def test_the_last_report_gets_every_result_in_header_order(app: Celery, kind: str) -> None:
+    header = Chord(app, 4, kind)
     assert [header.report(i) for i in (2, 0, 3)] == [None, None, None]
     entries = header.report(1)
     assert entries is not None and header.values(entries) == [0, 10, 20, 30]
     assert [decode_entry(app, e)[0] for e in entries] == header.ids
 
 
-def test_a_duplicate_report_does_not_complete_the_header_early(app: Celery) -> None:
-    header = Chord(app, 3)
+def test_a_duplicate_report_does_not_complete_the_header_early(app: Celery, kind: str) -> None:
+    header = Chord(app, 3, kind)
     assert header.report(0) is None
-    assert header.report(0) is None  # redelivered: the counter says 2 of 3 already
-    assert header.report(1) is None  # 3 reports, but member 2 has no result yet
+    assert header.report(0) is None  # redelivered: still one of three
+    assert header.report(1) is None  # three reports, but member 2 has not reported
     entries = header.report(2)
     assert entries is not None and header.values(entries) == [0, 10, 20]
 
 
-def test_reports_after_completion_get_nothing(app: Celery) -> None:
-    header = Chord(app, 2)
+def test_the_claiming_member_reporting_again_gets_the_body_until_it_is_sent(
+    app: Celery, kind: str
+) -> None:
+    """Its worker died between the claim and the body's send; the member was redelivered."""
+    header = Chord(app, 3, kind)
     header.report(0)
-    assert header.report(1) is not None
-    assert header.report(1) is None
-    assert header.report(0) is None
+    header.report(2)
+    first = header.report(1)
+    assert first is not None
+    again = header.report(1)
+    if kind == "counter":
+        assert again is None  # the gap CounterJoin keeps: counters cannot say whose a claim is
+        return
+    assert again == first
+    assert header.report(0) is None and header.report(2) is None  # other members: no
+    header.join.finish(header.group_id)  # the body went out
+    assert [header.report(i) for i in range(3)] == [None, None, None]
 
 
-def test_failures_travel_as_exceptions(app: Celery) -> None:
-    header = Chord(app, 2)
+def test_failures_travel_as_exceptions(app: Celery, kind: str) -> None:
+    header = Chord(app, 2, kind)
     header.report(0, KeyError("missing"), states.FAILURE)
     entries = header.report(1)
     assert entries is not None
@@ -94,8 +123,8 @@ def test_failures_travel_as_exceptions(app: Celery) -> None:
     assert isinstance(value, KeyError) and value.args == ("missing",)
 
 
-def test_racing_reports_complete_the_header_once(app: Celery) -> None:
-    header = Chord(app, 12)
+def test_racing_reports_complete_the_header_once(app: Celery, kind: str) -> None:
+    header = Chord(app, 12, kind)
     start = threading.Barrier(12)
     won: list[list[bytes]] = []
 
@@ -105,6 +134,7 @@ def test_racing_reports_complete_the_header_once(app: Celery) -> None:
             entries = header.report(index)
             if entries is not None:
                 won.append(entries)
+                header.join.finish(header.group_id)  # as the worker does once it sent the body
 
     threads = [threading.Thread(target=member, args=(i,)) for i in range(12)]
     for thread in threads:
@@ -116,13 +146,52 @@ def test_racing_reports_complete_the_header_once(app: Celery) -> None:
 
 
 def test_an_unknown_chord_is_not_joined_here(app: Celery) -> None:
-    join = CounterJoin(app.results)
     part = ChordPart("no-such-group", 0, "t", states.SUCCESS, encode_entry(app, "t", "SUCCESS", 1))
-    assert join.member_done(part, ttl=60) is None
+    assert CounterJoin(app.results).member_done(part, ttl=60) is None
+    assert join_member(app.results, chord_join_for(app.results), part, ttl=60) is None
 
 
-def test_the_saved_header_is_celerys_group_meta(app: Celery) -> None:
-    header = Chord(app, 2)
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_chord_recorded_only_as_its_saved_header_is_joined_by_counters(
+    app: Celery, kind: str
+) -> None:
+    """A Celery client on a store without a native join (or an older Celeriac client)
+    saves the header's GroupResult and nothing else: ``join_member`` falls back on
+    ``CounterJoin``. A chord the join finished is never joined again that way."""
+    join = chord_join_for(app.results)
+    finished = Chord(app, 2, kind)
+    finished.report(0)
+    assert finished.report(1) is not None
+    join.finish(finished.group_id)
+    ids = finished.ids  # the same members, in a chord recorded as a Celery client does
+    saved_only = str(uuid.uuid4())
+    app.results.save_group(saved_only, [[saved_only, None], [[[tid, None], None] for tid in ids]])
+
+    def report(group_id: str, index: int) -> list[bytes] | None:
+        entry = encode_entry(app, ids[index], states.SUCCESS, index * 10)
+        part = ChordPart(group_id, index, ids[index], states.SUCCESS, entry)
+        return join_member(app.results, join, part, ttl=60)
+
+    assert report(saved_only, 0) is None
+    entries = report(saved_only, 1)
+    assert entries is not None and finished.values(entries) == [0, 10]
+    assert report(saved_only, 1) is None  # counters: nothing more
+    assert report(finished.group_id, 0) is None and report(finished.group_id, 1) is None
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])  # not CounterJoin: its counters stay
+def test_a_rerun_of_a_frozen_chord_joins_again(app: Celery, kind: str) -> None:
+    header = Chord(app, 2, kind)
+    header.report(0)
+    assert header.report(1) is not None
+    header.join.finish(header.group_id)
+    prepare_chord(app, header.group_id, header.ids)  # the same ids, applied again
+    assert header.report(1) is None
+    assert header.report(0) is not None
+
+
+def test_the_saved_header_is_celerys_group_meta(app: Celery, kind: str) -> None:
+    header = Chord(app, 2, kind)
     saved = app.results.restore_group(header.group_id)
     assert saved == [[header.group_id, None], [[[tid, None], None] for tid in header.ids]]
     assert leaf_ids(saved) == header.ids
@@ -146,6 +215,12 @@ class RecordingJoin:
         pass
 
 
+class PlainBackend(MemoryBackend):
+    """A backend with no join of its own."""
+
+    chord_join = None  # type: ignore[assignment]
+
+
 class JoiningBackend(MemoryBackend):
     def __init__(self, join: object) -> None:
         self.name_ = uuid.uuid4().hex
@@ -164,7 +239,7 @@ def test_a_backend_can_provide_its_own_join() -> None:
         assert join is backend.join
         join.prepare("g", ["a"], ttl=None)
         assert backend.join.prepared == [("g", ["a"])]  # type: ignore[attr-defined]
-        plain = MemoryBackend(f"memory://{backend.name_}")
+        plain = PlainBackend(f"memory://{backend.name_}")
         assert isinstance(chord_join_for(ResultStore(app, lambda: plain)), CounterJoin)
         broken = JoiningBackend("not a join")
         with pytest.raises(TypeError, match="not a ChordJoin"):

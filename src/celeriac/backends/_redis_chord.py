@@ -10,19 +10,26 @@ hands one out from ``chord_join()``). Keys, under the backend's group prefix
                       result]`` in the result serializer, scored by its ``group_index``
                       (``+inf`` when unknown), so ZRANGE gives header order
     <gid>.d   SET     ``"<tid>:<group_index>"`` of the members recorded, to count each once
-    <gid>.c   STRING  the claim on sending the body: a random token (SET NX EX), then
-                      ``done`` once the body went out, so late duplicates change nothing
+    <gid>.c   STRING  the claim on sending the body: a token (SET NX EX), then ``done``
+                      once the body went out, so late duplicates change nothing. Celery's
+                      token is 32 hex digits; ours is 32 hex digits, a space and the
+                      claiming part, ``"<hex> <tid>:<group_index>"``
 
 Atomic steps: ``prepare`` is one MULTI (DEL ``.c``, SET ``.s``). ``member_done`` is one Lua
 script (``_MEMBER_DONE``): stop at ``done``; record the entry unless ``.d`` has it; refresh
 the expiries; when ``ZCOUNT .j`` equals ``.s`` + ``.t``, claim ``.c`` with NX and, if the
 claim is ours, return ``ZRANGE .j 0 -1``. So exactly one report, of any worker, Celery's
-included (its 5.7 script takes the same claim), gets the entries. ``finish`` is one script
-(``_FINISH``): if ``.c`` still holds our token, DEL ``.j .t .s .d`` and SET ``.c`` ``done``
-(unconditionally when this join did not make the claim). The claim expires after
-``claim_seconds``: a worker that dies holding it lets a redelivered member claim again later.
-A member that ends before ``.s`` exists is recorded all the same: Celery's client sets the
-size just before it sends the header's last member, whose report then completes the chord.
+included (its 5.7 script takes the same claim), gets the entries. One more case returns them:
+``.c`` holds a token of ours naming the very part that reports now. That part claimed, and
+its worker died before the body went out (``finish`` never ran): the broker delivered the
+member again (``acks_late``), so the script takes the claim over with a new token and this
+report sends the body (``celeriac.canvas.join`` says what that costs). ``finish`` is one
+script (``_FINISH``): if ``.c`` still holds our token, DEL ``.j .t .s .d`` and SET ``.c``
+``done`` (unconditionally when this join did not make the claim). A claim also expires after
+``claim_seconds``, so a report after that may claim again: the only recovery when a Celery
+worker dies holding the claim, whose token names no part (Celery 5.7's own rule). A member
+that ends before ``.s`` exists is recorded all the same: Celery's client sets the size just
+before it sends the header's last member, whose report then completes the chord.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ __all__ = ["RedisChordJoin"]
 logger = logging.getLogger("celeriac.canvas")
 
 # KEYS: .j .t .s .d .c   ARGV: tid, entry, score, ttl ms (0: none), claim s, token
+# (token: 32 hex digits, a space, then "<tid>:<score>", the part that claims)
 # Returns {claimed (1/0; -1: done already), entries recorded, total (-1: size unknown), entries}
 _MEMBER_DONE = """
 local jkey, tkey, skey, dkey, ckey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -75,6 +83,12 @@ end
 if claim == token or redis.call('SET', ckey, token, 'NX', 'EX', claim_seconds) then
     return {1, count, total, redis.call('ZRANGE', jkey, 0, -1)}
 end
+-- Claimed by an earlier run of this very part, and the body not sent: that run's worker died
+-- in between, and the broker delivered the member again. Take the claim over.
+if claim and string.sub(claim, 34) == seen then
+    redis.call('SET', ckey, token, 'EX', claim_seconds)
+    return {1, count, total, redis.call('ZRANGE', jkey, 0, -1)}
+end
 return {0, count, total, {}}
 """
 
@@ -97,6 +111,10 @@ class RedisChordJoin:
     ``connector`` is the result backend's ``RedisConnector`` (errors come out as its
     ``BackendError``); ``group_keyprefix`` its group prefix, global key prefix included.
     """
+
+    #: Chords live where Celery's workers join them; so, as Celery's client does with a
+    #: native join, ``prepare_chord`` saves no header GroupResult.
+    celery_native = True
 
     def __init__(
         self, connector: RedisConnector, group_keyprefix: str, *, claim_seconds: int = 60
@@ -126,7 +144,7 @@ class RedisChordJoin:
 
     def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
         score = "+inf" if part.group_index is None else str(int(part.group_index))
-        token = uuid.uuid4().hex
+        token = f"{uuid.uuid4().hex} {part.task_id}:{score}"  # the Lua script reads the part
         keys = self._keys(part.group_id, ".j", ".t", ".s", ".d", ".c")
         ttl_ms = max(1, int(ttl * 1000)) if ttl else 0
         args = [part.task_id, part.entry, score, ttl_ms, self._claim_seconds, token]

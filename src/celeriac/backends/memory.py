@@ -11,12 +11,18 @@ Layout of one named store::
     groups:   group_id -> _Entry(payload, "", expires_at)
     counters: key      -> (value, expires_at)
     revoked:  [(sequence, task_id, expires_at)]   the revocation log, oldest first
+    chords:   group_id -> _Chord(members, entries, waiting, claimer, sent, expires_at), the
+              state of ``MemoryChordJoin``: the header's task ids in order, the first entry
+              each reported, the ids yet to report, the id whose report claimed the body,
+              and whether the body went out (then only that is kept, until it expires)
 
 ``expires_at`` is Unix time from the backend's clock (None: never). Every step is atomic
 because it runs under the store's ``threading.Condition``; ``store`` and ``forget`` bump a
 version and notify it, which is what wakes ``wait_for`` (so ``notifies`` is True); its
 deadline is read from the clock, but the wait itself is a real ``Condition.wait``. Expired
 entries read as absent and stay until ``cleanup`` deletes them, as in the SQLite backend.
+``chord_join()`` hands out ``MemoryChordJoin``, the rules of ``celeriac.canvas.join`` kept
+under the same lock: each report is one atomic step.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
 
-__all__ = ["MemoryBackend", "reset_store"]
+if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
+    from celeriac.canvas.join import ChordPart
+
+__all__ = ["MemoryBackend", "MemoryChordJoin", "reset_store"]
 
 _SCHEMES = ("memory", "cache+memory")
 
@@ -43,6 +52,18 @@ class _Entry:
 
 
 @dataclass(eq=False)
+class _Chord:
+    """One chord's join state (``MemoryChordJoin``)."""
+
+    members: list[str]
+    expires_at: float | None
+    entries: dict[str, bytes] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+    claimer: str | None = None
+    sent: bool = False
+
+
+@dataclass(eq=False)
 class _MemoryStore:
     """The shared state behind every ``MemoryBackend`` of one name."""
 
@@ -51,6 +72,7 @@ class _MemoryStore:
     counters: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     revoked: list[tuple[int, str, float | None]] = field(default_factory=list)
     revoked_seq: int = 0
+    chords: dict[str, _Chord] = field(default_factory=dict)
     changed: threading.Condition = field(default_factory=threading.Condition)
     version: int = 0
 
@@ -60,6 +82,7 @@ class _MemoryStore:
             self.groups.clear()
             self.counters.clear()
             self.revoked.clear()
+            self.chords.clear()
             self.version += 1
             self.changed.notify_all()
 
@@ -240,7 +263,64 @@ class MemoryBackend(ResultBackend):
             stale = [key for key, (_, expires_at) in counters.items() if _expired(expires_at, now)]
             for key in stale:
                 del counters[key]
+            removed += len(stale)
+            chords = self._store.chords
+            stale = [gid for gid, chord in chords.items() if _expired(chord.expires_at, now)]
+            for gid in stale:
+                del chords[gid]
             return removed + len(stale)
+
+    def chord_join(self) -> MemoryChordJoin:
+        """The chord join on this store (``MemoryChordJoin``)."""
+        return MemoryChordJoin(self._store, self._clock)
 
     def close(self) -> None:
         """Nothing to release: the named store outlives its backends (see ``reset_store``)."""
+
+
+class MemoryChordJoin:
+    """``celeriac.canvas.join.ChordJoin`` on a memory store: every call one step under its lock.
+
+    ``prepare`` records the header's task ids (replacing what an earlier run of the same
+    frozen chord left); ``member_done`` raises ``LookupError`` for a chord not recorded here
+    (or expired), gives nothing once the body went out, keeps the first entry of each member,
+    and once no member is waiting, claims the body for the first report to see that, or
+    hands the claim back to that same member reporting again (its redelivery); ``finish``
+    marks the body sent and drops the rest.
+    """
+
+    def __init__(self, store: _MemoryStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def _expiry(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self._clock.time() + ttl
+
+    def prepare(self, group_id: str, member_ids: Sequence[str], *, ttl: float | None) -> None:
+        chord = _Chord(list(member_ids), self._expiry(ttl), waiting=set(member_ids))
+        with self._store.changed:
+            self._store.chords[group_id] = chord
+
+    def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
+        task_id = part.task_id
+        with self._store.changed:
+            chord = self._store.chords.get(part.group_id)
+            if chord is None or _expired(chord.expires_at, self._clock.time()):
+                raise LookupError(f"chord {part.group_id} is not recorded in this store")
+            if chord.sent:
+                return None
+            if task_id in chord.waiting:
+                chord.waiting.discard(task_id)
+                chord.entries[task_id] = bytes(part.entry)
+            chord.expires_at = self._expiry(ttl)
+            if chord.waiting or chord.claimer not in (None, task_id):
+                return None
+            chord.claimer = task_id
+            return [chord.entries[member] for member in chord.members]
+
+    def finish(self, group_id: str) -> None:
+        with self._store.changed:
+            chord = self._store.chords.get(group_id)
+            if chord is not None:
+                chord.sent, chord.claimer = True, None
+                chord.members, chord.entries = [], {}

@@ -15,10 +15,26 @@ SQLite broker may share, so every table is prefixed ``celeriac_``::
     ├── task_id    TEXT
     └── expires_at REAL
 
-Rows whose ``expires_at`` has passed read as absent; ``cleanup`` deletes them. Atomicity:
-``store``, ``forget`` and the group calls are single statements (each its own implicit
-transaction); ``incr`` and ``cleanup`` run in one ``BEGIN IMMEDIATE`` transaction, which takes
-the write lock up front so concurrent read-modify-writes serialize instead of failing.
+    celeriac_chords (SQLiteChordJoin)           celeriac_chord_parts (one row per member)
+    ├── group_id   TEXT PRIMARY KEY             ├── group_id   TEXT    ┐ PRIMARY KEY
+    ├── size       INTEGER  (header members)    ├── position   INTEGER ┘ (header order)
+    ├── joined     INTEGER  (members reported)  ├── task_id    TEXT    (indexed with group_id)
+    ├── claimer    TEXT     (the task id whose  └── entry      BLOB    [1, task id, state,
+    │               report claimed the body)                           result]; NULL: waiting
+    ├── sent       INTEGER  (1: the body went out; the parts are gone)
+    └── expires_at REAL
+
+Rows whose ``expires_at`` has passed read as absent; ``cleanup`` deletes them (and the parts
+of chords that are gone). Atomicity: ``store``, ``forget`` and the group calls are single
+statements (each its own implicit transaction); ``incr``, ``cleanup`` and each call of the
+chord join run in one ``BEGIN IMMEDIATE`` transaction, which takes the write lock up front so
+concurrent read-modify-writes serialize instead of failing. The chord join
+(``celeriac.canvas.join``'s rules): ``prepare`` replaces the chord's row and its members'
+rows; ``member_done`` reads the live chord row (none: ``LookupError``, the chord is not
+recorded here; ``sent``: nothing to do), sets the entry of the member's rows still waiting
+(``joined`` + that many), and once ``joined`` reaches ``size`` sets ``claimer`` to this task
+id if it is NULL, and returns the entries in ``position`` order when ``claimer`` is this
+task id; ``finish`` deletes the parts and sets ``sent`` (the row stays until it expires).
 The file is opened in WAL mode (readers never block the writer) with ``synchronous=NORMAL``
 and a busy timeout (option ``busy_timeout``, 10 s by default).
 
@@ -38,7 +54,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from celeriac._forkguard import sqlite_call
@@ -51,6 +67,9 @@ from celeriac.exceptions import (
     ImproperlyConfigured,
     TimeoutError,
 )
+
+if TYPE_CHECKING:
+    from celeriac.backends._sqlite_chord import SQLiteChordJoin
 
 __all__ = ["SQLiteBackend", "database_path"]
 
@@ -65,6 +84,14 @@ _SCHEMA = (
     " value INTEGER NOT NULL, expires_at REAL)",
     "CREATE TABLE IF NOT EXISTS celeriac_revoked (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " task_id TEXT NOT NULL, expires_at REAL)",
+    "CREATE TABLE IF NOT EXISTS celeriac_chords (group_id TEXT PRIMARY KEY,"
+    " size INTEGER NOT NULL, joined INTEGER NOT NULL, claimer TEXT, sent INTEGER NOT NULL,"
+    " expires_at REAL)",
+    "CREATE TABLE IF NOT EXISTS celeriac_chord_parts (group_id TEXT NOT NULL,"
+    " position INTEGER NOT NULL, task_id TEXT NOT NULL, entry BLOB,"
+    " PRIMARY KEY (group_id, position))",
+    "CREATE INDEX IF NOT EXISTS celeriac_chord_parts_task ON celeriac_chord_parts"
+    " (group_id, task_id)",
 )
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _EXPIRED = "expires_at IS NOT NULL AND expires_at <= ?"
@@ -73,6 +100,9 @@ _INCR = (
     " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, value = CASE"
     " WHEN celeriac_counters.expires_at IS NOT NULL AND celeriac_counters.expires_at <= ?"
     " THEN 1 ELSE celeriac_counters.value + 1 END"
+)
+_ORPHAN_PARTS = (
+    "DELETE FROM celeriac_chord_parts WHERE group_id NOT IN (SELECT group_id FROM celeriac_chords)"
 )
 _SCHEMES = ("sqlite", "db+sqlite")
 _FIRST_POLL = 0.001  # seconds; grows by half up to ``interval``
@@ -322,12 +352,23 @@ class SQLiteBackend(ResultBackend):
 
     def cleanup(self) -> int:
         now = self._clock.time()
-        tables = ("celeriac_results", "celeriac_groups", "celeriac_counters", "celeriac_revoked")
+        tables = (
+            "celeriac_results", "celeriac_groups", "celeriac_counters", "celeriac_revoked",
+            "celeriac_chords",
+        )  # fmt: skip
         with self._using(BackendError, "delete expired results") as conn, _immediate(conn):
-            return sum(
+            removed = sum(
                 conn.execute(f"DELETE FROM {table} WHERE {_EXPIRED}", (now,)).rowcount
                 for table in tables
             )
+            conn.execute(_ORPHAN_PARTS)
+            return removed
+
+    def chord_join(self) -> SQLiteChordJoin:
+        """The chord join in this file (``celeriac.backends._sqlite_chord``)."""
+        from celeriac.backends._sqlite_chord import SQLiteChordJoin  # it builds on this module
+
+        return SQLiteChordJoin(self)
 
     def close(self) -> None:
         with self._lock:

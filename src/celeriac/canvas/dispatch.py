@@ -30,7 +30,14 @@ from celeriac import states
 from celeriac.canvas.chain import chain
 from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group
-from celeriac.canvas.join import ChordPart, chord_join_for, chord_ttl, decode_entry, encode_entry
+from celeriac.canvas.join import (
+    ChordPart,
+    chord_join_for,
+    chord_ttl,
+    decode_entry,
+    encode_entry,
+    join_member,
+)
 from celeriac.canvas.signature import Signature, as_list, maybe_signature
 from celeriac.exceptions import ChordError
 from celeriac.request import Context
@@ -101,7 +108,7 @@ def report_chord_part(app: Celery, request: Context, state: str, result: Any) ->
         entry = encode_entry(app, request.id, state, result)
         part = ChordPart(group_id, request.group_index, request.id, state, entry)
         join = chord_join_for(app.results)
-        entries = join.member_done(part, ttl=chord_ttl(app))
+        entries = join_member(app.results, join, part, ttl=chord_ttl(app))
     except Exception as exc:
         logger.exception(
             "Chord %s: the report of %s[%s] failed", group_id, request.task, request.id

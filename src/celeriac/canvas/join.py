@@ -2,14 +2,35 @@
 
 The seam is ``ChordJoin``, three calls at the storage level (bytes in, bytes out, nothing of
 the canvas), so a result backend can provide its own without importing this package: a
-backend with a ``chord_join()`` method returning a ``ChordJoin`` is used through it (the
-Redis backend does, to keep Celery's ``.s``/``.j``/``.t`` keys); any other backend gets
-``CounterJoin``, built on ``ResultBackend.incr`` and ``fetch_many`` alone.
+backend with a ``chord_join()`` method returning a ``ChordJoin`` is used through it. Every
+backend that ships with Celeriac does: ``memory://`` and SQLite keep each chord's reports in
+one atomic step (a lock, one SQL transaction), Redis in Celery 5.7's ``.s``/``.j``/``.d``/
+``.c`` keys (one Lua script). Any other backend gets ``CounterJoin``, built on
+``ResultBackend.incr`` and ``fetch_many`` alone, as does a chord that a backend's join has
+no record of (its ``member_done`` raises ``LookupError``): one whose client saved only the
+header's GroupResult, as a Celery client does on a store without a native join, or an older
+Celeriac client did (``join_member``).
+
+What every join promises (``ChordJoin.member_done``): each member counts once, however often
+it reports (known by its task id; on Redis, as in Celery, by task id and ``group_index``);
+the report that completes the header claims the body and gets every entry, in header order;
+every other report gets None; and until ``finish`` records that the body went out, a later
+report of *the member that claimed* gets the entries again. That last rule covers a worker
+killed after its member's report claimed the body and before the body was sent: the member
+is ``acks_late``, so the broker delivers it again, it runs again, reports again, and this
+time its worker sends the body. The body's task id is fixed when the chord is applied, so a
+worker killed after the send and before ``finish`` makes the redelivered member send the
+body a second time *with the same id*: the one duplicate left, in a window of one
+result-store round trip (and the same happens if the broker hands the claiming member out
+again while its first run still lives, which leases kept alive by a live worker prevent).
+A member that is not ``acks_late`` is not delivered again, so a crash between the claim and
+the send loses its chord's body. Workers of an older Celeriac join with ``CounterJoin``
+only: let the chords in flight finish before mixing them with these in one fleet.
 
 ``CounterJoin`` keeps, per chord (``gid`` = the header's group id)::
 
-    group meta  <gid>               the header's GroupResult, saved by the client before
-                                    it sends the header (Celery's layout, so
+    group meta  <gid>               the header's GroupResult, saved by the client
+                                    (``prepare_chord``; Celery's layout, so
                                     GroupResult.restore(gid) works): its members' ids in
                                     header order, and so the header's size
     counter     chord-unlock-<gid>  completions reported so far (Celery's KV backends'
@@ -21,11 +42,9 @@ A member reports after its own result is stored: (1) ``n = incr(chord-unlock-<gi
 not ready: done (a duplicate report pushed ``n`` up early; that member reports again when
 it ends); (4) ``incr(chord-claim-<gid>) != 1``: done, another report got here first;
 (5) hand back the members' results in header order: the caller sends the body. Each step is
-one atomic backend call, so the body goes out once even when reports race: the last report
-to increment sees every result stored (each member stores before it increments), and the
-claim lets only one of the reports that see that through. A member killed before it reports
-is delivered again (``acks_late``) and reports then. What is not covered: a worker killed
-between its claim and the body's publish (one broker round trip) leaves the body unsent.
+one atomic backend call, so the body goes out once even when reports race. With counters
+alone a claim cannot say whose it is, so ``CounterJoin`` cannot keep the last promise above:
+there, a worker killed between its claim and the body's send leaves the body unsent.
 """
 
 from __future__ import annotations
@@ -54,6 +73,7 @@ __all__ = [
     "decode_entry",
     "encode_entry",
     "ensure_chords_allowed",
+    "join_member",
     "leaf_ids",
     "prepare_chord",
 ]
@@ -80,19 +100,29 @@ class ChordJoin(Protocol):
 
     def prepare(self, group_id: str, member_ids: Sequence[str], *, ttl: float | None) -> None:
         """Client side, before the header is sent: the chord of ``group_id`` has these
-        members (header order, which is also the ``group_index`` order)."""
+        members, in header order (the order of the body's list of results). Starts the
+        chord afresh, so a frozen chord applied again joins again (``CounterJoin``'s
+        counters cannot be reset: there it does not)."""
 
     def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
         """Worker side, after ``part``'s member stored its result.
 
-        Returns every member's entry (``ChordPart.entry`` form) in header order to exactly
-        one report: the one that completes the header and claims the body's sending; None
-        to every other (and when the chord is unknown here). A member reported twice (a
-        redelivery) counts once.
+        Returns every member's entry (``ChordPart.entry`` form) in header order to the report
+        that completes the header and claims the body's sending, and again to any later
+        report of that same member until ``finish``: its redelivery, after its worker died
+        before the body went out. Returns None to every
+        other report (and once the chord finished). A member reported twice (a
+        redelivery) counts once. ``ttl`` refreshes the join state's expiry.
+
+        May raise ``LookupError`` when the join holds no record of the chord (never
+        prepared through it, or expired): ``join_member`` then joins it with
+        ``CounterJoin``. A join that raises it must keep a finished chord's record (as
+        finished) as long as the chord's ``ttl``, so a late report is not joined twice.
         """
 
     def finish(self, group_id: str) -> None:
-        """After the body was sent (or failed): drop what only the join needed."""
+        """After the body was sent (or failed): record that, so no later report sends it
+        again, and drop what only the join needed."""
 
 
 class CounterJoin:
@@ -102,8 +132,7 @@ class CounterJoin:
         self._results = results
 
     def prepare(self, group_id: str, member_ids: Sequence[str], *, ttl: float | None) -> None:
-        tuples = [[[member_id, None], None] for member_id in member_ids]
-        self._results.save_group(group_id, [[group_id, None], tuples], ttl=ttl)
+        """Nothing beyond the header's GroupResult, which ``prepare_chord`` saves."""
 
     def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
         results = self._results
@@ -137,6 +166,18 @@ class CounterJoin:
         """Nothing to drop: the counters expire, and the claim must outlive late reports."""
 
 
+def join_member(
+    results: ResultStore, join: ChordJoin, part: ChordPart, *, ttl: float | None
+) -> list[bytes] | None:
+    """``join.member_done(part)``; for a chord ``join`` has no record of (``LookupError``),
+    ``CounterJoin``'s, which joins it from the header's saved GroupResult, if any."""
+    try:
+        return join.member_done(part, ttl=ttl)
+    except LookupError:
+        logger.debug("Chord %s: not recorded in %r; joined by counters", part.group_id, join)
+        return CounterJoin(results).member_done(part, ttl=ttl)
+
+
 def chord_join_for(results: ResultStore) -> ChordJoin:
     """The join for a result store's backend: the backend's own, else ``CounterJoin``."""
     backend = results.backend
@@ -168,9 +209,17 @@ def ensure_chords_allowed(app: Celery) -> None:
 
 
 def prepare_chord(app: Celery, group_id: str, member_ids: Sequence[str]) -> None:
-    """Record a chord's header in the join of ``app``'s result backend (client side)."""
+    """Record a chord's header (client side): its GroupResult, saved as Celery saves it for
+    result stores without a native join, except where the join keeps Celery's native keys
+    (a join with ``celery_native = True``: Celery saves nothing there); then the join's own
+    state."""
+    results, ttl = app.results, chord_ttl(app)
     try:
-        chord_join_for(app.results).prepare(group_id, member_ids, ttl=chord_ttl(app))
+        join = chord_join_for(results)
+        if not getattr(join, "celery_native", False):
+            tuples = [[[member_id, None], None] for member_id in member_ids]
+            results.save_group(group_id, [[group_id, None], tuples], ttl=ttl)
+        join.prepare(group_id, member_ids, ttl=ttl)
     except NotImplementedError as exc:  # a backend that keeps no groups
         raise ImproperlyConfigured(
             f"A chord cannot run with this result backend, which keeps no groups ({exc}). {_REMEDY}"
