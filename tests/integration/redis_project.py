@@ -56,6 +56,18 @@ def record_late(self, seconds=0.0):
 def crash(self):
     _record(self.request.id)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="interop.fail")
+def fail(message):
+    raise KeyError(message)
+
+
+@app.task(name="interop.retry_once", bind=True, max_retries=1, default_retry_delay=0.1)
+def retry_once(self, value):
+    if self.request.retries == 0:
+        raise self.retry(exc=ValueError("first attempt"))
+    return value
 """
 
 RTASKS = (
