@@ -343,12 +343,14 @@ class Task(Generic[P, R]):
                 task_args=request.args,
                 task_kwargs=request.kwargs,
             )
+        when: float | dt.datetime  # as Celery: "Retry in 5s", or "Retry at <eta>" when given
         if eta is None:
             delay = self.default_retry_delay if countdown is None else countdown
             eta = self.app.now() + dt.timedelta(seconds=delay)
+            when = delay
         else:
-            delay = (eta - self.app.now()).total_seconds()
-        retry = Retry(exc=exc, when=eta if countdown is None else delay)
+            when = eta
+        retry = Retry(exc=exc, when=when)
         retry.sig = RetrySpec(args, kwargs, eta, options)
         if not throw:  # the task goes on: send the retry now, and only now
             if not request.is_eager:

@@ -223,3 +223,30 @@ def test_eager_result_revoke_and_forget(app: Celery) -> None:
     assert result.get() == 1
     result.revoke()
     assert result.state == states.REVOKED
+
+
+def test_retry_says_when_as_celery_does(app: Celery) -> None:
+    import datetime as dt
+
+    from celeriac.exceptions import Retry
+
+    messages: list[str] = []
+
+    @app.task(bind=True, default_retry_delay=7)
+    def later(self: Task[Any, Any], how: str) -> str:
+        if self.request.retries == 0:
+            options: dict[str, Any] = {
+                "default": {}, "countdown": {"countdown": 2},
+                "eta": {"eta": dt.datetime(2030, 1, 1, tzinfo=dt.UTC)},
+            }[how]  # fmt: skip
+            try:
+                raise self.retry(**options)
+            except Retry as retry:
+                messages.append(retry.humanize())
+                raise
+        return how
+
+    assert [later.delay(how).get() for how in ("default", "countdown", "eta")] == [
+        "default", "countdown", "eta",
+    ]  # fmt: skip
+    assert messages == ["in 7s", "in 2s", "at 2030-01-01 00:00:00+00:00"]
