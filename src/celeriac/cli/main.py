@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from celeriac._gevent_patch import patch_if_requested
 from celeriac.app.base import Celery
 from celeriac.cli.loading import find_app
 from celeriac.exceptions import CeleryError
@@ -109,9 +110,11 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
 @click.option(
     "-P",
     "--pool",
-    type=click.Choice(["prefork", "threads", "solo", "asyncio"]),
-    help="prefork (processes), threads, solo (inline), or asyncio (async def tasks on an "
-    "event loop, sync tasks on threads beside it; default concurrency 100).",
+    type=click.Choice(["prefork", "threads", "solo", "asyncio", "gevent"]),
+    help="prefork (processes), threads, solo (inline), asyncio (async def tasks on an "
+    "event loop, sync tasks on threads beside it; default concurrency 100), or gevent "
+    '(greenlets; pip install "celeriac[gevent]"; give it on the command line, as '
+    "worker_pool='gevent' in the settings comes too late to monkey-patch).",
 )
 @click.option(
     "-Q",
@@ -402,4 +405,8 @@ cli.add_command(dashboard, name="flower")
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script and ``python -m celeriac``."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="celeriac")
+    args = argv if argv is not None else sys.argv[1:]
+    # The console script's first chance to patch for -P gevent (python -m celeriac did already):
+    # after this module's imports, but before the app, its tasks, or any thread or socket.
+    patch_if_requested(args)
+    cli.main(args=args, prog_name="celeriac")

@@ -254,7 +254,7 @@ class ThreadPool(Pool):
         return unstarted
 
 
-POOLS = ("prefork", "threads", "solo", "asyncio")
+POOLS = ("prefork", "threads", "solo", "asyncio", "gevent")
 
 
 def create_pool(
@@ -269,6 +269,10 @@ def create_pool(
         from celeriac.worker.asyncio_pool import AsyncioPool
 
         return AsyncioPool(app, concurrency, on_start, on_done)
+    if name == "gevent":
+        from celeriac.worker.gevent_pool import GeventPool
+
+        return GeventPool(app, concurrency, on_start, on_done)
     if name == "prefork":
         from celeriac.worker.prefork import PreforkPool
 
