@@ -153,6 +153,12 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
 @click.option("-s", "--schedule", help="With -B: where beat keeps its schedule state.")
 @click.option("-D", "--detach", is_flag=True, help="Run in the background (needs --logfile).")
 @click.option("--pidfile", help="Write the pid here; refuse to start if it names a live worker.")
+@click.option(
+    "-S",
+    "--statedb",
+    help="Keep revoked ids and the logical clock in this file across restarts "
+    "(worker_state_db; %n, %h expand).",
+)
 @click.option("--time-limit", type=float, help="Hard time limit per task, in seconds.")
 @click.option("--soft-time-limit", type=float, help="Soft time limit per task, in seconds.")
 @click.option("-E", "--task-events", is_flag=True, help="Send task events (for monitors).")
@@ -185,6 +191,7 @@ def worker(
     schedule: str | None,
     detach: bool,
     pidfile: str | None,
+    statedb: str | None,
     time_limit: float | None,
     soft_time_limit: float | None,
     task_events: bool,
@@ -208,6 +215,8 @@ def worker(
         logfile = os.path.abspath(expand_node_pattern(logfile, node_name))
     if pidfile:
         pidfile = os.path.abspath(expand_node_pattern(pidfile, node_name))
+    if statedb:  # before --detach changes directory
+        statedb = os.path.abspath(expand_node_pattern(statedb, node_name))
     if detach:
         if not logfile:
             raise click.UsageError("--detach needs --logfile: a detached worker has no terminal")
@@ -240,7 +249,7 @@ def worker(
             max_memory_per_child=max_memory_per_child,
             autoscale=_parse_autoscale(autoscale), quiet=False,
             task_events=True if task_events else None, heartbeat=not without_heartbeat,
-            heartbeat_interval=heartbeat_interval, mingle=not without_mingle,
+            heartbeat_interval=heartbeat_interval, mingle=not without_mingle, state_db=statedb,
         )  # fmt: skip
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -250,6 +259,7 @@ def worker(
         signalled.append(signum)
         if signum == signal.SIGQUIT or len(signalled) > 1:
             logging.getLogger("celeriac.worker").warning("Cold shutdown (%s)", signum)
+            node.save_state()
             os._exit(1)
         logging.getLogger("celeriac.worker").warning("Warm shutdown (%s)", signum)
 

@@ -1,13 +1,14 @@
 """The worker's lifecycle, readable top to bottom: ``start`` then ``stop``.
 
-Start: import the task modules, declare the queues, start the pool, send ``worker-online``
-and start the events thread (heartbeats, task events), start answering remote control,
-mingle (learn the revoked ids and the clock of the running workers), start the consumer
-thread and the lease-renewal thread, then say ready. Stop (warm): stop answering remote
-control, stop fetching, hand the messages of jobs that never started back to the broker at
-once, let running jobs finish, send their last events and ``worker-offline``, close the
-consumer (which returns whatever is still held). Cold stop: the same without waiting for
-running jobs.
+Start: import the task modules, declare the queues, load the state file (``--statedb``:
+revoked ids and clock), start the pool, send ``worker-online`` and start the events thread
+(heartbeats, task events), start answering remote control, mingle (learn the revoked ids and
+the clock of the running workers), start the consumer thread, the lease-renewal thread and
+the state-saving thread, then say ready. Stop (warm): stop answering remote control, stop
+fetching, hand the messages of jobs that never started back to the broker at once, let
+running jobs finish, send their last events and ``worker-offline``, close the consumer (which
+returns whatever is still held), save the state file. Cold stop: the same without waiting
+for running jobs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from celeriac.worker.events import WorkerEvents
 from celeriac.worker.mingle import MINGLE_TIMEOUT, sync_with_neighbors
 from celeriac.worker.pools import Pool, create_pool
 from celeriac.worker.queues import QueueSwitch
+from celeriac.worker.statedb import SAVE_INTERVAL, StateDB
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -104,6 +106,7 @@ class Worker:
         remote_control: bool | None = None,
         mingle: bool = False,
         mingle_timeout: float = MINGLE_TIMEOUT,
+        state_db: str | None = None,
     ) -> None:
         conf = app.conf
         self.app = app
@@ -147,6 +150,9 @@ class Worker:
         # in-process workers (tests, start_worker) leave it off, as Celery's start_worker does.
         self.mingle = mingle
         self.mingle_timeout = mingle_timeout
+        # -S/--statedb / worker_state_db: revoked ids and the clock kept across restarts.
+        self.state_db_path: str | None = state_db or conf.worker_state_db or None
+        self.state_db: StateDB | None = None
         self.events: WorkerEvents | None = None
         self.control: WorkerControl | None = None
         self.started_at = app.clock.time()
@@ -176,6 +182,9 @@ class Worker:
         self.consumer = TaskConsumer(
             app, consumer, hostname=self.hostname, prefetch_limit=self.prefetch_limit
         )
+        if self.state_db_path:  # before remote control and mingle, so all three merge
+            self.state_db = StateDB(self.state_db_path, self.consumer.revoked, app.lamport_clock)
+            self.state_db.load()
         self.events = WorkerEvents(
             app, self.hostname, task_events=self.task_events, heartbeat=self.heartbeat,
             freq=self.heartbeat_interval, load=self._load,
@@ -201,6 +210,8 @@ class Worker:
         self._spawn(self._consume, "Consumer")
         if transport.lease_renew_interval is not None:
             self._spawn(self._renew, "LeaseRenewer")
+        if self.state_db is not None:
+            self._spawn(self._save_state_periodically, "StateDB")
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
 
@@ -226,6 +237,16 @@ class Worker:
                 self.consumer.renew_leases()
             except Exception as exc:
                 logger.warning("Could not renew leases: %s", exc)
+
+    def _save_state_periodically(self) -> None:
+        assert self.state_db is not None
+        while not self._stop.wait(SAVE_INTERVAL):
+            self.state_db.save()
+
+    def save_state(self) -> None:
+        """Write the state file now, if the worker has one (``--statedb``)."""
+        if self.state_db is not None:
+            self.state_db.save()
 
     def _load(self) -> tuple[int, int]:
         """(running jobs, jobs processed), for heartbeats."""
@@ -279,6 +300,7 @@ class Worker:
             self.events.stop()
         if self.consumer is not None:
             self.consumer.consumer.close()
+        self.save_state()  # after the last job and the last control command
         signals.worker_shutdown.send(sender=self)
         self.app.close()
         self._stopped.set()

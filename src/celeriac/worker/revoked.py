@@ -49,6 +49,24 @@ class RevokedSet:
     def add(self, task_id: str) -> None:
         self.update([task_id])
 
+    def items(self) -> list[tuple[str, float]]:
+        """``(task id, when revoked)`` of the live ids, oldest first (to persist them)."""
+        self.purge()
+        with self._lock:
+            return list(self._added.items())
+
+    def restore(self, entries: Iterable[tuple[str, float]]) -> None:
+        """Merge persisted ``(task id, when)`` pairs, keeping their times (the newer where an
+        id is known twice) and the newest ``maxlen``; what expired meanwhile is dropped."""
+        with self._lock:
+            merged = dict(self._added)
+            for task_id, stamp in entries:
+                merged[task_id] = max(stamp, merged.get(task_id, stamp))
+            ordered = sorted(merged.items(), key=lambda item: item[1])[-self.maxlen :]
+            self._added.clear()
+            self._added.update(ordered)
+        self.purge()
+
     def purge(self) -> None:
         """Forget the ids older than ``expires``."""
         horizon = self._clock.time() - self.expires
