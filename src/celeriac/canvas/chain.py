@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.canvas._tasklist import TaskList
 from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group, maybe_unroll_group
 from celeriac.canvas.join import ensure_chords_allowed
@@ -26,7 +27,7 @@ __all__ = ["chain"]
 
 
 @Signature.register_type("chain")
-class chain(Signature[Any]):
+class chain(TaskList[Any]):
     """``chain(add.s(2, 2), add.s(4), add.s(8))``, the same as ``add.s(2, 2) | add.s(4) | ...``."""
 
     def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
@@ -37,29 +38,6 @@ class chain(Signature[Any]):
         super().__init__(
             "celery.chain", (), {"tasks": members}, options, subtask_type="chain", app=app
         )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> chain:
-        tasks = [maybe_signature(task, app=app) for task in d["kwargs"].get("tasks") or ()]
-        sig = cls(tasks, app=app, **dict(d.get("options") or {}))
-        sig.args = tuple(d.get("args") or ())
-        sig.immutable = bool(d.get("immutable", False))
-        return sig
-
-    @property
-    def tasks(self) -> list[Signature[Any]]:
-        tasks: list[Signature[Any]] = self.kwargs["tasks"]
-        return tasks
-
-    @tasks.setter
-    def tasks(self, value: list[Signature[Any]]) -> None:
-        self.kwargs["tasks"] = value
-
-    @property
-    def app(self) -> Celery:
-        if self._app is None and self.tasks:
-            return self.tasks[0].app
-        return super().app
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)

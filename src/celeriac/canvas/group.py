@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from celeriac.canvas._tasklist import TaskList
 from celeriac.canvas.signature import Signature, clone_tree, maybe_signature, new_id
 from celeriac.request import current_request
 
@@ -40,7 +41,7 @@ def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
 
 
 @Signature.register_type("group")
-class group(Signature[list[Any]]):
+class group(TaskList[list[Any]]):
     """``group(add.s(2, 2), add.s(4, 4))`` or ``group(add.s(i, i) for i in range(10))``."""
 
     def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
@@ -48,29 +49,6 @@ class group(Signature[list[Any]]):
             "celery.group", (), {"tasks": _members(tasks, app)}, options,
             subtask_type="group", app=app,
         )  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> group:
-        tasks = [maybe_signature(task, app=app) for task in d["kwargs"].get("tasks") or ()]
-        sig = cls(tasks, app=app, **dict(d.get("options") or {}))
-        sig.args = tuple(d.get("args") or ())
-        sig.immutable = bool(d.get("immutable", False))
-        return sig
-
-    @property
-    def tasks(self) -> list[Signature[Any]]:
-        tasks: list[Signature[Any]] = self.kwargs["tasks"]
-        return tasks
-
-    @tasks.setter
-    def tasks(self, value: list[Signature[Any]]) -> None:
-        self.kwargs["tasks"] = value
-
-    @property
-    def app(self) -> Celery:
-        if self._app is None and self.tasks:
-            return self.tasks[0].app
-        return super().app
 
     def __len__(self) -> int:
         return len(self.tasks)
