@@ -24,8 +24,6 @@ broker URL, nothing else but publisher confirms as ``--confirm`` says.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -42,7 +40,7 @@ while str(Path(__file__).resolve().parent) in sys.path:
 sys.path.append(str(Path(__file__).resolve().parent))
 
 import amqp  # type: ignore[import-untyped]  # noqa: E402
-from _harness import PYTHON, percentile, start, stop, tree_rss_mib, write_module  # noqa: E402
+from _harness import PYTHON, percentile, run_main, start, stop, tree_rss_mib, write_module  # noqa: E402
 
 CELERIAC_TASKS = """
 from celeriac import Celery
@@ -192,52 +190,17 @@ def measure(name: str, tasks: int, roundtrips: int) -> dict[str, float]:
     }
 
 
-def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    peer = results.get("celery prefork")
-    lines = [
-        f"command: .venv/bin/python bench/amqp_bench.py --tasks {args.tasks} "
-        f"--roundtrips {args.roundtrips}",
-        f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}  "
-        f"machine: {os.cpu_count()} cores, RabbitMQ on 127.0.0.1",
-        "",
-        "| system | enqueue/s | drain/s | round trip p50 ms | p99 ms | worker RSS MiB |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['enqueue_per_s']:.0f} | {r['drain_per_s']:.0f} | "
-            f"{r['rtt_p50_ms']:.2f} | {r['rtt_p99_ms']:.2f} | {r['worker_rss_mib']:.0f} |"
-        )
-    if peer:
-        lines += ["", "Ratios against Celery prefork (above 1 is better for Celeriac):", ""]
-        for name, r in results.items():
-            if name == "celery prefork":
-                continue
-            lines.append(
-                f"- {name}: enqueue x{r['enqueue_per_s'] / peer['enqueue_per_s']:.2f}, "
-                f"drain x{r['drain_per_s'] / peer['drain_per_s']:.2f}, "
-                f"round trip p50 x{peer['rtt_p50_ms'] / r['rtt_p50_ms']:.2f} faster, "
-                f"RSS x{peer['worker_rss_mib'] / r['worker_rss_mib']:.2f} smaller"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        kind, folder, mode, count = sys.argv[2:6]
-        print(json.dumps(client(kind, folder, mode, int(count))))
-        return
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=5000)
-    parser.add_argument("--roundtrips", type=int, default=500)
-    parser.add_argument("--only", action="append", choices=sorted(SYSTEMS))
-    parser.add_argument("--out", type=Path, help="Also write the report to this file.")
-    args = parser.parse_args()
-    results = {name: measure(name, args.tasks, args.roundtrips) for name in args.only or SYSTEMS}
-    text = report(results, args)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    run_main(
+        "amqp_bench.py",
+        __doc__,
+        SYSTEMS,
+        measure,
+        client,
+        tasks=5000,
+        roundtrips=500,
+        where=", RabbitMQ on 127.0.0.1",
+    )
 
 
 if __name__ == "__main__":
