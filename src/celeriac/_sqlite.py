@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from celeriac._forkguard import sqlite_call
 from celeriac.exceptions import ImproperlyConfigured, OperationalError
 
-__all__ = ["Database"]
+__all__ = ["Database", "immediate"]
 
 _BUSY_TIMEOUT = 10.0
 
@@ -80,7 +80,7 @@ class Database:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            with _immediate(conn):
+            with immediate(conn):
                 for statement in schema:
                     conn.execute(statement)
         except sqlite3.Error as exc:
@@ -99,7 +99,7 @@ class Database:
                 raise OperationalError(f"the {self.what} {self.path} is closed")
             try:
                 if write:
-                    with _immediate(self._conn):
+                    with immediate(self._conn):
                         yield self._conn
                 else:
                     yield self._conn
@@ -118,7 +118,8 @@ class Database:
 
 
 @contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taking the write lock at its start (rolled back on error)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield

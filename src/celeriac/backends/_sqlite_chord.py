@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from celeriac.backends.sqlite import _LIVE, SQLiteBackend, _immediate
+from celeriac._sqlite import immediate
+from celeriac.backends.sqlite import _LIVE, SQLiteBackend
 from celeriac.exceptions import BackendStoreError
 
 if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
@@ -30,7 +31,7 @@ class SQLiteChordJoin:
         members = [(group_id, position, task_id) for position, task_id in enumerate(member_ids)]
         with (
             backend._using(BackendStoreError, f"record chord {group_id}") as conn,
-            _immediate(conn),
+            immediate(conn),
         ):
             conn.execute("DELETE FROM celeriac_chord_parts WHERE group_id = ?", (group_id,))
             conn.execute(
@@ -41,7 +42,7 @@ class SQLiteChordJoin:
     def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
         backend, group_id, task_id = self._backend, part.group_id, part.task_id
         doing = f"join member {task_id} of chord {group_id}"
-        with backend._using(BackendStoreError, doing) as conn, _immediate(conn):
+        with backend._using(BackendStoreError, doing) as conn, immediate(conn):
             now = backend._clock.time()
             query = "SELECT size, joined, claimer, sent FROM celeriac_chords WHERE group_id = ?"
             chord = conn.execute(f"{query} AND {_LIVE}", (group_id, now)).fetchone()
@@ -69,7 +70,7 @@ class SQLiteChordJoin:
         backend = self._backend
         with (
             backend._using(BackendStoreError, f"finish chord {group_id}") as conn,
-            _immediate(conn),
+            immediate(conn),
         ):
             conn.execute("DELETE FROM celeriac_chord_parts WHERE group_id = ?", (group_id,))
             mark = "UPDATE celeriac_chords SET sent = 1, claimer = NULL WHERE group_id = ?"

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from celeriac._forkguard import sqlite_call
+from celeriac._sqlite import immediate
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import (
@@ -161,19 +162,6 @@ def _advice(exc: sqlite3.Error) -> str:
     return "check that the file is a healthy SQLite database, or point at a new file"
 
 
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taking the write lock at its start."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 class SQLiteBackend(ResultBackend):
     """Results in an SQLite file that every process on the machine can share."""
 
@@ -208,7 +196,7 @@ class SQLiteBackend(ResultBackend):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            with _immediate(conn):
+            with immediate(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
         except sqlite3.Error as exc:
@@ -330,7 +318,7 @@ class SQLiteBackend(ResultBackend):
         now = self._clock.time()
         expires_at = None if ttl is None else now + ttl
         select = "SELECT value FROM celeriac_counters WHERE key = ?"
-        with self._using(BackendStoreError, f"increment counter {key}") as conn, _immediate(conn):
+        with self._using(BackendStoreError, f"increment counter {key}") as conn, immediate(conn):
             conn.execute(_INCR, (key, expires_at, now))
             (value,) = conn.execute(select, (key,)).fetchone()
         return int(value)
@@ -338,7 +326,7 @@ class SQLiteBackend(ResultBackend):
     def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
         expires_at = None if ttl is None else self._clock.time() + ttl
         insert = "INSERT INTO celeriac_revoked (task_id, expires_at) VALUES (?, ?)"
-        with self._using(BackendStoreError, "log revoked tasks") as conn, _immediate(conn):
+        with self._using(BackendStoreError, "log revoked tasks") as conn, immediate(conn):
             conn.executemany(insert, [(task_id, expires_at) for task_id in task_ids])
 
     def revoked_since(self, cursor: str | None) -> tuple[list[str], str]:
@@ -356,7 +344,7 @@ class SQLiteBackend(ResultBackend):
             "celeriac_results", "celeriac_groups", "celeriac_counters", "celeriac_revoked",
             "celeriac_chords",
         )  # fmt: skip
-        with self._using(BackendError, "delete expired results") as conn, _immediate(conn):
+        with self._using(BackendError, "delete expired results") as conn, immediate(conn):
             removed = sum(
                 conn.execute(f"DELETE FROM {table} WHERE {_EXPIRED}", (now,)).rowcount
                 for table in tables
