@@ -5,7 +5,8 @@ library is required only when that store is used::
 
     memory://[name]        cache+memory://[name]      celeriac.backends.memory.MemoryBackend
     sqlite:///rel.sqlite   sqlite:////abs.sqlite      celeriac.backends.sqlite.SQLiteBackend
-    db+sqlite:///...                                  (the embedded default)
+    db+postgresql://  db+mysql://  db+sqlite:///...   celeriac.backends.database.DatabaseBackend
+    db+<dialect>+<driver>://                          (SQLAlchemy 2, Celery's tables)
     redis://  rediss://  redis+socket://  sentinel:// celeriac.backends.redis.RedisBackend
                                                       (Celery's keys and JSON)
     rpc://                                            celeriac.backends.rpc.RpcBackend (results as
@@ -33,7 +34,9 @@ _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "memory": ("celeriac.backends.memory", "MemoryBackend"),
     "cache+memory": ("celeriac.backends.memory", "MemoryBackend"),
     "sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
-    "db+sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
+    "db+sqlite": ("celeriac.backends.database", "DatabaseBackend"),
+    "db+postgresql": ("celeriac.backends.database", "DatabaseBackend"),
+    "db+mysql": ("celeriac.backends.database", "DatabaseBackend"),
     "redis": ("celeriac.backends.redis", "RedisBackend"),
     "rediss": ("celeriac.backends.redis", "RedisBackend"),
     "redis+socket": ("celeriac.backends.redis", "RedisBackend"),
@@ -63,6 +66,8 @@ def create_backend(
     """
     scheme, sep, _ = url.partition("://")
     implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else None
+    if implementation is None and sep and scheme.lower().startswith("db+"):
+        implementation = ("celeriac.backends.database", "DatabaseBackend")
     if implementation is None:
         available = ", ".join(f"{name}://" for name in _IMPLEMENTATIONS)
         raise ImproperlyConfigured(
