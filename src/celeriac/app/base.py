@@ -30,6 +30,7 @@ from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
 from celeriac.app import _current
+from celeriac.app._cleanup import register_cleanup
 from celeriac.app._connections import Connections
 from celeriac.app._discovery import discover
 from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
@@ -119,6 +120,7 @@ class Celery:
         if include:
             self.conf["include"] = tuple(include)
         register_builtins(self)
+        register_cleanup(self)
         adopt_shared_tasks(self)
         if set_as_current:
             self.set_current()
