@@ -13,7 +13,8 @@ Transports and backends take one ``options`` mapping. The app fills it from its 
   transport options, ``result_serializer``, ``result_persistent`` and ``result_expires``.
   A key given in ``result_backend_transport_options`` wins. The SQL backend (``db+...``)
   gets ``result_serializer``, ``result_expires`` and the ``database_*`` settings it reads
-  (celeriac.backends.database).
+  (celeriac.backends.database); ``django-db``/``django-cache`` get ``result_serializer``,
+  ``result_expires`` and ``cache_backend``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def backend_options(conf: Settings, url: str, broker_url: str) -> dict[str, Any]
     options = dict(conf.result_backend_transport_options or {})
     _add_explicit(options, conf, _BACKEND_SETTINGS)
     scheme = url.partition("://")[0].lower()
+    if scheme in ("django-db", "django-cache"):
+        options.setdefault("result_serializer", conf.result_serializer)
+        options.setdefault("cache_backend", conf.get("cache_backend"))
+        options.setdefault(
+            "result_expires", as_seconds(conf.result_expires, setting="result_expires")
+        )
+        return options
     if scheme.startswith("db+"):
         for name in _DATABASE_SETTINGS:
             options.setdefault(name, conf[name])

@@ -11,6 +11,8 @@ library is required only when that store is used::
                                                       (Celery's keys and JSON)
     rpc://                                            celeriac.backends.rpc.RpcBackend (results as
                                                       messages to the client, via the AMQP broker)
+    django-db  django-cache                           celeriac.contrib.django.backends (the Django
+                                                      project's database or cache)
 
 Every implementation satisfies ``celeriac.backends.base.ResultBackend`` and passes the suite
 in ``tests/conformance/test_backend_conformance.py``.
@@ -43,6 +45,11 @@ _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "sentinel": ("celeriac.backends.redis", "RedisBackend"),
     "rpc": ("celeriac.backends.rpc", "RpcBackend"),
 }
+# Names without "://", as django-celery-results spells them.
+_NAMED: dict[str, tuple[str, str]] = {
+    "django-db": ("celeriac.contrib.django.backends", "DjangoDBBackend"),
+    "django-cache": ("celeriac.contrib.django.backends", "DjangoCacheBackend"),
+}
 
 
 class _BackendClass(Protocol):
@@ -65,7 +72,7 @@ def create_backend(
     URL the implementation rejects.
     """
     scheme, sep, _ = url.partition("://")
-    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else None
+    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else _NAMED.get(url.lower())
     if implementation is None and sep and scheme.lower().startswith("db+"):
         implementation = ("celeriac.backends.database", "DatabaseBackend")
     if implementation is None:
