@@ -223,3 +223,42 @@ def test_the_fixup_gives_each_task_a_usable_connection_on_mariadb(site: Site) ->
     assert out["sessions"][0] != out["sessions"][1]
     assert out["status"] == "SUCCESS"
     assert "Traceback" not in site.log("worker")
+
+
+def test_two_beats_on_the_django_schedule_never_send_one_run_twice(site: Site) -> None:
+    """Two schedulers on the Django store and lease, on one manual clock, ticking in turn:
+    one leads and sends each run of an admin-made entry once; when it stops, the other
+    takes over after the lease expires and goes on without repeating a run."""
+    out = site.script("""
+        from celeriac import Celery
+        from celeriac._time import ManualClock
+        from celeriac.beat.scheduler import Scheduler
+        from celeriac.contrib.django.schedulers import DatabaseScheduler
+
+        clock = ManualClock(time.time())
+        app = Celery("ha", broker="memory://ha", clock=clock, set_as_current=False)
+        app.conf.beat_scheduler = "django_celery_beat.schedulers:DatabaseScheduler"
+        every_10s = IntervalSchedule.objects.create(every=10, period="seconds")
+        PeriodicTask.objects.create(name="tick", task="ha.tick", interval=every_10s)
+        sent = []
+
+        def beat(holder):
+            store, lease = DatabaseScheduler().open(app, lease_ttl=6)
+            scheduler = Scheduler(app, store=store, lease=lease, holder=holder)
+            scheduler.send = lambda entry, task_id: sent.append((holder, clock.time(), task_id))
+            return scheduler
+
+        first, second = beat("first"), beat("second")
+        for step in range(60):  # 60 s, both ticking
+            first.tick(); second.tick(); clock.advance(1)
+        for step in range(60):  # the first is gone: the second takes over
+            second.tick(); clock.advance(1)
+        state = PeriodicTask.objects.get(name="tick")
+        print(json.dumps({"holders": [h for h, _, _ in sent], "ids": len({i for *_, i in sent}),
+                          "sent": len(sent), "count": state.total_run_count}))
+    """)
+    holders = out["holders"]
+    assert out["ids"] == out["sent"] == out["count"]  # each run sent once, each counted
+    assert holders[0] == "first" and holders[-1] == "second"
+    assert holders == sorted(holders)  # never both: "first" until it stopped, then "second"
+    assert 10 <= out["sent"] <= 12  # every 10 s over 120 s, less the takeover gap

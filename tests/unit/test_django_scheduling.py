@@ -1,0 +1,105 @@
+"""Pieces of the Django integration that need no database: choosing beat's scheduler, the
+crontab timezone and clocked schedules the admin's entries use, and the fixup choosing the
+default task class (in subprocesses: the fixup changes process-wide state)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from celeriac import Celery
+from celeriac._time import ManualClock
+from celeriac.beat.clocked import clocked
+from celeriac.beat.entries import schedule_from_dict
+from celeriac.beat.schedules import crontab
+from celeriac.beat.service import database_scheduler
+from celeriac.exceptions import ImproperlyConfigured
+
+START = dt.datetime(2026, 3, 8, 12, 0, tzinfo=dt.UTC)
+
+
+def _app(**settings: object) -> Celery:
+    app = Celery("sched", broker="memory://", clock=ManualClock(START.timestamp()),
+                 set_as_current=False)  # fmt: skip
+    app.conf.update(settings)
+    return app
+
+
+def test_an_unknown_beat_scheduler_is_refused_naming_the_supported_ones() -> None:
+    app = _app(beat_scheduler="myproject.schedulers:Fancy")
+    with pytest.raises(ImproperlyConfigured) as caught:
+        database_scheduler(app)
+    message = str(caught.value)
+    assert "myproject.schedulers:Fancy" in message
+    assert "'django'" in message and "django_celery_beat.schedulers:DatabaseScheduler" in message
+    assert "celery.beat:PersistentScheduler" in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["django", "django_celery_beat.schedulers:DatabaseScheduler",
+     "celeriac.contrib.django.schedulers:DatabaseScheduler"],
+)  # fmt: skip
+def test_the_django_scheduler_and_its_aliases_are_recognised(name: str) -> None:
+    assert database_scheduler(_app(beat_scheduler=name)) is not None
+    assert database_scheduler(_app()) is None  # Celery's default: beat's own store
+
+
+def test_a_crontab_with_its_own_timezone_matches_there() -> None:
+    app = _app(timezone="UTC")
+    tokyo = crontab(minute="0", hour="9", tz="Asia/Tokyo", app=app)
+    assert tokyo.next_run(START) == dt.datetime(2026, 3, 9, 0, 0, tzinfo=dt.UTC)  # 09:00 JST
+    again = schedule_from_dict(tokyo.to_dict(), app)
+    assert isinstance(again, crontab) and str(again.tz) == "Asia/Tokyo"
+    with pytest.raises(ValueError, match="Mars/Olympus"):
+        crontab(tz="Mars/Olympus")
+
+
+def test_a_clocked_schedule_is_due_from_its_time_on() -> None:
+    app = _app()
+    at = START + dt.timedelta(minutes=5)
+    once = schedule_from_dict(clocked(at, app=app).to_dict(), app)
+    assert isinstance(once, clocked)
+    assert once.is_due(START) == (False, 300.0)
+    app.clock.advance(301)  # type: ignore[attr-defined]
+    assert once.is_due(START).is_due
+
+
+FIXUP_PROBE = """
+from celeriac import Celery, shared_task
+
+app = Celery("probe", broker="memory://")
+
+@shared_task
+def shared(x):
+    return x
+
+@app.task
+def own(x):
+    return x
+
+print(type(shared).__name__, type(own).__name__,
+      hasattr(shared, "delay_on_commit"))
+"""
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"DJANGO_SETTINGS_MODULE": "probe_settings"}, "DjangoTask DjangoTask True"),
+    ({}, "Task Task False"),
+])  # fmt: skip
+def test_the_fixup_makes_djangotask_the_default_only_in_django_projects(
+    tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    (tmp_path / "probe_settings.py").write_text("SECRET_KEY = 'x'\nINSTALLED_APPS = []\n")
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FIXUP_PROBE)], env=environ, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
