@@ -121,7 +121,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
 def test_the_django_guide_project_runs_end_to_end_on_postgresql(site: Site) -> None:
     site.start("worker", "worker", "-P", "prefork", "-c", "2", "-l", "info", "--without-mingle",
                ready="ready.")  # fmt: skip
-    site.start("beat", "beat", "-l", "info", ready="now leading")
+    site.start("beat", "beat", "-S", "django", "-l", "info", ready="now leading")
     # A view and a management command place orders; each is processed once committed.
     placed = site.script("""
         client = Client()

@@ -83,4 +83,4 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_TRACK_STARTED = True
-CELERY_BEAT_SCHEDULER = "django"  # periodic tasks are edited in the admin
+CELERY_BEAT_SCHEDULER = "django"  # periodic tasks are edited in the admin (or: beat -S django)
