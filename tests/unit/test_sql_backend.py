@@ -148,3 +148,24 @@ def test_table_schemas_on_postgresql() -> None:
         finally:
             app.close()
             engine.dispose()
+
+
+engines_seen: list[object] = []
+
+
+def record_engine(engine: object) -> None:
+    engines_seen.append(engine)
+
+
+def test_the_engine_callback_gets_each_new_engine(tmp_path: Path) -> None:
+    url = f"db+sqlite:///{tmp_path / 'r.sqlite'}"
+    app = _app(url, database_engine_callback=f"{__name__}:record_engine")
+    try:
+        app.results.store("t1", states.SUCCESS, 1)
+        assert len(engines_seen) == 1
+        assert isinstance(engines_seen[0], sa.Engine)
+    finally:
+        app.close()
+        engines_seen.clear()
+    with pytest.raises(ImproperlyConfigured, match="must be callable"):
+        create_backend(url, options={"database_engine_callback": 42})

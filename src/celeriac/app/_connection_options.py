@@ -44,6 +44,7 @@ _RPC_RESULT_SETTINGS = ("result_serializer", "result_persistent")
 _DATABASE_SETTINGS = (
     "result_serializer", "database_engine_options", "database_short_lived_sessions",
     "database_table_names", "database_table_schemas", "database_create_tables_at_setup",
+    "database_engine_callback",
 )  # fmt: skip
 
 

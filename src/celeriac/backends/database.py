@@ -85,7 +85,7 @@ class DatabaseBackend(ResultBackend):
     Options (the app passes its settings under these names): ``result_serializer``,
     ``result_expires`` (seconds; Celery's cleanup rule), ``database_engine_options``,
     ``database_short_lived_sessions``, ``database_table_names``, ``database_table_schemas``,
-    ``database_create_tables_at_setup``.
+    ``database_create_tables_at_setup``, ``database_engine_callback``.
     """
 
     notifies = False
@@ -103,6 +103,7 @@ class DatabaseBackend(ResultBackend):
             _DEFAULT_ENGINE_OPTIONS if engine_options is None else engine_options
         )
         self._short_lived = bool(options.get("database_short_lived_sessions", False))
+        self._engine_callback = _callback(options.get("database_engine_callback"))
         self.tables = Tables(
             options.get("database_table_names"), options.get("database_table_schemas")
         )
@@ -130,6 +131,8 @@ class DatabaseBackend(ResultBackend):
                 self._engine = create_engine(
                     self.url, self._engine_options, short_lived=self._short_lived
                 )
+                if self._engine_callback is not None:
+                    self._engine_callback(self._engine)  # e.g. to add event listeners
             engine = self._engine
             if not self._schema_ready:
                 ensure_schema(engine, self.tables)
@@ -356,6 +359,20 @@ class DatabaseBackend(ResultBackend):
             engine, self._engine, self._closed = self._engine, None, True
         if engine is not None:
             engine.dispose(close=self._pid == os.getpid())
+
+
+def _callback(value: Any) -> Callable[[Engine], Any] | None:
+    """``database_engine_callback``: a callable or its ``'module:name'``, called with each
+    new engine (as Celery does)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from celeriac._imports import symbol_by_name
+
+        value = symbol_by_name(value)
+    if not callable(value):
+        raise ImproperlyConfigured(f"database_engine_callback must be callable, got {value!r}")
+    return value  # type: ignore[no-any-return]
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:
