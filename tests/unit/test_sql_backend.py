@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from celeriac import Celery, states
 from celeriac._time import ManualClock
 from celeriac.backends import create_backend
+from celeriac.backends.database import DatabaseBackend
 from celeriac.beat.lease import MemoryLease
 from celeriac.beat.scheduler import Scheduler
 from celeriac.beat.store import MemoryScheduleStore
@@ -169,3 +170,30 @@ def test_the_engine_callback_gets_each_new_engine(tmp_path: Path) -> None:
         engines_seen.clear()
     with pytest.raises(ImproperlyConfigured, match="must be callable"):
         create_backend(url, options={"database_engine_callback": 42})
+
+
+def _store_in_child(backend: DatabaseBackend, task_id: str) -> None:
+    backend.store(task_id, b"from the child", state=states.SUCCESS, ttl=None)
+
+
+def test_a_forked_child_makes_its_own_engine_and_leaves_the_parents_alone() -> None:
+    import multiprocessing
+
+    with sql_support.database("postgresql") as db:
+        backend = create_backend(f"db+{db.url()}")
+        assert isinstance(backend, DatabaseBackend)
+        try:
+            backend.store("parent", b"before the fork", state=states.SUCCESS, ttl=None)
+            parent_engine = backend._engine
+            child = multiprocessing.get_context("fork").Process(
+                target=_store_in_child, args=(backend, "child")
+            )
+            child.start()
+            child.join(30)
+            assert child.exitcode == 0
+            assert backend._engine is parent_engine  # still the parent's, and still working
+            assert backend.fetch_many(["parent", "child"]) == {
+                "parent": b"before the fork", "child": b"from the child",
+            }  # fmt: skip
+        finally:
+            backend.close()
