@@ -156,11 +156,17 @@ def test_the_django_guide_project_runs_end_to_end_on_postgresql(site: Site) -> N
     assert report["seen"][-1] == {"state": "SUCCESS", "info": {"orders": 2, "items": 5}}
     assert report["row"] == ["SUCCESS", "orders.tasks.sales_report"]
     assert report["processed"] == 2  # nothing was sent for the rolled-back order
-    # Periodic tasks added as the admin adds them, while beat runs: it picks them up.
+    # Periodic tasks added in the admin while beat runs: it picks them up.
     periodic = site.script("""
+        from django.contrib.auth.models import User
+        client = Client()
+        client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw"))
         every_second = IntervalSchedule.objects.create(every=1, period="seconds")
-        PeriodicTask.objects.create(name="cleanup", task="orders.tasks.cleanup_orders",
-                                    interval=every_second, kwargs=json.dumps({"days": 0}))
+        added = client.post("/admin/celeriac/periodictask/add/", {
+            "name": "cleanup", "task": "orders.tasks.cleanup_orders", "enabled": "on",
+            "interval": every_second.pk, "args": "[]", "kwargs": '{"days": 0}',
+            "headers": "{}"})
+        assert added.status_code == 302, added.text
         from django.utils import timezone
         PeriodicTask.objects.create(
             name="once", task="orders.tasks.connection_id", one_off=True,
@@ -181,7 +187,7 @@ def test_the_django_guide_project_runs_end_to_end_on_postgresql(site: Site) -> N
     admin = site.script("""
         from django.contrib.auth.models import User
         client = Client()
-        client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw"))
+        client.force_login(User.objects.get(username="admin"))
         listed = client.get("/admin/celeriac/taskresult/?status__exact=SUCCESS")
         one = TaskResult.objects.filter(task_name="orders.tasks.sales_report").get()
         deleted = client.post("/admin/celeriac/taskresult/", {
