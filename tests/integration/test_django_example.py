@@ -219,15 +219,22 @@ def test_the_fixup_gives_each_task_a_usable_connection_on_mariadb(site: Site) ->
             cursor.execute(f"KILL {first}")  # alive: kept for CONN_MAX_AGE
         second_pid, second = connection_id.delay().get(timeout=30)
         from django.core.management import call_command
-        call_command("place_order", "bolt")
+        call_command("place_order", "bolt", "--quantity", "4")
         wait(lambda: Order.objects.filter(status="processed").exists(), "the order")
+        from celeriac import chord, group
+        from orders.tasks import sales_report, total_items
+        reports = group(sales_report.s() for _ in range(3))
+        grouped = [r["items"] for r in reports.apply_async().get(timeout=30)]
+        chorded = chord(reports)(total_items.s()).get(timeout=30)
         print(json.dumps({"pids": [first_pid, second_pid], "sessions": [first, second],
+                          "canvas": [grouped, chorded],
                           "status": TaskResult.objects.filter(
                               task_name="orders.tasks.process_order").get().status}))
     """)
     assert out["pids"][0] == out["pids"][1]  # the same pool child ran both
     assert out["sessions"][0] != out["sessions"][1]
     assert out["status"] == "SUCCESS"
+    assert out["canvas"] == [[4, 4, 4], 12]  # a group and a chord on django-db (MariaDB)
     assert "Traceback" not in site.log("worker")
 
 

@@ -50,3 +50,9 @@ def connection_id():
         else:
             cursor.execute("SELECT CONNECTION_ID()")
         return [os.getpid(), cursor.fetchone()[0]]
+
+
+@shared_task
+def total_items(reports):
+    """A chord's body: the items counted by several reports (``chord(...)(total_items.s())``)."""
+    return sum(report["items"] for report in reports)
