@@ -20,7 +20,7 @@ Celery's database backend, so Celery and Celeriac read each other's results::
     celeriac_counters                celeriac_chords                 celeriac_chord_parts
     ├── key        VARCHAR PK        ├── group_id  VARCHAR PK        ├── group_id  ┐ PK
     ├── value      BIGINT            ├── size, joined  INTEGER       ├── position  ┘
-    └── expires_at DOUBLE             ├── claimer   VARCHAR           ├── task_id (indexed)
+    └── expires_at DOUBLE            ├── claimer   VARCHAR           ├── task_id (indexed)
                                      ├── sent      BOOLEAN           └── entry     BLOB
                                      └── expires_at DOUBLE
 
@@ -34,10 +34,12 @@ it ``result_expires`` after its ``date_done``. ``cleanup`` runs from the
 ``celeriac.backend_cleanup`` task that beat schedules daily, as Celery's does.
 
 Atomicity: ``store`` and ``save_group`` are one upsert (``INSERT ... ON CONFLICT`` /
-``ON DUPLICATE KEY UPDATE``); ``incr`` is an upsert and a read in one transaction (the row
-stays locked until commit), and each step of the chord join (``_sql_chord``) one transaction
-that locks the chord's row (``SELECT ... FOR UPDATE``; on SQLite every transaction is
-``BEGIN IMMEDIATE``). ``wait_for`` polls, from a few milliseconds up to ``interval``.
+``ON DUPLICATE KEY UPDATE``); ``incr`` reads its row ``FOR UPDATE``, then inserts it (a
+racing insert fails on the key and is counted as an update) or updates it, in one
+transaction (the row stays locked until commit); each step of the chord join
+(``_sql_chord``) is one transaction that locks the chord's row (``SELECT ... FOR UPDATE``;
+on SQLite every transaction is ``BEGIN IMMEDIATE``). ``wait_for`` polls, from a few
+milliseconds up to ``interval``.
 
 Processes: the engine (and its pool, ``database_engine_options``, two connections by default)
 is made on first use in each process, so a prefork child never shares its parent's
