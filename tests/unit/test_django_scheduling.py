@@ -1,10 +1,12 @@
 """Pieces of the Django integration that need no database: choosing beat's scheduler, the
 crontab timezone and clocked schedules the admin's entries use, and the fixup choosing the
-default task class (in subprocesses: the fixup changes process-wide state)."""
+default task class, and the django-cache result backend (the last two in subprocesses:
+Django's settings and the fixup are process-wide)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import textwrap
@@ -103,3 +105,39 @@ def test_the_fixup_makes_djangotask_the_default_only_in_django_projects(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+CACHE_PROBE = """
+import json
+import django
+django.setup()
+from celeriac import Celery, states
+
+app = Celery("cache", broker="memory://", backend="django-cache", set_as_current=False)
+app.results.store("t1", states.SUCCESS, {"n": 1})
+backend = app.results.backend
+counts = [backend.incr("chord-x", ttl=60) for _ in range(3)]
+app.results.save_group("g1", ["g1", [[["t1", None], None]]])
+out = {"value": app.AsyncResult("t1").get(timeout=1), "counts": counts,
+       "group": app.results.restore_group("g1") is not None}
+app.AsyncResult("t1").forget()
+out["after_forget"] = app.AsyncResult("t1").state
+print(json.dumps(out))
+"""
+
+
+def test_results_in_the_django_cache(tmp_path: Path) -> None:
+    (tmp_path / "cache_settings.py").write_text(
+        "SECRET_KEY = 'x'\nINSTALLED_APPS = []\nCACHES = {'default': "
+        "{'BACKEND': 'django.core.cache.backends.locmem.LocMemCache'}}\n"
+    )
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path),
+               "DJANGO_SETTINGS_MODULE": "cache_settings"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CACHE_PROBE)], env=environ, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "value": {"n": 1}, "counts": [1, 2, 3], "group": True, "after_forget": "PENDING",
+    }  # fmt: skip
