@@ -11,7 +11,10 @@ Transports and backends take one ``options`` mapping. The app fills it from its 
   explicitly; ``rpc://``, which sends results through the broker, also gets what it reads
   (celeriac.backends.rpc): the app's ``broker_url``, the broker's connection settings and
   transport options, ``result_serializer``, ``result_persistent`` and ``result_expires``.
-  A key given in ``result_backend_transport_options`` wins.
+  A key given in ``result_backend_transport_options`` wins. The SQL backend (``db+...``)
+  gets ``result_serializer``, ``result_expires`` and the ``database_*`` settings it reads
+  (celeriac.backends.database); ``django-db``/``django-cache`` get ``result_serializer``,
+  ``result_expires`` and ``cache_backend``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ _RENAMED_BROKER_SETTINGS = (
 _BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
 #: Result settings the rpc:// backend reads, passed with their values (defaults included).
 _RPC_RESULT_SETTINGS = ("result_serializer", "result_persistent")
+#: Settings the SQL backend (db+...) reads, passed with their values (defaults included).
+_DATABASE_SETTINGS = (
+    "result_serializer", "database_engine_options", "database_short_lived_sessions",
+    "database_table_names", "database_table_schemas", "database_create_tables_at_setup",
+    "database_engine_callback",
+)  # fmt: skip
 
 
 def transport_options(conf: Settings) -> dict[str, Any]:
@@ -55,7 +64,21 @@ def backend_options(conf: Settings, url: str, broker_url: str) -> dict[str, Any]
     """The options of the result backend at ``url`` (module docstring)."""
     options = dict(conf.result_backend_transport_options or {})
     _add_explicit(options, conf, _BACKEND_SETTINGS)
-    if url.partition("://")[0].lower() != "rpc":
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("django-db", "django-cache"):
+        options.setdefault("result_serializer", conf.result_serializer)
+        options.setdefault("cache_backend", conf.get("cache_backend"))
+        options.setdefault(
+            "result_expires", as_seconds(conf.result_expires, setting="result_expires")
+        )
+        return options
+    if scheme.startswith("db+"):
+        for name in _DATABASE_SETTINGS:
+            options.setdefault(name, conf[name])
+        expires = as_seconds(conf.result_expires, setting="result_expires")
+        options.setdefault("result_expires", expires)
+        return options
+    if scheme != "rpc":
         return options
     options.setdefault("broker_url", broker_url)
     for name in _RPC_RESULT_SETTINGS:

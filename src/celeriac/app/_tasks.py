@@ -19,13 +19,21 @@ from celeriac.task import TASK_OPTIONS, Task
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
-__all__ = ["adopt_shared_tasks", "make_task", "shared_task"]
+__all__ = ["adopt_shared_tasks", "make_task", "set_default_task_base", "shared_task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
 _shared_tasks: list[Task[Any, Any]] = []
+#: The class made when a task names no ``base``; a fixup may replace it (Django: DjangoTask).
+_default_base: list[type[Task[Any, Any]]] = [Task]
+
+
+def set_default_task_base(base: type[Task[Any, Any]]) -> None:
+    """Make ``base`` the class of tasks defined from now on without ``base=`` (the Django
+    fixup sets ``DjangoTask``, as Celery's sets ``task_cls``)."""
+    _default_base[0] = base
 
 
 def adopt_shared_tasks(app: Celery) -> None:
@@ -80,7 +88,7 @@ def make_task(
 ) -> Task[Any, Any]:
     """A task instance for ``fun`` with decorator ``options``; warns of unknown options."""
     options = dict(options)
-    base: type[Task[Any, Any]] = options.pop("base", None) or Task
+    base: type[Task[Any, Any]] = options.pop("base", None) or _default_base[0]
     name = options.pop("name", None) or default_name
     bind = bool(options.pop("bind", False))
     for flag in ("shared", "lazy", "abstract"):

@@ -30,8 +30,10 @@ from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
 from celeriac.app import _current
+from celeriac.app._cleanup import register_cleanup
 from celeriac.app._connections import Connections
 from celeriac.app._discovery import discover
+from celeriac.app._fixups import install_fixups
 from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
@@ -119,6 +121,8 @@ class Celery:
         if include:
             self.conf["include"] = tuple(include)
         register_builtins(self)
+        register_cleanup(self)
+        install_fixups(self)
         adopt_shared_tasks(self)
         if set_as_current:
             self.set_current()
@@ -136,6 +140,7 @@ class Celery:
                 return
             raise
         self.conf.update(settings_from_object(source, namespace=namespace or self.namespace))
+        install_fixups(self, obj)
         self._reset_connections()
         self.configured = True
         self.on_after_configure.send(sender=self, source=source)

@@ -5,11 +5,14 @@ library is required only when that store is used::
 
     memory://[name]        cache+memory://[name]      celeriac.backends.memory.MemoryBackend
     sqlite:///rel.sqlite   sqlite:////abs.sqlite      celeriac.backends.sqlite.SQLiteBackend
-    db+sqlite:///...                                  (the embedded default)
+    db+postgresql://  db+mysql://  db+sqlite:///...   celeriac.backends.database.DatabaseBackend
+    db+<dialect>+<driver>://                          (SQLAlchemy 2, Celery's tables)
     redis://  rediss://  redis+socket://  sentinel:// celeriac.backends.redis.RedisBackend
                                                       (Celery's keys and JSON)
     rpc://                                            celeriac.backends.rpc.RpcBackend (results as
                                                       messages to the client, via the AMQP broker)
+    django-db  django-cache                           celeriac.contrib.django.backends (the Django
+                                                      project's database or cache)
 
 Every implementation satisfies ``celeriac.backends.base.ResultBackend`` and passes the suite
 in ``tests/conformance/test_backend_conformance.py``.
@@ -33,12 +36,19 @@ _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "memory": ("celeriac.backends.memory", "MemoryBackend"),
     "cache+memory": ("celeriac.backends.memory", "MemoryBackend"),
     "sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
-    "db+sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
+    "db+sqlite": ("celeriac.backends.database", "DatabaseBackend"),
+    "db+postgresql": ("celeriac.backends.database", "DatabaseBackend"),
+    "db+mysql": ("celeriac.backends.database", "DatabaseBackend"),
     "redis": ("celeriac.backends.redis", "RedisBackend"),
     "rediss": ("celeriac.backends.redis", "RedisBackend"),
     "redis+socket": ("celeriac.backends.redis", "RedisBackend"),
     "sentinel": ("celeriac.backends.redis", "RedisBackend"),
     "rpc": ("celeriac.backends.rpc", "RpcBackend"),
+}
+# Names without "://", as django-celery-results spells them.
+_NAMED: dict[str, tuple[str, str]] = {
+    "django-db": ("celeriac.contrib.django.backends", "DjangoDBBackend"),
+    "django-cache": ("celeriac.contrib.django.backends", "DjangoCacheBackend"),
 }
 
 
@@ -62,7 +72,9 @@ def create_backend(
     URL the implementation rejects.
     """
     scheme, sep, _ = url.partition("://")
-    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else None
+    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else _NAMED.get(url.lower())
+    if implementation is None and sep and scheme.lower().startswith("db+"):
+        implementation = ("celeriac.backends.database", "DatabaseBackend")
     if implementation is None:
         available = ", ".join(f"{name}://" for name in _IMPLEMENTATIONS)
         raise ImproperlyConfigured(
