@@ -86,7 +86,8 @@ def _as_dict(value: Any) -> dict[str, Any] | None:
     """A signature (a ``celeriac.canvas.Signature`` or its dict) as its wire dict."""
     if value is None:
         return None
-    return dict(value) if isinstance(value, Mapping) else dict(value.__json__())
+    reducer = getattr(value, "__json__", None)  # a Signature is a dict: take its deep form
+    return dict(reducer()) if callable(reducer) else dict(value)
 
 
 def _as_dicts(value: Any) -> list[dict[str, Any]] | None:

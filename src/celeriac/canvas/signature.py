@@ -1,13 +1,13 @@
 """``Signature``: one task call (name, partial arguments, options) that can travel and run later.
 
-A signature is a typed object, not a dict. On the wire it is Celery's signature dict
-(celery-wire.md §1.5)::
+A signature is a ``dict`` with typed attributes over its keys, as Celery's is: it is
+Celery's signature dict (celery-wire.md §1.5), so ``json.dumps(sig)`` works as it stands::
 
     {"task": "tasks.add", "args": [3], "kwargs": {}, "options": {"task_id": "..."},
      "subtask_type": null, "immutable": false}
 
-``to_dict()`` builds that dict (and ``__json__`` returns it, so serializers and the producer
-take a signature wherever a dict goes); ``Signature.from_dict(d)`` rebuilds the right class
+``to_dict()`` builds a plain copy of it (and ``__json__`` returns that, which the producer
+sends); ``Signature.from_dict(d)`` rebuilds the right class
 from ``subtask_type`` (``chain``, ``group``, ``chord``, ``chunks``, ``xmap``, ``xstarmap``
 register themselves). Reading the parts, how partial arguments and options merge into a
 signature's own, and its list options (``link``, ``link_error``) are in ``_partial``
@@ -295,7 +295,7 @@ class Signature(Partial, Generic[R]):
     def __invert__(self) -> Any:
         return self.apply_async().get()
 
-    def __or__(self, other: Any) -> Signature[Any]:
+    def __or__(self, other: Any) -> Signature[Any]:  # type: ignore[override]  # not dict's
         """``a | b``: a chain (a group followed by a task makes a chord)."""
         from celeriac.canvas.compose import combine
 
