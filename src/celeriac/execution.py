@@ -36,8 +36,9 @@ from celeriac import signals, states
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.serializers import dumps, loads
-from celeriac.request import Context, current_request, executing
+from celeriac.request import Context, current_request, executing, worker_call
 from celeriac.task import RetrySpec
+from celeriac.task import Task as BaseTask
 
 if TYPE_CHECKING:
     from celeriac.result import EagerResult
@@ -128,7 +129,11 @@ def awaitables_run_by(runner: AwaitableRunner) -> Iterator[None]:
 
 
 def _call(task: Task[Any, Any], request: Context) -> Any:
-    result = task.run(*request.args, **request.kwargs)
+    if type(task).__call__ is BaseTask.__call__:
+        result = task.run(*request.args, **request.kwargs)
+    else:  # a base class wraps every run (Flask's app context): run through it, as Celery
+        with worker_call(request):
+            result = task(*request.args, **request.kwargs)
     if inspect.isawaitable(result):
         runner = _awaitable_runner.get()
         if runner is not None:

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from celeriac import states
 from celeriac.exceptions import MaxRetriesExceededError, Retry
-from celeriac.request import Context, current_request
+from celeriac.request import (
+    Context,
+    called_directly,
+    current_request,
+    direct_call,
+    taking_worker_call,
+)
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -173,8 +179,17 @@ class Task(Generic[P, R]):
         return self._fun(*args, **kwargs)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the task here and now, as a plain function call."""
-        return self.run(*args, **kwargs)
+        """Run the task here and now, as a plain function call.
+
+        ``self.request`` then shows this call (``args``, ``kwargs``, ``called_directly``), as
+        in Celery. A base class may override ``__call__`` to wrap every run (an app context,
+        a tenant); the worker and ``apply()`` run tasks through it, and its
+        ``super().__call__`` keeps the worker's request.
+        """
+        if taking_worker_call():
+            return self.run(*args, **kwargs)
+        with called_directly(self.name, tuple(args), dict(kwargs)):
+            return self.run(*args, **kwargs)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError now when the call cannot bind to the function (``typing=True``)."""
@@ -294,7 +309,11 @@ class Task(Generic[P, R]):
 
     @property
     def request(self) -> Context:
-        """The context of the current execution of this task (empty when called directly)."""
+        """The context of the current execution of this task; of the call when called as a
+        function (``args``, ``kwargs``, ``called_directly=True``, no id)."""
+        direct = direct_call()
+        if direct is not None and direct.task == self.name:
+            return direct
         req = current_request()
         if req is not None and req.task == self.name:
             return req

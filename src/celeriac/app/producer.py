@@ -155,7 +155,9 @@ class Producer:
         trail = task.trail if task is not None else True
         if parent is not None and parent.id and trail and merged.get("add_to_parent", True):
             parent.children.append(message.id)
-        return AsyncResult(message.id, app=app, task_name=name)
+        result: AsyncResult[Any] = AsyncResult(message.id, app=app, task_name=name)
+        result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+        return result
 
     def _merge_options(
         self,
