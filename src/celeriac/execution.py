@@ -275,6 +275,8 @@ def _on_exception(
         return Outcome(states.IGNORED, runtime=runtime)
     if isinstance(exc, Reject):
         logger.info("Task %s[%s] rejected: %r", task.name, request.id, exc.reason)
+        if not exc.requeue and not request.is_eager:
+            _rejected_for_good(task, request, exc, storing)
         return Outcome(states.REJECTED, exc=exc, runtime=runtime, requeue=exc.requeue)
     if isinstance(exc, Retry):
         return _on_retry(task, request, exc, storing, started)
@@ -305,6 +307,29 @@ def _on_retry(
     logger.info("Task %s[%s] retry: %s", task.name, request.id, retry)
     runtime = time.monotonic() - started
     return Outcome(states.RETRY, exc=retry, traceback=einfo.traceback, runtime=runtime)
+
+
+def _rejected_for_good(
+    task: Task[Any, Any], request: Context, exc: Reject, storing: _Storing
+) -> None:
+    """``Reject(requeue=False)``: the task never runs again, so, as Celery 5.7 does, store
+    FAILURE (the ``Reject``), send ``task_failure``, and fail what waits on it (chain,
+    chord, errbacks); the task's ``on_failure`` is not called."""
+    from celeriac.followups import after_failure
+
+    einfo = ExceptionInfo(exc)
+    if storing.errors:
+        try:
+            task.app.results.store(
+                str(request.id), states.FAILURE, exc, request=request, traceback=einfo.traceback
+            )
+        except Exception:
+            logger.exception("Task %s[%s]: could not store its rejection", task.name, request.id)
+    signals.task_failure.send(
+        sender=task, task_id=request.id, exception=exc, args=request.args,
+        kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
+    )  # fmt: skip
+    after_failure(task.app, request, exc, einfo)
 
 
 def _on_failure(

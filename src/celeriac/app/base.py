@@ -94,6 +94,8 @@ class Celery:
         self.main = main
         self._task_cls_spec: TaskClassSpec = task_cls  # resolved on first use (app.Task)
         self._task_cls: type[Task[Any, Any]] | None = None
+        if task_cls is not None and not isinstance(task_cls, str):
+            self._task_cls = resolve_task_class(task_cls)  # a class is checked at once
         self.clock: Clock = clock or system_clock
         self.strict_typing = strict_typing
         self.namespace = namespace
@@ -215,7 +217,7 @@ class Celery:
         default_name = self.gen_task_name(fun.__name__, fun.__module__)
         task = make_task(
             fun, options, app=self, default_name=default_name, stacklevel=stacklevel,
-            default_base=self.Task,
+            default_base=Task if options.get("base") else self.Task,
         )  # fmt: skip
         self.register_task(task)
         return task
