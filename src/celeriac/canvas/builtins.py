@@ -12,7 +12,7 @@ of older clients that sent a whole workflow as one task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chord import chord as chord_signature
@@ -38,8 +38,9 @@ def register_builtins(app: Celery) -> None:
     task is made, so a ``'module:Class'`` path may import the app).
     """
 
-    def task(**options: Any) -> Any:
-        return app.task(base=PlainTask, **options)
+    def task(**options: Any) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+        made: Callable[[Callable[..., Any]], Task[Any, Any]] = app.task(base=PlainTask, **options)
+        return made
 
     @task(name="celery.map", shared=False, typing=False)
     def xmap(task: Any, it: Iterable[Any]) -> list[Any]:
