@@ -269,10 +269,14 @@ class AsyncResult(Generic[R]):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             step = _PARENT_CHECK_SECONDS if left is None else min(left, _PARENT_CHECK_SECONDS)
             try:
-                return self.app.results.wait_for(self.id, timeout=step, interval=interval)
+                meta = self.app.results.wait_for(self.id, timeout=step, interval=interval)
             except TimeoutError:
                 if left is not None and left <= step:
                     raise
+                continue
+            if meta["status"] in states.PROPAGATE_STATES:  # a parent's failure comes first
+                self._maybe_reraise_parent_error()
+            return meta
 
     def _maybe_reraise_parent_error(self) -> None:
         """Raise the exception of the earliest failed parent (root first), if any."""
