@@ -27,6 +27,7 @@ from celeriac.request import (
 )
 
 if TYPE_CHECKING:
+    from celeriac._pydantic import ModelArguments
     from celeriac.app.base import Celery
     from celeriac.canvas import Signature
     from celeriac.canvas import chunks as Chunks
@@ -63,7 +64,8 @@ TASK_OPTIONS = frozenset(
         "autoretry_for", "dont_autoretry_for", "retry_kwargs", "retry_backoff",
         "retry_backoff_max", "retry_jitter", "expires", "throws", "trail", "send_events",
         "resultrepr_maxsize", "queue", "exchange", "routing_key", "delivery_mode", "shadow",
-        "lazy", "shared", "abstract", "pydantic", "serializer", "backend", "request_stack",
+        "lazy", "shared", "abstract", "pydantic", "pydantic_strict", "pydantic_context",
+        "pydantic_dump_kwargs", "serializer", "backend", "request_stack",
         *_SETTING_FOR,
     }
 )  # fmt: skip
@@ -135,6 +137,12 @@ class Task(Generic[P, R]):
             self.name = name
         for key, value in options.items():
             setattr(self, key, value)
+        self._models: ModelArguments | None = None
+        if fun is not None and options.get("pydantic"):
+            from celeriac._pydantic import ModelArguments
+
+            self._models = ModelArguments(fun, self, options)
+            self._fun = self._models.wrap()
 
     # -- binding ----------------------------------------------------------------------------
 
@@ -230,8 +238,7 @@ class Task(Generic[P, R]):
         **options: Any,
     ) -> AsyncResult[R]:
         """Send the task with calling options (countdown, eta, expires, queue, priority, ...)."""
-        args = tuple(args or ())
-        kwargs = dict(kwargs or {})
+        args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
         self.check_arguments(args, kwargs)
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
             raise ValueError(
@@ -251,7 +258,19 @@ class Task(Generic[P, R]):
         """Run the task in this process, blocking, and return an EagerResult."""
         from celeriac.execution import apply_eagerly
 
-        return apply_eagerly(self, tuple(args or ()), dict(kwargs or {}), options)
+        args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
+        return apply_eagerly(self, args, kwargs, options)
+
+    def _dump_models(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], options: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``pydantic=True``: models the task rebuilds go as data (pickle sends them as is)."""
+        if (
+            self._models is None
+            or (options.get("serializer") or self.option("serializer")) == "pickle"
+        ):
+            return args, kwargs
+        return self._models.dump_arguments(args, kwargs, bound=self._bind)
 
     # -- signatures (celeriac.canvas) -------------------------------------------------------
 

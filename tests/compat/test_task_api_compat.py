@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import celery
+import pydantic
 import pytest
 
 import celeriac
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.protocol.v2 import decode_task
 
 pytestmark = pytest.mark.compat
 
@@ -202,3 +204,62 @@ def test_get_of_an_ignored_result_returns_none_at_once(theirs: Any, ours: Any) -
         ignored_task = app.task(name="api.noop2", ignore_result=True, shared=False)(one)
         got.append((result.get(timeout=30), ignored_task.delay().get(timeout=30)))
     assert got[1] == got[0] == (None, None)
+
+
+class User(pydantic.BaseModel):
+    name: str
+    age: int = 0
+
+
+class Greeting(pydantic.BaseModel):
+    text: str
+    seen_as: str
+
+
+def greet(user: User, other: User | None = None, times: int = 1) -> Greeting:
+    others = "" if other is None else f" and {other.name}"
+    return Greeting(text=f"hi {user.name}{others}" * times, seen_as=type(user).__name__)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        (({"name": "ann", "age": 3},), {}),
+        ((User(name="bob"),), {"other": {"name": "cy"}}),
+        ((), {"user": User(name="dee"), "other": None, "times": 2}),
+    ],
+)
+def test_pydantic_tasks_get_models_and_return_data(
+    call: tuple[tuple[Any, ...], dict[str, Any]], theirs: Any, ours: Any
+) -> None:
+    args, kwargs = call
+    got = []
+    for app in (theirs, ours):
+        task = app.task(name="api.greet", pydantic=True, shared=False)(greet)
+        got.append((task.apply(args, kwargs).get(), task(*args, **kwargs)))
+    assert got[1] == got[0]
+    assert got[0][0]["seen_as"] == "User"  # the task got the model, and sent back a dict
+
+
+def test_pydantic_bad_input_fails_the_task_alike(theirs: Any, ours: Any) -> None:
+    errors = []
+    for app in (theirs, ours):
+        task = app.task(name="api.greet", pydantic=True, shared=False)(greet)
+        result = task.apply(({"name": "ann", "age": "old"},))
+        errors.append((result.state, type(result.result).__name__))
+    assert errors[1] == errors[0] == ("FAILURE", "ValidationError")
+
+
+def test_pydantic_models_given_to_delay_are_sent_as_data(theirs: Any, ours: Any) -> None:
+    for app in (theirs, ours):  # Celery's would raise EncodeError if it sent the models
+        task = app.task(name="api.greet", pydantic=True, shared=False)(greet)
+        task.delay(User(name="eve", age=5), other=User(name="fay"))
+    consumer = ours.transport.consumer(["celery"], owner="api")
+    try:
+        (delivery,) = consumer.fetch(10, timeout=0)
+        consumer.ack(delivery)
+    finally:
+        consumer.close()
+    message = decode_task(delivery.message, accept=["json"])
+    assert message.args == ({"name": "eve", "age": 5},)
+    assert message.kwargs == {"other": {"name": "fay", "age": 0}}
