@@ -243,3 +243,38 @@ def test_flasks_task_class_wraps_every_run_in_every_pool(project: RedisProject) 
     ours = project.run_script(FLASK_CLIENT.format(lib="celeriac", queues=queues))
     assert theirs == [["flaskproj", 0, True, True]]
     assert ours == [["flaskproj", n, True, True] for n in range(len(CELERIAC_POOLS))]
+
+
+SUBSCRIPTIONS_AFTER_GET = """
+import json, os, time
+import redis
+from {mod} import add
+
+conn = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+
+
+def subscribed(task_id):
+    # Every channel (any key prefix) naming the task: what is left subscribed for it.
+    deadline = time.monotonic() + 10  # an UNSUBSCRIBE is sent without waiting for its reply
+    while True:
+        channels = conn.pubsub_channels(f"*{{task_id}}*")
+        if not channels or time.monotonic() > deadline:
+            return len(channels)
+        time.sleep(0.05)
+
+
+first = add.delay(1, 1)
+value = first.get(timeout=30)
+after_get = subscribed(first.id)
+second = add.delay(2, 2)
+second.get(timeout=30)
+second.forget()
+print(json.dumps({{"value": value, "after_get": after_get,
+                  "after_forget": subscribed(second.id)}}))
+"""
+
+
+def test_get_and_forget_leave_no_subscription(project: RedisProject) -> None:
+    theirs, ours = _both(project, SUBSCRIPTIONS_AFTER_GET)
+    assert theirs == {"value": 2, "after_get": 0, "after_forget": 0}
+    assert ours == theirs
