@@ -324,6 +324,23 @@ class Task(Generic[P, R]):
 
         return replace_task(self, sig)
 
+    def add_to_chord(self, sig: Signature[Any], lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this running task is a member of: the body waits for it
+        too and gets its result. Sends it (returns its result) unless ``lazy`` (returns the
+        signature, frozen: send it with ``delay()``)."""
+        from celeriac.canvas.join import add_chord_member
+
+        request = self.request
+        if not request.chord or not request.group:
+            raise ValueError("Current task is not member of any chord")
+        sig.set(
+            group_id=request.group, group_index=request.group_index, chord=request.chord,
+            root_id=request.root_id,
+        )  # fmt: skip
+        result = sig.freeze()
+        add_chord_member(self.app, request.group, result.id)
+        return sig if lazy else sig.delay()
+
     # -- inside a running task --------------------------------------------------------------
 
     @property

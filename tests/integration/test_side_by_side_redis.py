@@ -44,6 +44,39 @@ def reject_for_good(self):
     raise Reject("not for me", requeue=False)
 
 
+@app.task(name="sbs.identity")
+def identity(x):
+    return x
+
+
+@app.task(name="sbs.add_to_all", bind=True)
+def add_to_all(self, nums, val=0):
+    for num in nums:
+        self.add_to_chord(add.s(num, val))
+    return 0
+
+
+@app.task(name="sbs.replace_with_chain", bind=True)
+def replace_with_chain(self, *args):
+    chain = __import__(KIND).chain
+    return self.replace(chain(identity.si(*args), identity.s()))
+
+
+@app.task(name="sbs.nesting", bind=True)
+def nesting(self):
+    return self.request.replaced_task_nesting
+
+
+@app.task(name="sbs.replace_twice", bind=True)
+def replace_twice(self):
+    return self.replace(replace_once.si())
+
+
+@app.task(name="sbs.replace_once", bind=True)
+def replace_once(self):
+    return self.replace(nesting.si())
+
+
 @app.task(name="sbs.quiet", bind=True, ignore_result=True)
 def quiet(self):
     _record(self.request.id)
@@ -277,4 +310,25 @@ print(json.dumps({{"value": value, "after_get": after_get,
 def test_get_and_forget_leave_no_subscription(project: RedisProject) -> None:
     theirs, ours = _both(project, SUBSCRIPTIONS_AFTER_GET)
     assert theirs == {"value": 2, "after_get": 0, "after_forget": 0}
+    assert ours == theirs
+
+
+CHORD_GROWS = """
+import json
+from {mod} import add_to_all, identity, replace_with_chain, replace_twice
+from {lib} import chord, group
+
+added = (group([add_to_all.s([1, 2, 3], 4)]) | identity.s())()
+replaced = chord(replace_with_chain.si(42), identity.s()).delay()
+print(json.dumps({{
+    "added": sorted(added.get(timeout=30)),
+    "replaced_in_header": replaced.get(timeout=30),
+    "nesting": replace_twice.delay().get(timeout=30),
+}}))
+"""
+
+
+def test_add_to_chord_and_replace_inside_a_chord(project: RedisProject) -> None:
+    theirs, ours = _both(project, CHORD_GROWS)
+    assert theirs == {"added": [0, 5, 6, 7], "replaced_in_header": [42], "nesting": 2}
     assert ours == theirs
