@@ -77,6 +77,16 @@ def replace_once(self):
     return self.replace(nesting.si())
 
 
+@app.task(name="sbs.properties", bind=True)
+def properties(self):
+    request = self.request
+    return {
+        "app_id": request.properties.get("app_id"),
+        "delivery_info": sorted(request.delivery_info),
+        "routing_key": request.delivery_info.get("routing_key"),
+    }
+
+
 @app.task(name="sbs.quiet", bind=True, ignore_result=True)
 def quiet(self):
     _record(self.request.id)
@@ -331,4 +341,18 @@ print(json.dumps({{
 def test_add_to_chord_and_replace_inside_a_chord(project: RedisProject) -> None:
     theirs, ours = _both(project, CHORD_GROWS)
     assert theirs == {"added": [0, 5, 6, 7], "replaced_in_header": [42], "nesting": 2}
+    assert ours == theirs
+
+
+MESSAGE_PROPERTIES = """
+import json
+from {mod} import properties
+
+print(json.dumps(properties.apply_async(app_id="1234").get(timeout=30)))
+"""
+
+
+def test_message_properties_reach_the_request(project: RedisProject) -> None:
+    theirs, ours = _both(project, MESSAGE_PROPERTIES)
+    assert theirs["app_id"] == "1234" and theirs["routing_key"] == "celery"
     assert ours == theirs

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac import signals
 from celeriac.exceptions import TransportError, UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
-from celeriac.protocol.v2 import encode_task
+from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
 from celeriac.request import Context, current_request
 from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
@@ -46,7 +46,7 @@ CALL_OPTIONS = frozenset(
         "group_id", "group_index", "root_id", "parent_id", "chord", "chain", "retries",
         "stamped_headers", "stamps", "delivery_mode", "mandatory", "immediate", "expiration",
         "declare", "timeout", "confirm_timeout", "result_cls", "router", "task_type",
-        "replaced_task_nesting",
+        "replaced_task_nesting", *MESSAGE_PROPERTIES,
     }
 )  # fmt: skip
 
@@ -244,6 +244,7 @@ class Producer:
             stamped_headers=opts.get("stamped_headers"),
             stamps=dict(opts.get("stamps") or {}),
             extra_headers=dict(opts.get("headers") or {}),
+            extra_properties={k: opts[k] for k in MESSAGE_PROPERTIES if opts.get(k) is not None},
             correlation_id=task_id,
             reply_to=opts.get("reply_to") or self.reply_to(),
             priority=priority,
