@@ -87,6 +87,11 @@ def properties(self):
     }
 
 
+@app.task(name="sbs.stamps", bind=True)
+def stamps(self):
+    return {"stamps": self.request.stamps, "names": sorted(self.request.stamped_headers or [])}
+
+
 @app.task(name="sbs.quiet", bind=True, ignore_result=True)
 def quiet(self):
     _record(self.request.id)
@@ -355,4 +360,28 @@ print(json.dumps(properties.apply_async(app_id="1234").get(timeout=30)))
 def test_message_properties_reach_the_request(project: RedisProject) -> None:
     theirs, ours = _both(project, MESSAGE_PROPERTIES)
     assert theirs["app_id"] == "1234" and theirs["routing_key"] == "celery"
+    assert ours == theirs
+
+
+STAMPED = """
+import json
+from {mod} import app, stamps
+
+seen = stamps.s().stamp(mark="kept", tags=["a", "b"]).apply_async().get(timeout=30)
+app.control.revoke_by_stamped_headers({{"mark": "doomed"}}, reply=True, timeout=2)
+doomed = stamps.s().stamp(mark="doomed").apply_async()
+try:
+    doomed.get(timeout=30)
+    raised = None
+except Exception as exc:
+    raised = type(exc).__name__
+print(json.dumps({{"seen": seen, "raised": raised, "state": doomed.state}}))
+"""
+
+
+def test_stamps_reach_the_worker_and_revoke_by_them(project: RedisProject) -> None:
+    theirs, ours = _both(project, STAMPED)
+    assert theirs["seen"] == {"stamps": {"mark": "kept", "tags": ["a", "b"]},
+                              "names": ["mark", "tags"]}  # fmt: skip
+    assert (theirs["raised"], theirs["state"]) == ("TaskRevokedError", "REVOKED")
     assert ours == theirs

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
+from celeriac.canvas.stamping import stamps_of
 from celeriac.exceptions import TransportError, UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
 from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
@@ -116,7 +117,7 @@ class Producer:
         """Publish task ``name``; return its AsyncResult."""
         from celeriac.result import AsyncResult
 
-        unknown = set(options) - CALL_OPTIONS
+        unknown = set(options) - CALL_OPTIONS - set(options.get("stamped_headers") or ())
         if unknown:
             warnings.warn(
                 f"Unknown calling option(s) for {name}: {', '.join(sorted(unknown))}; they are "
@@ -242,7 +243,7 @@ class Producer:
             ignore_result=ignore_result,
             replaced_task_nesting=int(opts.get("replaced_task_nesting") or 0),
             stamped_headers=opts.get("stamped_headers"),
-            stamps=dict(opts.get("stamps") or {}),
+            stamps={**dict(opts.get("stamps") or {}), **stamps_of(opts)},  # sig.stamp(...)
             extra_headers=dict(opts.get("headers") or {}),
             extra_properties={k: opts[k] for k in MESSAGE_PROPERTIES if opts.get(k) is not None},
             correlation_id=task_id,

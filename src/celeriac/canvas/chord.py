@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.canvas.group import group
 from celeriac.canvas.join import ensure_chords_allowed, leaf_ids, prepare_chord
 from celeriac.canvas.signature import Signature, as_list, maybe_signature, new_id
+from celeriac.canvas.stamping import StampingVisitor, stamp_members
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -113,6 +114,20 @@ class chord(Signature[Any]):
 
     def set_immutable(self, immutable: bool) -> None:
         self.header.set_immutable(immutable)
+
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> chord:
+        """Stamp the header's members (``on_chord_header_start``'s stamps added) and the
+        body (those and ``on_chord_body``'s); see ``canvas.stamping``."""
+        started = visitor.on_chord_header_start(self, **headers) if visitor else None
+        down = stamp_members(self.header.tasks, visitor, append_stamps, headers, started)
+        if visitor is not None:
+            visitor.on_chord_header_end(self, **headers)
+        if self.body is not None:
+            body_stamps = visitor.on_chord_body(self, **down) if visitor else None
+            stamp_members([self.body], visitor, append_stamps, down, body_stamps)
+        return self
 
     def link(self, callback: Signature[Any] | Mapping[str, Any]) -> Any:
         """Callbacks go on the body: they get the chord's result."""

@@ -26,6 +26,7 @@ from celeriac.canvas._partial import new_id as new_id
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
+    from celeriac.canvas.stamping import StampingVisitor
     from celeriac.result import AsyncResult, EagerResult
     from celeriac.task import Task
 
@@ -206,6 +207,16 @@ class Signature(Partial, Generic[R]):
         if options is not None:
             clone.options = dict(options)
         return clone
+
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> Self:
+        """Set stamps (custom headers that travel to the worker) on this signature and its
+        callbacks and errbacks; ``visitor`` adds its own (``canvas.stamping``)."""
+        from celeriac.canvas.stamping import stamp_signature
+
+        stamp_signature(self, visitor, append_stamps, headers)
+        return self
 
     def flatten_links(self) -> list[Signature[Any]]:
         """This signature and, recursively, every callback linked to it."""
