@@ -92,6 +92,18 @@ def stamps(self):
     return {"stamps": self.request.stamps, "names": sorted(self.request.stamped_headers or [])}
 
 
+@app.task(name="sbs.write_and_return")
+def write_and_return(path, value):
+    with open(path, "a") as out:
+        out.write(f"{value}\\n")
+    return value
+
+
+@app.task(name="sbs.tsum")
+def tsum(values):
+    return sum(values)
+
+
 @app.task(name="sbs.quiet", bind=True, ignore_result=True)
 def quiet(self):
     _record(self.request.id)
@@ -384,4 +396,35 @@ def test_stamps_reach_the_worker_and_revoke_by_them(project: RedisProject) -> No
     assert theirs["seen"] == {"stamps": {"mark": "kept", "tags": ["a", "b"]},
                               "names": ["mark", "tags"]}  # fmt: skip
     assert (theirs["raised"], theirs["state"]) == ("TaskRevokedError", "REVOKED")
+    assert ours == theirs
+
+
+GENERATOR_HEADER = """
+import json, os, time
+from {mod} import tsum, write_and_return
+from {lib} import chord
+
+path = os.path.join(os.getcwd(), "{lib}-header.txt")
+seen = []
+
+
+def header():
+    for i in range(3):
+        if i == 2:  # read lazily: the first member has been sent, and runs meanwhile
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not os.path.exists(path):
+                time.sleep(0.05)
+            with open(path) as written:
+                seen.extend(written.read().splitlines())
+        yield write_and_return.s(path, i)
+
+
+result = chord(header(), tsum.s())()
+print(json.dumps({{"sum": result.get(timeout=30), "before_the_third": seen[:1]}}))
+"""
+
+
+def test_a_generator_header_is_read_as_it_is_sent(project: RedisProject) -> None:
+    theirs, ours = _both(project, GENERATOR_HEADER)
+    assert theirs == {"sum": 3, "before_the_third": ["0"]}
     assert ours == theirs

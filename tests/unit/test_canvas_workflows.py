@@ -223,6 +223,15 @@ def test_a_group_inside_a_chain_inside_a_chord(worker: Worker) -> None:
     assert (chord(header, tsum.s()) | add.s(1)).apply_async().get(timeout=T) == 28
 
 
+def test_a_generator_header_with_a_group_member(worker: Worker) -> None:
+    def header() -> Any:
+        yield add.s(1, 1)
+        yield group(add.s(2, 2), add.s(3, 3))
+        yield add.s(4, 4) | add.s(1)
+
+    assert chord(header(), tsum.s()).delay().get(timeout=T) == 2 + 4 + 6 + 9
+
+
 def test_a_chord_inside_a_chain_inside_a_chord(worker: Worker) -> None:
     inner = add.s(1, 1) | chord([add.s(1), add.s(2)], tsum.s()) | add.s(100)  # 107
     outer = chord([inner, chord([add.s(1, 1), add.s(2, 2)], tsum.s())], echo.s())

@@ -182,14 +182,21 @@ def add_chord_member(app: Celery, group_id: str, task_id: str) -> None:
     """``Task.add_to_chord``: the chord of ``group_id`` waits for ``task_id`` too, before its
     body runs (through the join's own ``add_member`` when it has one, else the counters')."""
     results, ttl = app.results, chord_ttl(app)
-    add = getattr(chord_join_for(results), "add_member", None)
-    if callable(add):
+    join = chord_join_for(results)
+    own = None if isinstance(join, CounterJoin) else getattr(join, "add_member", None)
+    added = False
+    if callable(own):
         try:
-            add(group_id, task_id, ttl=ttl)
-            return
+            own(group_id, task_id, ttl=ttl)
+            added = True
         except LookupError:  # joined by counters: see join_member
             pass
-    CounterJoin(results).add_member(group_id, task_id, ttl=ttl)
+    if not getattr(join, "celery_native", False):  # the saved header, as prepare_chord saved it
+        try:
+            CounterJoin(results).add_member(group_id, task_id, ttl=ttl)
+        except LookupError:
+            if not added:
+                raise
 
 
 def join_member(
