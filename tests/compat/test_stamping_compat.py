@@ -31,6 +31,7 @@ def add(x: int, y: int = 0) -> int:
 def theirs() -> Iterator[Any]:
     app = celery.Celery("stamp", broker="memory://", backend="cache+memory://",
                         set_as_current=False)  # fmt: skip
+    app.conf.task_default_queue = f"stamp-{uuid.uuid4().hex}"  # kombu's memory queues are global
     app.task(name="tasks.add", shared=False)(add)
     yield app
     app.close()

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.compat
 @pytest.fixture
 def theirs() -> Iterator[Any]:
     app = celery.Celery("api", broker="memory://", backend="cache+memory://", set_as_current=False)
+    app.conf.task_default_queue = f"api-{uuid.uuid4().hex}"  # kombu's memory queues are global
     yield app
     app.close()
 
@@ -263,3 +264,21 @@ def test_pydantic_models_given_to_delay_are_sent_as_data(theirs: Any, ours: Any)
     message = decode_task(delivery.message, accept=["json"])
     assert message.args == ({"name": "eve", "age": 5},)
     assert message.kwargs == {"other": {"name": "fay", "age": 0}}
+
+
+def test_a_task_cls_path_may_name_a_module_that_imports_the_app() -> None:
+    """The path is resolved when it can be: shared tasks wait for it, as Celery's do."""
+
+    @celeriac.shared_task(name="api.shared_late")
+    def shared_late() -> int:
+        return 1
+
+    name = f"api_late_{uuid.uuid4().hex}"
+    with celeriac.Celery("api", broker="memory://", task_cls=f"{name}:Base",
+                         set_as_current=False) as app:  # fmt: skip
+        assert "api.shared_late" not in app.tasks  # the module is not importable yet
+        module = types.ModuleType(name)
+        module.Base = type("Base", (celeriac.Task,), {})  # type: ignore[attr-defined]
+        sys.modules[name] = module
+        app.import_default_modules()  # what a worker does first
+        assert isinstance(app.tasks["api.shared_late"], module.Base)  # type: ignore[attr-defined]

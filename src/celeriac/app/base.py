@@ -94,6 +94,7 @@ class Celery:
         self.main = main
         self._task_cls_spec: TaskClassSpec = task_cls  # resolved on first use (app.Task)
         self._task_cls: type[Task[Any, Any]] | None = None
+        self._deferred_shared: list[Task[Any, Any]] = []  # until a task_cls path imports
         if task_cls is not None and not isinstance(task_cls, str):
             self._task_cls = resolve_task_class(task_cls)  # a class is checked at once
         self.clock: Clock = clock or system_clock
@@ -182,7 +183,9 @@ class Celery:
         for packages, related_name in pending:
             self.autodiscover_tasks(packages, related_name, force=True)
         names = [*(self.conf.imports or ()), *(self.conf.include or ())]
-        return [import_module(name) for name in names]
+        modules = [import_module(name) for name in names]
+        self.Task  # noqa: B018  # the task class, and the shared tasks waiting for it
+        return modules
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -228,6 +231,12 @@ class Celery:
         if task.name in self.tasks:
             return
         recipe = getattr(task, "_shared_recipe", None)
+        if recipe is not None and self._task_cls is None:
+            try:
+                self.Task  # noqa: B018  # resolve a 'module:Class' path now, if it imports
+            except ImproperlyConfigured:  # not yet (it may import this app): on first use
+                self._deferred_shared.append(task)
+                return
         if recipe is not None and self.Task is not Task:
             fun, options, default_name = recipe
             own = make_task(
@@ -381,6 +390,9 @@ class Celery:
         ``'module:Class'`` path), else ``celeriac.Task``. Assignable, as in Celery."""
         if self._task_cls is None:
             self._task_cls = resolve_task_class(self._task_cls_spec)
+            deferred, self._deferred_shared = self._deferred_shared, []
+            for task in deferred:
+                self._add_shared(task)
         return self._task_cls
 
     @Task.setter
