@@ -139,11 +139,11 @@ def worker_call(request: Context) -> Iterator[None]:
         _worker_call.reset(token)
 
 
-def taking_worker_call() -> bool:
-    """Whether this ``Task.__call__`` is the worker's call of the executing request (then
-    the mark is used up: a call of a task made inside it is a direct call)."""
+def taking_worker_call(task: Task[Any, Any]) -> bool:
+    """Whether this ``Task.__call__`` of ``task`` is the worker's call of the executing
+    request (then the mark is used up: a call made inside it is a direct call)."""
     marked = _worker_call.get()
-    if marked is None or marked is not _request.get():
+    if marked is None or marked is not _request.get() or _task.get() is not task:
         return False
     _worker_call.set(None)
     return True

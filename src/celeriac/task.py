@@ -194,7 +194,7 @@ class Task(Generic[P, R]):
         a tenant); the worker and ``apply()`` run tasks through it, and its
         ``super().__call__`` keeps the worker's request.
         """
-        if taking_worker_call():
+        if taking_worker_call(self):
             return self.run(*args, **kwargs)
         with called_directly(self.name, tuple(args), dict(kwargs)):
             return self.run(*args, **kwargs)

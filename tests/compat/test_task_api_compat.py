@@ -282,3 +282,31 @@ def test_a_task_cls_path_may_name_a_module_that_imports_the_app() -> None:
         sys.modules[name] = module
         app.import_default_modules()  # what a worker does first
         assert isinstance(app.tasks["api.shared_late"], module.Base)  # type: ignore[attr-defined]
+
+
+def test_a_task_called_inside_a_wrapped_run_sees_its_own_call() -> None:
+    """A base class whose ``__call__`` calls ``run`` (Flask's): a plain task called directly
+    from inside the run still sees that call's arguments."""
+    seen = []
+    for lib in (celery, celeriac):
+
+        class Wrapping(lib.Task):  # type: ignore[misc, name-defined]
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                return self.run(*args, **kwargs)
+
+        app = _apps_with_task_cls(Wrapping, lib, f"memory://api-{uuid.uuid4().hex}")
+        try:
+
+            @app.task(bind=True, name="api.inner", shared=False, base=lib.Task)
+            def inner(self: Any, x: int, y: int = 0) -> Any:
+                return [list(self.request.args), self.request.kwargs, self.request.called_directly]
+
+            @app.task(name="api.outer", shared=False, bind=True)
+            def outer(self: Any) -> Any:
+                return self.app.tasks["api.inner"](5, y=6)
+
+            assert not isinstance(inner, Wrapping) and isinstance(outer, Wrapping)
+            seen.append(outer.apply().get())
+        finally:
+            app.close()
+    assert seen[1] == seen[0] == [[5], {"y": 6}, True]
