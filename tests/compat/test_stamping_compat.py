@@ -155,3 +155,15 @@ def test_stamps_travel_in_celerys_headers(theirs: Any, ours: Any) -> None:
         signals.before_task_publish.disconnect(on_publish)
     assert len(sent) == 2 and sent[1] == sent[0]
     assert sent[0]["stamps"] == {"on": "x", "n": 1, "v": "sig", "seen_n": 1}
+
+
+def test_stamp_links_stamps_only_the_callbacks(theirs: Any, ours: Any) -> None:
+    stamped = []
+    for lib, app, base in (
+        (celery, theirs, celery.canvas.StampingVisitor),
+        (celeriac, ours, celeriac.canvas.StampingVisitor),
+    ):
+        sig = _canvases(lib, app)["linked"]
+        sig.stamp_links(_visitor(base), n=2)
+        stamped.append(sorted(_leaves(sig), key=repr))
+    assert stamped[1] == stamped[0]

@@ -218,6 +218,14 @@ class Signature(Partial, Generic[R]):
         stamp_signature(self, visitor, append_stamps, headers)
         return self
 
+    def stamp_links(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> None:
+        """Stamp only this signature's callbacks and errbacks (``canvas.stamping``)."""
+        from celeriac.canvas.stamping import stamp_links
+
+        stamp_links(self, visitor, append_stamps, headers)
+
     def flatten_links(self) -> list[Signature[Any]]:
         """This signature and, recursively, every callback linked to it."""
         found: list[Signature[Any]] = [self]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from celeriac.canvas.group import group
     from celeriac.canvas.signature import Signature
 
-__all__ = ["StampingVisitor", "stamp_one", "stamps_of"]
+__all__ = ["StampingVisitor", "stamp_links", "stamp_members", "stamp_one", "stamps_of"]
 
 
 class StampingVisitor:
@@ -100,12 +100,20 @@ def stamp_signature(
     sig: Signature[Any], visitor: StampingVisitor | None, append: bool, headers: dict[str, Any]
 ) -> None:
     """``Signature.stamp`` for one task's signature and its callbacks and errbacks."""
-    from celeriac.canvas.signature import maybe_signature
 
     stamps = _stamps(headers)
     if visitor is not None:
         stamps.update(_stamps(visitor.on_signature(sig, **headers)))
     stamp_one(sig, stamps, append)
+    stamp_links(sig, visitor, append, headers)
+
+
+def stamp_links(
+    sig: Signature[Any], visitor: StampingVisitor | None, append: bool, headers: dict[str, Any]
+) -> None:
+    """Stamp ``sig``'s callbacks (``on_callback``) and errbacks (``on_errback``) only."""
+    from celeriac.canvas.signature import maybe_signature
+
     hooks = (("link", "on_callback"), ("link_error", "on_errback"))
     for option, hook in hooks:
         for index, linked in enumerate(_as_values(sig.options.get(option) or [])):
