@@ -36,8 +36,9 @@ from celeriac import signals, states
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.serializers import dumps, loads
-from celeriac.request import Context, current_request, executing
+from celeriac.request import Context, current_request, executing, worker_call
 from celeriac.task import RetrySpec
+from celeriac.task import Task as BaseTask
 
 if TYPE_CHECKING:
     from celeriac.result import EagerResult
@@ -97,8 +98,8 @@ def context_from_message(
         correlation_id=message.correlation_id, reply_to=message.reply_to,
         root_id=message.root_id, parent_id=message.parent_id, origin=message.origin,
         hostname=hostname, delivery_info=dict(delivery_info or {}),
-        properties={"correlation_id": message.correlation_id, "reply_to": message.reply_to,
-                    "priority": message.priority},
+        properties={**message.extra_properties, "correlation_id": message.correlation_id,
+                    "reply_to": message.reply_to, "priority": message.priority},
         headers=dict(message.extra_headers), time_limit=message.time_limit,
         soft_time_limit=message.soft_time_limit, shadow=message.shadow,
         ignore_result=message.ignore_result,
@@ -128,7 +129,11 @@ def awaitables_run_by(runner: AwaitableRunner) -> Iterator[None]:
 
 
 def _call(task: Task[Any, Any], request: Context) -> Any:
-    result = task.run(*request.args, **request.kwargs)
+    if type(task).__call__ is BaseTask.__call__:
+        result = task.run(*request.args, **request.kwargs)
+    else:  # a base class wraps every run (Flask's app context): run through it, as Celery
+        with worker_call(request):
+            result = task(*request.args, **request.kwargs)
     if inspect.isawaitable(result):
         runner = _awaitable_runner.get()
         if runner is not None:
@@ -270,6 +275,8 @@ def _on_exception(
         return Outcome(states.IGNORED, runtime=runtime)
     if isinstance(exc, Reject):
         logger.info("Task %s[%s] rejected: %r", task.name, request.id, exc.reason)
+        if not exc.requeue and not request.is_eager:
+            _rejected_for_good(task, request, exc, storing)
         return Outcome(states.REJECTED, exc=exc, runtime=runtime, requeue=exc.requeue)
     if isinstance(exc, Retry):
         return _on_retry(task, request, exc, storing, started)
@@ -300,6 +307,29 @@ def _on_retry(
     logger.info("Task %s[%s] retry: %s", task.name, request.id, retry)
     runtime = time.monotonic() - started
     return Outcome(states.RETRY, exc=retry, traceback=einfo.traceback, runtime=runtime)
+
+
+def _rejected_for_good(
+    task: Task[Any, Any], request: Context, exc: Reject, storing: _Storing
+) -> None:
+    """``Reject(requeue=False)``: the task never runs again, so, as Celery 5.7 does, store
+    FAILURE (the ``Reject``), send ``task_failure``, and fail what waits on it (chain,
+    chord, errbacks); the task's ``on_failure`` is not called."""
+    from celeriac.followups import after_failure
+
+    einfo = ExceptionInfo(exc)
+    if storing.errors:
+        try:
+            task.app.results.store(
+                str(request.id), states.FAILURE, exc, request=request, traceback=einfo.traceback
+            )
+        except Exception:
+            logger.exception("Task %s[%s]: could not store its rejection", task.name, request.id)
+    signals.task_failure.send(
+        sender=task, task_id=request.id, exception=exc, args=request.args,
+        kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
+    )  # fmt: skip
+    after_failure(task.app, request, exc, einfo)
 
 
 def _on_failure(

@@ -19,21 +19,13 @@ from celeriac.task import TASK_OPTIONS, Task
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
-__all__ = ["adopt_shared_tasks", "make_task", "set_default_task_base", "shared_task"]
+__all__ = ["adopt_shared_tasks", "make_task", "shared_task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
 _shared_tasks: list[Task[Any, Any]] = []
-#: The class made when a task names no ``base``; a fixup may replace it (Django: DjangoTask).
-_default_base: list[type[Task[Any, Any]]] = [Task]
-
-
-def set_default_task_base(base: type[Task[Any, Any]]) -> None:
-    """Make ``base`` the class of tasks defined from now on without ``base=`` (the Django
-    fixup sets ``DjangoTask``, as Celery's sets ``task_cls``)."""
-    _default_base[0] = base
 
 
 def adopt_shared_tasks(app: Celery) -> None:
@@ -66,6 +58,8 @@ def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
         default_name = f"{function.__module__}.{function.__name__}"
         opts = {**options, "bind": bind}
         task = make_task(function, opts, app=None, default_name=default_name, stacklevel=stacklevel)
+        if "base" not in opts:  # each app makes its copy of its own task class (task_cls)
+            task._shared_recipe = (function, opts, default_name)  # type: ignore[attr-defined]
         _shared_tasks.append(task)
         for app in list(_all_apps):
             app._add_shared(task)
@@ -85,16 +79,21 @@ def make_task(
     app: Celery | None,
     default_name: str,
     stacklevel: int,
+    default_base: type[Task[Any, Any]] = Task,
+    warn: bool = True,
 ) -> Task[Any, Any]:
-    """A task instance for ``fun`` with decorator ``options``; warns of unknown options."""
+    """A task instance for ``fun`` with decorator ``options``; warns of unknown options.
+
+    Its class is ``base=`` if given, else ``default_base`` (the app's ``task_cls``).
+    """
     options = dict(options)
-    base: type[Task[Any, Any]] = options.pop("base", None) or _default_base[0]
+    base: type[Task[Any, Any]] = options.pop("base", None) or default_base
     name = options.pop("name", None) or default_name
     bind = bool(options.pop("bind", False))
     for flag in ("shared", "lazy", "abstract"):
         options.pop(flag, None)
     unknown = [k for k in options if k not in TASK_OPTIONS and not hasattr(base, k)]
-    if unknown:
+    if unknown and warn:
         warnings.warn(
             f"Unknown task option(s) for {name}: {', '.join(sorted(unknown))}. They are "
             "set as attributes, but Celeriac does not act on them (a typo?).",

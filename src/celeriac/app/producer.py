@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
+from celeriac.canvas.stamping import stamps_of
 from celeriac.exceptions import TransportError, UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
-from celeriac.protocol.v2 import encode_task
+from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
 from celeriac.request import Context, current_request
 from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
@@ -46,7 +47,7 @@ CALL_OPTIONS = frozenset(
         "group_id", "group_index", "root_id", "parent_id", "chord", "chain", "retries",
         "stamped_headers", "stamps", "delivery_mode", "mandatory", "immediate", "expiration",
         "declare", "timeout", "confirm_timeout", "result_cls", "router", "task_type",
-        "replaced_task_nesting",
+        "replaced_task_nesting", *MESSAGE_PROPERTIES,
     }
 )  # fmt: skip
 
@@ -86,7 +87,8 @@ def _as_dict(value: Any) -> dict[str, Any] | None:
     """A signature (a ``celeriac.canvas.Signature`` or its dict) as its wire dict."""
     if value is None:
         return None
-    return dict(value) if isinstance(value, Mapping) else dict(value.__json__())
+    reducer = getattr(value, "__json__", None)  # a Signature is a dict: take its deep form
+    return dict(reducer()) if callable(reducer) else dict(value)
 
 
 def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
@@ -115,7 +117,7 @@ class Producer:
         """Publish task ``name``; return its AsyncResult."""
         from celeriac.result import AsyncResult
 
-        unknown = set(options) - CALL_OPTIONS
+        unknown = set(options) - CALL_OPTIONS - set(options.get("stamped_headers") or ())
         if unknown:
             warnings.warn(
                 f"Unknown calling option(s) for {name}: {', '.join(sorted(unknown))}; they are "
@@ -154,7 +156,9 @@ class Producer:
         trail = task.trail if task is not None else True
         if parent is not None and parent.id and trail and merged.get("add_to_parent", True):
             parent.children.append(message.id)
-        return AsyncResult(message.id, app=app, task_name=name)
+        result: AsyncResult[Any] = AsyncResult(message.id, app=app, task_name=name)
+        result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+        return result
 
     def _merge_options(
         self,
@@ -239,8 +243,9 @@ class Producer:
             ignore_result=ignore_result,
             replaced_task_nesting=int(opts.get("replaced_task_nesting") or 0),
             stamped_headers=opts.get("stamped_headers"),
-            stamps=dict(opts.get("stamps") or {}),
+            stamps={**dict(opts.get("stamps") or {}), **stamps_of(opts)},  # sig.stamp(...)
             extra_headers=dict(opts.get("headers") or {}),
+            extra_properties={k: opts[k] for k in MESSAGE_PROPERTIES if opts.get(k) is not None},
             correlation_id=task_id,
             reply_to=opts.get("reply_to") or self.reply_to(),
             priority=priority,

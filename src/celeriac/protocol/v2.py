@@ -24,7 +24,7 @@ from celeriac.protocol.compression import compress, decompress
 from celeriac.protocol.message import Embed, Message, TaskMessage
 from celeriac.protocol.serializers import dumps, loads
 
-__all__ = ["PROTOCOL_HEADERS", "decode_task", "encode_task", "saferepr"]
+__all__ = ["MESSAGE_PROPERTIES", "PROTOCOL_HEADERS", "decode_task", "encode_task", "saferepr"]
 
 #: Header names the protocol owns; every other header is the user's (``request.headers``).
 PROTOCOL_HEADERS = frozenset(
@@ -92,6 +92,11 @@ def _headers(task: TaskMessage) -> dict[str, Any]:
     }
 
 
+#: Message properties a sender may set beyond the protocol's own (kombu's ``publish``
+#: passes them on): they reach the worker's ``request.properties``.
+MESSAGE_PROPERTIES = frozenset({"app_id", "user_id", "message_id", "timestamp", "type"})
+
+
 def _properties(task: TaskMessage, now: dt.datetime | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "correlation_id": task.correlation_id or task.id,
@@ -104,7 +109,7 @@ def _properties(task: TaskMessage, now: dt.datetime | None) -> dict[str, Any]:
             now = dt.datetime.fromtimestamp(system_clock.time(), dt.UTC)
         seconds = max((_aware(task.expires) - _aware(now)).total_seconds(), 0.0)
         properties["expiration"] = str(int(seconds * 1000))
-    return properties
+    return {**task.extra_properties, **properties}
 
 
 def encode_task(
@@ -309,6 +314,7 @@ def decode_task(message: Message, *, accept: Collection[str]) -> TaskMessage:
         reply_to=_field(properties, "reply_to", (str,), "property"),
         priority=_field(properties, "priority", (int,), "property"),
         delivery_mode=_field(properties, "delivery_mode", (int,), "property", default=2),
+        extra_properties={k: v for k, v in properties.items() if k in MESSAGE_PROPERTIES},
     )
 
 

@@ -24,7 +24,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
-from celeriac.app._tasks import set_default_task_base
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -46,7 +45,8 @@ class DjangoFixup:
     def install(self) -> DjangoFixup:
         from celeriac.contrib.django.task import DjangoTask
 
-        set_default_task_base(DjangoTask)
+        if self.app.uses_default_task_class():  # an explicit task_cls wins, as in Celery
+            self.app.Task = DjangoTask
         signals.import_modules.connect(self.on_import_modules, sender=self.app)
         uid = ("celeriac.contrib.django.fixup", id(self.app))
         signals.task_prerun.connect(self.on_task_prerun, dispatch_uid=(*uid, "prerun"))
