@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from celeriac.app.settings import as_seconds
+from celeriac.task import Task
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -33,7 +34,10 @@ def register_cleanup(app: Celery) -> None:
         return app.results.backend.cleanup()
 
     for name in (CLEANUP_TASK, _CELERY_NAME):
-        app.task(name=name, shared=False, typing=False, ignore_result=True)(backend_cleanup)
+        # A built-in: a plain Task whatever task_cls says (task_cls may not be importable yet)
+        app.task(name=name, base=Task, shared=False, typing=False, ignore_result=True)(
+            backend_cleanup
+        )
 
 
 def default_beat_entries(app: Celery) -> dict[str, Any]:

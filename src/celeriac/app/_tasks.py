@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
+from celeriac.app import _current
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.task import TASK_OPTIONS, Task
 
@@ -57,7 +58,19 @@ def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
     def create(function: Callable[..., Any], stacklevel: int = 3) -> Task[Any, Any]:
         default_name = f"{function.__module__}.{function.__name__}"
         opts = {**options, "bind": bind}
-        task = make_task(function, opts, app=None, default_name=default_name, stacklevel=stacklevel)
+        # The object returned is made of the current app's task class (DjangoTask under the
+        # Django fixup), so methods that class adds (delay_on_commit) are there, as on
+        # Celery's proxy to the current app's task.
+        current = _current.current_or_none()
+        base = (current._task_cls if current is not None else None) or Task  # not resolved here
+        task = make_task(
+            function,
+            opts,
+            app=None,
+            default_name=default_name,
+            stacklevel=stacklevel,
+            default_base=base,
+        )
         if "base" not in opts:  # each app makes its copy of its own task class (task_cls)
             task._shared_recipe = (function, opts, default_name)  # type: ignore[attr-defined]
         _shared_tasks.append(task)
