@@ -247,10 +247,14 @@ class RedisConsumer(Consumer):
             except ValueError as exc:
                 broken.append((tag, claim, str(exc)))
                 continue
+            # "3", or "1r" once given back (see _redis_scripts)
+            counted = count.decode() if isinstance(count, bytes) else str(count)
+            number = int(counted.rstrip("r"))
             deliveries.append(Delivery(
                 message=envelope.message, delivery_tag=f"{claim}/{tag}", queue=queue,
                 exchange=envelope.exchange, routing_key=envelope.routing_key,
-                redelivered=int(count) > 1 or envelope.redelivered, delivery_count=int(count),
+                redelivered=number > 1 or counted.endswith("r") or envelope.redelivered,
+                delivery_count=number,
             ))  # fmt: skip
         with self._lock:
             for delivery in deliveries:
@@ -357,7 +361,8 @@ class RedisConsumer(Consumer):
         keys = self._keys
         leases = [f"{tag}\t{claim}" for tag, claim in held]
         args = [mode, at, keys.prefix, keys.sep, reason, *leases]
-        doing = {"front": "give back", "back": "requeue", "defer": "defer", "dead": "dead-letter"}
+        doing = {"front": "give back", "back": "requeue", "failed": "requeue", "defer": "defer"}
+        doing["dead"] = "dead-letter"
         self._connector.run(
             f"{doing[mode]} messages",
             lambda: self._connector.script(GIVE_BACK, self._base_keys, args),
@@ -376,11 +381,11 @@ class RedisConsumer(Consumer):
                 self._held[tag] = claim
             raise
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
-        self._give_back("back", delivery, self._transport.clock.time())
+        self._give_back("failed" if failed else "back", delivery, self._transport.clock.time())
 
     def defer(self, delivery: Delivery, until: float) -> None:
         if not self._transport.capabilities.delayed_delivery:
