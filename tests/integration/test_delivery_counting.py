@@ -86,14 +86,15 @@ def test_warm_shutdown_give_backs_are_not_failed_deliveries(
 def run_one_and_stop_warm(
     broker: tuple[str, dict[str, object]], runs: list[int], restart: int
 ) -> None:
-    """A worker runs one message (a token), holds the next, and is stopped warm."""
+    """A worker runs one message (its one token), holds the other two for the next token,
+    and is stopped warm."""
     app = make_app(broker, runs)
     worker = Worker(app, hostname=f"w{restart}@test", pool="threads", concurrency=1)
     worker.start()
     try:
         eventually(lambda: len(runs) == restart + 1)
-        app.send_task("t.record", (restart + 2,))
-        eventually(lambda: worker.consumer is not None and worker.consumer.held() == 1)
+        app.send_task("t.record", (restart + 2,))  # one more to hold
+        eventually(lambda: worker.consumer is not None and worker.consumer.held() == 2)
     finally:
         worker.stop()  # warm: the waiting message goes back to the broker
         assert app.transport.queue_length("celery") == 2
