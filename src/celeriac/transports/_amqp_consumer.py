@@ -500,10 +500,13 @@ class AmqpConsumer(Consumer):
         unchanged; RabbitMQ would flag what the channel's close returns as redelivered, which
         counts as a failed delivery (a warm shutdown is not one)."""
         self._process_inbox()
+        held, waiting = self._buffer.drain()
+        taken = {id(received) for received in held}  # (one never taken is no redelivery)
         try:
-            for received in self._buffer.drain():
+            for received in held + waiting:
                 if received.lease is None and received.generation == self._io.generation:
                     failures = received.delivery.delivery_count - 1
-                    self._redirect(received, None, None, failures=failures, returned=True)
+                    returned = id(received) in taken
+                    self._redirect(received, None, None, failures=failures, returned=returned)
         except TransportError as exc:  # the rest goes back with the channel, counted
             logger.warning("Could not give held messages back uncounted: %s", exc)
