@@ -1,10 +1,13 @@
 """Executing one task: a plain function, callable with no threads, processes or broker.
 
 ``execute`` runs a decoded task message through the whole life of one execution, in Celery's
-order: ``task_prerun``, STARTED (``track_started``), ``before_start``, the call, then by
-outcome — callbacks and the next chain step sent, SUCCESS stored, the chord part reported,
-``on_success``, ``task_success`` (a result that cannot be stored or sent on fails the task
-instead); or the retry decision (``Retry``, ``autoretry_for``): RETRY stored, *then* the
+order but one: ``task_prerun``, STARTED (``track_started``), ``before_start``, the call, then
+by outcome — callbacks and the next chain step built (their ids are the stored children),
+SUCCESS stored, *then* they are published (Celery publishes them first, so a store that
+fails could follow them with errbacks), the chord part reported, ``on_success``, ``task_success`` (a
+result the serializer cannot encode fails the task instead; a store that is down is retried
+until it answers, see ``celeriac.app._result_retry``); or the retry decision (``Retry``,
+``autoretry_for``): RETRY stored, *then* the
 retry sent (so the retry cannot finish before RETRY is stored over its result),
 ``on_retry``, ``task_retry``; or FAILURE stored, ``on_failure``, ``task_failure``, the chord
 part reported, the rest of the chain failed, errbacks (``celeriac.followups``) — then
@@ -33,7 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
-from celeriac.exceptions import Ignore, Reject, Retry
+from celeriac.app.producer import hold_publishes
+from celeriac.exceptions import Ignore, OperationalError, Reject, Retry, SerializationError
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.serializers import dumps, loads
 from celeriac.request import Context, current_request, executing, worker_call
@@ -233,11 +237,22 @@ def _on_success(
     from celeriac.followups import after_success, send_callbacks
 
     try:
-        send_callbacks(task.app, request, retval)
+        # Callbacks are built now (their ids become the stored children) but published only
+        # once the success is durable: no callback runs for an outcome that is not stored.
+        with hold_publishes() as held:
+            send_callbacks(task.app, request, retval)
         if storing.results:
             task.app.results.store(str(request.id), states.SUCCESS, retval, request=request)
-    except Exception as exc:  # e.g. a return value the result serializer cannot encode
+    except SerializationError as exc:  # e.g. a return value the serializer cannot encode
         return _on_failure(task, request, exc, storing, started)
+    except OperationalError as exc:  # the store gave up (result_backend_max_retries)
+        logger.error(
+            "Task %s[%s] succeeded, but its result could not be stored: %r", task.name,
+            request.id, exc,
+        )  # fmt: skip
+    except Exception as exc:  # a callback that cannot be sent (nothing went out)
+        return _on_failure(task, request, exc, storing, started)
+    _publish_held(task, request, held)
     after_success(task.app, request, retval)
     runtime = time.monotonic() - started
     _handler(task, request, "on_success", retval, *_ids(request))
@@ -246,6 +261,21 @@ def _on_success(
         "Task %s[%s] succeeded in %.4fs: %r", task.name, request.id, runtime, retval,
     )  # fmt: skip
     return Outcome(states.SUCCESS, retval, runtime=runtime)
+
+
+def _publish_held(task: Task[Any, Any], request: Context, held: list[Callable[[], None]]) -> None:
+    """Publish the callbacks of a success now stored; one that cannot go out is logged (the
+    task did succeed, and says so)."""
+    for publish in held:
+        try:
+            publish()
+        except Exception as exc:
+            if request.is_eager:
+                raise
+            logger.error(
+                "Task %s[%s] succeeded, but a callback could not be sent: %r", task.name,
+                request.id, exc,
+            )  # fmt: skip
 
 
 def _autoretry(task: Task[Any, Any], request: Context, exc: Exception) -> Exception:

@@ -161,3 +161,28 @@ def test_messages_and_dead_letters_survive_reopening(url: str) -> None:
 def test_file_is_in_wal_mode(transport: SQLiteTransport, tmp_path: Path) -> None:
     with closing(sqlite3.connect(tmp_path / "broker.sqlite")) as reader:
         assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_broker_file_from_before_give_back_counting_is_brought_up_to_date(
+    tmp_path: Path,
+) -> None:
+    from celeriac.transports._sqlite_db import _SCHEMA
+
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as conn:  # the tables as an older version made them
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.commit()
+    transport = SQLiteTransport(f"sqlite:///{path}", options={"max_deliveries": 1})
+    try:
+        sent = Message(b"{}", "application/json", "utf-8", {"id": "1"}, {})
+        transport.publish([Outgoing(sent, routing_key="q")])
+        consumer = transport.consumer(["q"], owner="w1")
+        for _ in range(3):  # given back each time: never dead-lettered
+            [delivery] = consumer.fetch(1, timeout=0)
+            consumer.reject(delivery, requeue=True)
+        [delivery] = consumer.fetch(1, timeout=0)
+        assert (delivery.redelivered, delivery.delivery_count) == (True, 1)
+        consumer.close()
+    finally:
+        transport.close()

@@ -11,9 +11,11 @@ The functions at the end work on names only: mapping old to new (refusing a sett
 twice or a mix of styles), suggesting close names for a typo, masking secrets for display.
 The module is long because the table is; the code in it is short.
 
-Defaults are Celery's. ``broker_url`` and ``result_backend`` are ``None``, which the app
-reads as "use the embedded store"; class-path defaults (``worker_pool``,
-``beat_scheduler``, ...) keep Celery's strings for the worker and beat to interpret.
+Defaults are Celery's, except ``result_backend_always_retry`` (True here: a worker keeps a
+task's outcome through a result-store outage instead of failing it). ``broker_url`` and
+``result_backend`` are ``None``, which the app reads as "use the embedded store";
+class-path defaults (``worker_pool``, ``beat_scheduler``, ...) keep Celery's strings for the
+worker and beat to interpret.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ _NAMESPACED: dict[str, dict[str, Any]] = {
         "backend_max_sleep_between_retries_ms": 10000,
         "backend_max_retries": float("inf"),
         "backend_base_sleep_between_retries_ms": 10,
-        "backend_always_retry": False,
+        "backend_always_retry": True,  # Celery: False (see docs/guarantees.md)
     },
     "elasticsearch": {
         "retry_on_timeout": None,

@@ -16,7 +16,9 @@ import sys
 import uuid
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
@@ -33,9 +35,29 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
-__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer"]
+__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer", "hold_publishes"]
 
 logger = logging.getLogger("celeriac.producer")
+
+# Where ``send`` puts its publishing while ``hold_publishes`` is on (None: publish at once).
+_held_publishes: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "celeriac_held_publishes", default=None
+)
+
+
+@contextmanager
+def hold_publishes() -> Iterator[list[Callable[[], None]]]:
+    """Within the block, ``send`` builds each message (its id given, its parent's children
+    recorded) but does not publish it: the yielded list gets one call per message that
+    publishes it, for the caller to run later (a task's callbacks, once its success is
+    stored). Nested holds are not supported: the inner block holds its own."""
+    held: list[Callable[[], None]] = []
+    token = _held_publishes.set(held)
+    try:
+        yield held
+    finally:
+        _held_publishes.reset(token)
+
 
 #: Options ``apply_async``/``send_task`` know (Celery's names, including kombu's publish ones).
 CALL_OPTIONS = frozenset(
@@ -142,16 +164,24 @@ class Producer:
             retry_policy=merged.get("retry_policy"),
         )  # fmt: skip
         outgoing = Outgoing(wire, dest.exchange, dest.routing_key, not_before)
-        self._publish(outgoing, dest.queue, merged)
-        signals.after_task_publish.send(
-            sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
-            routing_key=dest.routing_key,
-        )  # fmt: skip
-        if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
-            app.events.task_sent(
-                message, queue=dest.queue.name, exchange=dest.exchange,
+
+        def publish() -> None:
+            self._publish(outgoing, dest.queue, merged)
+            signals.after_task_publish.send(
+                sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
                 routing_key=dest.routing_key,
             )  # fmt: skip
+            if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
+                app.events.task_sent(
+                    message, queue=dest.queue.name, exchange=dest.exchange,
+                    routing_key=dest.routing_key,
+                )  # fmt: skip
+
+        held = _held_publishes.get()
+        if held is None:
+            publish()
+        else:
+            held.append(publish)
         parent = current_request()
         trail = task.trail if task is not None else True
         if parent is not None and parent.id and trail and merged.get("add_to_parent", True):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.app._result_retry import retrying
 from celeriac.app.settings import as_seconds
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import DecodeError, ImproperlyConfigured, TaskRevokedError
@@ -97,6 +98,9 @@ class ResultStore:
     ) -> None:
         """Store ``state`` with ``result`` (an exception for failure states).
 
+        Through an outage of the store, retried per ``result_backend_always_retry``
+        (``celeriac.app._result_retry``): this blocks until the store answers.
+
         ``reply_to`` (default: the request's) is where a message-based backend (rpc://)
         sends it: the queue the task's sender named.
         """
@@ -129,9 +133,11 @@ class ResultStore:
         ttl = as_seconds(conf.result_expires)
         if reply_to is None and request is not None:
             reply_to = request.reply_to
-        self.backend.store(
-            task_id, encode_meta(meta, self.serializer), state=state, ttl=ttl or None,
-            reply_to=reply_to,
+        payload, backend = encode_meta(meta, self.serializer), self.backend
+        retrying(
+            self._app, backend, f"store the {state} state of task {task_id}",
+            lambda: backend.store(task_id, payload, state=state, ttl=ttl or None,
+                                  reply_to=reply_to),
         )  # fmt: skip
 
     def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:

@@ -56,6 +56,7 @@ __all__ = [
 
 # Bookkeeping headers, removed before a worker sees the message.
 DELIVERIES = "x-celeriac-deliveries"  # earlier deliveries that did not finish
+RETURNED = "x-celeriac-returned"  # given back before (not counted): the next is a redelivery
 NOT_BEFORE = "x-celeriac-not-before"  # Unix time; not handed out before it
 QUEUE = "x-celeriac-queue"  # the queue a delayed message goes back to / a dead letter left
 EXCHANGE = "x-celeriac-exchange"  # where the message was first published, kept on republish

@@ -7,7 +7,7 @@ takes the same first six KEYS::
     KEYS[2] unacked_index  ZSET  tag -> delivery or last renewal time          (kombu's)
     KEYS[3] leases         ZSET  "<tag>\\t<claim>" -> lease expiry
     KEYS[4] claims         HASH  tag -> "<count>\\t<envelope length>\\t<step>\\t<queue>"
-    KEYS[5] deliveries     HASH  tag -> deliveries so far, kept while a message waits again
+    KEYS[5] deliveries     HASH  tag -> count, kept while a message waits again
     KEYS[6] dead letters   LIST  JSON {"queue", "reason", "at", "envelope"}
 
 A claim names one delivery to one consumer (``<consumer id>.<sequence>``). Acting on a
@@ -16,6 +16,11 @@ claim still holds the message, so a consumer whose lease lapsed cannot touch the
 delivery, and the check is a write, which client-side tracking ignores (see
 ``_redis_consumer``). Times are Unix seconds from the caller's clock, passed as strings so no
 precision is lost.
+
+A count is the number of deliveries that count toward ``max_deliveries`` (those whose lease
+lapsed or whose worker process died, and the current one), with an ``r`` suffix once the
+message was given back (requeued, deferred, returned at a consumer's close), which is not
+counted but makes the next delivery a redelivery: ``"3"``, ``"1r"``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ end
 local function split_info(value)
   local count, len, step, queue = string.match(value, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   return count, tonumber(len), step, queue
+end
+local function parse_count(value)  -- '3' or '1r' -> 3, false or 1, true
+  if not value then return 0, false end
+  return tonumber(string.match(value, '^%d+')) or 0, string.sub(value, -1) == 'r'
 end
 local function tag_of(member)
   return string.match(member, '^(.*)\t[^\t]*$')
@@ -163,7 +172,8 @@ for _, t in ipairs(taken) do
       'not a kombu message envelope (JSON with properties.delivery_tag)', now, raw))
   else
     j = j + 1
-    local count = (tonumber(counts[j]) or 0) + 1
+    local count, returned = parse_count(counts[j])
+    count = count + 1
     if count > max_deliveries then
       poisoned[#poisoned + 1] = tag
       redis.call('RPUSH', KEYS[6], dead_entry(names[q], 'delivered ' .. (count - 1)
@@ -175,6 +185,7 @@ for _, t in ipairs(taken) do
       unacked[#unacked + 1] = '[' .. raw .. ', "", ' .. cjson.encode(names[q]) .. ']'
       index[#index + 1] = now; index[#index + 1] = tag
       leases[#leases + 1] = expires; leases[#leases + 1] = tag .. '\t' .. claim
+      if returned then count = count .. 'r' end
       claims[#claims + 1] = tag
       claims[#claims + 1] = table.concat({count, #raw, steps[s], names[q]}, '\t')
       out[#out + 1] = q; out[#out + 1] = raw; out[#out + 1] = count; out[#out + 1] = claim
@@ -212,8 +223,10 @@ return n
 """
 )
 
-# Give held messages back. ARGV: mode (front | back | defer | dead), time (defer: not before;
-# dead: now), key prefix, sep, reason (dead), then leases ("<tag>\t<claim>").
+# Give held messages back. ARGV: mode (front | back | failed | defer | dead), time (defer: not
+# before; dead: now), key prefix, sep, reason (dead), then leases ("<tag>\t<claim>"). A give-back
+# is not a failed delivery, so its claim is not counted toward max_deliveries, except in mode
+# ``failed`` (to the back, like ``back``: the worker process running it died).
 GIVE_BACK = (
     _COMMON
     + r"""
@@ -240,7 +253,9 @@ for i = first, last, step do
         else
           redis.call('LPUSH', list_key(prefix, sep, queue, step), envelope)
         end
-        redis.call('HSET', KEYS[5], tag, count)
+        local kept, returned = parse_count(count)
+        if mode ~= 'failed' then kept, returned = kept - 1, true end
+        redis.call('HSET', KEYS[5], tag, kept .. (returned and 'r' or ''))
       end
     end
     done[#done + 1] = tag

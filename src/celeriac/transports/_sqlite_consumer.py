@@ -17,6 +17,7 @@ from celeriac.transports._sqlite_db import (
     _NEXT_DUE,
     _PROMOTE,
     _RECOVERY_INTERVAL,
+    _RETURN,
     _SELECT_DUE,
     _UNLEASE,
     _bury,
@@ -125,11 +126,11 @@ class SQLiteConsumer(Consumer):
             ranked.extend((rank, turn, row) for rank, row in enumerate(rows))
         ranked.sort(key=lambda r: (r[0], r[1]))
         chosen = [row for _, _, row in ranked[:wanted]]
-        poisoned = [r for r in chosen if r["delivery_count"] >= transport.max_deliveries]
+        poisoned = [r for r in chosen if _failed(r) >= transport.max_deliveries]
         for row in poisoned:
-            conn.execute(_bury("id = ?"), (_poison_reason(row["delivery_count"]), now, row["id"]))
+            conn.execute(_bury("id = ?"), (_poison_reason(_failed(row)), now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
-        leased = [r for r in chosen if r["delivery_count"] < transport.max_deliveries]
+        leased = [r for r in chosen if _failed(r) < transport.max_deliveries]
         lease = (self._id, self._owner, transport.hostname, os.getpid())
         expires = now + transport.lease_timeout
         conn.executemany(_LEASE, [(*lease, expires, row["id"]) for row in leased])
@@ -173,17 +174,19 @@ class SQLiteConsumer(Consumer):
     def ack(self, delivery: Delivery) -> None:
         self._on_held("acknowledge", f"DELETE FROM celeriac_messages WHERE {_HELD}", delivery)
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
-        sql = f"UPDATE celeriac_messages SET {_UNLEASE} WHERE {_HELD}"
+        returned = "" if failed else f", {_RETURN}"
+        sql = f"UPDATE celeriac_messages SET {_UNLEASE}{returned} WHERE {_HELD}"
         self._on_held("requeue", sql, delivery)
         self._wakeup.set()  # our own commits don't change our data_version
 
     def defer(self, delivery: Delivery, until: float) -> None:
         sql = (
-            f"UPDATE celeriac_messages SET {_UNLEASE}, available_at = ?, delayed = 1 WHERE {_HELD}"
+            f"UPDATE celeriac_messages SET {_UNLEASE}, {_RETURN}, available_at = ?, delayed = 1"
+            f" WHERE {_HELD}"
         )
         self._on_held("defer", sql, delivery, until)
         self._wakeup.set()
@@ -219,7 +222,7 @@ class SQLiteConsumer(Consumer):
             try:
                 self._db.change(
                     "give back held messages",
-                    f"UPDATE celeriac_messages SET {_UNLEASE} WHERE lease_consumer = ?",
+                    f"UPDATE celeriac_messages SET {_UNLEASE}, {_RETURN} WHERE lease_consumer = ?",
                     (self._id,),
                 )
             finally:
@@ -236,6 +239,11 @@ def _claim_key(delivery: Delivery) -> tuple[int, int] | None:
     return int(row_id), int(count)
 
 
+def _failed(row: sqlite3.Row) -> int:
+    """Earlier claims of the row that count toward max_deliveries (not given back)."""
+    return int(row["delivery_count"]) - int(row["returns"])
+
+
 def _delivery(row: sqlite3.Row) -> Delivery:
     count = row["delivery_count"] + 1
     return Delivery(
@@ -245,5 +253,5 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         exchange=row["exchange"],
         routing_key=row["routing_key"],
         redelivered=count > 1,
-        delivery_count=count,
+        delivery_count=_failed(row) + 1,
     )

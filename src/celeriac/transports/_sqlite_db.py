@@ -50,6 +50,11 @@ _SCHEMA = (
         content_encoding TEXT NOT NULL, headers TEXT NOT NULL, properties TEXT NOT NULL,
         reason TEXT NOT NULL, dead_lettered_at REAL NOT NULL)""",
 )
+# Columns added since the first schema: (name, definition), added where missing.
+_ADDED_COLUMNS = (
+    # claims given back (requeue, defer, close): not failed deliveries (see max_deliveries)
+    ("returns", "INTEGER NOT NULL DEFAULT 0"),
+)
 _PARTS = "body, content_type, content_encoding, headers, properties"
 _WAITING = "(lease_consumer IS NULL OR lease_expires <= ?)"
 _HELD = "id = ? AND delivery_count = ? AND lease_consumer = ?"
@@ -57,8 +62,10 @@ _UNLEASE = (
     "lease_consumer = NULL, lease_owner = NULL, lease_host = NULL, lease_pid = NULL, "
     "lease_expires = NULL"
 )
+_RETURN = "returns = returns + 1"  # with _UNLEASE: a give-back, not a failed delivery
 _SELECT_DUE = (
-    f"SELECT id, queue, exchange, routing_key, delivery_count, {_PARTS} FROM celeriac_messages"
+    "SELECT id, queue, exchange, routing_key, delivery_count, returns,"
+    f" {_PARTS} FROM celeriac_messages"
     f" WHERE queue = ? AND delayed = 0 AND {_WAITING} ORDER BY priority DESC, id LIMIT ?"
 )
 # A queue's waiting rows, in two halves so each uses its index (delayed rows are never leased).
@@ -78,6 +85,14 @@ _LEASE = (
     "UPDATE celeriac_messages SET delivery_count = delivery_count + 1, lease_consumer = ?,"
     " lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires = ? WHERE id = ?"
 )
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a broker file made by an older version up to the current schema."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(celeriac_messages)")}
+    for name, definition in _ADDED_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE celeriac_messages ADD COLUMN {name} {definition}")
 
 
 def _bury(where: str) -> str:

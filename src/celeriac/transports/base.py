@@ -129,12 +129,19 @@ class Consumer(ABC):
         """The message is done with: remove it for good."""
 
     @abstractmethod
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
-        """Give the message back (``requeue=True``) or drop it (dead-lettered with a reason)."""
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
+        """Give the message back (``requeue=True``) or drop it (dead-lettered with a reason).
+
+        A delivery given back does not count toward the transport's ``max_deliveries``
+        (``Reject(requeue=True)``, a warm shutdown's give-back), unless ``failed`` says its
+        worker process died running it: only deliveries whose worker died or whose lease
+        lapsed count.
+        """
 
     @abstractmethod
     def defer(self, delivery: Delivery, until: float) -> None:
-        """Give the message back to its queue, not to be delivered before ``until``.
+        """Give the message back to its queue, not to be delivered before ``until`` (not
+        counted toward ``max_deliveries``).
 
         Only meaningful with ``Capabilities.delayed_delivery``; others raise
         ``NotImplementedError`` and the worker keeps the delivery in a timer instead.
@@ -150,7 +157,8 @@ class Consumer(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Stop consuming and give every delivery still held back to its queue at once."""
+        """Stop consuming and give every delivery still held back to its queue at once
+        (not counted toward ``max_deliveries``)."""
 
 
 class Transport(ABC):

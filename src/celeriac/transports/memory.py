@@ -62,7 +62,8 @@ class _Entry:
     exchange: str
     routing_key: str
     available_at: float
-    delivery_count: int = 0
+    delivery_count: int = 0  # claims so far (part of the tag)
+    returns: int = 0  # claims given back (requeue, defer, close): not counted as failed
     consumer: str | None = None
     lease_expires: float = 0.0
 
@@ -280,8 +281,9 @@ class MemoryConsumer(Consumer):
             ranked.sort(key=lambda r: (r[0], r[1]))
             poisoned = False
             for _, _, entry in ranked[:wanted]:
-                if entry.delivery_count >= self._transport.max_deliveries:
-                    self._bury(entry, _poison_reason(entry.delivery_count))
+                failed = entry.delivery_count - entry.returns
+                if failed >= self._transport.max_deliveries:
+                    self._bury(entry, _poison_reason(failed))
                     poisoned = True
                 else:
                     deliveries.append(self._lease(entry, now))
@@ -300,7 +302,7 @@ class MemoryConsumer(Consumer):
             exchange=entry.exchange,
             routing_key=entry.routing_key,
             redelivered=entry.delivery_count > 1,
-            delivery_count=entry.delivery_count,
+            delivery_count=entry.delivery_count - entry.returns,
         )
 
     def _next_due(self, now: float) -> float | None:
@@ -327,8 +329,13 @@ class MemoryConsumer(Consumer):
             DeadLetter(entry.message, entry.queue, reason, dead_lettered_at=self._clock.time())
         )
 
-    def _release(self, entry: _Entry, available_at: float | None = None) -> None:
+    def _release(
+        self, entry: _Entry, available_at: float | None = None, *, counted: bool = False
+    ) -> None:
+        """Give ``entry`` back; unless ``counted`` (its worker died), not a failed delivery."""
         entry.consumer = None
+        if not counted:
+            entry.returns += 1
         if available_at is not None:
             entry.available_at = available_at
         self._broker.condition.notify_all()
@@ -339,14 +346,14 @@ class MemoryConsumer(Consumer):
             if entry is not None:
                 del self._broker.queues[entry.queue][entry.id]
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
         with self._broker.condition:
             entry = self._held(delivery)
             if entry is not None:
-                self._release(entry)
+                self._release(entry, counted=failed)
 
     def defer(self, delivery: Delivery, until: float) -> None:
         with self._broker.condition:

@@ -27,13 +27,15 @@ Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
     _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope"} oldest first
     _celeriac.exchanges              HASH  exchange -> type (kombu keeps types in memory only)
     _celeriac.fanout.<exchange>      SET   queues Celeriac bound to a fanout exchange
+    _celeriac.sent.<publisher>       STR   the last publish of one thread (``_redis_publish``)
     /<db>.<exchange>[/<routing key>] Pub/Sub channel of kombu's fanout, and of ``broadcast``
                                      (remote control, events; see ``_redis_broadcast``)
 
 Atomic steps, each one Lua script (``_redis_scripts``) or one MULTI:
 
     publish      LPUSH of the envelope to each routed queue's step list (ZADD to the delayed
-                 set when ``not_before`` is ahead), PUBLISH for fanout; a batch is one MULTI
+                 set when ``not_before`` is ahead), PUBLISH for fanout; a batch is one MULTI,
+                 with a marker that keeps a retry from pushing it twice (``_redis_publish``)
     take         promote due delayed messages; RPOP from the lists (best step first, queues in
                  turn); for each message HSET unacked + ZADD unacked_index + ZADD leases + HSET
                  claims, or move it to the dead letters when it was delivered max_deliveries
@@ -72,6 +74,7 @@ from celeriac.transports._redis_layout import (
     encode_envelope,
     topic_pattern,
 )
+from celeriac.transports._redis_publish import IdempotentPublish
 from celeriac.transports.base import Capabilities, DeadLetter, Outgoing, Transport
 
 __all__ = ["RedisTransport"]
@@ -113,6 +116,7 @@ class RedisTransport(Transport):
                 leases=True, priorities=True, cross_process=True, persistent=True, broadcast=True
             )
         self._exchange_types: dict[str, str] = {}
+        self._publishes = IdempotentPublish(self.keys.prefix + "_celeriac.sent.")
         self._consumers: set[RedisConsumer] = set()
         self._lock = threading.Lock()
 
@@ -213,7 +217,10 @@ class RedisTransport(Transport):
             plan.append((len(queues), start, len(commands)))
         if not commands:
             return [0] * len(items)
-        replies = self.connector.run("publish messages", lambda: self._execute(commands))
+        once = self._publishes.operation(commands, self._execute)
+        replies = self.connector.run("publish messages", once)
+        if replies is None:  # a retry found the lost attempt had run: subscribers unknown
+            return [listed for listed, _, _ in plan]
         return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
 
     def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:

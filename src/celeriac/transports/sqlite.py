@@ -17,6 +17,9 @@ Schema (prefixed ``celeriac_``: the result backend may keep its tables in the sa
       body BLOB, content_type TEXT, content_encoding TEXT, headers TEXT, properties TEXT
                                                    the message's parts (headers as JSON)
       delivery_count  INTEGER                      times claimed so far
+      returns         INTEGER                      claims given back (requeue, defer, close);
+                                                   delivery_count - returns count toward
+                                                   max_deliveries (added to older files)
       lease_consumer  TEXT NULL                    the claiming consumer; NULL while waiting
       lease_owner, lease_host TEXT, lease_pid INTEGER, lease_expires REAL
       INDEX (queue, priority DESC, id) WHERE delayed = 0    the ready rows, in delivery order
@@ -32,14 +35,16 @@ two consumers never claim the same row):
     claim        mark the consumer's delayed rows that are due as ready; select its ready
                  rows (waiting, or leased with an expired lease), highest priority then
                  oldest, queues in rotation; move rows already claimed max_deliveries times
-                 to dead letters; on the others set lease_* (expiring now + lease_timeout,
-                 with this pid and hostname) and delivery_count + 1
+                 (not counting give-backs) to dead letters; on the others set lease_*
+                 (expiring now + lease_timeout, with this pid and hostname) and
+                 delivery_count + 1
     ack          delete the row if this claim still holds it (id, delivery_count, consumer:
                  the delivery tag is "<id>.<delivery_count>")
-    reject, defer   clear the held row's lease (defer also sets available_at, delayed = 1)
+    reject, defer   clear the held row's lease, returns + 1 (defer also sets available_at,
+                 delayed = 1; a requeue after its worker process died is not a return)
     dead_letter  copy the held row to celeriac_dead_letters, delete it
     renew        push lease_expires of the held rows
-    close        clear the lease of every row the consumer holds
+    close        clear the lease of every row the consumer holds, returns + 1
     recover      clear the leases held by processes of this host that no longer exist
                  (checked at most every 2 s while fetching), so the messages of a worker
                  killed with SIGKILL come back long before their leases expire
@@ -77,6 +82,7 @@ from celeriac.transports._sqlite_db import (
     _PARTS,
     _SCHEMA,
     _WAITING_ROWS,
+    _add_missing_columns,
     _Database,
     _database_path,
     _message,
@@ -126,6 +132,7 @@ class SQLiteTransport(Transport):
             with self._db.transaction("create the broker's tables") as conn:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                _add_missing_columns(conn)
         except BaseException:
             self._db.close()
             raise

@@ -285,8 +285,8 @@ class TaskConsumer:
             else:
                 self._held.ack(job.key)
         elif result.worker_lost:
-            if late and task.option("reject_on_worker_lost"):
-                self._held.release(job.key, requeue=True)
+            if late and task.option("reject_on_worker_lost"):  # counted: its process died
+                self._held.release(job.key, requeue=True, failed=True)
             else:
                 self.outcomes.worker_lost(job)
                 self._held.ack(job.key)
