@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import (
@@ -58,7 +59,7 @@ _NO_GROUPS = (
 def _broker_url(url: str, options: Mapping[str, Any]) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() != "rpc":
-        raise ImproperlyConfigured(f"{url!r} is not an rpc:// result backend URL.")
+        raise ImproperlyConfigured(f"{mask_url(url)!r} is not an rpc:// result backend URL.")
     if parts.netloc:
         return "amqp" + url[len("rpc") :]
     broker = options.get("broker_url")
