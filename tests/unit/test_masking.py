@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from celeriac._masking import mask_text, mask_url, mask_value
 from celeriac.app.settings import Settings
 from celeriac.transports import mask_password
-from celeriac.worker.banner import describe_url
+from celeriac.worker.banner import banner, describe_url
 
 URLS = [
     ("redis://localhost:6379/0", "redis://localhost:6379/0"),
@@ -102,3 +106,41 @@ def test_settings_table_masks_secret_settings_and_urls() -> None:
     text = conf.humanize()
     for secret in ("p1", "p2", "'pw'", "s3cret", "worker.key"):
         assert secret not in text
+
+
+SECRET_APP = """
+from celeriac import Celery
+
+app = Celery("masked", broker="amqp://u:s3cretA@127.0.0.1:1//;amqp://u:s3cretB@127.0.0.1:2//",
+             backend="redis://:s3cretC@127.0.0.1:1/0?password=s3cretD")
+app.conf.broker_transport_options = {"sentinel_kwargs": {"password": "s3cretE"}}
+app.conf.security_key_password = "s3cretF"
+"""
+
+
+@pytest.fixture(name="masked_app")
+def masked_app_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    (tmp_path / "masked.py").write_text(SECRET_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("masked", None)
+    import masked
+
+    yield masked.app
+    sys.modules.pop("masked", None)
+    masked.app.close()
+
+
+def test_celeriac_report_and_the_banner_show_no_secret(masked_app: Any) -> None:
+    from celeriac.cli.main import cli
+    from celeriac.routing import Queue
+    from celeriac.transports.memory import MemoryTransport
+
+    report = CliRunner().invoke(cli, ["-A", "masked", "report"], catch_exceptions=False)
+    assert report.exit_code == 0, report.output
+    assert "s3cret" not in report.output
+    assert "broker:amqp://u:**@127.0.0.1:1//;amqp://u:**@127.0.0.1:2//" in report.output
+    text = banner(
+        masked_app, hostname="w@h", pool="solo", concurrency=1, queues=[Queue("celery")],
+        transport=MemoryTransport("memory://banner"),
+    )  # fmt: skip
+    assert "s3cret" not in text and "amqp://u:**@127.0.0.1:1//" in text
