@@ -3,6 +3,7 @@ signed messages that must never run: unsigned, unknown signer, missing signature
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -117,12 +118,26 @@ def _worker(project: RedisProject, program: str, module: str, name: str) -> None
 def test_celery_client_signs_for_a_celeriac_worker(project: RedisProject) -> None:
     _worker(project, "celeriac", "srt", "w1")
     assert project.run_script(CELERY_CLIENT) == 5
-    assert "application/data" not in project.log("w1")  # nothing refused
+    # Remote control is signed too (task_serializer / accept_content), both ways.
+    ping = project_cli(project, "celery", "scel", "inspect", "ping", "-t", "2")
+    assert "w1@" in ping and "pong" in ping
+    assert "refus" not in project.log("w1").lower()
 
 
 def test_celeriac_client_signs_for_a_celery_worker(project: RedisProject) -> None:
     _worker(project, "celery", "scel", "c1")
     assert project.run_script(CELERIAC_CLIENT) == 42
+    ping = project_cli(project, "celeriac", "srt", "inspect", "ping", "-t", "2")
+    assert "c1@" in ping and "pong" in ping
+
+
+def project_cli(project: RedisProject, program: str, module: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", program, "-A", module, *args], cwd=project.root, env=project.env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def test_refused_messages_are_dead_lettered_and_never_run(project: RedisProject) -> None:
