@@ -99,7 +99,8 @@ def _wrap_tls(context: ssl.SSLContext, sock: socket.socket, host: str, where: st
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
         sock.close()
-        raise CertificateError(f"TLS to {where}: {exc.verify_message or exc}") from exc
+        reason = str(exc.verify_message or exc).rstrip(".")
+        raise CertificateError(f"TLS to {where}: {reason}") from exc
 
 
 @dataclass
