@@ -33,9 +33,12 @@ _URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>,]*")
 
 
+_NOT_SECRET = re.compile(r"routing_key$", re.IGNORECASE)
+
+
 def is_secret_name(name: str) -> bool:
     """Whether a setting or option called ``name`` holds a secret (its value is masked)."""
-    return bool(_SECRET_NAME.search(name))
+    return bool(_SECRET_NAME.search(name)) and not _NOT_SECRET.search(name)
 
 
 def _mask_query(query: str) -> str:

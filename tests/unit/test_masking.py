@@ -100,12 +100,14 @@ def test_settings_table_masks_secret_settings_and_urls() -> None:
             "broker_url": "amqp://u:p1@h1;amqp://u:p2@h2//",
             "security_key_password": "pw",
             "security_key": "/etc/ssl/worker.key",
+            "task_default_routing_key": "jobs",
             "broker_transport_options": {"sentinel_kwargs": {"password": "s3cret"}},
         }
     )
     text = conf.humanize()
     for secret in ("p1", "p2", "'pw'", "s3cret", "worker.key"):
         assert secret not in text
+    assert conf.table()["task_default_routing_key"] == "jobs"  # not a secret
 
 
 SECRET_APP = """
