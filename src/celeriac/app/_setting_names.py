@@ -21,12 +21,12 @@ worker and beat to interpret.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
+from celeriac._masking import mask_value
 from celeriac.exceptions import ImproperlyConfigured
 
 __all__ = [
@@ -415,17 +415,6 @@ def normalize(given: Mapping[str, Any]) -> dict[str, Any]:
     return {canonical_name(key): value for key, value in given.items()}
 
 
-_SECRET_NAME = re.compile(r"password|secret|token|api_key|access_key|^security_key$", re.I)
-_URL_CREDENTIALS = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
-_MASK = "********"
-
-
 def censor(name: str, value: Any) -> Any:
-    """``value`` for display: masked if ``name`` is a secret, URL passwords masked."""
-    if isinstance(value, Mapping):
-        return {key: censor(str(key), item) for key, item in value.items()}
-    if value is not None and _SECRET_NAME.search(name):
-        return _MASK
-    if isinstance(value, str):
-        return _URL_CREDENTIALS.sub(rf"\1:{_MASK}@", value)
-    return value
+    """``value`` for display: masked if ``name`` is a secret, URL credentials masked."""
+    return mask_value(name, value)

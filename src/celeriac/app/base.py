@@ -302,6 +302,23 @@ class Celery:
         """Revoke ``task_id``: stored REVOKED unless it started, and told to every worker."""
         self.control.revoke(task_id, terminate=terminate, signal=signal or "SIGTERM")
 
+    def setup_security(
+        self,
+        allowed_serializers: Iterable[str] | None = None,
+        key: str | None = None,
+        key_password: str | bytes | None = None,
+        cert: str | None = None,
+        store: str | None = None,
+        digest: str | None = None,
+        serializer: str = "json",
+    ) -> None:
+        """Sign the messages this process sends and check those it reads (docs/security.md)."""
+        from celeriac.app.security import setup_security
+
+        setup_security(
+            self, allowed_serializers, key, key_password, cert, store, digest, serializer
+        )
+
     @property
     def control(self) -> Control:
         """Remote control of the workers: ``app.control.inspect().active()``, ``revoke``, ..."""

@@ -15,7 +15,12 @@ from celeriac import states
 from celeriac.app._result_retry import retrying
 from celeriac.app.settings import as_seconds
 from celeriac.backends.base import ResultBackend
-from celeriac.exceptions import DecodeError, ImproperlyConfigured, TaskRevokedError
+from celeriac.exceptions import (
+    ContentDisallowed,
+    DecodeError,
+    ImproperlyConfigured,
+    TaskRevokedError,
+)
 from celeriac.protocol.result_meta import (
     build_meta,
     decode_exception,
@@ -83,6 +88,17 @@ class ResultStore:
     @property
     def serializer(self) -> str:
         return str(self._app.conf.result_serializer)
+
+    @property
+    def accept(self) -> list[str]:
+        """What stored results may be decoded as: ``result_accept_content``, defaulting to
+        ``accept_content`` (as Celery)."""
+        conf = self._app.conf
+        chosen = conf.result_accept_content
+        return list(conf.accept_content if chosen is None else chosen)
+
+    #: The setting a refusal names.
+    ACCEPT_SETTING = "result_accept_content (which defaults to accept_content)"
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -154,8 +170,10 @@ class ResultStore:
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         try:
-            return decode_meta(payload, self.serializer)
-        except DecodeError:
+            return decode_meta(
+                payload, self.serializer, accept=self.accept, accept_setting=self.ACCEPT_SETTING
+            )
+        except (DecodeError, ContentDisallowed):
             raise
         except Exception as exc:
             raise DecodeError(f"Stored result meta does not decode: {exc!r}") from exc

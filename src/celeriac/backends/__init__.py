@@ -23,8 +23,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import ImproperlyConfigured
@@ -93,14 +93,5 @@ def create_backend(
 
 
 def _masked(url: str) -> str:
-    """``url`` with any password replaced by ``**``, fit for error messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url.partition("://")[0] + "://***"  # unparseable: show nothing that may be secret
-    if not password:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:**@{hostport}").geturl()
+    """``url`` with every credential masked, fit for error messages and logs."""
+    return mask_url(url)

@@ -290,7 +290,10 @@ def decode_entry(app: Celery, entry: bytes) -> tuple[str, str, Any]:
     serializer = app.results.serializer
     content_type = content_type_of(serializer)
     encoding = "binary" if serializer in ("msgpack", "pickle") else "utf-8"
-    _, task_id, state, result = loads(entry, content_type, encoding, accept=[content_type])
+    results = app.results
+    _, task_id, state, result = loads(
+        entry, content_type, encoding, accept=results.accept, accept_setting=results.ACCEPT_SETTING
+    )
     if state in states.EXCEPTION_STATES and isinstance(result, dict) and "exc_type" in result:
         result = decode_exception(result)
     return str(task_id), str(state), result

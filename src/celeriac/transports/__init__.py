@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
+from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.base import Transport
@@ -78,17 +78,9 @@ def create_transport(
 
 
 def mask_password(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``**`` (for error messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    username = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{username}:**@{hostinfo}"))
+    """``url`` with every credential masked (``celeriac._masking.mask_url``; for errors and
+    logs): passwords of each URL in a ``;`` list and secret query parameters."""
+    return mask_url(url)
 
 
 def positive_option(

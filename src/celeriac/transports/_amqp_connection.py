@@ -3,6 +3,8 @@
 URLs (kombu's forms): ``amqp://user:password@host:port/vhost``; ``pyamqp://`` means the same;
 ``amqps://`` adds TLS (port 5671 unless given), configured by ``broker_use_ssl`` (``True``, or
 py-amqp's dict: ``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``, ``server_hostname``...).
+The server's certificate must name the host of the URL (or ``server_hostname``) unless the
+dict says ``ssl_check_hostname: False`` or ``cert_reqs: ssl.CERT_NONE`` (``tls_options``).
 Defaults: ``guest:guest@localhost:5672``, vhost ``/`` (``amqp://host``, ``amqp://host/`` and
 ``amqp://host//`` all mean ``/``; ``%2F`` decodes). Several URLs joined by ``;`` are failover
 addresses, tried in turn. Query parameters: ``heartbeat``, ``connect_timeout`` (seconds).
@@ -175,9 +177,8 @@ class Connector:
     def _open(self, address: Address, heartbeat: bool, name: str) -> amqp.Connection:
         tls: dict[str, Any] | bool = False
         if address.tls or self.ssl_options:
-            tls = self.ssl_options if isinstance(self.ssl_options, dict) else True
-            if tls is True:
-                tls = {"server_hostname": address.host.rpartition(":")[0]}
+            given = self.ssl_options if isinstance(self.ssl_options, dict) else {}
+            tls = tls_options(given, address.host.rpartition(":")[0])
         connection = amqp.Connection(
             host=address.host,
             userid=address.userid,
@@ -197,6 +198,24 @@ class Connector:
             close_quietly(connection)
             raise
         return connection
+
+
+def tls_options(given: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """py-amqp's ssl dict for a connection to ``host``: its name checked unless switched off.
+
+    py-amqp checks the certificate's name only when ``server_hostname`` is given, so it is
+    set to the URL's host by default; ``ssl_check_hostname: False`` (or ``cert_reqs:
+    ssl.CERT_NONE``) leaves it out, and the name is not checked (nor sent for SNI).
+    """
+    options = dict(given)
+    check = options.pop("ssl_check_hostname", True)
+    if isinstance(check, str):
+        check = check.strip().lower() not in ("false", "0", "no")
+    if not check or options.get("cert_reqs") == ssl.CERT_NONE:
+        options.pop("server_hostname", None)
+    else:
+        options.setdefault("server_hostname", host)
+    return options
 
 
 def translate(exc: BaseException, what: str, shown: str) -> CeleryError:
@@ -220,6 +239,11 @@ def translate(exc: BaseException, what: str, shown: str) -> CeleryError:
         )
     if isinstance(exc, (socket.timeout, TimeoutError)):
         hint = "the broker did not answer in time"
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        hint = (
+            "the server's TLS certificate was refused: it must be signed by a CA in "
+            "broker_use_ssl['ca_certs'] and name the host of the URL (or server_hostname)"
+        )
     elif isinstance(exc, ssl.SSLError):
         hint = "the TLS handshake or stream failed: check broker_use_ssl"
     elif isinstance(exc, OSError):

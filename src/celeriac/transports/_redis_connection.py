@@ -9,7 +9,9 @@ URL forms (Celery's)::
     redis://[[user]:password@]host[:port][/db][?socket_timeout=s&...]
     rediss://...            TLS: ssl_cert_reqs (required|optional|none), ssl_ca_certs,
                             ssl_certfile, ssl_keyfile, ssl_check_hostname in the query or in
-                            the ssl options (Celery's broker_use_ssl / redis_backend_use_ssl)
+                            the ssl options (Celery's broker_use_ssl / redis_backend_use_ssl);
+                            the server's certificate must name the host of the URL unless
+                            ssl_check_hostname is false or ssl_cert_reqs none (redis-py 6)
     redis+socket:///path/to/redis.sock[?virtual_host=db]       (``db=`` works too)
     sentinel://[[user]:password@]host:port[/db][;sentinel://host2:port...]
                             with option ``master_name``; ``sentinel_kwargs`` (password,
@@ -40,6 +42,7 @@ from celeriac.exceptions import ImproperlyConfigured, OperationalError
 from celeriac.transports import mask_password
 from celeriac.transports._redis_client import (
     AuthenticationError,
+    CertificateError,
     Connection,
     ConnectionError,
     ConnectSettings,
@@ -64,6 +67,7 @@ _CERT_REQS = {
     "none": "CERT_NONE",
     "cert_none": "CERT_NONE",
 }
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _RETRYABLE_CODES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN")
 
@@ -150,8 +154,14 @@ def _tls_settings(address: RedisAddress, ssl_options: Mapping[str, Any] | None) 
             )
         reqs = getattr(ssl, _CERT_REQS[reqs.lower()])
     settings["ssl_cert_reqs"] = reqs
-    if isinstance(settings.get("ssl_check_hostname"), str):
-        settings["ssl_check_hostname"] = settings["ssl_check_hostname"].lower() == "true"
+    check = settings.get("ssl_check_hostname", True)
+    if isinstance(check, str):
+        if check.lower() not in _BOOLEANS:
+            raise ImproperlyConfigured(
+                f"{address.shown!r}: ssl_check_hostname must be true or false, not {check!r}."
+            )
+        check = _BOOLEANS[check.lower()]
+    settings["ssl_check_hostname"] = bool(check)
     return settings
 
 
@@ -162,7 +172,7 @@ def _tls_context(address: RedisAddress, ssl_options: Mapping[str, Any] | None) -
     settings = _tls_settings(address, ssl_options)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     verify = settings["ssl_cert_reqs"] != ssl.CERT_NONE
-    context.check_hostname = verify and bool(settings.get("ssl_check_hostname", False))
+    context.check_hostname = verify and settings["ssl_check_hostname"]
     context.verify_mode = settings["ssl_cert_reqs"]
     try:
         if settings["ssl_cert_reqs"] != ssl.CERT_NONE:
@@ -340,6 +350,11 @@ class RedisConnector:
         """``exc`` as our error class, naming the URL and what was being done."""
         if isinstance(exc, AuthenticationError):
             hint = "Check the user name and password in the URL and the server's ACL."
+        elif isinstance(exc, CertificateError):
+            hint = (
+                "The server's certificate must be signed by a CA in ssl_ca_certs and name the "
+                "host of the URL (ssl_check_hostname=false turns the name check off)."
+            )
         elif isinstance(exc, ConnectionError):
             hint = "Is the Redis server running and reachable at that address?"
         else:

@@ -10,6 +10,8 @@
   if (token) sessionStorage.setItem("celeriac-token", token);
   if (query.has("token")) history.replaceState(null, "", location.pathname); // out of sight
   const auth = token ? { Authorization: "Bearer " + token } : {};
+  // Under --url-prefix every path starts with it (the page names it in a meta tag).
+  const ROOT = (document.querySelector('meta[name="celeriac-root"]') || {}).content || "";
   const $ = (selector) => document.querySelector(selector);
   const state = { config: { can_act: false }, filter: {}, next: null, tasks: new Map(),
     workers: new Map(), pending: [], chartTimer: null, loaded: false };
@@ -28,7 +30,7 @@
     return node;
   }
   async function api(path, options = {}) {
-    const response = await fetch(path, { ...options, headers: { ...auth, ...(options.headers || {}) } });
+    const response = await fetch(ROOT + path, { ...options, headers: { ...auth, ...(options.headers || {}) } });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || response.statusText);
     return body;
@@ -217,7 +219,7 @@
     if (items.some(([kind]) => kind === "worker")) { renderWorkers(); countRunning(); }
   }
   function follow() {
-    const source = new EventSource("/api/stream" + (token ? "?token=" + encodeURIComponent(token) : ""));
+    const source = new EventSource(ROOT + "/api/stream" + (token ? "?token=" + encodeURIComponent(token) : ""));
     const live = $("#live");
     source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
     source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
