@@ -130,17 +130,21 @@ class SQLiteConsumer(Consumer):
             conn.execute(_bury("id = ?"), (_poison_reason(row["delivery_count"]), now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
         leased = [r for r in chosen if r["delivery_count"] < transport.max_deliveries]
-        lease = (self._id, self._owner, transport.hostname, os.getpid())
+        lease = (self._id, self._owner, transport.holder, os.getpid())
         expires = now + transport.lease_timeout
         conn.executemany(_LEASE, [(*lease, expires, row["id"]) for row in leased])
         return [_delivery(row) for row in leased], bool(poisoned)
 
     def _recover_if_due(self) -> bool:
-        """Release the leases of this host's dead processes (every 2 s); say if any were."""
+        """Release the leases of this host's dead processes (every 2 s); say if any were.
+
+        Only holders with our identity (hostname, boot id, pid namespace) are judged by pid;
+        any other holder's leases are left to expire (see ``holder_identity``).
+        """
         if os.name != "posix" or self._clock.monotonic() < self._next_recovery:
             return False
         self._next_recovery = self._clock.monotonic() + _RECOVERY_INTERVAL
-        host, me = self._transport.hostname, os.getpid()
+        host, me = self._transport.holder, os.getpid()
         with self._lock:
             if self._closed:
                 return False

@@ -129,6 +129,32 @@ def _database_path(url: str) -> str:
     return path
 
 
+def holder_identity(hostname: str) -> str:
+    """Who may judge a lease holder's pid: the host, its boot and its pid namespace.
+
+    Recovery releases a dead holder's leases only when the holder's identity equals ours, so
+    a pid is only ever looked up in the namespace it was taken in. Two hosts or containers
+    that share a hostname and the file (but not a pid namespace, or not a kernel) then never
+    release each other's live leases; those wait for ``lease_timeout`` instead. Where
+    ``/proc`` is missing (not Linux) the identity is the hostname alone.
+    """
+    parts = [hostname]
+    for path, read in (
+        ("/proc/sys/kernel/random/boot_id", _read_text),
+        ("/proc/self/ns/pid", os.readlink),
+    ):
+        try:
+            parts.append(read(path))
+        except OSError:
+            break
+    return "|".join(parts)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii") as file:
+        return file.read().strip()
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only checks the pid (POSIX)

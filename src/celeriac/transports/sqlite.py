@@ -19,6 +19,7 @@ Schema (prefixed ``celeriac_``: the result backend may keep its tables in the sa
       delivery_count  INTEGER                      times claimed so far
       lease_consumer  TEXT NULL                    the claiming consumer; NULL while waiting
       lease_owner, lease_host TEXT, lease_pid INTEGER, lease_expires REAL
+                                                   lease_host: "<hostname>|<boot id>|<pid ns>"
       INDEX (queue, priority DESC, id) WHERE delayed = 0    the ready rows, in delivery order
       INDEX (queue, available_at) WHERE delayed = 1        the delayed rows, by due time
     celeriac_bindings             exchange, exchange_type, binding_key, queue (together the key)
@@ -33,7 +34,7 @@ two consumers never claim the same row):
                  rows (waiting, or leased with an expired lease), highest priority then
                  oldest, queues in rotation; move rows already claimed max_deliveries times
                  to dead letters; on the others set lease_* (expiring now + lease_timeout,
-                 with this pid and hostname) and delivery_count + 1
+                 with this pid and holder identity) and delivery_count + 1
     ack          delete the row if this claim still holds it (id, delivery_count, consumer:
                  the delivery tag is "<id>.<delivery_count>")
     reject, defer   clear the held row's lease (defer also sets available_at, delayed = 1)
@@ -42,7 +43,10 @@ two consumers never claim the same row):
     close        clear the lease of every row the consumer holds
     recover      clear the leases held by processes of this host that no longer exist
                  (checked at most every 2 s while fetching), so the messages of a worker
-                 killed with SIGKILL come back long before their leases expire
+                 killed with SIGKILL come back long before their leases expire; "this host"
+                 means the same hostname, boot id and pid namespace (``holder_identity``):
+                 a holder in another container or on another kernel that happens to share
+                 the hostname cannot be judged by pid and keeps its lease until it expires
 
 Keeping delayed rows out of the ready index keeps a claim cheap however many ETA messages
 wait. A fetch's timeout is real time; due times are read from the injected clock. A fetch
@@ -53,8 +57,10 @@ stops waiting early when that changes or the next ``not_before`` or lease expiry
 Threads and processes: the file runs in WAL mode (readers never block the one writer) with
 a 10 s busy timeout. A transport and each of its consumers own one connection apiece, used
 under a lock, so any method may be called from any thread. Not fork-safe: a forked child must
-create its own transport. Pids are told apart by hostname; two hosts sharing the file over a
-network file system are not supported (SQLite's locking is unreliable there anyway).
+create its own transport. Pids are told apart by hostname, boot id and pid namespace, so
+containers sharing the file (a volume) never release each other's live leases; two hosts
+sharing the file over a network file system are not supported (SQLite's locking is
+unreliable there anyway).
 
 The SQL and the connection live in ``_sqlite_db``, the consumer in ``_sqlite_consumer``.
 """
@@ -81,6 +87,7 @@ from celeriac.transports._sqlite_db import (
     _database_path,
     _message,
     _parts,
+    holder_identity,
 )
 from celeriac.transports.base import (
     Capabilities,
@@ -118,6 +125,7 @@ class SQLiteTransport(Transport):
         self.poll_interval = positive_option(options, "poll_interval", 0.1)
         self.clock = clock
         self.hostname = socket.gethostname()
+        self.holder = holder_identity(self.hostname)  # lease_host: who can judge our pids
         self._consumers: set[SQLiteConsumer] = set()
         self._consumers_lock = threading.Lock()
         self._broadcasts: SQLiteBroadcaster | None = None
