@@ -129,6 +129,8 @@ class SQLiteConsumer(Consumer):
         for row in poisoned:
             conn.execute(_bury("id = ?"), (_poison_reason(row["delivery_count"]), now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
+        if poisoned:
+            transport.dead_store.trim(conn, now)
         leased = [r for r in chosen if r["delivery_count"] < transport.max_deliveries]
         lease = (self._id, self._owner, transport.holder, os.getpid())
         expires = now + transport.lease_timeout
@@ -200,8 +202,10 @@ class SQLiteConsumer(Consumer):
             if self._closed:
                 return
             with self._db.transaction("dead-letter a message") as conn:
-                conn.execute(_bury(_HELD), (reason, self._clock.time(), *key, self._id))
+                now = self._clock.time()
+                conn.execute(_bury(_HELD), (reason, now, *key, self._id))
                 conn.execute(f"DELETE FROM celeriac_messages WHERE {_HELD}", (*key, self._id))
+                self._transport.dead_store.trim(conn, now)
 
     def renew(self, deliveries: Sequence[Delivery]) -> None:
         keys = [key for key in map(_claim_key, deliveries) if key is not None]

@@ -49,6 +49,8 @@ _SCHEMA = (
         routing_key TEXT NOT NULL, body BLOB NOT NULL, content_type TEXT NOT NULL,
         content_encoding TEXT NOT NULL, headers TEXT NOT NULL, properties TEXT NOT NULL,
         reason TEXT NOT NULL, dead_lettered_at REAL NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS celeriac_dead_letters_at
+        ON celeriac_dead_letters (dead_lettered_at)""",
 )
 _PARTS = "body, content_type, content_encoding, headers, properties"
 _WAITING = "(lease_consumer IS NULL OR lease_expires <= ?)"

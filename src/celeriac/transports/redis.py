@@ -24,7 +24,9 @@ Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
     _celeriac.claims                 HASH  tag -> delivery count, envelope size, step, queue
     _celeriac.deliveries             HASH  tag -> deliveries so far (only while it waits again)
     _celeriac.delayed.<queue>        ZSET  "<step><envelope>" -> not-before time (ETA, defer)
-    _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope"} oldest first
+    _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope_encoding",
+                                           "envelope"} oldest first, bounded
+    _celeriac.dead_letters.limits    HASH  max_entries, dropped, unseen (_redis_dead_letters)
     _celeriac.exchanges              HASH  exchange -> type (kombu keeps types in memory only)
     _celeriac.fanout.<exchange>      SET   queues Celeriac bound to a fanout exchange
     /<db>.<exchange>[/<routing key>] Pub/Sub channel of kombu's fanout, and of ``broadcast``
@@ -53,7 +55,6 @@ restores a message whose task is still running.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,13 +63,14 @@ from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured, TransportError
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
+from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports._redis_broadcast import RedisSubscription
 from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
 from celeriac.transports._redis_consumer import RedisConsumer
+from celeriac.transports._redis_dead_letters import RedisDeadLetters, letter_of
 from celeriac.transports._redis_layout import (
     BrokerOptions,
     Keys,
-    decode_envelope,
     encode_envelope,
     topic_pattern,
 )
@@ -112,6 +114,7 @@ class RedisTransport(Transport):
             self.capabilities = Capabilities(
                 leases=True, priorities=True, cross_process=True, persistent=True, broadcast=True
             )
+        self.dead_store = RedisDeadLetters(self, DeadLetterLimits.from_options(opts))
         self._exchange_types: dict[str, str] = {}
         self._consumers: set[RedisConsumer] = set()
         self._lock = threading.Lock()
@@ -233,6 +236,7 @@ class RedisTransport(Transport):
     # -- consuming ------------------------------------------------------------------------
 
     def consumer(self, queues: Sequence[str], *, owner: str) -> RedisConsumer:
+        self.dead_store.watch()  # the scripts that set letters aside read the cap it writes
         consumer = RedisConsumer(self, list(dict.fromkeys(queues)), owner)
         with self._lock:
             self._consumers.add(consumer)
@@ -266,16 +270,14 @@ class RedisTransport(Transport):
         return sum(int(n) for n in replies[:-1])
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
-        [raw] = self.connector.run(
-            "read the dead letters",
-            lambda: self.connector.execute([("LRANGE", self.keys.dead_letters, 0, -1)]),
-        )
-        letters = []
-        for entry in raw:
-            letter = _dead_letter(entry)
-            if queue is None or letter.queue == queue:
-                letters.append(letter)
-        return letters
+        letters = [letter_of(entry) for entry in self.dead_store.entries()]
+        return [letter for letter in letters if queue is None or letter.queue == queue]
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        return self.dead_store.requeue(letter_id)
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        return self.dead_store.purge(queue)
 
     def close(self) -> None:
         with self._lock:
@@ -283,13 +285,3 @@ class RedisTransport(Transport):
         for consumer in consumers:
             consumer.close()
         self.connector.close()
-
-
-def _dead_letter(entry: bytes) -> DeadLetter:
-    data = json.loads(entry.decode("utf-8", "replace"))
-    envelope = data.get("envelope") or ""
-    try:
-        message = decode_envelope(envelope).message
-    except ValueError:
-        message = Message(envelope.encode("utf-8", "replace"), "application/octet-stream", "binary")
-    return DeadLetter(message, str(data.get("queue")), str(data.get("reason")), float(data["at"]))

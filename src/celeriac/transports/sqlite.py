@@ -24,7 +24,8 @@ Schema (prefixed ``celeriac_``: the result backend may keep its tables in the sa
       INDEX (queue, available_at) WHERE delayed = 1        the delayed rows, by due time
     celeriac_bindings             exchange, exchange_type, binding_key, queue (together the key)
     celeriac_dead_letters         id, queue, exchange, routing_key, the message's five parts,
-                                  reason, dead_lettered_at
+                                  reason, dead_lettered_at; bounded by dead_letter_max_entries
+                                  and dead_letter_max_age (``_sqlite_dead_letters``)
 
 Atomic steps, each one SQL transaction (``BEGIN IMMEDIATE`` takes the write lock first, so
 two consumers never claim the same row):
@@ -38,7 +39,8 @@ two consumers never claim the same row):
     ack          delete the row if this claim still holds it (id, delivery_count, consumer:
                  the delivery tag is "<id>.<delivery_count>")
     reject, defer   clear the held row's lease (defer also sets available_at, delayed = 1)
-    dead_letter  copy the held row to celeriac_dead_letters, delete it
+    dead_letter  copy the held row to celeriac_dead_letters, delete it, drop the oldest
+                 letters past the dead-letter limits
     renew        push lease_expires of the held rows
     close        clear the lease of every row the consumer holds
     recover      clear the leases held by processes of this host that no longer exist
@@ -78,6 +80,7 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import positive_option
 from celeriac.transports._broadcast import SQLiteBroadcaster
+from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports._sqlite_consumer import SQLiteConsumer
 from celeriac.transports._sqlite_db import (
     _PARTS,
@@ -85,10 +88,10 @@ from celeriac.transports._sqlite_db import (
     _WAITING_ROWS,
     _Database,
     _database_path,
-    _message,
     _parts,
     holder_identity,
 )
+from celeriac.transports._sqlite_dead_letters import SQLiteDeadLetters
 from celeriac.transports.base import (
     Capabilities,
     DeadLetter,
@@ -130,6 +133,7 @@ class SQLiteTransport(Transport):
         self._consumers_lock = threading.Lock()
         self._broadcasts: SQLiteBroadcaster | None = None
         self._db = _Database(self.path)
+        self.dead_store = SQLiteDeadLetters(self._db, DeadLetterLimits.from_options(options))
         try:
             with self._db.transaction("create the broker's tables") as conn:
                 for statement in _SCHEMA:
@@ -221,17 +225,21 @@ class SQLiteTransport(Transport):
             return purged + conn.execute(f"DELETE {delayed}", (queue,)).rowcount
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
-        where, params = ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
-        rows = self._db.query(
-            "read the dead letters",
-            f"SELECT queue, reason, dead_lettered_at, {_PARTS} FROM celeriac_dead_letters"
-            f" {where} ORDER BY id",
-            params,
-        )
-        return [
-            DeadLetter(_message(row), row["queue"], row["reason"], row["dead_lettered_at"])
-            for row in rows
-        ]
+        return self.dead_store.list(self.clock.time(), queue)
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        return self.dead_store.get(letter_id)
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        letter = self.dead_store.requeue(letter_id, self.clock.time())
+        if letter is not None:
+            with self._consumers_lock:
+                for consumer in self._consumers:
+                    consumer.wake()
+        return letter
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        return self.dead_store.purge(queue)
 
     def _broadcaster(self) -> SQLiteBroadcaster:
         with self._consumers_lock:
