@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from celeriac import Celery
 from celeriac._time import Clock, ManualClock
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.message import Message
@@ -169,3 +170,16 @@ def test_letters_older_than_the_age_limit_are_dropped(
 def test_bad_limits_are_refused(tmp_path: Path, options: dict[str, Any], error: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=error):
         SQLiteTransport(f"sqlite:///{tmp_path}/b.sqlite", options=options)
+
+
+def test_the_app_passes_its_dead_letter_settings_to_the_transport(tmp_path: Path) -> None:
+    clock = ManualClock()
+    app = Celery("dlq", broker=f"sqlite:///{tmp_path}/app.sqlite", clock=clock)
+    app.conf.update(dead_letter_max_entries=2, dead_letter_max_age=60)
+    try:
+        bury(app.transport, "celery", b"1", b"2", b"3")
+        assert [d.message.body for d in app.transport.dead_letters()] == [b"2", b"3"]
+        clock.advance(61)
+        assert app.transport.dead_letters() == []
+    finally:
+        app.close()
