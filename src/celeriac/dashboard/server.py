@@ -80,7 +80,7 @@ def create_app(
     ``collect``: run the event collector and pollers while the app is served (tests that
     feed the store themselves turn it off).
     """
-    from celeriac.dashboard import routes_api, routes_control, routes_live
+    from celeriac.dashboard import routes_api, routes_control, routes_dead_letters, routes_live
 
     clock = clock or system_clock
     conf = celeriac_app.conf
@@ -112,6 +112,7 @@ def create_app(
         *routes_live.routes(),
         *routes_api.routes(),
         *routes_control.routes(),
+        *routes_dead_letters.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     web = Starlette(routes=routes, lifespan=lifespan)
