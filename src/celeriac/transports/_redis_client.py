@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # ssl costs every process megabytes: imported only when TLS i
 
 __all__ = [
     "AuthenticationError",
+    "ConnectFailed",
     "ConnectSettings",
     "Connection",
     "ConnectionError",
@@ -43,6 +44,10 @@ class RedisError(Exception):
 
 class ConnectionError(RedisError):
     """Redis could not be reached, or the connection broke (including timeouts)."""
+
+
+class ConnectFailed(ConnectionError):
+    """No connection could be opened (refused, unreachable, connect timeout)."""
 
 
 class ResponseError(RedisError):
@@ -149,7 +154,7 @@ class Connection:
                     sock = settings.tls.wrap_socket(sock, server_hostname=host)
             sock.settimeout(settings.socket_timeout)
         except OSError as exc:
-            raise ConnectionError(f"Error connecting to {self.where()}: {exc}") from exc
+            raise ConnectFailed(f"Error connecting to {self.where()}: {exc}") from exc
         self._sock = sock
         self._buffer.clear()
         self._pos = 0

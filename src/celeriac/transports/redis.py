@@ -65,7 +65,7 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports._redis_broadcast import RedisSubscription
-from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
+from celeriac.transports._redis_connection import PUBLISH_RETRY, RedisConnector, RetryPolicy
 from celeriac.transports._redis_consumer import RedisConsumer
 from celeriac.transports._redis_dead_letters import RedisDeadLetters, letter_of
 from celeriac.transports._redis_layout import (
@@ -146,6 +146,7 @@ class RedisTransport(Transport):
         self.connector.run(
             f"bind queue {queue.name!r} to exchange {exchange.name!r}",
             lambda: self.connector.execute(commands, transaction=True),
+            retry=PUBLISH_RETRY,  # the producer retries a declare with its publish
         )
 
     def _routes(self, exchanges: set[str]) -> dict[str, tuple[str, list[str], set[str]]]:
@@ -165,7 +166,7 @@ class RedisTransport(Transport):
             )
         ]
         replies = self.connector.run(
-            "read exchange bindings", lambda: self.connector.execute(commands)
+            "read exchange bindings", lambda: self.connector.execute(commands), retry=PUBLISH_RETRY
         )
         routes: dict[str, tuple[str, list[str], set[str]]] = {}
         for i, name in enumerate(names):
@@ -216,7 +217,9 @@ class RedisTransport(Transport):
             plan.append((len(queues), start, len(commands)))
         if not commands:
             return [0] * len(items)
-        replies = self.connector.run("publish messages", lambda: self._execute(commands))
+        replies = self.connector.run(
+            "publish messages", lambda: self._execute(commands), retry=PUBLISH_RETRY
+        )
         return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
 
     def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
