@@ -7,6 +7,7 @@ attempts are counted where the transport opens its connections. No wall time is 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,95 @@ def test_rabbitmq_down_follows_the_same_policy() -> None:
     finally:
         app.close()
     assert (len(connects), clock.sleeps) == (4, [0.0, 0.2, 0.4])
+
+
+def _counted_redis(url: str, **options: Any) -> tuple[RedisTransport, list[int]]:
+    fast = {"interval_start": 0, "interval_step": 0, "interval_max": 0, **options}
+    transport = RedisTransport(url, options=fast)
+    connects: list[int] = []
+    locate = transport.connector.locate
+
+    def counted() -> Any:
+        connects.append(1)
+        return locate()
+
+    transport.connector.locate = counted
+    return transport, connects
+
+
+@pytest.mark.parametrize(
+    ("options", "attempts"),
+    [
+        ({"broker_connection_max_retries": 3}, 4),
+        ({"broker_connection_max_retries": 3, "broker_connection_retry": False}, 1),
+        (
+            {"broker_connection_max_retries": 3, "broker_connection_retry": False,
+             "broker_connection_retry_on_startup": True},
+            4,
+        ),
+        ({"broker_connection_max_retries": 3, "broker_connection_retry_on_startup": False}, 1),
+    ],
+)  # fmt: skip
+def test_connection_retry_settings_at_startup(options: dict[str, Any], attempts: int) -> None:
+    url = f"redis://127.0.0.1:{redis_support.free_port()}/9"
+    transport, connects = _counted_redis(url, **options)
+    try:
+        with pytest.raises(OperationalError):
+            transport.queue_length("q")
+    finally:
+        transport.close()
+    assert len(connects) == attempts
+
+
+@pytest.mark.parametrize(("retry", "reconnects"), [(True, 3), (False, 0)])
+def test_broker_connection_retry_after_a_lost_connection(
+    tmp_path: Path, retry: bool, reconnects: int
+) -> None:
+    with redis_support.RedisServer(tmp_path) as server:
+        transport, connects = _counted_redis(
+            server.url, broker_connection_max_retries=3, broker_connection_retry=retry
+        )
+        try:
+            assert transport.queue_length("q") == 0
+            server.stop()
+            connects.clear()
+            with pytest.raises(OperationalError):
+                transport.queue_length("q")
+        finally:
+            transport.close()
+    # The first try runs on the connection that broke; each retry opens a new one.
+    assert len(connects) == reconnects
+
+
+@pytest.mark.parametrize(
+    ("options", "attempts", "said"),
+    [
+        ({}, 4, "Gave up after 3 reconnection attempts"),
+        ({"broker_connection_retry_on_startup": False}, 1, "broker_connection_retry_on_startup"),
+        ({"broker_connection_retry": False}, 1, "broker_connection_retry_on_startup is off"),
+    ],
+)
+def test_a_rabbitmq_consumer_follows_the_connection_retry_settings(
+    options: dict[str, Any], attempts: int, said: str
+) -> None:
+    from celeriac.transports.amqp import AmqpTransport
+
+    url = f"amqp://guest:guest@127.0.0.1:{redis_support.free_port()}//"
+    fast = {"interval_start": 0, "interval_step": 0, "interval_max": 0.001}
+    transport = AmqpTransport(url, options={**fast, "broker_connection_max_retries": 3, **options})
+    connects: list[int] = []
+    connect = transport.connector.connect
+
+    def counted(**kwargs: Any) -> Any:
+        connects.append(1)
+        return connect(**kwargs)
+
+    transport.connector.connect = counted  # type: ignore[method-assign]
+    consumer = transport.consumer(["q"], owner="w")
+    try:
+        with pytest.raises(OperationalError, match=said):
+            consumer.fetch(1, timeout=5)
+    finally:
+        consumer.close()
+        transport.close()
+    assert len(connects) == attempts

@@ -26,7 +26,8 @@ __all__ = ["BROKER_SETTINGS", "backend_options", "transport_options"]
 
 #: Broker connection settings passed by their own names when set explicitly.
 BROKER_SETTINGS = (
-    "broker_use_ssl", "broker_connection_retry_on_startup", "broker_connection_max_retries",
+    "broker_use_ssl", "broker_connection_retry", "broker_connection_retry_on_startup",
+    "broker_connection_max_retries",
     "broker_connection_timeout", "broker_heartbeat", "broker_pool_limit",
     "broker_login_method",
 )  # fmt: skip

@@ -247,8 +247,8 @@ class AmqpConsumer(Consumer):
             self._io.call(partial(self._hand_over, due), timeout)
 
     def close(self) -> None:
-        if not self._buffer.close():
-            return
+        if not self._buffer.close() and self._io.failure is None:
+            return  # closed already (one whose I/O gave up still closes its wake-up pipe)
         with self._start_lock:
             self._started = True  # a fetch racing with close must not start the thread now
         self._io.stop(final=self._close_channel)  # (only closes its wake-up pipe if never started)

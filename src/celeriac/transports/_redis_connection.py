@@ -243,6 +243,7 @@ class RedisConnector:
         retry: RetryPolicy,
         ssl_options: Mapping[str, Any] | bool | None = None,
         retry_on_startup: bool = True,
+        retry_after_loss: bool = True,
     ) -> None:
         """``ssl_options``: Celery's ``broker_use_ssl``: a dict of ssl_* settings, or True."""
         self.address = address = parse_url(url, what=what)
@@ -250,6 +251,7 @@ class RedisConnector:
         self.error = error
         self.retry = retry
         self._retry_on_startup = retry_on_startup
+        self._retry_after_loss = retry_after_loss
         self._connected_once = False
         self._closed = False
         merged = {**address.params, **options}
@@ -394,7 +396,7 @@ class RedisConnector:
                     self._drop_local()  # a failed-over master: find the new one
                 policy = retry or self.retry
                 limit = policy.max_retries
-                if not self._connected_once and not self._retry_on_startup:
+                if not (self._retry_after_loss if self._connected_once else self._retry_on_startup):
                     limit = 0
                 if isinstance(exc, ConnectFailed) and not policy.retry_connect:
                     limit = 0

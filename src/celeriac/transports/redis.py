@@ -10,7 +10,11 @@ one): ``global_keyprefix``, ``sep``, ``priority_steps`` ([0, 3, 6, 9]),
 ``lease_timeout`` (s, the smaller of 30 and visibility_timeout), ``max_deliveries`` (10),
 ``delayed_delivery`` (True), ``restore_visible`` (True), ``recover_interval`` (1 s),
 ``polling_interval`` (0.1 s, only without CLIENT TRACKING), ``broker_use_ssl``,
-``broker_connection_retry_on_startup``, ``broker_connection_max_retries``.
+``broker_connection_retry`` (False: an operation whose connection was lost fails at once),
+``broker_connection_retry_on_startup`` (the same for the first connection; follows
+``broker_connection_retry`` when unset), ``broker_connection_max_retries`` (the retries of
+``max_retries`` when that is not given: 10; 0 retries for ever, as Celery). Publishing is
+retried by the producer instead (docs/connection-retry.md).
 
 Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
 
@@ -55,6 +59,7 @@ restores a message whose task is still running.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -63,6 +68,7 @@ from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured, TransportError
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
+from celeriac.transports import connection_retry
 from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports._redis_broadcast import RedisSubscription
 from celeriac.transports._redis_connection import PUBLISH_RETRY, RedisConnector, RetryPolicy
@@ -101,12 +107,15 @@ class RedisTransport(Transport):
         opts = dict(options or {})
         self.options = BrokerOptions.parse(opts)
         retries = opts.get("broker_connection_max_retries")
+        if retries == 0:  # Celery's 0: retry for ever
+            retries = sys.maxsize
         defaults = RetryPolicy(max_retries=10 if retries is None else int(retries))
+        on_startup, after_loss = connection_retry(opts)
         self.connector = RedisConnector(
             url, opts, what="broker", error=TransportError,
             retry=RetryPolicy.from_options(opts, defaults),
             ssl_options=opts.get("broker_use_ssl"),
-            retry_on_startup=opts.get("broker_connection_retry_on_startup") is not False,
+            retry_on_startup=on_startup, retry_after_loss=after_loss,
         )  # fmt: skip
         self.keys = Keys(self.options, self.connector.address.db)
         self.clock = clock
