@@ -183,3 +183,23 @@ def test_the_app_passes_its_dead_letter_settings_to_the_transport(tmp_path: Path
         assert app.transport.dead_letters() == []
     finally:
         app.close()
+
+
+def test_an_unbounded_rabbitmq_queue_from_before_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import amqp as py_amqp
+
+    with amqp(tmp_path, ManualClock(), {}) as transport:
+        vhost = transport.connector.addresses[0].virtual_host  # type: ignore[attr-defined]
+        old = py_amqp.Connection(host="127.0.0.1:5672", virtual_host=vhost)
+        old.connect()
+        old.channel().queue_declare("celeriac.dead_letters", durable=True, auto_delete=False)
+        old.close()
+        with caplog.at_level(logging.WARNING, logger="celeriac.dead_letters"):
+            transport.consumer(["old"], owner="declare").close()
+            bury(transport, "old", b"kept")
+        assert [d.message.body for d in transport.dead_letters()] == [b"kept"]
+    assert any(
+        "exists without Celeriac's dead-letter limits" in r.getMessage() for r in caplog.records
+    )

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -248,7 +249,9 @@ class RedisTransport(Transport):
     # -- consuming ------------------------------------------------------------------------
 
     def consumer(self, queues: Sequence[str], *, owner: str) -> RedisConsumer:
-        self.dead_store.watch()  # the scripts that set letters aside read the cap it writes
+        # The scripts that set letters aside read the cap this writes; a Redis that is down
+        # now is left for the consumer's fetches to report (and the watch to run again).
+        self.dead_store.watch_if_due(deadline=time.monotonic())
         consumer = RedisConsumer(self, list(dict.fromkeys(queues)), owner)
         with self._lock:
             self._consumers.add(consumer)
