@@ -203,3 +203,17 @@ def test_an_unbounded_rabbitmq_queue_from_before_is_used_with_a_warning(
     assert any(
         "exists without Celeriac's dead-letter limits" in r.getMessage() for r in caplog.records
     )
+
+
+def test_none_lifts_a_bound_and_reaches_the_transport(tmp_path: Path) -> None:
+    from celeriac.app._connection_options import transport_options
+
+    app = Celery("dlq", broker=f"sqlite:///{tmp_path}/none.sqlite")
+    assert "dead_letter_max_entries" not in transport_options(app.conf)  # default: 10,000
+    app.conf.update(dead_letter_max_entries=None, dead_letter_max_age=None)
+    try:
+        bury(app.transport, "celery", *(str(i).encode() for i in range(5)))
+        assert transport_options(app.conf)["dead_letter_max_entries"] is None
+        assert len(app.transport.dead_letters()) == 5
+    finally:
+        app.close()

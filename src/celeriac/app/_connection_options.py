@@ -7,7 +7,8 @@ Transports and backends take one ``options`` mapping. The app fills it from its 
   transport option names the AMQP transport reads: ``task_queue_max_priority`` as
   ``max_priority`` and ``broker_native_delayed_delivery_queue_type`` as
   ``delayed_delivery_queue_type``; and Celeriac's ``dead_letter_max_entries`` and
-  ``dead_letter_max_age`` with their values. A key given in ``broker_transport_options`` wins.
+  ``dead_letter_max_age`` when set (None included). A key given in ``broker_transport_options``
+  wins.
 * the result backend gets ``result_backend_transport_options`` plus the backend settings set
   explicitly; ``rpc://``, which sends results through the broker, also gets what it reads
   (celeriac.backends.rpc): the app's ``broker_url``, the broker's connection settings and
@@ -36,7 +37,8 @@ _RENAMED_BROKER_SETTINGS = (
     ("task_queue_max_priority", "max_priority"),
     ("broker_native_delayed_delivery_queue_type", "delayed_delivery_queue_type"),
 )
-#: Celeriac's dead-letter bounds, passed with their values (defaults included).
+#: Celeriac's dead-letter bounds, passed when set (even to None, which lifts a bound; the
+#: transports' defaults are the settings' defaults).
 _DEAD_LETTER_SETTINGS = ("dead_letter_max_entries", "dead_letter_max_age")
 _BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
 #: Result settings the rpc:// backend reads, passed with their values (defaults included).
@@ -53,7 +55,8 @@ def transport_options(conf: Settings) -> dict[str, Any]:
         if value is not None:
             options.setdefault(option, value)
     for name in _DEAD_LETTER_SETTINGS:
-        options.setdefault(name, conf[name])
+        if name in changes:  # None too: it lifts the bound
+            options.setdefault(name, changes[name])
     return options
 
 
