@@ -217,3 +217,23 @@ def test_none_lifts_a_bound_and_reaches_the_transport(tmp_path: Path) -> None:
         assert len(app.transport.dead_letters()) == 5
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("factory", [memory, sqlite, redis], ids=_ids)
+def test_a_poison_message_the_broker_sets_aside_is_logged_once(
+    factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    options = {"max_deliveries": 2, "lease_timeout": 30}
+    with factory(tmp_path, clock, options) as transport:
+        transport.publish([Outgoing(Message(b"poison", "text/plain", "utf-8"), routing_key="p")])
+        consumer = transport.consumer(["p"], owner="dies")
+        with caplog.at_level(logging.WARNING, logger="celeriac.dead_letters"):
+            for _ in range(3):  # two deliveries whose worker "died", then the third take
+                consumer.fetch(1, timeout=0)
+                clock.advance(31)
+            consumer.fetch(1, timeout=0)  # (Redis logs what its scripts set aside here)
+            consumer.close()
+        assert [d.message.body for d in transport.dead_letters("p")] == [b"poison"]
+    lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(lines) == 1 and "'p'" in lines[0] and "delivered 2 times" in lines[0], lines

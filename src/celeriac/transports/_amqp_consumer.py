@@ -374,6 +374,7 @@ class AmqpConsumer(Consumer):
         received = Received(delivery, info["delivery_tag"], consumer_tag, self._io.generation, book)
         if failures >= self._transport.max_deliveries:
             self._redirect(received, 0, _poison_reason(failures))
+            self._transport.rejects.note(queue, _poison_reason(failures))
         elif redelivered and broker_count is None:  # classic queue: keep the count in a copy
             self._redirect(received, None, None, failures=failures)
         else:

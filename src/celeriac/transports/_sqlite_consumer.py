@@ -127,8 +127,10 @@ class SQLiteConsumer(Consumer):
         chosen = [row for _, _, row in ranked[:wanted]]
         poisoned = [r for r in chosen if r["delivery_count"] >= transport.max_deliveries]
         for row in poisoned:
-            conn.execute(_bury("id = ?"), (_poison_reason(row["delivery_count"]), now, row["id"]))
+            reason = _poison_reason(row["delivery_count"])
+            conn.execute(_bury("id = ?"), (reason, now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
+            transport.dead_store.rejects.note(row["queue"], reason)
         if poisoned:
             transport.dead_store.trim(conn, now)
         leased = [r for r in chosen if r["delivery_count"] < transport.max_deliveries]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 from celeriac.protocol.message import Message
-from celeriac.transports._dead_letters import DeadLetterLimits, log_dropped
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
 from celeriac.transports._sqlite_db import _PARTS, _Database, _message
 from celeriac.transports.base import DeadLetter
 
@@ -28,6 +28,7 @@ class SQLiteDeadLetters:
     def __init__(self, db: _Database, limits: DeadLetterLimits) -> None:
         self._db = db
         self.limits = limits
+        self.rejects = RejectLog()  # letters set aside by the broker, which no worker logs
 
     def trim(self, conn: sqlite3.Connection, now: float) -> int:
         """Drop the letters past the limits inside the caller's transaction (logged)."""

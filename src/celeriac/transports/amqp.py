@@ -96,7 +96,7 @@ from celeriac.transports._amqp_topology import (
     queue_exists,
     to_amqp,
 )
-from celeriac.transports._dead_letters import DeadLetterLimits
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog
 from celeriac.transports.base import (
     Capabilities,
     DeadLetter,
@@ -151,6 +151,7 @@ class AmqpTransport(Transport):
         self._delay_levels = False
         self._dead_letters = False
         self.dead_letter_limits = DeadLetterLimits.from_options(opts)
+        self.rejects = RejectLog(clock=clock)  # letters set aside here, which no worker logs
         self._consumers: set[AmqpConsumer] = set()
 
     @property

@@ -38,7 +38,7 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import positive_option
 from celeriac.transports._broadcast import MemoryHub
-from celeriac.transports._dead_letters import DeadLetterLimits, log_dropped
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
 from celeriac.transports.base import (
     Capabilities,
     Consumer,
@@ -127,6 +127,7 @@ class MemoryTransport(Transport):
         self.lease_timeout = positive_option(options, "lease_timeout", 30.0)
         self.max_deliveries = int(positive_option(options, "max_deliveries", 10, integer=True))
         self.dead_letter_limits = DeadLetterLimits.from_options(options)
+        self.rejects = RejectLog(clock=clock)  # letters set aside here, which no worker logs
         self._broker = _broker_named(self.name)
         self._clock = clock
         self._consumers: set[MemoryConsumer] = set()
@@ -335,6 +336,7 @@ class MemoryConsumer(Consumer):
             for _, _, entry in ranked[:wanted]:
                 if entry.delivery_count >= self._transport.max_deliveries:
                     self._bury(entry, _poison_reason(entry.delivery_count))
+                    self._transport.rejects.note(entry.queue, _poison_reason(entry.delivery_count))
                     poisoned = True
                 else:
                     deliveries.append(self._lease(entry, now))
