@@ -136,7 +136,7 @@ def requeue(
         if not force:
             click.confirm(f"Requeue {len(letter_ids)} dead letter(s)?", abort=True)
     missing = 0
-    transport = _transport(ctx)
+    transport = _run(ctx, lambda opened: opened)  # (a bad broker URL is an error, not a trace)
     for letter_id in letter_ids:
         with _broker_errors():
             letter = _requeue_one(transport, letter_id)
