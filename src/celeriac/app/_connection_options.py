@@ -6,7 +6,9 @@ Transports and backends take one ``options`` mapping. The app fills it from its 
   explicitly (each transport keeps its own defaults otherwise), plus two settings under the
   transport option names the AMQP transport reads: ``task_queue_max_priority`` as
   ``max_priority`` and ``broker_native_delayed_delivery_queue_type`` as
-  ``delayed_delivery_queue_type``. A key given in ``broker_transport_options`` wins.
+  ``delayed_delivery_queue_type``; and Celeriac's ``dead_letter_max_entries`` and
+  ``dead_letter_max_age`` when set (None included). A key given in ``broker_transport_options``
+  wins.
 * the result backend gets ``result_backend_transport_options`` plus the backend settings set
   explicitly; ``rpc://``, which sends results through the broker, also gets what it reads
   (celeriac.backends.rpc): the app's ``broker_url``, the broker's connection settings and
@@ -28,7 +30,8 @@ __all__ = ["BROKER_SETTINGS", "backend_options", "transport_options"]
 
 #: Broker connection settings passed by their own names when set explicitly.
 BROKER_SETTINGS = (
-    "broker_use_ssl", "broker_connection_retry_on_startup", "broker_connection_max_retries",
+    "broker_use_ssl", "broker_connection_retry", "broker_connection_retry_on_startup",
+    "broker_connection_max_retries",
     "broker_connection_timeout", "broker_heartbeat", "broker_pool_limit",
     "broker_login_method",
 )  # fmt: skip
@@ -37,6 +40,9 @@ _RENAMED_BROKER_SETTINGS = (
     ("task_queue_max_priority", "max_priority"),
     ("broker_native_delayed_delivery_queue_type", "delayed_delivery_queue_type"),
 )
+#: Celeriac's dead-letter bounds, passed when set (even to None, which lifts a bound; the
+#: transports' defaults are the settings' defaults).
+_DEAD_LETTER_SETTINGS = ("dead_letter_max_entries", "dead_letter_max_age")
 _BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
 #: Result settings the rpc:// backend reads, passed with their values (defaults included).
 _RPC_RESULT_SETTINGS = ("result_serializer", "result_persistent")
@@ -57,6 +63,9 @@ def transport_options(conf: Settings) -> dict[str, Any]:
         value = changes.get(setting)
         if value is not None:
             options.setdefault(option, value)
+    for name in _DEAD_LETTER_SETTINGS:
+        if name in changes:  # None too: it lifts the bound
+            options.setdefault(name, changes[name])
     return options
 
 

@@ -30,6 +30,7 @@ from celeriac._masking import mask_value
 from celeriac.exceptions import ImproperlyConfigured
 
 __all__ = [
+    "CELERIAC_SETTINGS",
     "DEFAULTS",
     "NAMESPACES",
     "NAMESPACE_PREFIXES",
@@ -56,6 +57,14 @@ _GENERAL: dict[str, tuple[Any, str]] = {
     "imports": ((), "CELERY_IMPORTS"),
     "include": ((), "CELERY_INCLUDE"),
     "timezone": (None, "CELERY_TIMEZONE"),
+}
+
+#: Celeriac's own settings, which Celery does not have, with their defaults (their old
+#: uppercase names are ``upper(name)``). They bound the broker's dead-letter store
+#: (docs/dead-letters.md): at most this many letters, none older than this (None: no bound).
+_CELERIAC: dict[str, Any] = {
+    "dead_letter_max_entries": 10_000,
+    "dead_letter_max_age": timedelta(days=7),
 }
 
 #: namespace -> {name without the namespace: default}
@@ -341,6 +350,8 @@ def _build() -> tuple[dict[str, Any], dict[str, str]]:
     """Flatten the namespaces into ``{new name: default}`` and ``{new name: old name}``."""
     defaults = {name: default for name, (default, _) in _GENERAL.items()}
     new_to_old = {name: old for name, (_, old) in _GENERAL.items()}
+    defaults.update(_CELERIAC)
+    new_to_old.update((name, name.upper()) for name in _CELERIAC)
     for namespace, options in _NAMESPACED.items():
         old_prefix = OLD_PREFIXES.get(namespace)
         for short, default in options.items():
@@ -353,6 +364,8 @@ def _build() -> tuple[dict[str, Any], dict[str, str]]:
 
 _defaults, _new_to_old = _build()
 
+#: Celeriac's own settings (no Celery counterpart) -> their defaults.
+CELERIAC_SETTINGS: Mapping[str, Any] = MappingProxyType(_CELERIAC)
 #: Every setting's lowercase name -> its default.
 DEFAULTS: Mapping[str, Any] = MappingProxyType(_defaults)
 #: Lowercase name -> the old uppercase name Celery 5.7 gives it.

@@ -4,8 +4,8 @@ Options are merged in Celery's precedence: call > task > route > setting > defau
 task's ``queue``, ``priority``, ``serializer``, ``expires``, time limits, ... count as task
 options). The message is published to the app's transport; an ETA is handed to the broker
 as ``not_before`` so it waits there, not in a worker. A failed publish is retried on the
-same transport per ``retry_policy`` (transports reconnect themselves), sleeping on the
-app's clock between attempts.
+same transport per ``retry_policy`` (``_publish_retry``: the only retry loop around a
+publish), sleeping on the app's clock between attempts.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
+from celeriac.app._publish_retry import PublishRetry
 from celeriac.canvas.stamping import stamps_of
-from celeriac.exceptions import TransportError, UnknownSettingWarning
+from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
 from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
 from celeriac.request import Context, current_request
@@ -343,21 +344,9 @@ class Producer:
         conf = self._app.conf
         retry = opts.get("retry", conf.task_publish_retry)
         policy = {**(conf.task_publish_retry_policy or {}), **(opts.get("retry_policy") or {})}
-        limit = policy.get("max_retries", 3) if retry else 0
-        interval = float(policy.get("interval_start", 0))
-        attempt = 0
-        while True:  # max_retries None: until the broker takes it, as kombu does
-            try:
-                self._declare(queue)
-                self._app.transport.publish([outgoing])
-                return
-            except TransportError as exc:
-                if limit is not None and attempt >= int(limit):
-                    raise
-                attempt += 1
-                logger.warning("Publishing failed (%s); retrying in %.1fs", exc, interval)
-                self._app.clock.sleep(interval)
-                interval = min(
-                    interval + float(policy.get("interval_step", 0.2)),
-                    float(policy.get("interval_max", 1)),
-                )
+
+        def attempt() -> None:
+            self._declare(queue)
+            self._app.transport.publish([outgoing])
+
+        PublishRetry.from_policy(bool(retry), policy).run(attempt, self._app.clock.sleep)

@@ -84,7 +84,7 @@ def create_app(
     feed the store themselves turn it off). ``url_prefix``: serve under this path
     (``/celeriac``; the page finds the prefix in the ``root_path`` it is served with).
     """
-    from celeriac.dashboard import routes_api, routes_control, routes_live
+    from celeriac.dashboard import routes_api, routes_control, routes_dead_letters, routes_live
 
     clock = clock or system_clock
     conf = celeriac_app.conf
@@ -116,6 +116,7 @@ def create_app(
         *routes_live.routes(),
         *routes_api.routes(),
         *routes_control.routes(),
+        *routes_dead_letters.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     prefix = normalize_prefix(url_prefix)

@@ -26,7 +26,13 @@ from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.base import Transport
 
-__all__ = ["available_schemes", "create_transport", "mask_password", "positive_option"]
+__all__ = [
+    "available_schemes",
+    "connection_retry",
+    "create_transport",
+    "mask_password",
+    "positive_option",
+]
 
 # scheme -> (module, class); a module is imported the first time its scheme is asked for.
 _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
@@ -104,3 +110,16 @@ def positive_option(
             f"broker_transport_options[{name!r}] must be {kind}, not {value!r}."
         ) from None
     return number
+
+
+def connection_retry(options: Mapping[str, Any] | None) -> tuple[bool, bool]:
+    """Whether to retry connecting (at startup, after a loss), as Celery decides.
+
+    ``broker_connection_retry`` (True) covers a connection that was lost;
+    ``broker_connection_retry_on_startup`` the first one, and follows
+    ``broker_connection_retry`` when it is not set (None).
+    """
+    opts = options or {}
+    after_loss = opts.get("broker_connection_retry") is not False
+    on_startup = opts.get("broker_connection_retry_on_startup")
+    return (after_loss if on_startup is None else on_startup is not False), after_loss

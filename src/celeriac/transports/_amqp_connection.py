@@ -12,7 +12,9 @@ addresses, tried in turn. Query parameters: ``heartbeat``, ``connect_timeout`` (
 Options (the options mapping; Celery's setting names, which the app passes through):
 ``broker_heartbeat`` (120 s; 0 turns heartbeats off), ``broker_connection_timeout`` (4 s),
 ``broker_use_ssl``, ``broker_login_method``, ``broker_pool_limit`` (10; 0 or None: no pool, a
-connection per use), ``broker_connection_max_retries`` (100; 0 or None: forever); and the
+connection per use), ``broker_connection_max_retries`` (100; 0 or None: forever),
+``broker_connection_retry`` / ``broker_connection_retry_on_startup`` (False: a consumer gives
+up at the first failed (re)connection; on startup follows the first when unset); and the
 transport options ``interval_start`` (0.1 s), ``interval_step`` (0.5 s), ``interval_max``
 (5 s) spacing reconnection attempts, ``confirm_publish`` (True), ``confirm_timeout`` (10 s).
 
@@ -33,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celeriac.exceptions import CeleryError, ImproperlyConfigured, TransportError
-from celeriac.transports import mask_password, positive_option
+from celeriac.transports import connection_retry, mask_password, positive_option
 from celeriac.transports._amqp_driver import amqp, amqp_errors
 
 __all__ = ["RECOVERABLE", "Address", "Backoff", "Connector", "close_quietly", "translate"]
@@ -139,6 +141,7 @@ class Connector:
             interval_max=positive_option(opts, "interval_max", 5.0),
             max_retries=_optional_count(opts, "broker_connection_max_retries", 100),
         )
+        self.retry_on_startup, self.retry_after_loss = connection_retry(opts)
         self.shown = self.addresses[0].shown
         self._turn = 0
         self._lock = threading.Lock()

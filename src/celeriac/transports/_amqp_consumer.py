@@ -254,8 +254,8 @@ class AmqpConsumer(Consumer):
             self._io.call(partial(self._hand_over, due), timeout)
 
     def close(self) -> None:
-        if not self._buffer.close():
-            return
+        if not self._buffer.close() and self._io.failure is None:
+            return  # closed already (one whose I/O gave up still closes its wake-up pipe)
         with self._start_lock:
             self._started = True  # a fetch racing with close must not start the thread now
         self._io.stop(final=self._close_channel)  # (only closes its wake-up pipe if never started)
@@ -381,6 +381,7 @@ class AmqpConsumer(Consumer):
         received = Received(delivery, info["delivery_tag"], consumer_tag, self._io.generation, book)
         if failures >= self._transport.max_deliveries:
             self._redirect(received, 0, _poison_reason(failures))
+            self._transport.rejects.note(queue, _poison_reason(failures))
         elif redelivered and broker_count is None:  # classic queue: keep the count in a copy
             self._redirect(received, None, None, failures=failures)
         else:

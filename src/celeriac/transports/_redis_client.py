@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # ssl costs every process megabytes: imported only when TLS i
 __all__ = [
     "AuthenticationError",
     "CertificateError",
+    "ConnectFailed",
     "ConnectSettings",
     "Connection",
     "ConnectionError",
@@ -48,6 +49,10 @@ class ConnectionError(RedisError):
 
 class CertificateError(RedisError):
     """The server's TLS certificate was refused (unknown CA, or it names another host)."""
+
+
+class ConnectFailed(ConnectionError):
+    """No connection could be opened (refused, unreachable, connect timeout)."""
 
 
 class ResponseError(RedisError):
@@ -166,7 +171,7 @@ class Connection:
                     sock = _wrap_tls(settings.tls, sock, host, self.where())
             sock.settimeout(settings.socket_timeout)
         except OSError as exc:
-            raise ConnectionError(f"Error connecting to {self.where()}: {exc}") from exc
+            raise ConnectFailed(f"Error connecting to {self.where()}: {exc}") from exc
         self._sock = sock
         self._buffer.clear()
         self._pos = 0

@@ -43,6 +43,7 @@ from celeriac.transports import mask_password
 from celeriac.transports._redis_client import (
     AuthenticationError,
     CertificateError,
+    ConnectFailed,
     Connection,
     ConnectionError,
     ConnectSettings,
@@ -53,7 +54,7 @@ from celeriac.transports._redis_client import (
     sentinel_locator,
 )
 
-__all__ = ["RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
+__all__ = ["PUBLISH_RETRY", "RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
 
 T = TypeVar("T")
 
@@ -198,12 +199,17 @@ def _seconds(value: Any, name: str) -> float | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently to retry when Redis cannot be reached."""
+    """How often and how patiently to retry when Redis cannot be reached.
+
+    ``retry_connect`` False: a failure to open a connection is not retried here (the caller
+    retries per its own policy); a connection that broke is, ``max_retries`` times.
+    """
 
     max_retries: int = 10
     interval_start: float = 0.0
     interval_step: float = 0.2
     interval_max: float = 1.0
+    retry_connect: bool = True
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:
@@ -222,6 +228,15 @@ class RetryPolicy:
         return min(self.interval_start + attempt * self.interval_step, self.interval_max)
 
 
+#: Publishing (and what a publish reads or declares): one immediate reconnect when a
+#: connection that was open broke (Redis restarted, an idle socket dropped), and no retry
+#: of a connection that cannot be opened: the producer retries per task_publish_retry_policy
+#: (docs/connection-retry.md), so the two never multiply.
+PUBLISH_RETRY = RetryPolicy(
+    max_retries=1, interval_start=0.0, interval_step=0.0, interval_max=0.0, retry_connect=False
+)
+
+
 class RedisConnector:
     """Connections to one Redis (or Sentinel-managed master), with retries.
 
@@ -238,6 +253,7 @@ class RedisConnector:
         retry: RetryPolicy,
         ssl_options: Mapping[str, Any] | bool | None = None,
         retry_on_startup: bool = True,
+        retry_after_loss: bool = True,
     ) -> None:
         """``ssl_options``: Celery's ``broker_use_ssl``: a dict of ssl_* settings, or True."""
         self.address = address = parse_url(url, what=what)
@@ -245,6 +261,7 @@ class RedisConnector:
         self.error = error
         self.retry = retry
         self._retry_on_startup = retry_on_startup
+        self._retry_after_loss = retry_after_loss
         self._connected_once = False
         self._closed = False
         merged = {**address.params, **options}
@@ -376,10 +393,12 @@ class RedisConnector:
         *,
         deadline: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
     ) -> T:
         """Run ``operation``; retry per the policy while Redis cannot be reached.
 
-        ``deadline`` (monotonic time) caps the retrying, whatever the policy says.
+        ``retry`` replaces the connector's policy for this call; ``deadline`` (monotonic
+        time) caps the retrying, whatever the policy says.
         """
         attempt = 0
         while True:
@@ -390,10 +409,13 @@ class RedisConnector:
             except RedisError as exc:
                 if isinstance(exc, ResponseError) and exc.code == "READONLY":
                     self._drop_local()  # a failed-over master: find the new one
-                limit = self.retry.max_retries
-                if not self._connected_once and not self._retry_on_startup:
+                policy = retry or self.retry
+                limit = policy.max_retries
+                if not (self._retry_after_loss if self._connected_once else self._retry_on_startup):
                     limit = 0
-                pause = self.retry.pause(attempt)
+                if isinstance(exc, ConnectFailed) and not policy.retry_connect:
+                    limit = 0
+                pause = policy.pause(attempt)
                 out_of_time = deadline is not None and time.monotonic() + pause > deadline
                 if not self.is_retryable(exc) or attempt >= limit or out_of_time:
                     raise self.describe(exc, doing) from exc

@@ -170,6 +170,7 @@ class RedisConsumer(Consumer):
         if max_count < 1:
             raise ValueError(f"max_count must be at least 1, not {max_count}")
         deadline = time.monotonic() + max(timeout, 0.0)
+        self._transport.dead_store.watch_if_due(deadline)  # bounds and logs the dead letters
         with self._fetching:
             while not self._closed:
                 deliveries, next_due = self._take(max_count, deadline)
@@ -237,7 +238,7 @@ class RedisConsumer(Consumer):
 
     def _deliveries(self, flat: list[Any]) -> list[Delivery]:
         deliveries: list[Delivery] = []
-        broken: list[tuple[str, str, str]] = []
+        broken: list[tuple[str, str, str, str]] = []
         for i in range(0, len(flat), 5):
             index, raw, count, claim_b, tag_b = flat[i : i + 5]
             claim, tag = claim_b.decode(), tag_b.decode()
@@ -245,7 +246,7 @@ class RedisConsumer(Consumer):
             try:
                 envelope = decode_envelope(raw)
             except ValueError as exc:
-                broken.append((tag, claim, str(exc)))
+                broken.append((tag, claim, str(exc), queue))
                 continue
             # "3", or "1r" once given back (see _redis_scripts)
             counted = count.decode() if isinstance(count, bytes) else str(count)
@@ -269,8 +270,9 @@ class RedisConsumer(Consumer):
                 self._queues.append(delivery.queue)
         if broken:
             at = repr(self._transport.clock.time())
-            for tag, claim, reason in broken:
+            for tag, claim, reason, queue in broken:
                 self._settle("dead", [(tag, claim)], at, reason)
+                self._transport.dead_store.rejects.note(queue, reason)
         return deliveries
 
     def _wait(self, next_due: float | None, deadline: float) -> None:

@@ -8,7 +8,10 @@ takes the same first six KEYS::
     KEYS[3] leases         ZSET  "<tag>\\t<claim>" -> lease expiry
     KEYS[4] claims         HASH  tag -> "<count>\\t<envelope length>\\t<step>\\t<queue>"
     KEYS[5] deliveries     HASH  tag -> count, kept while a message waits again
-    KEYS[6] dead letters   LIST  JSON {"queue", "reason", "at", "envelope"}
+    KEYS[6] dead letters   LIST  JSON {"queue", "reason", "at", "envelope_encoding",
+                                 "envelope"}; KEYS[6] .. ".limits" HASH max_entries,
+                                 dropped, unseen; KEYS[6] .. ".unlogged" LIST the last 10
+                                 {"queue", "reason"} no caller logs (``_redis_dead_letters``)
 
 A claim names one delivery to one consumer (``<consumer id>.<sequence>``). Acting on a
 delivery starts with ``ZREM leases "<tag>\\t<claim>"``: it removes something only while that
@@ -33,9 +36,47 @@ local function list_key(prefix, sep, queue, step)
   if step == '0' then return prefix .. queue end
   return prefix .. queue .. sep .. step
 end
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local quad = {}
+    for j = 1, 4 do
+      local k = math.floor(n / 2 ^ (6 * (4 - j))) % 64
+      quad[j] = string.sub(B64, k + 1, k + 1)
+    end
+    if not b then quad[3] = '=' end
+    if not c then quad[4] = '=' end
+    out[#out + 1] = table.concat(quad)
+  end
+  return table.concat(out)
+end
+local caller_logs = false  -- GIVE_BACK sets it: its caller logs the letters it sets aside
+-- The dead-letter entry for an envelope, after making room for it (the limits hash beside
+-- the list holds max_entries and counts what was dropped and what no caller has logged).
+-- An envelope with bytes past ASCII is kept base64, so the entry is always valid JSON.
 local function dead_entry(queue, reason, at, envelope)
-  return '{"queue": ' .. cjson.encode(queue) .. ', "reason": ' .. cjson.encode(reason)
-    .. ', "at": ' .. at .. ', "envelope": ' .. cjson.encode(envelope) .. '}'
+  local limits = KEYS[6] .. '.limits'
+  local cap = tonumber(redis.call('HGET', limits, 'max_entries'))
+  if cap then
+    local extra = redis.call('LLEN', KEYS[6]) - cap + 1
+    if extra > 0 then
+      redis.call('LTRIM', KEYS[6], extra, -1)
+      redis.call('HINCRBY', limits, 'dropped', extra)
+    end
+  end
+  local about = '{"queue": ' .. cjson.encode(queue) .. ', "reason": ' .. cjson.encode(reason)
+  if not caller_logs then
+    redis.call('HINCRBY', limits, 'unseen', 1)
+    redis.call('RPUSH', KEYS[6] .. '.unlogged', about .. '}')
+    redis.call('LTRIM', KEYS[6] .. '.unlogged', -10, -1)
+  end
+  local encoding = 'utf-8'
+  if string.find(envelope, '[\128-\255]') then envelope, encoding = base64(envelope), 'base64' end
+  return about .. ', "at": ' .. at .. ', "envelope_encoding": "' .. encoding
+    .. '", "envelope": ' .. cjson.encode(envelope) .. '}'
 end
 local function split_info(value)
   local count, len, step, queue = string.match(value, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
@@ -231,6 +272,7 @@ GIVE_BACK = (
     _COMMON
     + r"""
 local mode, at, prefix, sep, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+caller_logs = true
 local done = {}
 local first, last, step = 6, #ARGV, 1
 if mode == 'front' then first, last, step = #ARGV, 6, -1 end  -- the first taken ends up next

@@ -128,20 +128,28 @@ class SQLiteConsumer(Consumer):
         chosen = [row for _, _, row in ranked[:wanted]]
         poisoned = [r for r in chosen if _failed(r) >= transport.max_deliveries]
         for row in poisoned:
-            conn.execute(_bury("id = ?"), (_poison_reason(_failed(row)), now, row["id"]))
+            reason = _poison_reason(_failed(row))
+            conn.execute(_bury("id = ?"), (reason, now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
+            transport.dead_store.rejects.note(row["queue"], reason)
+        if poisoned:
+            transport.dead_store.trim(conn, now)
         leased = [r for r in chosen if _failed(r) < transport.max_deliveries]
-        lease = (self._id, self._owner, transport.hostname, os.getpid())
+        lease = (self._id, self._owner, transport.holder, os.getpid())
         expires = now + transport.lease_timeout
         conn.executemany(_LEASE, [(*lease, expires, row["id"]) for row in leased])
         return [_delivery(row) for row in leased], bool(poisoned)
 
     def _recover_if_due(self) -> bool:
-        """Release the leases of this host's dead processes (every 2 s); say if any were."""
+        """Release the leases of this host's dead processes (every 2 s); say if any were.
+
+        Only holders with our identity (hostname, boot id, pid namespace) are judged by pid;
+        any other holder's leases are left to expire (see ``holder_identity``).
+        """
         if os.name != "posix" or self._clock.monotonic() < self._next_recovery:
             return False
         self._next_recovery = self._clock.monotonic() + _RECOVERY_INTERVAL
-        host, me = self._transport.hostname, os.getpid()
+        host, me = self._transport.holder, os.getpid()
         with self._lock:
             if self._closed:
                 return False
@@ -199,8 +207,10 @@ class SQLiteConsumer(Consumer):
             if self._closed:
                 return
             with self._db.transaction("dead-letter a message") as conn:
-                conn.execute(_bury(_HELD), (reason, self._clock.time(), *key, self._id))
+                now = self._clock.time()
+                conn.execute(_bury(_HELD), (reason, now, *key, self._id))
                 conn.execute(f"DELETE FROM celeriac_messages WHERE {_HELD}", (*key, self._id))
+                self._transport.dead_store.trim(conn, now)
 
     def renew(self, deliveries: Sequence[Delivery]) -> None:
         keys = [key for key in map(_claim_key, deliveries) if key is not None]

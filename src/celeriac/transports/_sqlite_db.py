@@ -49,6 +49,8 @@ _SCHEMA = (
         routing_key TEXT NOT NULL, body BLOB NOT NULL, content_type TEXT NOT NULL,
         content_encoding TEXT NOT NULL, headers TEXT NOT NULL, properties TEXT NOT NULL,
         reason TEXT NOT NULL, dead_lettered_at REAL NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS celeriac_dead_letters_at
+        ON celeriac_dead_letters (dead_lettered_at)""",
 )
 # Columns added since the first schema: (name, definition), added where missing.
 _ADDED_COLUMNS = (
@@ -142,6 +144,32 @@ def _database_path(url: str) -> str:
     if os.path.isdir(path):
         raise ImproperlyConfigured(f"The SQLite broker path {path} is a directory, not a file.")
     return path
+
+
+def holder_identity(hostname: str) -> str:
+    """Who may judge a lease holder's pid: the host, its boot and its pid namespace.
+
+    Recovery releases a dead holder's leases only when the holder's identity equals ours, so
+    a pid is only ever looked up in the namespace it was taken in. Two hosts or containers
+    that share a hostname and the file (but not a pid namespace, or not a kernel) then never
+    release each other's live leases; those wait for ``lease_timeout`` instead. Where
+    ``/proc`` is missing (not Linux) the identity is the hostname alone.
+    """
+    parts = [hostname]
+    for path, read in (
+        ("/proc/sys/kernel/random/boot_id", _read_text),
+        ("/proc/self/ns/pid", os.readlink),
+    ):
+        try:
+            parts.append(read(path))
+        except OSError:
+            break
+    return "|".join(parts)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii") as file:
+        return file.read().strip()
 
 
 def _process_exists(pid: int) -> bool:

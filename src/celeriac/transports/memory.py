@@ -8,7 +8,8 @@ One broker's state, guarded by its ``threading.Condition``::
 
     queues    {queue name: {message id: _Entry}}     dict order is publish order (FIFO)
     bindings  {exchange name: {(exchange type, binding key, queue name)}}
-    dead      [DeadLetter, ...]                       oldest first
+    dead      [DeadLetter, ...]                       oldest first, ids "<n>"; bounded by
+                                                      dead_letter_max_entries / _max_age
 
     _Entry    id, message, queue, exchange, routing_key, available_at,
               delivery_count, consumer (lease holder or None), lease_expires
@@ -37,6 +38,7 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import positive_option
 from celeriac.transports._broadcast import MemoryHub
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
 from celeriac.transports.base import (
     Capabilities,
     Consumer,
@@ -125,6 +127,8 @@ class MemoryTransport(Transport):
         self.name = rest.strip("/")
         self.lease_timeout = positive_option(options, "lease_timeout", 30.0)
         self.max_deliveries = int(positive_option(options, "max_deliveries", 10, integer=True))
+        self.dead_letter_limits = DeadLetterLimits.from_options(options)
+        self.rejects = RejectLog(clock=clock)  # letters set aside here, which no worker logs
         self._broker = _broker_named(self.name)
         self._clock = clock
         self._consumers: set[MemoryConsumer] = set()
@@ -210,11 +214,61 @@ class MemoryTransport(Transport):
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         self._check_open()
         with self._broker.condition:
+            self._trim_dead_letters()
             return [
                 replace(d, message=_fresh(d.message))
                 for d in self._broker.dead
                 if queue is None or d.queue == queue
             ]
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        self._check_open()
+        broker = self._broker
+        with broker.condition:
+            found = next((d for d in broker.dead if d.id == letter_id), None)
+            if found is None:
+                return None
+            if not found.is_message:
+                raise ValueError(f"dead letter {letter_id} is not a message; nothing to requeue")
+            broker.dead.remove(found)
+            broker.last_id += 1
+            entry = _Entry(
+                id=broker.last_id, message=_fresh(found.message), queue=found.queue,
+                exchange="", routing_key=found.queue, available_at=self._clock.time(),
+            )  # fmt: skip
+            broker.queues.setdefault(found.queue, {})[entry.id] = entry
+            broker.condition.notify_all()
+            return replace(found, message=_fresh(found.message))
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        self._check_open()
+        with self._broker.condition:
+            dead = self._broker.dead
+            kept = [d for d in dead if queue is not None and d.queue != queue]
+            purged = len(dead) - len(kept)
+            dead[:] = kept
+            return purged
+
+    def bury(self, entry_message: Message, queue: str, reason: str) -> None:
+        """Keep ``entry_message`` aside with ``reason`` (under the broker's condition)."""
+        broker = self._broker
+        broker.last_id += 1
+        broker.dead.append(
+            DeadLetter(entry_message, queue, reason, self._clock.time(), id=str(broker.last_id))
+        )
+        self._trim_dead_letters()
+
+    def _trim_dead_letters(self) -> None:
+        """Drop the oldest letters past the limits (under the broker's condition)."""
+        limits, dead = self.dead_letter_limits, self._broker.dead
+        oldest = limits.oldest_kept(self._clock.time())
+        kept = dead if oldest is None else [d for d in dead if d.dead_lettered_at >= oldest]
+        if limits.max_entries is not None:
+            kept = kept[-limits.max_entries :]
+        if len(kept) != len(dead):
+            dropped = len(dead) - len(kept)
+            dead[:] = kept
+            log_dropped(f"memory broker {self.name!r}", dropped, limits)
 
     def broadcast(self, exchange: str, routing_key: str, message: Message) -> None:
         self._check_open()
@@ -284,6 +338,7 @@ class MemoryConsumer(Consumer):
                 failed = entry.delivery_count - entry.returns
                 if failed >= self._transport.max_deliveries:
                     self._bury(entry, _poison_reason(failed))
+                    self._transport.rejects.note(entry.queue, _poison_reason(failed))
                     poisoned = True
                 else:
                     deliveries.append(self._lease(entry, now))
@@ -325,9 +380,7 @@ class MemoryConsumer(Consumer):
 
     def _bury(self, entry: _Entry, reason: str) -> None:
         del self._broker.queues[entry.queue][entry.id]
-        self._broker.dead.append(
-            DeadLetter(entry.message, entry.queue, reason, dead_lettered_at=self._clock.time())
-        )
+        self._transport.bury(entry.message, entry.queue, reason)
 
     def _release(
         self, entry: _Entry, available_at: float | None = None, *, counted: bool = False
