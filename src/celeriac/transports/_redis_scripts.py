@@ -233,14 +233,16 @@ for i = first, last, step do
         redis.call('RPUSH', KEYS[6], dead_entry(queue, reason, at, envelope))
         redis.call('HDEL', KEYS[5], tag)
       else
-        if mode == 'defer' then
+        if mode == 'defer' then  -- waiting for an ETA is no failed delivery: not counted
           redis.call('ZADD', prefix .. '_celeriac.delayed.' .. queue, at, step .. envelope)
+          count = tonumber(count) - 1
         elseif mode == 'front' then
           redis.call('RPUSH', list_key(prefix, sep, queue, step), envelope)
         else
           redis.call('LPUSH', list_key(prefix, sep, queue, step), envelope)
         end
-        redis.call('HSET', KEYS[5], tag, count)
+        if tonumber(count) > 0 then redis.call('HSET', KEYS[5], tag, count)
+        else redis.call('HDEL', KEYS[5], tag) end
       end
     end
     done[#done + 1] = tag
