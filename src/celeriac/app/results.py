@@ -15,6 +15,7 @@ from celeriac import states
 from celeriac.app.settings import as_seconds
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import DecodeError, ImproperlyConfigured, TaskRevokedError
+from celeriac.protocol.compression import compress_result, decompress_result
 from celeriac.protocol.result_meta import (
     build_meta,
     decode_exception,
@@ -130,9 +131,14 @@ class ResultStore:
         if reply_to is None and request is not None:
             reply_to = request.reply_to
         self.backend.store(
-            task_id, encode_meta(meta, self.serializer), state=state, ttl=ttl or None,
-            reply_to=reply_to,
-        )  # fmt: skip
+            task_id, self._encode(meta), state=state, ttl=ttl or None, reply_to=reply_to
+        )
+
+    def _encode(self, meta: dict[str, Any]) -> bytes:
+        """``meta`` serialized, and compressed in Celery's format with ``result_compression``."""
+        payload = encode_meta(meta, self.serializer)
+        compression = self._app.conf.result_compression
+        return compress_result(payload, compression) if compression else payload
 
     def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:
         self.store(task_id, states.REVOKED, TaskRevokedError(reason), request=request)
@@ -148,7 +154,7 @@ class ResultStore:
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         try:
-            return decode_meta(payload, self.serializer)
+            return decode_meta(decompress_result(payload), self.serializer)
         except DecodeError:
             raise
         except Exception as exc:
@@ -191,7 +197,7 @@ class ResultStore:
         ``ttl`` seconds (default ``result_expires``)."""
         if ttl is None:
             ttl = as_seconds(self._app.conf.result_expires) or None
-        payload = encode_meta({"result": result_tuple}, self.serializer)
+        payload = self._encode({"result": result_tuple})
         self.backend.save_group(group_id, payload, ttl=ttl)
 
     def restore_group(self, group_id: str) -> Any:

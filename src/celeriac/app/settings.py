@@ -33,6 +33,7 @@ from celeriac.app._setting_names import (
     normalize,
 )
 from celeriac.exceptions import ImproperlyConfigured, UnknownSettingWarning
+from celeriac.protocol.compression import COMPRESSION_METHODS
 
 if TYPE_CHECKING:
     from _typeshed import SupportsKeysAndGetItem
@@ -393,3 +394,7 @@ def validate(settings: Settings, *, serializers: Collection[str] = SERIALIZERS) 
             raise _invalid(name, value, "an int from 0 to 255, or None")
     for name in ("result_expires", "task_time_limit", "task_soft_time_limit"):
         as_seconds(settings[name], setting=name)
+    for name in ("task_compression", "result_compression"):
+        method = settings[name]
+        if method and method not in COMPRESSION_METHODS:
+            raise _invalid(name, method, f"None or one of {', '.join(COMPRESSION_METHODS)}")

@@ -22,6 +22,7 @@ this backend reuses), ``result_serializer`` (the content type results are labell
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections import OrderedDict
@@ -36,10 +37,12 @@ from celeriac.exceptions import (
     BackendError,
     BackendGetMetaError,
     BackendStoreError,
+    DecodeError,
     ImproperlyConfigured,
     TimeoutError,
     TransportError,
 )
+from celeriac.protocol.compression import decompress, split_compressed_result
 from celeriac.protocol.serializers import content_type_of
 from celeriac.transports._amqp_connection import Connector
 from celeriac.transports._amqp_driver import amqp
@@ -146,10 +149,16 @@ class RpcBackend(ResultBackend):
     ) -> None:
         if not reply_to:
             return  # the sender asked for no replies (Celery does the same)
+        # result_compression: the body compressed, named by kombu's ``compression`` header
+        # (which Celery's rpc client undoes), not Celery's in-band marker of stored results.
+        body, headers = bytes(payload), {}
+        compressed = split_compressed_result(body)
+        if compressed is not None:
+            body, headers["compression"] = compressed
         message = amqp.Message(
-            bytes(payload), content_type=self._content_type,
-            content_encoding=self._content_encoding, correlation_id=task_id,
-            delivery_mode=self._delivery_mode, application_headers={},
+            body, content_type=self._content_type, content_encoding=self._content_encoding,
+            correlation_id=task_id, delivery_mode=self._delivery_mode,
+            application_headers=headers,
         )  # fmt: skip
         with self._errors(BackendStoreError, f"send the result of task {task_id}"):
             self._pool.run(
@@ -189,6 +198,10 @@ class RpcBackend(ResultBackend):
         if not task_id:
             return  # not a result (Celery < 4 sent the id in the body only)
         body = message.body
+        compression = (message.properties.get("application_headers") or {}).get("compression")
+        if isinstance(compression, str) and compression:
+            with contextlib.suppress(DecodeError):  # else kept: reading it says it is broken
+                body = decompress(bytes(body), compression)
         with self._changed:
             self._results.pop(task_id, None)
             self._results[task_id] = body if isinstance(body, bytes) else bytes(body)
