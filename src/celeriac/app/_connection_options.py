@@ -34,7 +34,13 @@ _RENAMED_BROKER_SETTINGS = (
     ("task_queue_max_priority", "max_priority"),
     ("broker_native_delayed_delivery_queue_type", "delayed_delivery_queue_type"),
 )
-_BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
+_BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_max_connections")
+#: Celery's redis_* backend settings, passed under the option names the Redis backend reads.
+_RENAMED_BACKEND_SETTINGS = (
+    ("redis_socket_timeout", "socket_timeout"),
+    ("redis_socket_connect_timeout", "socket_connect_timeout"),
+    ("redis_socket_keepalive", "socket_keepalive"),
+)
 #: Result settings the rpc:// backend reads, passed with their values (defaults included).
 _RPC_RESULT_SETTINGS = ("result_serializer", "result_persistent")
 
@@ -55,7 +61,13 @@ def backend_options(conf: Settings, url: str, broker_url: str) -> dict[str, Any]
     """The options of the result backend at ``url`` (module docstring)."""
     options = dict(conf.result_backend_transport_options or {})
     _add_explicit(options, conf, _BACKEND_SETTINGS)
-    if url.partition("://")[0].lower() != "rpc":
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
+        for setting, option in _RENAMED_BACKEND_SETTINGS:
+            value = conf.changes.get(setting)
+            if value is not None:
+                options.setdefault(option, value)
+    if scheme != "rpc":
         return options
     options.setdefault("broker_url", broker_url)
     for name in _RPC_RESULT_SETTINGS:

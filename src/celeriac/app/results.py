@@ -128,6 +128,8 @@ class ResultStore:
             extended=extended,
         )
         ttl = as_seconds(conf.result_expires)
+        if state == states.FAILURE and conf.result_failure_expires is not None:
+            ttl = as_seconds(conf.result_failure_expires, setting="result_failure_expires")
         if reply_to is None and request is not None:
             reply_to = request.reply_to
         self.backend.store(

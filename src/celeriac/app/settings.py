@@ -32,6 +32,7 @@ from celeriac.app._setting_names import (
     is_unknown_celery_name,
     normalize,
 )
+from celeriac.app._settings_support import check_unsupported
 from celeriac.exceptions import ImproperlyConfigured, UnknownSettingWarning
 from celeriac.protocol.compression import COMPRESSION_METHODS
 
@@ -394,6 +395,7 @@ def validate(settings: Settings, *, serializers: Collection[str] = SERIALIZERS) 
             raise _invalid(name, value, "an int from 0 to 255, or None")
     for name in ("result_expires", "task_time_limit", "task_soft_time_limit"):
         as_seconds(settings[name], setting=name)
+    check_unsupported(settings)
     for name in ("task_compression", "result_compression"):
         method = settings[name]
         if method and method not in COMPRESSION_METHODS:

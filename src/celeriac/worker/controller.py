@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from celeriac import signals
+from celeriac.app._annotations import annotate_tasks
 from celeriac.exceptions import ImproperlyConfigured, QueueNotFound
 from celeriac.routing import Queue
 from celeriac.worker.banner import banner
@@ -163,6 +164,7 @@ class Worker:
         app.set_current()
         signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
         app.import_default_modules()
+        annotate_tasks(app)  # task_annotations, once every task is registered
         transport = app.transport
         # A result backend that cannot be made (unknown scheme, missing client library) stops
         # the worker here, named, rather than failing every task it would run.
