@@ -135,6 +135,13 @@ class Settings(MutableMapping[str, Any]):
         self._store(key, default, stacklevel=2)
         return default
 
+    def add_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Add or replace default values (``app.add_defaults``): below explicit settings,
+        and names outside Celery's table allowed (a plugin's own settings)."""
+        for key, value in defaults.items():
+            self._defaults[canonical_name(key)] = value
+        self._generation += 1
+
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         """Remove an explicitly set value (reverting to the default) and return it."""
         name = canonical_name(key)

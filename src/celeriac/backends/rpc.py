@@ -166,6 +166,13 @@ class RpcBackend(ResultBackend):
                 lambda session: session.publish([(message, "", reply_to)]),
             )
 
+    def ensure_chords_allowed(self) -> None:
+        raise NotImplementedError(
+            "Starting chords requires a result backend that stores results: rpc:// sends "
+            "each result to the client that sent the task, so a chord's header members can "
+            "never meet. Use sqlite:///... or redis://... as result_backend."
+        )
+
     # -- receiving results (the client) -----------------------------------------------------
 
     def _consuming(self) -> IOConnection:
