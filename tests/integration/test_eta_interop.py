@@ -1,22 +1,25 @@
-"""ETA and countdown tasks on one Redis, Celery 5.7 and Celeriac side by side.
+"""ETA and countdown tasks on one Redis (and RabbitMQ), Celery 5.7 and Celeriac side by side.
 
 A Celeriac client publishes an ETA task as Celery's does (on the queue's list, the ``eta``
 header saying when), so a Celery worker runs it; a Celeriac worker that takes an early task
 gives it back into the broker's delayed set, so it waits in Redis (not in worker memory) and
-survives ``kill -9`` of that worker. ``inspect().scheduled()`` lists such a task with Celery's
-shape and ``revoke()`` stores REVOKED at once, for both systems.
+survives ``kill -9`` of that worker (on RabbitMQ the delay levels play that part).
+``inspect().scheduled()`` lists such a task with Celery's shape and ``revoke()`` stores
+REVOKED at once, for both systems.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import redis_support
+from tests import amqp_support, redis_support
 
 from .redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
+from .test_amqp_interop import CELERIAC_WORKER, celery_client, close_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -123,3 +126,35 @@ def test_scheduled_lists_a_countdown_task_and_revoke_is_at_once(
         "state": "REVOKED",
     }
     assert redis_project.runs() == []
+
+
+def test_amqp_kill9_of_a_celeriac_worker_holding_a_celery_eta_task_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """RabbitMQ: a Celery client's countdown task, taken early by a Celeriac worker, waits in
+    the delay levels (not in the worker), so killing that worker loses nothing."""
+    amqp_support.require_rabbitmq()
+    with amqp_support.vhost() as vhost:
+        project = amqp_support.WorkerProject(
+            tmp_path, CELERIAC_WORKER.format(broker=amqp_support.url(vhost))
+        )
+        client = celery_client(vhost)
+        try:
+            first = project.start_worker("-P", "solo", name="w1")
+            later = client.send_task("plain.add", args=[20, 22], countdown=8)
+            deadline = time.monotonic() + 20
+            while not _in_delay_levels(vhost):  # w1 took it and gave it back to the broker
+                assert time.monotonic() < deadline, project.log("w1")[-2000:]
+                time.sleep(0.2)
+            project.kill9(first)
+            project.start_worker("-P", "solo", name="w2")
+            assert later.get(timeout=40) == 42
+            assert "plain.add" in project.log("w2")
+        finally:
+            close_celery(client)
+            project.stop_all()
+
+
+def _in_delay_levels(vhost: str) -> bool:
+    rows = amqp_support.list_queues(vhost, "name", "messages")
+    return any(name.startswith("celery_delayed_") and int(count) > 0 for name, count in rows)
