@@ -11,7 +11,7 @@ none, as Celery's own workers list none of the tasks native delayed delivery kee
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any
 
 from celeriac.exceptions import CeleryError
@@ -41,6 +41,7 @@ def broker_scheduled(worker: Worker, describe: MessageInfo) -> list[tuple[str, A
     the worker's queues, earliest first; ``describe`` makes the request dict."""
     transport = worker.app.transport
     accept = worker.app.conf.accept_content
+    revoked: Container[str] = worker.consumer.revoked if worker.consumer is not None else ()
     found: list[tuple[str, Any]] = []
     for queue in worker.queues:
         try:
@@ -53,8 +54,8 @@ def broker_scheduled(worker: Worker, describe: MessageInfo) -> list[tuple[str, A
                 message = decode_task(raw, accept=accept)
             except CeleryError:
                 continue  # the worker dead-letters it with the reason when it comes due
-            if message.eta is None:
-                continue  # deferred for another reason (not an ETA task)
+            if message.eta is None or message.id in revoked:
+                continue  # not an ETA task, or revoked: dropped when it comes due
             delivery = Delivery(raw, "", queue.name, routing_key=queue.routing_key or queue.name)
             entry = {
                 "eta": message.eta.isoformat(),
