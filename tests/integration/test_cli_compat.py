@@ -177,6 +177,8 @@ def test_quiet_hides_the_banner_and_spawn_is_refused(redis_project: RedisProject
     assert refused.returncode != 0 and "spawn" in refused.stderr and "fork" in refused.stderr
     bad = redis_project.celeriac("worker", "--umask", "999")
     assert bad.returncode != 0 and "umask" in bad.stderr
+    nobody = redis_project.celeriac("worker", "--uid", "no-such-user-for-celeriac")
+    assert nobody.returncode != 0 and "no user named" in nobody.stderr
 
 
 def test_workdir_and_skip_checks(tmp_path: Path) -> None:
