@@ -211,3 +211,28 @@ def test_log_format_json_writes_one_object_a_line(
     assert shouted["task_id"] == result.id and shouted["task_name"] == "interop.shout"
     assert shouted["level"] == "WARNING" and shouted["time"].endswith("+00:00")
     assert any(entry["message"].endswith("ready.") for entry in entries)
+
+
+HELP = {
+    (): ["--config", "--workdir", "--no-color", "--quiet", "--skip-checks", "-C", "-q"],
+    ("shell",): ["--ipython", "--bpython", "--python", "--without-tasks", "--gevent"],
+    ("list", "bindings"): ["bindings of the app's task queues"],
+    ("graph", "bootsteps"): ["parts a worker starts"],
+    ("graph", "workers"): ["nodes:NAME"],
+    ("upgrade", "settings"): ["--django", "--compat", "--no-backup"],
+    ("purge",): ["--queues", "--exclude-queues", "-X", "--force"],
+    ("worker",): ["--include", "-I", "--scheduler", "--uid", "--gid", "--umask",
+                  "--pool-start-method", "--log-format"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(HELP), ids=lambda c: "-".join(c) or "celeriac")
+def test_every_command_and_option_has_help(command: tuple[str, ...]) -> None:
+    from click.testing import CliRunner
+
+    from celeriac.cli.main import cli
+
+    done = CliRunner().invoke(cli, [*command, "--help"])
+    assert done.exit_code == 0, done.output
+    for text in HELP[command]:
+        assert text in done.output, f"{text!r} missing from {' '.join(command)} --help"
