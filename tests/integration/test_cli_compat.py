@@ -113,10 +113,18 @@ def test_upgrade_settings_rewrites_as_celery_does(tmp_path: Path, flags: list[st
     assert ("result_backend" if not flags else "CELERY_RESULT_BACKEND") in results["celery"]
 
 
+GRAPH_ARGS = [
+    ["nodes:w1,w2", "threads:2,1", "broker:B", "backend:R"],
+    ["nodes:w1,w2,w3,w4,w5,w6", "threads:5,2,1,3,8,4", "broker:redis://h", "backend:redis://h"],
+    ["nodes:a,b,c", "threads:4,1,2", "tmax:2", "enumerate", "generic",
+     "broker:amqp://x", "backend:rpc://"],
+]  # fmt: skip
+
+
 def test_graph_workers_prints_celerys_dot(redis_project: RedisProject) -> None:
-    args = ["graph", "workers", "nodes:w1,w2", "threads:2,1", "broker:B", "backend:R"]
-    outputs = {system: run(redis_project, system, *args) for system in APPS}
-    assert outputs["celeriac"] == outputs["celery"]
+    for args in GRAPH_ARGS:
+        outputs = {system: run(redis_project, system, "graph", "workers", *args) for system in APPS}
+        assert outputs["celeriac"] == outputs["celery"], args
     steps = run(redis_project, "celeriac", "graph", "bootsteps")
     assert steps.startswith("digraph dependencies {") and steps.rstrip().endswith("}")
     assert '"Consumer" -> "Queues"' in steps

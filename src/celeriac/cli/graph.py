@@ -89,21 +89,49 @@ def bootsteps_dot(parts: Iterable[tuple[str, tuple[str, ...]]] = WORKER_PARTS) -
     return dot.text()
 
 
-def workers_dot(workers: list[tuple[str, int]], broker: str, backend: str | None) -> str:
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def abbreviate(items: list[Any], name: str, limit: int, enumerate_: bool = False) -> list[Any]:
+    """Celery's abbreviation of long lists: past ``limit`` items, the first ``limit - 1``,
+    then one ``W⎨…n⎬`` standing for the n left out, then the last (``limit`` 0: no limit);
+    with ``enumerate_``, items are named ``<name>₁``, ``<name>₂``, ..."""
+    size = len(items)
+    if enumerate_:
+        items = [f"{name}{str(i + 1).translate(_SUBSCRIPTS)}" for i in range(size)]
+    if limit and size > limit:
+        items = [*items[: limit - 1], items[-1]]
+        items[limit - 2] = f"{name[0]}⎨…{str(size - (limit - 1)).translate(_SUBSCRIPTS)}⎬"
+    return list(items)
+
+
+def workers_dot(
+    workers: list[tuple[str, int]],
+    broker: str,
+    backend: str | None,
+    *,
+    wmax: int = 4,
+    tmax: int = 3,
+    enumerate_: bool = False,
+) -> str:
+    names = abbreviate([name for name, _ in workers], "Worker", wmax, enumerate_)
+    counts = [count for _, count in workers]
+    if wmax and len(workers) > wmax:
+        counts = [*counts[:3], counts[-1]]
     dot = Dot(None)
     dot.node(broker, _TERMINAL, _BROKER)
     if backend:
         dot.node(backend, _TERMINAL, _BACKEND)
     thread_ids = 0
-    for name, processes in workers:
+    for name, processes in zip(names, counts, strict=False):
         dot.node(name, _NODE)
         dot.edge(name, broker)
         if backend:
             dot.edge(name, backend)
-        for index in range(processes):
+        for label in abbreviate(list(range(processes)), "P", tmax, enumerate_):
             thread_ids += 1
             thread = f"thr-{thread_ids}"
-            dot.node(thread, _NODE, _THREAD, {"label": index})
+            dot.node(thread, _NODE, _THREAD, {"label": label})
             dot.edge(thread, name, {"arrowhead": "none", "arrowtail": "tee"})
     return dot.text()
 
@@ -123,10 +151,15 @@ def _arguments(args: Iterable[str]) -> dict[str, list[str]]:
     """Celery's ``key:value`` arguments (``nodes:w1,w2 threads:2,2 wmax:4``)."""
     found: dict[str, list[str]] = {}
     for arg in args:
-        key, sep, value = arg.partition(":")
-        if not sep:
-            raise click.BadParameter(f"{arg!r}: give key:value, e.g. nodes:w1,w2")
+        key, _, value = arg.partition(":")  # a bare word (``enumerate``) is a flag
         found[key] = [part for part in value.split(",") if part]
+    unknown = set(found) - {"nodes", "threads", "broker", "backend", "wmax", "tmax",
+                            "enumerate", "generic"}  # fmt: skip
+    if unknown:
+        raise click.BadParameter(
+            f"unknown argument(s) {', '.join(sorted(unknown))}; use nodes:, threads:, "
+            "broker:, backend:, wmax:, tmax:, enumerate"
+        )
     return found
 
 
@@ -154,4 +187,11 @@ def workers(ctx: Any, args: tuple[str, ...]) -> None:
     broker = (options.get("broker") or [describe_url(app.broker_url)])[0]
     backend_url = app.conf.result_backend  # the setting, as Celery draws it
     backend = (options.get("backend") or [describe_url(backend_url) if backend_url else ""])[0]
-    click.echo(workers_dot(found, broker, backend or None))
+    if "generic" in options:  # Celery's: the kind and scheme only, "Broker (redis://)"
+        broker = f"Broker ({broker.split('://')[0]}://)"
+        backend = backend and f"Backend ({backend.split('://')[0]}://)"
+    limits = {key: int((options.get(key) or ["0"])[0] or 0) for key in ("wmax", "tmax")}
+    click.echo(workers_dot(
+        found, broker, backend or None, wmax=limits["wmax"] if "wmax" in options else 4,
+        tmax=limits["tmax"] if "tmax" in options else 3, enumerate_="enumerate" in options,
+    ))  # fmt: skip
