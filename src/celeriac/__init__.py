@@ -13,6 +13,7 @@ from celeriac._proxy import Proxy
 from celeriac.app.base import Celery, shared_task
 from celeriac.app.base import current_app as _current_app
 from celeriac.canvas import (
+    Signature,
     chain,
     chord,
     chunks,
@@ -44,6 +45,7 @@ __all__ = [
     "EagerResult",
     "Exchange",
     "Queue",
+    "Signature",
     "Task",
     "__version__",
     "chain",

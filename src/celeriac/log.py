@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
 import logging
 import sys
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from celeriac.request import current_request
 
 __all__ = [
     "TASK_FORMAT",
     "WORKER_FORMAT",
+    "JsonFormatter",
+    "LogFormats",
     "LoggingProxy",
     "TaskFormatter",
     "get_logger",
@@ -34,17 +39,47 @@ class _TaskContextFilter(logging.Filter):
 
 
 class TaskFormatter(logging.Formatter):
-    """Uses the task format for records from task loggers, the worker format otherwise."""
+    """Uses the task format for records from task loggers, the worker format otherwise
+    (``worker_task_log_format`` / ``worker_log_format``, %-style as Celery's)."""
 
-    def __init__(self, fmt: str = WORKER_FORMAT, task_fmt: str = TASK_FORMAT) -> None:
-        super().__init__(fmt)
-        self._task = logging.Formatter(task_fmt)
+    def __init__(
+        self,
+        fmt: str = WORKER_FORMAT,
+        task_fmt: str = TASK_FORMAT,
+        datefmt: str | None = None,
+        task_datefmt: str | None = None,
+    ) -> None:
+        super().__init__(fmt, datefmt)
+        self._task = logging.Formatter(task_fmt, task_datefmt)
 
     def format(self, record: logging.LogRecord) -> str:
         from_task = record.name.startswith("celeriac.task.") or record.name == "celery.task"
         if from_task and getattr(record, "task_id", "???") != "???":
             return self._task.format(record)
         return super().format(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``--log-format json``), for log shippers: ``time`` (ISO 8601,
+    UTC), ``level``, ``logger``, ``process``, ``message``, ``task_id`` and ``task_name`` in a
+    task, and ``exc_info`` (the formatted traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        entry: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+            "message": record.getMessage(),
+        }
+        for name in ("task_id", "task_name"):
+            value = getattr(record, name, "???")
+            if value != "???":
+                entry[name] = value
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -97,6 +132,34 @@ class LoggingProxy(io.TextIOBase):
         return False
 
 
+@dataclass(frozen=True)
+class LogFormats:
+    """The worker's log formats: Celery's ``worker_log_format``, ``worker_task_log_format``
+    and their date formats, or one JSON object per line (``--log-format json``)."""
+
+    worker: str = WORKER_FORMAT
+    task: str = TASK_FORMAT
+    datefmt: str | None = None
+    task_datefmt: str | None = None
+    json: bool = False
+
+    @classmethod
+    def from_conf(cls, conf: Any, *, json: bool = False) -> LogFormats:
+        return cls(
+            worker=str(conf.worker_log_format or WORKER_FORMAT),
+            task=str(conf.worker_task_log_format or TASK_FORMAT),
+            datefmt=conf.worker_log_datefmt,
+            task_datefmt=conf.worker_task_log_datefmt,
+            json=json,
+        )
+
+    def formatter(self, colorize: bool) -> logging.Formatter:
+        if self.json:
+            return JsonFormatter()
+        kind = _ColorFormatter if colorize else TaskFormatter
+        return kind(self.worker, self.task, self.datefmt, self.task_datefmt)
+
+
 def setup_logging(
     level: int | str,
     logfile: str | None = None,
@@ -105,22 +168,24 @@ def setup_logging(
     hijack_root_logger: bool = True,
     redirect_stdouts: bool = False,
     redirect_level: str = "WARNING",
+    formats: LogFormats | None = None,
 ) -> None:
     """Configure logging as a Celery worker does.
 
     A receiver of the ``setup_logging`` signal takes over completely (nothing else is
-    configured). Otherwise the root logger gets Celery's format on stderr or ``logfile`` (its
-    handlers replaced when ``hijack_root_logger``), colour only on a terminal, then
-    ``after_setup_logger`` and ``after_setup_task_logger`` are sent; with
+    configured). Otherwise the root logger gets ``formats`` (Celery's by default) on stderr or
+    ``logfile`` (its handlers replaced when ``hijack_root_logger``), colour only on a
+    terminal, then ``after_setup_logger`` and ``after_setup_task_logger`` are sent; with
     ``redirect_stdouts``, ``print()`` in tasks goes to the log at ``redirect_level``.
     """
     from celeriac import signals
 
+    formats = formats or LogFormats()
     numeric = level if isinstance(level, int) else logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR")
     if signals.setup_logging.send(
-        sender=None, loglevel=numeric, logfile=logfile, format=WORKER_FORMAT, colorize=colorize
+        sender=None, loglevel=numeric, logfile=logfile, format=formats.worker, colorize=colorize
     ):
         return
     stream: TextIO = sys.stderr
@@ -128,7 +193,8 @@ def setup_logging(
     handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(stream)
     if colorize is None:
         colorize = logfile is None and stream.isatty()
-    handler.setFormatter(_ColorFormatter() if colorize else TaskFormatter())
+    colorize = bool(colorize) and not formats.json
+    handler.setFormatter(formats.formatter(colorize))
     handler.addFilter(_TaskContextFilter())
     root = logging.getLogger()
     if hijack_root_logger:
@@ -136,11 +202,11 @@ def setup_logging(
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
-    common = {"loglevel": numeric, "logfile": logfile, "format": WORKER_FORMAT}
+    common = {"loglevel": numeric, "logfile": logfile, "format": formats.worker}
     signals.after_setup_logger.send(sender=None, logger=root, colorize=colorize, **common)
     task_logger = logging.getLogger("celeriac.task")
     signals.after_setup_task_logger.send(
-        sender=None, logger=task_logger, colorize=colorize, **{**common, "format": TASK_FORMAT}
+        sender=None, logger=task_logger, colorize=colorize, **{**common, "format": formats.task}
     )
     if redirect_stdouts:
         redirect = logging.getLevelName(redirect_level.upper())

@@ -292,6 +292,23 @@ def test_not_before_holds_until_time(transport: Transport, clock: ManualClock) -
     assert bodies(take(consumer)) == [b"later"]
 
 
+def test_delayed_messages_lists_what_waits_for_a_time(
+    transport: Transport, clock: ManualClock
+) -> None:
+    send(transport, "q", b"later", not_before=clock.time() + 20)
+    send(transport, "q", b"sooner", not_before=clock.time() + 10)
+    send(transport, "q", b"now")
+    listed = transport.delayed_messages("q")
+    if type(transport).__name__ == "AmqpTransport":  # its delayed messages wait in TTL queues
+        assert listed == []
+        return
+    assert [(at - clock.time(), m.body) for at, m in listed] == [(10, b"sooner"), (20, b"later")]
+    consumer = transport.consumer(["q"], owner="w1")
+    [delivery] = take(consumer)
+    consumer.defer(delivery, clock.time() + 5)
+    assert [m.body for _, m in transport.delayed_messages("q", limit=2)] == [b"now", b"sooner"]
+
+
 def test_blocked_fetch_notices_the_clock_reach_not_before(
     transport: Transport, clock: ManualClock
 ) -> None:

@@ -48,12 +48,16 @@ def test_long_task_is_never_redelivered(redis_project: RedisProject, rtasks: Any
 
 
 def test_eta_waits_in_redis_not_in_the_worker(redis_project: RedisProject, rtasks: Any) -> None:
-    later = rtasks.record.apply_async(countdown=2)
+    later = rtasks.record.apply_async(countdown=3)
     conn = redis_support.client(redis_project.db)
     try:
         delayed = f"{redis_project.prefix}_celeriac.delayed.celery"
-        assert conn.zcard(delayed) == 1
+        assert conn.llen(f"{redis_project.prefix}celery") == 1  # on the list, as Celery's
         redis_project.celeriac_worker("-P", "prefork", "-c", "2", TEST_LEASE="0.6")
+        deadline = time.monotonic() + 20
+        while conn.zcard(delayed) == 0 and not later.ready():  # the worker gave it back
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         assert later.get(timeout=20) == later.id
         assert conn.zcard(delayed) == 0
     finally:

@@ -119,3 +119,24 @@ def test_unknown_and_malformed_requests_do_not_stop_the_worker(project: Project)
         junk = Message(b"not json", "application/json", "utf-8", {"clock": 1})
         project.app.transport.broadcast("celery.pidbox", "", junk)
         assert project.ask("ping") == {"ok": "pong"}
+
+
+def test_scheduled_lists_eta_tasks_the_broker_holds(project: Project) -> None:
+    with project.worker() as worker:
+        assert worker.consumer is not None and worker.consumer.consumer_defers
+        task_id = send_early(project, 60)  # the worker takes it and gives it back
+        inspect = project.app.control.inspect(destination=NODE, timeout=5)
+        [entry] = eventually(inspect.scheduled)
+        assert entry["request"]["id"] == task_id and entry["priority"] == 6
+        assert [m.id for _, m in _held(project)] == [task_id]  # in the broker, not the worker
+        assert inspect.query_task(task_id)[task_id][0] == "scheduled"
+        project.app.control.revoke(task_id)
+        assert project.app.AsyncResult(task_id).state == states.REVOKED  # at once
+        eventually(lambda: inspect.scheduled() == [])
+
+
+def _held(project: Project) -> list[tuple[float, TaskMessage]]:
+    from celeriac.protocol.v2 import decode_task
+
+    held = project.app.transport.delayed_messages("celery")
+    return [(at, decode_task(message, accept=["json"])) for at, message in held]

@@ -17,6 +17,7 @@ def test_top_level_all_is_pinned() -> None:
         "EagerResult",
         "Exchange",
         "Queue",
+        "Signature",
         "Task",
         "__version__",
         "chain",

@@ -43,7 +43,13 @@ _RENAMED_BROKER_SETTINGS = (
 #: Celeriac's dead-letter bounds, passed when set (even to None, which lifts a bound; the
 #: transports' defaults are the settings' defaults).
 _DEAD_LETTER_SETTINGS = ("dead_letter_max_entries", "dead_letter_max_age")
-_BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_socket_timeout", "redis_max_connections")
+_BACKEND_SETTINGS = ("redis_backend_use_ssl", "redis_max_connections")
+#: Celery's redis_* backend settings, passed under the option names the Redis backend reads.
+_RENAMED_BACKEND_SETTINGS = (
+    ("redis_socket_timeout", "socket_timeout"),
+    ("redis_socket_connect_timeout", "socket_connect_timeout"),
+    ("redis_socket_keepalive", "socket_keepalive"),
+)
 #: Result settings the rpc:// backend reads, passed with their values (defaults included).
 _RPC_RESULT_SETTINGS = ("result_serializer", "result_persistent")
 #: Settings the SQL backend (db+...) reads, passed with their values (defaults included).
@@ -74,6 +80,11 @@ def backend_options(conf: Settings, url: str, broker_url: str) -> dict[str, Any]
     options = dict(conf.result_backend_transport_options or {})
     _add_explicit(options, conf, _BACKEND_SETTINGS)
     scheme = url.partition("://")[0].lower()
+    if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
+        for setting, option in _RENAMED_BACKEND_SETTINGS:
+            value = conf.changes.get(setting)
+            if value is not None:
+                options.setdefault(option, value)
     if scheme in ("django-db", "django-cache"):
         options.setdefault("result_serializer", conf.result_serializer)
         options.setdefault("cache_backend", conf.get("cache_backend"))

@@ -70,6 +70,7 @@ class Connections:
             with self._lock:
                 if not self._backend_made:
                     app = self.app
+                    validate(app.conf)
                     url = app.result_backend_url
                     self._backend = (
                         create_backend(

@@ -15,7 +15,7 @@ from celeriac.request import current_task
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
-__all__ = ["current_or_none", "set_current", "set_default"]
+__all__ = ["current_or_none", "restore", "set_current", "set_default", "snapshot"]
 
 _state = threading.local()  # .current: the app set as current in this thread
 _default_app: Celery | None = None  # set_default(): the app of threads that set none
@@ -43,3 +43,14 @@ def set_default(app: Celery) -> None:
     """Make ``app`` the app of every thread that sets no current app of its own."""
     global _default_app
     _default_app = app
+
+
+def snapshot() -> tuple[Celery | None, Celery | None, Celery | None]:
+    """(this thread's current, the default, the last set) apps, for ``restore`` (tests)."""
+    return getattr(_state, "current", None), _default_app, _last_current
+
+
+def restore(saved: tuple[Celery | None, Celery | None, Celery | None]) -> None:
+    """Put back what ``snapshot`` saw."""
+    global _default_app, _last_current
+    _state.current, _default_app, _last_current = saved

@@ -6,6 +6,7 @@ forced; both end here. With no packages given, Django's ``INSTALLED_APPS`` are s
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 
 from celeriac._imports import import_module
@@ -27,13 +28,31 @@ def discover(
 
 
 def _import_related(package: str, related_name: str) -> str | None:
-    """Import ``package.related_name``; None when the package has no such module."""
+    """Import ``package.related_name``, as Celery's autodiscovery finds it; None when the
+    package has no such module (ignored, as Celery does).
+
+    A package that does not import is taken one level up (a Django ``INSTALLED_APPS`` entry
+    may name a class, ``proj.apps.OrdersConfig``); a top-level package that does not exist,
+    or an import error inside the related module, raises ``ImproperlyConfigured``.
+    """
+    try:
+        importlib.import_module(package)
+    except ModuleNotFoundError as exc:
+        parent = package.rpartition(".")[0]
+        if not parent:
+            raise ImproperlyConfigured(
+                f"autodiscover_tasks: package {package!r} does not exist ({exc}); check the "
+                "names given to autodiscover_tasks (or INSTALLED_APPS)."
+            ) from exc
+        package = parent
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"Cannot import package {package!r}: {exc}") from exc
     name = f"{package}.{related_name}"
     try:
         import_module(name)
     except ImproperlyConfigured as exc:
         missing = exc.__cause__
-        if isinstance(missing, ModuleNotFoundError) and missing.name in (name, package):
+        if isinstance(missing, ModuleNotFoundError) and missing.name == name:
             return None
         raise
     return name

@@ -18,11 +18,13 @@ current), ``_tasks`` (making tasks; ``shared_task``), ``_discovery`` (autodiscov
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from celeriac import signals
@@ -31,6 +33,7 @@ from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
 from celeriac.app import _current
 from celeriac.app._cleanup import register_cleanup
+from celeriac.app._compat import AMQP, AppLoader, BrokerConnection
 from celeriac.app._connections import Connections
 from celeriac.app._discovery import discover
 from celeriac.app._fixups import install_fixups
@@ -45,7 +48,7 @@ from celeriac.backends.base import ResultBackend
 from celeriac.canvas import Signature, signature
 from celeriac.canvas.builtins import register_builtins
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.result import AsyncResult, GroupResult
+from celeriac.result import AsyncResult, GroupResult, ResultSet
 from celeriac.task import Task
 from celeriac.transports.base import Transport
 
@@ -363,6 +366,36 @@ class Celery:
     def router(self) -> Router:
         """The router for the current routing settings (rebuilt when they change)."""
         return self._connections.router()
+
+    # -- Celery's names for the parts (celeriac.app._compat) ------------------------------
+
+    @cached_property
+    def amqp(self) -> AMQP:
+        """Celery's ``app.amqp``: ``queues`` by name, ``router``, ``default_queue``."""
+        return AMQP(self)
+
+    @cached_property
+    def loader(self) -> AppLoader:
+        """Celery's ``app.loader``: ``import_default_modules()`` and friends."""
+        return AppLoader(self)
+
+    def connection_for_write(self, url: str | None = None, **_: Any) -> BrokerConnection:
+        """The broker connection, as a context manager (``celeriac.app._compat``)."""
+        return BrokerConnection(self, url)
+
+    connection = connection_for_write
+    connection_for_read = connection_for_write
+    broker_connection = connection_for_write
+
+    @property
+    def ResultSet(self) -> Callable[..., ResultSet]:
+        """``app.ResultSet(results)``: a ResultSet bound to this app."""
+        return functools.partial(ResultSet, app=self)
+
+    def add_defaults(self, defaults: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> None:
+        """Add default values (a mapping, or a callable returning one) below every setting
+        given explicitly, as Celery's; names outside Celery's table are allowed (plugins)."""
+        self.conf.add_defaults(defaults() if callable(defaults) else defaults)
 
     def _reset_connections(self) -> None:
         self.close()

@@ -244,6 +244,8 @@ class Producer:
             (parent.root_id or parent.id) if parent is not None else None
         )
         priority = opts.get("priority")
+        if priority is None and parent is not None and conf.task_inherit_parent_priority:
+            priority = (parent.delivery_info or {}).get("priority")
         if priority is None:
             priority = conf.task_default_priority
         ignore_result = opts.get("ignore_result")

@@ -21,6 +21,7 @@ from celeriac.exceptions import (
     ImproperlyConfigured,
     TaskRevokedError,
 )
+from celeriac.protocol.compression import compress_result, decompress_result
 from celeriac.protocol.result_meta import (
     build_meta,
     decode_exception,
@@ -147,14 +148,22 @@ class ResultStore:
             extended=extended,
         )
         ttl = as_seconds(conf.result_expires)
+        if state == states.FAILURE and conf.result_failure_expires is not None:
+            ttl = as_seconds(conf.result_failure_expires, setting="result_failure_expires")
         if reply_to is None and request is not None:
             reply_to = request.reply_to
-        payload, backend = encode_meta(meta, self.serializer), self.backend
+        payload, backend = self._encode(meta), self.backend
         retrying(
             self._app, backend, f"store the {state} state of task {task_id}",
             lambda: backend.store(task_id, payload, state=state, ttl=ttl or None,
                                   reply_to=reply_to),
         )  # fmt: skip
+
+    def _encode(self, meta: dict[str, Any]) -> bytes:
+        """``meta`` serialized, and compressed in Celery's format with ``result_compression``."""
+        payload = encode_meta(meta, self.serializer)
+        compression = self._app.conf.result_compression
+        return compress_result(payload, compression) if compression else payload
 
     def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:
         self.store(task_id, states.REVOKED, TaskRevokedError(reason), request=request)
@@ -171,7 +180,10 @@ class ResultStore:
     def decode(self, payload: bytes) -> dict[str, Any]:
         try:
             return decode_meta(
-                payload, self.serializer, accept=self.accept, accept_setting=self.ACCEPT_SETTING
+                decompress_result(payload),
+                self.serializer,
+                accept=self.accept,
+                accept_setting=self.ACCEPT_SETTING,
             )
         except (DecodeError, ContentDisallowed):
             raise
@@ -215,7 +227,7 @@ class ResultStore:
         ``ttl`` seconds (default ``result_expires``)."""
         if ttl is None:
             ttl = as_seconds(self._app.conf.result_expires) or None
-        payload = encode_meta({"result": result_tuple}, self.serializer)
+        payload = self._encode({"result": result_tuple})
         self.backend.save_group(group_id, payload, ttl=ttl)
 
     def restore_group(self, group_id: str) -> Any:

@@ -32,7 +32,9 @@ from celeriac.app._setting_names import (
     is_unknown_celery_name,
     normalize,
 )
+from celeriac.app._settings_support import check_unsupported
 from celeriac.exceptions import ImproperlyConfigured, UnknownSettingWarning
+from celeriac.protocol.compression import COMPRESSION_METHODS
 
 if TYPE_CHECKING:
     from _typeshed import SupportsKeysAndGetItem
@@ -132,6 +134,13 @@ class Settings(MutableMapping[str, Any]):
             return self[key]
         self._store(key, default, stacklevel=2)
         return default
+
+    def add_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Add or replace default values (``app.add_defaults``): below explicit settings,
+        and names outside Celery's table allowed (a plugin's own settings)."""
+        for key, value in defaults.items():
+            self._defaults[canonical_name(key)] = value
+        self._generation += 1
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         """Remove an explicitly set value (reverting to the default) and return it."""
@@ -393,3 +402,8 @@ def validate(settings: Settings, *, serializers: Collection[str] = SERIALIZERS) 
             raise _invalid(name, value, "an int from 0 to 255, or None")
     for name in ("result_expires", "task_time_limit", "task_soft_time_limit"):
         as_seconds(settings[name], setting=name)
+    check_unsupported(settings)
+    for name in ("task_compression", "result_compression"):
+        method = settings[name]
+        if method and method not in COMPRESSION_METHODS:
+            raise _invalid(name, method, f"None or one of {', '.join(COMPRESSION_METHODS)}")

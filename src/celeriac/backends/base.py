@@ -120,6 +120,11 @@ class ResultBackend(ABC):
         cursor to pass next time. Only where ``logs_revocations`` is True."""
         raise NotImplementedError(f"{type(self).__name__} keeps no revocation log")
 
+    def ensure_chords_allowed(self) -> None:
+        """Raise ``NotImplementedError`` (Celery's error) when this backend cannot join a
+        chord; every backend that stores results can."""
+        return None
+
     @abstractmethod
     def cleanup(self) -> int:
         """Delete expired entries now; return how many. Stores that expire on their own return 0."""

@@ -22,6 +22,7 @@ this backend reuses), ``result_serializer`` (the content type results are labell
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -38,10 +39,12 @@ from celeriac.exceptions import (
     BackendError,
     BackendGetMetaError,
     BackendStoreError,
+    DecodeError,
     ImproperlyConfigured,
     TimeoutError,
     TransportError,
 )
+from celeriac.protocol.compression import decompress, split_compressed_result
 from celeriac.protocol.serializers import content_type_of
 from celeriac.transports._amqp_connection import Connector
 from celeriac.transports._amqp_driver import amqp
@@ -150,16 +153,29 @@ class RpcBackend(ResultBackend):
     ) -> None:
         if not reply_to:
             return  # the sender asked for no replies (Celery does the same)
+        # result_compression: the body compressed, named by kombu's ``compression`` header
+        # (which Celery's rpc client undoes), not Celery's in-band marker of stored results.
+        body, headers = bytes(payload), {}
+        compressed = split_compressed_result(body)
+        if compressed is not None:
+            body, headers["compression"] = compressed
         message = amqp.Message(
-            bytes(payload), content_type=self._content_type,
-            content_encoding=self._content_encoding, correlation_id=task_id,
-            delivery_mode=self._delivery_mode, application_headers={},
+            body, content_type=self._content_type, content_encoding=self._content_encoding,
+            correlation_id=task_id, delivery_mode=self._delivery_mode,
+            application_headers=headers,
         )  # fmt: skip
         with self._errors(BackendStoreError, f"send the result of task {task_id}"):
             self._pool.run(
                 f"send the result of task {task_id}",
                 lambda session: session.publish([(message, "", reply_to)]),
             )
+
+    def ensure_chords_allowed(self) -> None:
+        raise NotImplementedError(
+            "Starting chords requires a result backend that stores results: rpc:// sends "
+            "each result to the client that sent the task, so a chord's header members can "
+            "never meet. Use sqlite:///... or redis://... as result_backend."
+        )
 
     # -- receiving results (the client) -----------------------------------------------------
 
@@ -203,6 +219,10 @@ class RpcBackend(ResultBackend):
             )  # fmt: skip
             return
         body = message.body
+        compression = (message.properties.get("application_headers") or {}).get("compression")
+        if isinstance(compression, str) and compression:
+            with contextlib.suppress(DecodeError):  # else kept: reading it says it is broken
+                body = decompress(bytes(body), compression)
         with self._changed:
             self._results.pop(task_id, None)
             self._results[task_id] = body if isinstance(body, bytes) else bytes(body)

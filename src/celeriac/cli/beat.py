@@ -117,7 +117,7 @@ def beat(
         _app(ctx).conf["beat_scheduler"] = scheduler
     if ctx.invoked_subcommand is not None:
         return
-    from celeriac.log import setup_logging
+    from celeriac.log import LogFormats, setup_logging
 
     app = _app(ctx)
     if logfile:
@@ -128,7 +128,7 @@ def beat(
         if pidfile and Pidfile(pidfile).is_alive():
             raise click.ClickException(f"Pidfile {pidfile} names a running process")
         daemonize()
-    setup_logging(loglevel, logfile)
+    setup_logging(loglevel, logfile, formats=LogFormats.from_conf(app.conf))
     if pidfile:
         Pidfile(pidfile).acquire()  # released at exit
     stop = threading.Event()

@@ -28,22 +28,46 @@ __all__ = ["main"]
 
 
 class Context:
-    def __init__(self, app_spec: str | None, broker: str | None, backend: str | None) -> None:
+    """The global options, and the app they name (loaded when a command first asks)."""
+
+    def __init__(
+        self,
+        app_spec: str | None,
+        broker: str | None,
+        backend: str | None,
+        *,
+        config: str | None = None,
+        no_color: bool = False,
+        quiet: bool = False,
+    ) -> None:
         self.app_spec = app_spec
         self.broker = broker
         self.backend = backend
+        self.config = config
+        self.no_color = no_color
+        self.quiet = quiet
         self._app: Celery | None = None
 
     @property
     def app(self) -> Celery:
         if self._app is None:
             app = find_app(self.app_spec) if self.app_spec else Celery("default")
+            if self.config:
+                try:
+                    app.config_from_object(self.config)
+                except CeleryError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--config") from exc
             if self.broker:
                 app.conf.broker_url = self.broker
             if self.backend:
                 app.conf.result_backend = self.backend
             self._app = app
         return self._app
+
+    def echo(self, message: str) -> None:
+        """Print an informational line, unless ``-q/--quiet``."""
+        if not self.quiet:
+            click.echo(message)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -53,7 +77,23 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("-A", "--app", "app_spec", metavar="APP", help="The app: module or module:attr.")
 @click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
-@click.option("--workdir", type=click.Path(file_okay=False), help="Change to this directory first.")
+@click.option(
+    "--config",
+    metavar="MODULE",
+    help="Load settings from this module (as app.config_from_object), after the app's own.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Change to this directory first (before the app is imported).",
+)
+@click.option("-C", "--no-color", is_flag=True, help="No colours in the log and output.")
+@click.option("-q", "--quiet", is_flag=True, help="No banner or informational output.")
+@click.option(
+    "--skip-checks",
+    is_flag=True,
+    help="Skip Django's system checks at startup (sets CELERY_SKIP_CHECKS, as Celery).",
+)
 @click.version_option(package_name="celeriac", message="%(version)s")
 @click.pass_context
 def cli(
@@ -61,7 +101,11 @@ def cli(
     app_spec: str | None,
     broker: str | None,
     result_backend: str | None,
+    config: str | None,
     workdir: str | None,
+    no_color: bool,
+    quiet: bool,
+    skip_checks: bool,
 ) -> None:
     """Celeriac: a distributed task queue with Celery's API, protocol and commands.
 
@@ -70,7 +114,11 @@ def cli(
     """
     if workdir:
         os.chdir(workdir)
-    ctx.obj = Context(app_spec, broker, result_backend)
+    if skip_checks:
+        os.environ["CELERY_SKIP_CHECKS"] = "true"
+    ctx.obj = Context(
+        app_spec, broker, result_backend, config=config, no_color=no_color, quiet=quiet
+    )
 
 
 def _parse_json(option: str, value: str | None, kind: type) -> Any:
@@ -170,6 +218,26 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
     is_flag=True,
     help="Skip the 1 s startup sync of revoked ids and clock with running workers.",
 )
+@click.option("-I", "--include", help="Comma-separated modules to import (added to include).")
+@click.option(
+    "--scheduler",
+    help="With -B: the beat scheduler class (beat_scheduler), e.g. a database scheduler.",
+)
+@click.option("--uid", help="Drop privileges to this user (name or id) after starting.")
+@click.option("--gid", help="Drop privileges to this group (name or id) after starting.")
+@click.option("--umask", help="Create files with this umask (octal, e.g. 022).")
+@click.option(
+    "--pool-start-method",
+    type=click.Choice(["fork", "spawn"]),
+    help="How prefork children start: fork (the default; spawn is refused: the pool forks).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: worker_log_format / worker_task_log_format; json: one JSON object a line.",
+)
 @pass_ctx
 def worker(
     ctx: Context,
@@ -199,17 +267,26 @@ def worker(
     heartbeat_interval: float | None,
     without_gossip: bool,
     without_mingle: bool,
+    include: str | None,
+    scheduler: str | None,
+    uid: str | None,
+    gid: str | None,
+    umask: str | None,
+    pool_start_method: str | None,
+    log_format: str,
 ) -> None:
     """Start a worker: consume the queues and run tasks.
 
     SIGTERM or Ctrl-C stops warmly (running tasks finish, prefetched messages go back to the
     broker); a second one stops at once.
     """
+    from celeriac.cli import _worker_options as options
     from celeriac.cli.daemon import Pidfile, expand_node_pattern
     from celeriac.cli.daemon import detach as daemonize
-    from celeriac.log import setup_logging
+    from celeriac.log import LogFormats, setup_logging
     from celeriac.worker.controller import Worker, expand_hostname
 
+    mask = options.parse_umask(umask)
     node_name = expand_hostname(hostname)
     if logfile:
         logfile = os.path.abspath(expand_node_pattern(logfile, node_name))
@@ -223,16 +300,24 @@ def worker(
         if pidfile and Pidfile(pidfile).is_alive():
             raise click.ClickException(f"Pidfile {pidfile} names a running process")
         daemonize()
+    if mask is not None:
+        os.umask(mask)
     if pidfile:
         Pidfile(pidfile).acquire()
     app = ctx.app
+    options.take_includes(app, _names(include))
+    options.apply_pool_start_method(app, pool_start_method, pool)
+    if scheduler and embed_beat:
+        app.conf.beat_scheduler = scheduler
+    options.drop_privileges(uid, gid)  # as Celery: before the log, state files and pool
+    color = app.conf.worker_log_color
     try:
         setup_logging(
-            loglevel, logfile,
-            colorize=None if app.conf.worker_log_color is None else app.conf.worker_log_color,
+            loglevel, logfile, colorize=False if ctx.no_color else color,
             hijack_root_logger=bool(app.conf.worker_hijack_root_logger),
             redirect_stdouts=bool(app.conf.worker_redirect_stdouts),
             redirect_level=str(app.conf.worker_redirect_stdouts_level),
+            formats=LogFormats.from_conf(app.conf, json=log_format == "json"),
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--loglevel") from exc
@@ -247,7 +332,7 @@ def worker(
             prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
             fair=disable_prefetch or optimization != "default",
             max_memory_per_child=max_memory_per_child,
-            autoscale=_parse_autoscale(autoscale), quiet=False,
+            autoscale=_parse_autoscale(autoscale), quiet=ctx.quiet,
             task_events=True if task_events else None, heartbeat=not without_heartbeat,
             heartbeat_interval=heartbeat_interval, mingle=not without_mingle, state_db=statedb,
         )  # fmt: skip
@@ -359,12 +444,24 @@ def result(
 
 @cli.command()
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
-@click.option("-Q", "--queues", help="Comma-separated queues to purge (default: celery).")
+@click.option(
+    "-Q", "--queues", help="Comma-separated queues to purge (default: every queue the "
+    "settings define: task_queues, else task_default_queue).",
+)  # fmt: skip
+@click.option("-X", "--exclude-queues", help="Comma-separated queues not to purge.")
 @pass_ctx
-def purge(ctx: Context, force: bool, queues: str | None) -> None:
+def purge(ctx: Context, force: bool, queues: str | None, exclude_queues: str | None) -> None:
     """Delete every waiting message from the task queues. Cannot be undone."""
     app = ctx.app
-    names = [q.strip() for q in queues.split(",")] if queues else [app.conf.task_default_queue]
+    exclude = set(_names(exclude_queues) or ())
+    if queues:
+        chosen = [name for name in _names(queues) or () if name not in exclude]
+    else:
+        chosen = [q.name for q in app.router.defined if q.name not in exclude]
+    names = list(dict.fromkeys(chosen))
+    if not names:
+        ctx.echo("No queues to purge (all of them excluded).")
+        return
     if not force:
         click.confirm(
             f"Delete all messages waiting in {len(names)} queue(s) ({', '.join(names)}) of "
@@ -375,7 +472,7 @@ def purge(ctx: Context, force: bool, queues: str | None) -> None:
         total = sum(app.transport.purge(name) for name in names)
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Purged {total} message(s) from {len(names)} queue(s).")
+    ctx.echo(f"Purged {total} message(s) from {len(names)} queue(s).")
 
 
 @cli.command()
@@ -414,6 +511,14 @@ cli.add_command(dlq)
 
 cli.add_command(dashboard)
 cli.add_command(dashboard, name="flower")
+
+from celeriac.cli.graph import graph  # noqa: E402 - registered after the group exists
+from celeriac.cli.listing import list_  # noqa: E402 - registered after the group exists
+from celeriac.cli.shell import shell  # noqa: E402 - registered after the group exists
+from celeriac.cli.upgrade import upgrade  # noqa: E402 - registered after the group exists
+
+for _command in (graph, list_, shell, upgrade):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

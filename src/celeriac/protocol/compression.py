@@ -24,7 +24,15 @@ from collections.abc import Callable
 
 from celeriac.exceptions import DecodeError, ImproperlyConfigured
 
-__all__ = ["compress", "decompress"]
+__all__ = [
+    "COMPRESSED_RESULT_MAGIC",
+    "COMPRESSION_METHODS",
+    "compress",
+    "compress_result",
+    "decompress",
+    "decompress_result",
+    "split_compressed_result",
+]
 
 _GZIP = "application/x-gzip"
 _BZ2 = "application/x-bz2"
@@ -62,6 +70,10 @@ _DECOMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+#: Every name ``compress`` takes (short names and mime types).
+COMPRESSION_METHODS = tuple(sorted(_ALIASES))
+
+
 def _known() -> str:
     return ", ".join(sorted(_ALIASES))
 
@@ -97,3 +109,30 @@ def decompress(body: bytes, header: str) -> bytes:
         raise DecodeError(
             f"body does not decompress as {method} ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+#: What starts a compressed stored result (``result_compression``), as Celery 5.7 writes it:
+#: ``MAGIC + <mime type> + b"\0" + <compressed meta>``. A stored result has no header to name
+#: its compression, so it travels in-band; no serializer's output starts with a NUL byte.
+COMPRESSED_RESULT_MAGIC = b"\x00celery-compressed\x00"
+
+
+def compress_result(payload: bytes, method: str) -> bytes:
+    """Stored result meta compressed with ``method``, in Celery's in-band format."""
+    body, header = compress(payload, method)
+    return b"".join([COMPRESSED_RESULT_MAGIC, header.encode(), b"\x00", body])
+
+
+def split_compressed_result(payload: bytes) -> tuple[bytes, str] | None:
+    """(compressed body, mime type) of a ``compress_result`` payload; None for a plain one."""
+    if not payload.startswith(COMPRESSED_RESULT_MAGIC):
+        return None
+    header, _, body = payload[len(COMPRESSED_RESULT_MAGIC) :].partition(b"\x00")
+    return body, header.decode("utf-8", "replace")
+
+
+def decompress_result(payload: bytes) -> bytes:
+    """Undo ``compress_result``; a payload without the marker is returned as it is (results
+    stored before compression was turned on, or by a reader that never had it on)."""
+    parts = split_compressed_result(bytes(payload))
+    return payload if parts is None else decompress(*parts)

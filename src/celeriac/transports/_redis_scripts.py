@@ -288,7 +288,7 @@ for i = first, last, step do
         redis.call('RPUSH', KEYS[6], dead_entry(queue, reason, at, envelope))
         redis.call('HDEL', KEYS[5], tag)
       else
-        if mode == 'defer' then
+        if mode == 'defer' then  -- waiting for an ETA is no failed delivery: not counted
           redis.call('ZADD', prefix .. '_celeriac.delayed.' .. queue, at, step .. envelope)
         elseif mode == 'front' then
           redis.call('RPUSH', list_key(prefix, sep, queue, step), envelope)
@@ -296,8 +296,11 @@ for i = first, last, step do
           redis.call('LPUSH', list_key(prefix, sep, queue, step), envelope)
         end
         local kept, returned = parse_count(count)
-        if mode ~= 'failed' then kept, returned = kept - 1, true end
-        redis.call('HSET', KEYS[5], tag, kept .. (returned and 'r' or ''))
+        if mode == 'defer' then kept = kept - 1  -- an ETA wait: not counted, not a redelivery
+        elseif mode ~= 'failed' then kept, returned = kept - 1, true end
+        if kept > 0 or returned then
+          redis.call('HSET', KEYS[5], tag, kept .. (returned and 'r' or ''))
+        else redis.call('HDEL', KEYS[5], tag) end
       end
     end
     done[#done + 1] = tag

@@ -228,6 +228,13 @@ class Transport(ABC):
     def purge_dead_letters(self, queue: str | None = None) -> int:
         """Delete the dead letters (of one queue or all); return how many."""
 
+    def delayed_messages(self, queue: str, limit: int = 1000) -> list[tuple[float, Message]]:
+        """The messages of ``queue`` the broker holds until a time (ETA, defer), earliest
+        first, at most ``limit``, as (not-before Unix time, message): what ``inspect
+        scheduled`` reports. A transport that cannot read its delayed messages back (RabbitMQ:
+        they wait in TTL queues) returns an empty list."""
+        return []
+
     def broadcast(self, exchange: str, routing_key: str, message: Message) -> None:
         """Send ``message`` to every current subscription of ``exchange`` that matches."""
         raise NotImplementedError(f"{type(self).__name__} has no broadcast channel")

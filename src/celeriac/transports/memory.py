@@ -211,6 +211,18 @@ class MemoryTransport(Transport):
                 del entries[entry_id]
             return len(waiting)
 
+    def delayed_messages(self, queue: str, limit: int = 1000) -> list[tuple[float, Message]]:
+        self._check_open()
+        with self._broker.condition:
+            now = self._clock.time()
+            entries = self._broker.queues.get(queue, {}).values()
+            held = sorted(
+                (e.available_at, e.id, e.message)
+                for e in entries
+                if e.consumer is None and e.available_at > now
+            )
+        return [(at, message) for at, _, message in held[:limit]]
+
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         self._check_open()
         with self._broker.condition:

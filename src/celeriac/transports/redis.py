@@ -39,9 +39,14 @@ Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
 
 Atomic steps, each one Lua script (``_redis_scripts``) or one MULTI:
 
-    publish      LPUSH of the envelope to each routed queue's step list (ZADD to the delayed
-                 set when ``not_before`` is ahead), PUBLISH for fanout; a batch is one MULTI,
-                 with a marker that keeps a retry from pushing it twice (``_redis_publish``)
+    publish      LPUSH of the envelope to each routed queue's step list, ETA tasks too (their
+                 ``eta`` header says when, as Celery's); ZADD to the delayed set only for a
+                 ``not_before`` ahead without an ``eta`` header; PUBLISH for fanout; a batch is
+                 one MULTI, with a marker that keeps a retry from pushing it twice
+                 (``_redis_publish``)
+    defer        a Celeriac worker that takes a task whose ETA is ahead gives it back into the
+                 delayed set (GIVE_BACK, from its lease: no crash point loses it), so it waits
+                 in Redis, not in worker memory; TAKE moves it back to its list when due
     take         promote due delayed messages; RPOP from the lists (best step first, queues in
                  turn); for each message HSET unacked + ZADD unacked_index + ZADD leases + HSET
                  claims, or move it to the dead letters when it was delivered max_deliveries
@@ -80,6 +85,7 @@ from celeriac.transports._redis_dead_letters import RedisDeadLetters, letter_of
 from celeriac.transports._redis_layout import (
     BrokerOptions,
     Keys,
+    decode_envelope,
     encode_envelope,
     topic_pattern,
 )
@@ -216,7 +222,10 @@ class RedisTransport(Transport):
         for item in items:
             queues, channels = self._destinations(item, routes)
             step = self.options.step_of(item.message.priority)
-            delayed = self.options.delayed_delivery and (item.not_before or 0) > now
+            # An ETA message goes on the list with its ``eta`` header, as Celery's client puts
+            # it, so Celery workers run it; only a bare ``not_before`` (no task header to say
+            # when) needs the delayed set. A Celeriac worker moves an early message there.
+            delayed = self._delays(item, now)
             for queue in queues:
                 envelope, _ = encode_envelope(item.message, item.exchange, item.routing_key)
                 if delayed:
@@ -236,6 +245,13 @@ class RedisTransport(Transport):
         if replies is None:  # a retry found the lost attempt had run: subscribers unknown
             return [listed for listed, _, _ in plan]
         return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
+
+    def _delays(self, item: Outgoing, now: float) -> bool:
+        """Whether ``item`` waits in the delayed set: a ``not_before`` ahead on a message whose
+        headers carry no ``eta`` (a task message with one goes on the list, as Celery's)."""
+        if not self.options.delayed_delivery or (item.not_before or 0) <= now:
+            return False
+        return not item.message.headers.get("eta")
 
     def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         return self.connector.execute(commands, transaction=len(commands) > 1)
@@ -288,6 +304,21 @@ class RedisTransport(Transport):
             f"purge queue {queue!r}", lambda: self.connector.execute(commands, transaction=True)
         )
         return sum(int(n) for n in replies[:-1])
+
+    def delayed_messages(self, queue: str, limit: int = 1000) -> list[tuple[float, Message]]:
+        [raw] = self.connector.run(
+            f"read the delayed messages of queue {queue!r}",
+            lambda: self.connector.execute(
+                [("ZRANGE", self.keys.delayed(queue), 0, limit - 1, "WITHSCORES")]
+            ),
+        )
+        found = []
+        for member, score in zip(raw[::2], raw[1::2], strict=True):
+            try:  # a member is "<priority step><envelope>"
+                found.append((float(score), decode_envelope(member[1:]).message))
+            except ValueError:
+                continue  # not readable: TAKE dead-letters it when it is due
+        return found
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         letters = [letter_of(entry) for entry in self.dead_store.entries()]

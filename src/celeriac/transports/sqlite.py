@@ -94,6 +94,7 @@ from celeriac.transports._sqlite_db import (
     _add_missing_columns,
     _Database,
     _database_path,
+    _message,
     _parts,
     holder_identity,
 )
@@ -230,6 +231,15 @@ class SQLiteTransport(Transport):
         with self._db.transaction(f"purge queue {queue!r}") as conn:
             purged = conn.execute(f"DELETE {ready}", (queue, self.clock.time())).rowcount
             return purged + conn.execute(f"DELETE {delayed}", (queue,)).rowcount
+
+    def delayed_messages(self, queue: str, limit: int = 1000) -> list[tuple[float, Message]]:
+        rows = self._db.query(
+            f"read the delayed messages of queue {queue!r}",
+            f"SELECT available_at, {_PARTS} FROM celeriac_messages"
+            " WHERE queue = ? AND delayed = 1 ORDER BY available_at, id LIMIT ?",
+            (queue, limit),
+        )
+        return [(float(row["available_at"]), _message(row)) for row in rows]
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         return self.dead_store.list(self.clock.time(), queue)

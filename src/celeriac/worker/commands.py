@@ -24,6 +24,7 @@ from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import saferepr
 from celeriac.routing import Queue
 from celeriac.transports.base import Delivery
+from celeriac.worker._scheduled import ETA_TIMER_PRIORITY, broker_scheduled
 from celeriac.worker.consumer import _waits_for_eta
 from celeriac.worker.mingle import revoked_ids
 
@@ -223,8 +224,11 @@ def _message_info(worker: Worker, message: TaskMessage, delivery: Delivery) -> d
     }  # fmt: skip
 
 
-def _requests(worker: Worker, safe: bool = False) -> dict[str, list[tuple[str, Any]]]:
-    """``{"active"|"reserved"|"scheduled": [(task id, info)]}``."""
+def _requests(
+    worker: Worker, safe: bool = False, *, broker: bool = False
+) -> dict[str, list[tuple[str, Any]]]:
+    """``{"active"|"reserved"|"scheduled": [(task id, info)]}``; with ``broker``, the
+    scheduled tasks include those the broker holds for the worker's queues."""
     assert worker.consumer is not None
     jobs, timer = worker.consumer.snapshot()
     found: dict[str, list[tuple[str, Any]]] = {"active": [], "reserved": [], "scheduled": []}
@@ -234,11 +238,13 @@ def _requests(worker: Worker, safe: bool = False) -> dict[str, list[tuple[str, A
     for due, message, delivery in timer:
         info = _message_info(worker, message, delivery)
         if _waits_for_eta(message, due) and message.eta is not None:
-            entry = {"eta": message.eta.isoformat(), "priority": message.priority or 0,
+            entry = {"eta": message.eta.isoformat(), "priority": ETA_TIMER_PRIORITY,
                      "request": info}  # fmt: skip
             found["scheduled"].append((message.id, entry))
         else:  # waiting for its rate limit
             found["reserved"].append((message.id, info))
+    if broker:
+        found["scheduled"] += broker_scheduled(worker, _message_info)
     return found
 
 
@@ -254,7 +260,7 @@ def reserved(worker: Worker, **_: Any) -> Any:
 
 @_register("inspect", "dump_schedule")
 def scheduled(worker: Worker, **_: Any) -> Any:
-    return _jsonable([info for _, info in _requests(worker)["scheduled"]])
+    return _jsonable([info for _, info in _requests(worker, broker=True)["scheduled"]])
 
 
 @_register("inspect", "dump_revoked")
@@ -267,7 +273,7 @@ def revoked(worker: Worker, **_: Any) -> Any:
 def query_task(worker: Worker, ids: list[str] | str | None = None, **_: Any) -> Any:
     wanted = {ids} if isinstance(ids, str) else set(ids or ())
     found: dict[str, Any] = {}
-    for kind, requests in _requests(worker).items():
+    for kind, requests in _requests(worker, broker=True).items():
         for task_id, info in requests:
             if task_id in wanted:
                 found[task_id] = [kind, info["request"] if kind == "scheduled" else info]

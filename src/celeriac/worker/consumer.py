@@ -75,6 +75,8 @@ class TaskConsumer:
         self._held = HeldDeliveries(consumer, self._lock)  # not yet settled; with the timer
         self.processed = 0
         self.consumer_defers = app.transport.capabilities.delayed_delivery
+        if app.conf.worker_eta_task_limit:  # early ETAs held here (no broker-side delay)
+            self.max_timer_held = int(app.conf.worker_eta_task_limit)
         self._rate_limits = RateLimits(app.clock)
         self.rate_limits = not app.conf.worker_disable_rate_limits
         self.revoked = RevokedSet(clock=app.clock)
@@ -280,7 +282,7 @@ class TaskConsumer:
             self._held.ack(job.key)
         elif result.timed_out:
             self.outcomes.timed_out(job)
-            if late and not task.option("acks_on_failure_or_timeout"):
+            if late and not _acks_on(task, "acks_on_timeout", "task_acks_on_timeout"):
                 self._held.release(job.key, requeue=False)  # dead-lettered
             else:
                 self._held.ack(job.key)
@@ -295,7 +297,7 @@ class TaskConsumer:
         elif (
             late
             and result.state == states.FAILURE
-            and not task.option("acks_on_failure_or_timeout")
+            and not _acks_on(task, "acks_on_failure", "task_acks_on_failure")
         ):
             self._held.release(job.key, requeue=False)
         else:
@@ -365,3 +367,14 @@ def _limit(call: float | None, default: Any) -> float | None:
     """A per-call limit wins over the task's (or the setting's)."""
     value = call if call is not None else default
     return float(value) if value else None
+
+
+def _acks_on(task: Any, outcome: str, setting: str) -> bool:
+    """Celery's ``acks_on_failure`` / ``acks_on_timeout`` (task attribute, then the
+    ``task_*`` setting), each falling back to ``acks_on_failure_or_timeout``."""
+    value = getattr(task, outcome, None)
+    if value is None:
+        value = task.app.conf[setting]
+    if value is None:
+        value = task.option("acks_on_failure_or_timeout")
+    return bool(value)

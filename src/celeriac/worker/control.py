@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celeriac.app._pidbox import Mailbox, node_matches
@@ -22,14 +23,14 @@ from celeriac.exceptions import CeleryError, EncodeError, ImproperlyConfigured
 from celeriac.protocol.message import Message
 from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Subscription
-from celeriac.worker.commands import COMMANDS, _register, nok, ok, parse_signal
+from celeriac.worker.commands import COMMANDS, Command, _register, nok, ok, parse_signal
 from celeriac.worker.ratelimit import parse_rate
 from celeriac.worker.revoked import RevokedStamps
 
 if TYPE_CHECKING:
     from celeriac.worker.controller import Worker
 
-__all__ = ["WorkerControl"]
+__all__ = ["WorkerControl", "control_command", "inspect_command"]
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -114,6 +115,54 @@ class WorkerControl:
         except Exception as exc:
             logger.exception("Remote control: %s failed", method)
             return nok(repr(exc))
+
+
+# -- custom commands (Celery's decorators) ---------------------------------------------------
+
+
+def _custom(kind: str, name: str | None, alias: str | None) -> Callable[[Any], Any]:
+    def register(fun: Callable[..., Any]) -> Callable[..., Any]:
+        names = [name or fun.__name__, *([alias] if alias else [])]
+        for each in names:
+            COMMANDS[each] = Command(each, kind, fun)
+        return fun
+
+    return register
+
+
+def control_command(
+    fun: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    alias: str | None = None,
+    **_celery_options: Any,
+) -> Any:
+    """Register a custom remote control command, as Celery's decorator of that name::
+
+        @control_command(args=[("n", int)], signature="[N=1]")
+        def bump(worker, n=1):
+            return {"ok": f"bumped by {n}"}
+
+    The function gets the worker (``.app``, ``.hostname``, ``.consumer``, ``.pool``; Celery
+    passes its ``state``, which has the same ``app``/``hostname``/``consumer``) and the
+    request's arguments, and returns the reply. Celery's ``args``, ``signature``,
+    ``variadic`` and ``help`` (for its CLI's help text) are accepted. Import the module in
+    the worker (``include``/``imports``, or the app module) so the worker knows it.
+    """
+    register = _custom("control", name, alias)
+    return register(fun) if fun is not None else register
+
+
+def inspect_command(
+    fun: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    alias: str | None = None,
+    **_celery_options: Any,
+) -> Any:
+    """Register a custom read-only (``inspect``) command; see ``control_command``."""
+    register = _custom("inspect", name, alias)
+    return register(fun) if fun is not None else register
 
 
 # -- control commands ------------------------------------------------------------------------

@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from celeriac import signals
+from celeriac.app._annotations import annotate_tasks
 from celeriac.exceptions import ImproperlyConfigured, QueueNotFound
 from celeriac.routing import Queue
+from celeriac.worker import state as worker_state
 from celeriac.worker.banner import banner
 from celeriac.worker.consumer import TaskConsumer
 from celeriac.worker.control import WorkerControl
@@ -163,6 +165,7 @@ class Worker:
         app.set_current()
         signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
         app.import_default_modules()
+        annotate_tasks(app)  # task_annotations, once every task is registered
         transport = app.transport
         # A result backend that cannot be made (unknown scheme, missing client library) stops
         # the worker here, named, rather than failing every task it would run.
@@ -212,6 +215,7 @@ class Worker:
             self._spawn(self._renew, "LeaseRenewer")
         if self.state_db is not None:
             self._spawn(self._save_state_periodically, "StateDB")
+        worker_state.register(self)  # celeriac.worker.state's views see this worker
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
 
@@ -285,6 +289,7 @@ class Worker:
         """Stop: warm lets running tasks finish; cold does not wait for them."""
         if self._stopped.is_set():
             return
+        worker_state.unregister(self)
         signals.worker_shutting_down.send(
             sender=self.hostname, sig="SIGTERM", how="Warm" if warm else "Cold", exitcode=0
         )
