@@ -36,7 +36,9 @@ def _code() -> str:
 
 
 def test_the_table_has_celerys_207_settings() -> None:
-    assert len(DEFAULTS) == 207
+    celeriac_own = {"dead_letter_max_entries", "dead_letter_max_age"}  # docs/dead-letters.md
+    assert celeriac_own <= set(DEFAULTS)
+    assert len(set(DEFAULTS) - celeriac_own) == 207
 
 
 def test_every_setting_is_read_or_listed_with_a_reason() -> None:

@@ -31,6 +31,8 @@ _BACKEND_PREFIXES = (
 
 NOT_APPLICABLE: Mapping[str, str] = {
     **{name: _BACKEND for name in DEFAULTS if name.startswith(_BACKEND_PREFIXES)},
+    "cache_backend_options": "options of the memcached cache:// backend; django-cache uses "
+    "Django's CACHES and cache+memory:// has none",
     "beat_sync_every": "beat stores each run in its schedule store at once; nothing to batch",
     "broker_heartbeat_checkrate": "the AMQP I/O thread reads every frame as it comes and "
     "answers heartbeats at once; there is no polling rate to set",
@@ -48,6 +50,8 @@ NOT_APPLICABLE: Mapping[str, str] = {
 }
 
 UNSUPPORTED: Mapping[str, str] = {
+    "database_url": "Celery's result_backend='database' alias is not supported; give the "
+    "SQLAlchemy URL in result_backend as db+postgresql://... (docs/sql-backend.md)",
     "beat_enable_remote_control": "beat does not answer remote control commands",
     "beat_remote_control_max_tick_age": "beat does not answer remote control commands",
     "broker_read_url": "one broker URL serves reads and writes; set broker_url",

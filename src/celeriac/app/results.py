@@ -152,7 +152,8 @@ class ResultStore:
             ttl = as_seconds(conf.result_failure_expires, setting="result_failure_expires")
         if reply_to is None and request is not None:
             reply_to = request.reply_to
-        payload, backend = self._encode(meta), self.backend
+        backend = self.backend  # first: making it validates the settings
+        payload = self._encode(meta)
         retrying(
             self._app, backend, f"store the {state} state of task {task_id}",
             lambda: backend.store(task_id, payload, state=state, ttl=ttl or None,
