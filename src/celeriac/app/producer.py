@@ -17,6 +17,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
-__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer"]
+__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer", "Sending"]
 
 logger = logging.getLogger("celeriac.producer")
 
@@ -96,6 +97,18 @@ def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
     return [d for d in (_as_dict(item) for item in items) if d is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """A task message on its way: built and routed, not yet published."""
+
+    name: str
+    task: Task[Any, Any] | None
+    message: TaskMessage
+    outgoing: Outgoing
+    queue: Queue
+    options: Mapping[str, Any]
+
+
 class Producer:
     """Builds and publishes task messages for one app."""
 
@@ -113,8 +126,21 @@ class Producer:
         **options: Any,
     ) -> AsyncResult[Any]:
         """Publish task ``name``; return its AsyncResult."""
-        from celeriac.result import AsyncResult
+        sending = self.prepare(name, args, kwargs, task=task, **options)
+        self._publish(sending.outgoing, sending.queue, sending.options)
+        return self.finish(sending)
 
+    def prepare(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task: Task[Any, Any] | None = None,
+        **options: Any,
+    ) -> Sending:
+        """Everything ``send`` does before publishing: the message, where it goes, and
+        ``before_task_publish``. (``celeriac.aio`` publishes it asynchronously.)"""
         unknown = set(options) - CALL_OPTIONS
         if unknown:
             warnings.warn(
@@ -140,19 +166,31 @@ class Producer:
             retry_policy=merged.get("retry_policy"),
         )  # fmt: skip
         outgoing = Outgoing(wire, dest.exchange, dest.routing_key, not_before)
-        self._publish(outgoing, dest.queue, merged)
+        return Sending(name, task, message, outgoing, dest.queue, merged)
+
+    def finish(self, sending: Sending) -> AsyncResult[Any]:
+        """Everything ``send`` does once the message is published; its AsyncResult."""
+        from celeriac.result import AsyncResult
+
+        app, wire, name = self._app, sending.outgoing.message, sending.name
+        exchange, routing_key = sending.outgoing.exchange, sending.outgoing.routing_key
         signals.after_task_publish.send(
-            sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
-            routing_key=dest.routing_key,
+            sender=name, body=wire.body, headers=wire.headers, exchange=exchange,
+            routing_key=routing_key,
         )  # fmt: skip
-        if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
+        message, task = sending.message, sending.task
+        if app.conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
             app.events.task_sent(
-                message, queue=dest.queue.name, exchange=dest.exchange,
-                routing_key=dest.routing_key,
+                message, queue=sending.queue.name, exchange=exchange, routing_key=routing_key,
             )  # fmt: skip
         parent = current_request()
         trail = task.trail if task is not None else True
-        if parent is not None and parent.id and trail and merged.get("add_to_parent", True):
+        if (
+            parent is not None
+            and parent.id
+            and trail
+            and sending.options.get("add_to_parent", True)
+        ):
             parent.children.append(message.id)
         return AsyncResult(message.id, app=app, task_name=name)
 
