@@ -170,6 +170,17 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
     is_flag=True,
     help="Skip the 1 s startup sync of revoked ids and clock with running workers.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --metrics-port: the address to listen on (0.0.0.0 for every interface).",
+)
 @pass_ctx
 def worker(
     ctx: Context,
@@ -199,6 +210,8 @@ def worker(
     heartbeat_interval: float | None,
     without_gossip: bool,
     without_mingle: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Start a worker: consume the queues and run tasks.
 
@@ -250,6 +263,7 @@ def worker(
             autoscale=_parse_autoscale(autoscale), quiet=False,
             task_events=True if task_events else None, heartbeat=not without_heartbeat,
             heartbeat_interval=heartbeat_interval, mingle=not without_mingle, state_db=statedb,
+            metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
