@@ -22,6 +22,7 @@ from tasks import add, app
 import celeriac.aio
 from celeriac import group
 from celeriac.exceptions import TimeoutError as ResultTimeout
+from celeriac.states import READY_STATES
 
 
 @asynccontextmanager
@@ -54,8 +55,9 @@ async def status(task_id: str, wait: float = 0.0) -> dict[str, Any]:
     if wait:
         with suppress(ResultTimeout):
             await result.aget(timeout=wait, propagate=False)
-    ready = await result.aready()
-    return {"task_id": task_id, "state": result.state, "result": result.result if ready else None}
+    state = await result.astate()  # once ready, result.result reads no further
+    ready = state in READY_STATES
+    return {"task_id": task_id, "state": state, "result": result.result if ready else None}
 
 
 @api.post("/add/many")

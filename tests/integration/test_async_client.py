@@ -89,6 +89,7 @@ def test_aget_raises_the_tasks_exception_and_times_out(app: Celery) -> None:
         with pytest.raises(ResultTimeout):
             await stuck.aget(timeout=0.3)
         assert await stuck.aready() is False
+        assert await failed.astate() == "FAILURE"
 
     try:
         asyncio.run(main())

@@ -4,7 +4,7 @@ Kept apart from the classes they join (``Task``, ``AsyncResult``, ``ResultSet``,
 ``Control``) so the sync code stays as it is; each class only names its mixin::
 
     await add.adelay(2, 2)                         await add.aapply_async((2, 2), countdown=5)
-    await result.aget(timeout=10)                  await result.aready()
+    await result.aget(timeout=10)                  await result.aready() / .astate()
     async for done in group_result: done.result    await group_result.aget(timeout=10)
     await app.control.ainspect().active()          (any Inspect method)
 """
@@ -78,15 +78,20 @@ class AsyncResultMixin(Generic[R]):
         )
         return value
 
-    async def aready(self) -> bool:
-        """Whether the task is ready, read without blocking the loop."""
+    async def astate(self) -> str:
+        """The task's state (``state``), read without blocking the loop; once ready, the
+        meta is kept, so ``result``/``traceback`` read no further."""
         from celeriac.aio.client import run_blocking
 
         result = cast("AsyncResult[R]", self)
         if result._cache is not None:
-            return True
+            return str(result._cache["status"])
         meta = await run_blocking(result.app, result.app.results.get_meta, result.id)
-        return result._remember(meta) in states.READY_STATES
+        return result._remember(meta)
+
+    async def aready(self) -> bool:
+        """Whether the task is ready, read without blocking the loop."""
+        return await self.astate() in states.READY_STATES
 
 
 class AsyncResultSetMixin:
