@@ -82,8 +82,11 @@ class AsyncResultMixin(Generic[R]):
         """The task's state (``state``), read without blocking the loop; once ready, the
         meta is kept, so ``result``/``traceback`` read no further."""
         from celeriac.aio.client import run_blocking
+        from celeriac.result import EagerResult
 
         result = cast("AsyncResult[R]", self)
+        if isinstance(result, EagerResult):
+            return result.state
         if result._cache is not None:
             return str(result._cache["status"])
         meta = await run_blocking(result.app, result.app.results.get_meta, result.id)
