@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return str(reply.read().decode())
+
+
+def _scrape_until(port: int, sample: str, value: float) -> str:
+    """Scrape until ``sample`` reads ``value``: a job's end is counted when the pool reports
+    it, just after its result is stored (which is when the test's ``get`` returns)."""
+    for _ in range(100):
+        text = _scrape(port)
+        match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+        if match and float(match.group(1)) == value:
+            break
+        time.sleep(0.1)
+    return text
 
 
 def _value(text: str, sample: str) -> float:
@@ -55,11 +68,12 @@ def test_the_metrics_endpoint_counts_what_the_pool_did(tmp_path: Path) -> None:
             result.get(timeout=10)
         with pytest.raises(ValueError):
             boom.delay().get(timeout=10)
-        text = _scrape(port)
+        node = 'worker="m1@test"'
+        _scrape_until(port, f'celeriac_worker_tasks_total{{{node},name="m.ok",state="SUCCESS"}}', 3)
+        text = _scrape_until(port, f"celeriac_worker_active{{{node}}}", 0)
     finally:
         worker.stop()
         app.close()
-    node = 'worker="m1@test"'
     assert _value(text, f'celeriac_worker_tasks_total{{{node},name="m.ok",state="SUCCESS"}}') == 3
     assert _value(text, f'celeriac_worker_tasks_total{{{node},name="m.boom",state="FAILURE"}}') == 1
     assert _value(text, f'celeriac_worker_tasks_received_total{{{node},name="m.ok"}}') == 3
@@ -84,10 +98,10 @@ def test_the_latency_counts_from_the_eta_in_virtual_time() -> None:
             result = later.apply_async(countdown=3600)
             app.clock.advance(3600)  # type: ignore[attr-defined]
             result.get(timeout=10)
-            text = _scrape(port)
+            node = 'worker="m2@test"'
+            text = _scrape_until(port, f"celeriac_worker_active{{{node}}}", 0)
         finally:
             worker.stop()
-    node = 'worker="m2@test"'
     # Due at its ETA, started within a few seconds of it: nowhere near the hour it waited.
     assert (
         _value(
@@ -116,8 +130,9 @@ def test_a_prefork_cli_worker_serves_metrics(project: Any, tasks: Any) -> None:
     port = _free_port()
     project.start_worker("-P", "prefork", "-c", "2", "--metrics-port", str(port), name="mw")
     assert tasks.add.delay(2, 2).get(timeout=20) == 4
-    text = _scrape(port)
     node = 'worker="mw@' + socket.gethostname() + '"'
+    ended = f'celeriac_worker_tasks_total{{{node},name="tasks.add",state="SUCCESS"}}'
+    text = _scrape_until(port, ended, 1)
     assert (
         _value(text, f'celeriac_worker_tasks_total{{{node},name="tasks.add",state="SUCCESS"}}') == 1
     )
