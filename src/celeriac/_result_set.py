@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.aio.mixins import AsyncResultSetMixin
 from celeriac.exceptions import TimeoutError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def _default_app(app: Celery | None) -> Celery:
     return current_app()
 
 
-class ResultSet:
+class ResultSet(AsyncResultSetMixin):
     """A list of results read, waited for and acted on together."""
 
     def __init__(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from celeriac import states
 from celeriac._result_set import GroupResult, ResultSet, result_from_tuple
+from celeriac.aio.mixins import AsyncResultMixin
 from celeriac.exceptions import TaskError, TimeoutError
 from celeriac.request import current_request
 
@@ -72,7 +73,7 @@ def assert_will_not_block() -> None:
         )
 
 
-class AsyncResult(Generic[R]):
+class AsyncResult(AsyncResultMixin[R], Generic[R]):
     """The state and result of a task, read from the result backend."""
 
     def __init__(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from celeriac import states
+from celeriac.aio.mixins import AsyncTaskMixin
 from celeriac.exceptions import MaxRetriesExceededError, Retry
 from celeriac.request import (
     Context,
@@ -81,7 +82,7 @@ class RetrySpec:
     options: Mapping[str, Any]
 
 
-class Task(Generic[P, R]):
+class Task(AsyncTaskMixin[P, R], Generic[P, R]):
     """A registered unit of work. Subclass it (``base=``) to add handlers."""
 
     name: str = ""

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.aio.mixins import AsyncControlMixin
 from celeriac.app._pidbox import Mailbox, ReplyCallback, node_matches
 from celeriac.exceptions import CeleryWarning
 
@@ -159,7 +160,7 @@ class Inspect:
         return self._request("hello", from_node=from_node, revoked=revoked)
 
 
-class Control:
+class Control(AsyncControlMixin):
     """Commands to workers over the broker (see the module docstring)."""
 
     def __init__(self, app: Celery) -> None:

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
-__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer", "hold_publishes"]
+__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer", "Sending", "hold_publishes"]
 
 logger = logging.getLogger("celeriac.producer")
 
@@ -121,6 +122,18 @@ def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
     return [d for d in (_as_dict(item) for item in items) if d is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """A task message on its way: built and routed, not yet published."""
+
+    name: str
+    task: Task[Any, Any] | None
+    message: TaskMessage
+    outgoing: Outgoing
+    queue: Queue
+    options: Mapping[str, Any]
+
+
 class Producer:
     """Builds and publishes task messages for one app."""
 
@@ -137,9 +150,32 @@ class Producer:
         task: Task[Any, Any] | None = None,
         **options: Any,
     ) -> AsyncResult[Any]:
-        """Publish task ``name``; return its AsyncResult."""
-        from celeriac.result import AsyncResult
+        """Publish task ``name``; return its AsyncResult. Inside ``hold_publishes`` the
+        publishing waits until the block releases it (callbacks after a stored outcome)."""
+        sending = self.prepare(name, args, kwargs, task=task, **options)
 
+        def publish() -> None:
+            self._publish(sending.outgoing, sending.queue, sending.options)
+            self._announce(sending)
+
+        held = _held_publishes.get()
+        if held is None:
+            publish()
+        else:
+            held.append(publish)
+        return self._result(sending)
+
+    def prepare(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task: Task[Any, Any] | None = None,
+        **options: Any,
+    ) -> Sending:
+        """Everything ``send`` does before publishing: the message, where it goes, and
+        ``before_task_publish``. (``celeriac.aio`` publishes it asynchronously.)"""
         unknown = set(options) - CALL_OPTIONS - set(options.get("stamped_headers") or ())
         if unknown:
             warnings.warn(
@@ -160,34 +196,57 @@ class Producer:
         )
         not_before = message.eta.timestamp() if message.eta else None
         signals.before_task_publish.send(
-            sender=name, body=wire.body, exchange=dest.exchange, routing_key=dest.routing_key,
-            headers=wire.headers, properties=wire.properties, declare=[dest.queue],
+            sender=name,
+            body=wire.body,
+            exchange=dest.exchange,
+            routing_key=dest.routing_key,
+            headers=wire.headers,
+            properties=wire.properties,
+            declare=[dest.queue],
             retry_policy=merged.get("retry_policy"),
-        )  # fmt: skip
+        )
         outgoing = Outgoing(wire, dest.exchange, dest.routing_key, not_before)
+        return Sending(name, task, message, outgoing, dest.queue, merged)
 
-        def publish() -> None:
-            self._publish(outgoing, dest.queue, merged)
-            signals.after_task_publish.send(
-                sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
-                routing_key=dest.routing_key,
-            )  # fmt: skip
-            if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
-                app.events.task_sent(
-                    message, queue=dest.queue.name, exchange=dest.exchange,
-                    routing_key=dest.routing_key,
-                )  # fmt: skip
+    def finish(self, sending: Sending) -> AsyncResult[Any]:
+        """Everything ``send`` does once the message is published; its AsyncResult."""
+        self._announce(sending)
+        return self._result(sending)
 
-        held = _held_publishes.get()
-        if held is None:
-            publish()
-        else:
-            held.append(publish)
+    def _announce(self, sending: Sending) -> None:
+        """``after_task_publish`` and the task-sent event of a published message."""
+        app, wire = self._app, sending.outgoing.message
+        exchange, routing_key = sending.outgoing.exchange, sending.outgoing.routing_key
+        signals.after_task_publish.send(
+            sender=sending.name,
+            body=wire.body,
+            headers=wire.headers,
+            exchange=exchange,
+            routing_key=routing_key,
+        )
+        if app.conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
+            app.events.task_sent(
+                sending.message,
+                queue=sending.queue.name,
+                exchange=exchange,
+                routing_key=routing_key,
+            )
+
+    def _result(self, sending: Sending) -> AsyncResult[Any]:
+        """The AsyncResult of a sent message (a child of the running task, if any)."""
+        from celeriac.result import AsyncResult
+
+        message, task = sending.message, sending.task
         parent = current_request()
         trail = task.trail if task is not None else True
-        if parent is not None and parent.id and trail and merged.get("add_to_parent", True):
+        if (
+            parent is not None
+            and parent.id
+            and trail
+            and sending.options.get("add_to_parent", True)
+        ):
             parent.children.append(message.id)
-        result: AsyncResult[Any] = AsyncResult(message.id, app=app, task_name=name)
+        result: AsyncResult[Any] = AsyncResult(message.id, app=self._app, task_name=sending.name)
         result.ignored = message.ignore_result  # get() returns None at once, as in Celery
         return result
 

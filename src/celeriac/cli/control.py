@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from celeriac.cli.progress import Activity
 from celeriac.exceptions import CeleryError
 
 __all__ = ["COMMANDS", "control", "inspect", "status"]
@@ -150,8 +151,12 @@ def pretty(reply: Any) -> tuple[str, str]:
     return "OK", "" if reply is None else str(reply)
 
 
-def _printer(show_reply: bool) -> Callable[[dict[str, Any]], None]:
+def _printer(
+    show_reply: bool, activity: Activity | None = None
+) -> Callable[[dict[str, Any]], None]:
     def say(body: dict[str, Any]) -> None:
+        if activity is not None:
+            activity.clear()
         for node, reply in body.items():
             status, text = pretty(reply)
             click.echo(f"-> {node}: {status}")
@@ -239,10 +244,12 @@ def inspect(
     arguments = compile_arguments(command, args)
     app = _app(ctx)
     try:
-        replies = app.control.broadcast(
-            command, arguments=arguments, destination=_destination(destination), reply=True,
-            timeout=timeout, callback=None if as_json else _printer(True),
-        )  # fmt: skip
+        with Activity(f"inspect {command}: waiting {timeout:g}s for replies") as activity:
+            replies = app.control.broadcast(
+                command, arguments=arguments, destination=_destination(destination),
+                reply=True, timeout=timeout,
+                callback=None if as_json else _printer(True, activity),
+            )  # fmt: skip
     except CeleryError as exc:
         raise click.ClickException(f"inspect {command}: {exc}") from exc
     _finish(_flat(replies), as_json)

@@ -238,6 +238,17 @@ def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="text: worker_log_format / worker_task_log_format; json: one JSON object a line.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --metrics-port: the address to listen on (0.0.0.0 for every interface).",
+)
 @pass_ctx
 def worker(
     ctx: Context,
@@ -274,6 +285,8 @@ def worker(
     umask: str | None,
     pool_start_method: str | None,
     log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Start a worker: consume the queues and run tasks.
 
@@ -335,6 +348,7 @@ def worker(
             autoscale=_parse_autoscale(autoscale), quiet=ctx.quiet,
             task_events=True if task_events else None, heartbeat=not without_heartbeat,
             heartbeat_interval=heartbeat_interval, mingle=not without_mingle, state_db=statedb,
+            metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -384,6 +398,8 @@ def worker(
     type=click.IntRange(0, 9),
     help="Message priority 0-9: 9 first on SQLite and RabbitMQ, 0 first on Redis (as kombu).",
 )
+@click.option("--wait", is_flag=True, help="Then wait for the result and print it (as `result`).")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
 @pass_ctx
 def call(
     ctx: Context,
@@ -395,8 +411,10 @@ def call(
     expires: str | None,
     queue: str | None,
     priority: int | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
-    """Send task NAME by name and print its id."""
+    """Send task NAME by name and print its id (with --wait, then its result)."""
     options: dict[str, Any] = {"countdown": countdown, "queue": queue, "priority": priority}
     if eta:
         try:
@@ -417,6 +435,8 @@ def call(
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(result.id)
+    if wait:
+        _print_result(result, wait, timeout, show_traceback=False)
 
 
 @cli.command()
@@ -429,10 +449,16 @@ def result(
     ctx: Context, task_id: str, wait: bool, timeout: float | None, show_traceback: bool
 ) -> None:
     """Print the state and result of TASK_ID."""
-    res = ctx.app.AsyncResult(task_id)
+    _print_result(ctx.app.AsyncResult(task_id), wait, timeout, show_traceback)
+
+
+def _print_result(res: Any, wait: bool, timeout: float | None, show_traceback: bool) -> None:
+    """``STATE: value`` of a result, waited for first (with progress on a terminal)."""
+    from celeriac.cli.progress import wait_for_result
+
     try:
         if wait:
-            res.get(timeout=timeout, propagate=False)
+            wait_for_result(res, timeout)
         state = res.state
         value = res.result
     except CeleryError as exc:
@@ -468,8 +494,14 @@ def purge(ctx: Context, force: bool, queues: str | None, exclude_queues: str | N
             f"{describe_url(app.broker_url)}? This cannot be undone",
             abort=True,
         )
+    from celeriac.cli.progress import Activity
+
     try:
-        total = sum(app.transport.purge(name) for name in names)
+        total = 0
+        with Activity("Purging") as activity:
+            for done, name in enumerate(names):
+                activity.update(f"Purging {name}", (done, len(names)))
+                total += app.transport.purge(name)
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx.echo(f"Purged {total} message(s) from {len(names)} queue(s).")

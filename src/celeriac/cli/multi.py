@@ -21,6 +21,7 @@ import time
 import click
 
 from celeriac.cli.daemon import Pidfile
+from celeriac.cli.progress import Activity
 
 __all__ = ["multi"]
 
@@ -89,10 +90,13 @@ def start(spec: tuple[str, ...]) -> None:
     """Start the nodes in the background."""
     names, rest = _nodes(spec)
     failed = 0
-    for node in names:
-        done = subprocess.run(_worker_argv(node, rest), check=False)
-        click.echo(f"> {node}: {'OK' if done.returncode == 0 else 'FAILED'}")
-        failed += done.returncode != 0
+    with Activity("Starting") as activity:
+        for count, node in enumerate(names):
+            activity.update(f"Starting {node}", (count, len(names)))
+            done = subprocess.run(_worker_argv(node, rest), check=False)
+            activity.clear()
+            click.echo(f"> {node}: {'OK' if done.returncode == 0 else 'FAILED'}")
+            failed += done.returncode != 0
     if failed:
         raise SystemExit(1)
 
@@ -108,12 +112,18 @@ def _stop(names: list[str], rest: list[str], timeout: float) -> None:
         os.kill(pid, signal.SIGTERM)
         waiting[node] = pidfile
     deadline = time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline:
-        for node, pidfile in list(waiting.items()):
-            if not pidfile.is_alive():
-                click.echo(f"> {node}: stopped")
-                del waiting[node]
-        time.sleep(0.1)
+    total = len(waiting)
+    with Activity("Stopping") as activity:
+        while waiting and time.monotonic() < deadline:
+            activity.update(
+                f"Waiting for {len(waiting)} node(s) to stop", (total - len(waiting), total)
+            )
+            for node, pidfile in list(waiting.items()):
+                if not pidfile.is_alive():
+                    activity.clear()
+                    click.echo(f"> {node}: stopped")
+                    del waiting[node]
+            time.sleep(0.1)
     for node in waiting:
         click.echo(f"> {node}: still running after {timeout:.0f}s")
 

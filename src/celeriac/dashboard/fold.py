@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celeriac import states
+from celeriac._prometheus import BUCKETS
 
 __all__ = [
     "RUNTIME_BUCKETS",
@@ -44,9 +45,7 @@ TASK_EVENT_STATES: dict[str, str] = {
 }
 
 #: Upper bounds (seconds) of the runtime histogram's buckets; a last one counts the rest.
-RUNTIME_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-)  # fmt: skip
+RUNTIME_BUCKETS: tuple[float, ...] = BUCKETS
 
 _WORKER_FIELDS = ("freq", "active", "processed", "pid", "sw_ident", "sw_ver", "sw_sys")
 

@@ -18,37 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from celeriac._prometheus import CONTENT_TYPE, histogram
+from celeriac._prometheus import Family as _Family
 from celeriac.dashboard.fold import RUNTIME_BUCKETS
 
 __all__ = ["CONTENT_TYPE", "render"]
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
-    return "{" + inner + "}" if inner else ""
-
-
-def _number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-class _Family:
-    def __init__(self, lines: list[str], name: str, kind: str, help_text: str) -> None:
-        self.lines = lines
-        self.name = name
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, value: float, suffix: str = "", **labels: str) -> None:
-        self.lines.append(f"{self.name}{suffix}{_labels(**labels)} {_number(value)}")
 
 
 def render(
@@ -66,11 +40,7 @@ def render(
         lines, "celeriac_task_runtime_seconds", "histogram", "Runtime of successful tasks."
     )
     for name, count, total, cumulative in sorted(runtimes):
-        bounds = [*(repr(b) for b in RUNTIME_BUCKETS), "+Inf"]
-        for bound, running in zip(bounds, cumulative, strict=False):
-            runtime.sample(running, "_bucket", name=name, le=bound)
-        runtime.sample(total, "_sum", name=name)
-        runtime.sample(count, "_count", name=name)
+        histogram(runtime, RUNTIME_BUCKETS, cumulative, total, count, name=name)
     queue_list = list(queues)
     length = _Family(lines, "celeriac_queue_length", "gauge", "Messages waiting in the queue.")
     for queue in queue_list:

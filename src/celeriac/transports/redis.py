@@ -173,23 +173,32 @@ class RedisTransport(Transport):
         """For each named exchange: its type, its binding members and its fanout queues."""
         if not exchanges:
             return {}
-        names = sorted(exchanges)
-        keys = self.keys
+        commands = self.route_commands(exchanges)
+        replies = self.connector.run(
+            "read exchange bindings", lambda: self.connector.execute(commands), retry=PUBLISH_RETRY
+        )
+        return self.parse_routes(exchanges, replies)
 
-        commands = [
+    def route_commands(self, exchanges: set[str]) -> list[tuple[Any, ...]]:
+        """The reads ``parse_routes`` needs for these exchanges (three per exchange)."""
+        keys = self.keys
+        return [
             command
-            for name in names
+            for name in sorted(exchanges)
             for command in (
                 ("SMEMBERS", keys.binding(name)),
                 ("HGET", keys.exchange_types, name),
                 ("SMEMBERS", keys.fanout_queues(name)),
             )
         ]
-        replies = self.connector.run(
-            "read exchange bindings", lambda: self.connector.execute(commands), retry=PUBLISH_RETRY
-        )
+
+    def parse_routes(
+        self, exchanges: set[str], replies: list[Any]
+    ) -> dict[str, tuple[str, list[str], set[str]]]:
+        """The routes of ``exchanges`` from the replies to ``route_commands``."""
+        keys = self.keys
         routes: dict[str, tuple[str, list[str], set[str]]] = {}
-        for i, name in enumerate(names):
+        for i, name in enumerate(sorted(exchanges)):
             members = [m.decode() for m in replies[3 * i]]
             stored = replies[3 * i + 1]
             kind = self._exchange_types.get(name) or (stored.decode() if stored else "")
@@ -215,7 +224,25 @@ class RedisTransport(Transport):
         return sorted(queues), []
 
     def publish(self, items: Sequence[Outgoing]) -> list[int]:
-        routes = self._routes({item.exchange for item in items if item.exchange})
+        commands, plan = self.publish_commands(items)
+        if not commands:
+            return [0] * len(items)
+        once = self._publishes.operation(commands, self._execute)
+        replies = self.connector.run("publish messages", once, retry=PUBLISH_RETRY)
+        if replies is None:  # a retry found the lost attempt had run: subscribers unknown
+            return [listed for listed, _, _ in plan]
+        return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
+
+    def publish_commands(
+        self,
+        items: Sequence[Outgoing],
+        routes: dict[str, tuple[str, list[str], set[str]]] | None = None,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, int, int]]]:
+        """The commands that publish ``items`` (run as one MULTI when there are several)
+        and, per item, how to count its deliveries from their replies (``publish``).
+        ``routes`` (``parse_routes``) are read here when not given."""
+        if routes is None:
+            routes = self._routes({item.exchange for item in items if item.exchange})
         now = self.clock.time()
         commands: list[tuple[Any, ...]] = []
         plan: list[tuple[int, int, int]] = []  # per item: list deliveries, its PUBLISH replies
@@ -238,13 +265,7 @@ class RedisTransport(Transport):
                 envelope, _ = encode_envelope(item.message, item.exchange, item.routing_key)
                 commands.append(("PUBLISH", channel, envelope))
             plan.append((len(queues), start, len(commands)))
-        if not commands:
-            return [0] * len(items)
-        once = self._publishes.operation(commands, self._execute)
-        replies = self.connector.run("publish messages", once, retry=PUBLISH_RETRY)
-        if replies is None:  # a retry found the lost attempt had run: subscribers unknown
-            return [listed for listed, _, _ in plan]
-        return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
+        return commands, plan
 
     def _delays(self, item: Outgoing, now: float) -> bool:
         """Whether ``item`` waits in the delayed set: a ``not_before`` ahead on a message whose

@@ -48,6 +48,7 @@ from celeriac.worker.revoked import RevokedSet, RevokedStamps
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
     from celeriac.worker.events import WorkerEvents
+    from celeriac.worker.metrics import WorkerMetrics
 
 __all__ = ["TaskConsumer"]
 
@@ -83,6 +84,7 @@ class TaskConsumer:
         self.revoked_stamps = RevokedStamps()  # revoke_by_stamped_headers
         self.jobs: dict[int, Job] = {}  # handed to the pool: reserved or running, by key
         self.total: Counter[str] = Counter()  # jobs started, by task name
+        self.metrics: WorkerMetrics | None = None  # worker --metrics-port
         # The result store, followups, signals and events of tasks settled here.
         self.outcomes = Outcomes(app, hostname, self.revoked)
 
@@ -256,6 +258,8 @@ class TaskConsumer:
         with self._lock:
             self.jobs[key] = job
         signals.task_received.send(sender=self, request=job)
+        if self.metrics is not None:
+            self.metrics.received(job)
         self.pool.apply(job)
 
     # -- acknowledgement ------------------------------------------------------------------------
@@ -266,6 +270,8 @@ class TaskConsumer:
             job.worker_pid = os.getpid()
         with self._lock:
             self.total[job.name] += 1
+        if self.metrics is not None:
+            self.metrics.started(job)
         if self.events is not None:
             self.events.task_started(job)
         task = self.app.tasks[job.message.task]
@@ -275,6 +281,8 @@ class TaskConsumer:
     def on_done(self, job: Job, result: JobResult) -> None:
         task = self.app.tasks[job.message.task]
         late = bool(task.option("acks_late"))
+        if self.metrics is not None:
+            self.metrics.finished(job, result)
         if self.events is not None and not (result.timed_out or result.worker_lost):
             self.events.task_finished(job, result)
         if result.terminated is not None:

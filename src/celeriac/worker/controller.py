@@ -30,6 +30,7 @@ from celeriac.worker.banner import banner
 from celeriac.worker.consumer import TaskConsumer
 from celeriac.worker.control import WorkerControl
 from celeriac.worker.events import WorkerEvents
+from celeriac.worker.metrics import MetricsServer, WorkerMetrics
 from celeriac.worker.mingle import MINGLE_TIMEOUT, sync_with_neighbors
 from celeriac.worker.pools import Pool, create_pool
 from celeriac.worker.queues import QueueSwitch
@@ -109,6 +110,8 @@ class Worker:
         mingle: bool = False,
         mingle_timeout: float = MINGLE_TIMEOUT,
         state_db: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         conf = app.conf
         self.app = app
@@ -157,6 +160,9 @@ class Worker:
         self.state_db: StateDB | None = None
         self.events: WorkerEvents | None = None
         self.control: WorkerControl | None = None
+        # --metrics-port: this worker's Prometheus endpoint (celeriac.worker.metrics).
+        self.metrics_address = None if metrics_port is None else (metrics_host, metrics_port)
+        self.metrics_server: MetricsServer | None = None
         self.started_at = app.clock.time()
 
     def start(self) -> None:
@@ -193,6 +199,8 @@ class Worker:
             freq=self.heartbeat_interval, load=self._load,
         )  # fmt: skip
         self.consumer.events = self.events
+        if self.metrics_address is not None:
+            self.consumer.metrics = WorkerMetrics(self)
         self.pool = create_pool(
             self.pool_name, app, self.concurrency, self.consumer.on_start, self.consumer.on_done,
             max_tasks_per_child=self.max_tasks_per_child, hostname=self.hostname,
@@ -216,6 +224,14 @@ class Worker:
         if self.state_db is not None:
             self._spawn(self._save_state_periodically, "StateDB")
         worker_state.register(self)  # celeriac.worker.state's views see this worker
+        if self.consumer.metrics is not None and self.metrics_address is not None:
+            # After the pool forked, so no child inherits the listening socket.
+            try:
+                self.metrics_server = MetricsServer(self.consumer.metrics, *self.metrics_address)
+            except ImproperlyConfigured:
+                self.stop(warm=False)
+                raise
+            self.metrics_server.start()
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
 
@@ -306,6 +322,8 @@ class Worker:
         if self.consumer is not None:
             self.consumer.consumer.close()
         self.save_state()  # after the last job and the last control command
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         signals.worker_shutdown.send(sender=self)
         self.app.close()
         self._stopped.set()

@@ -1,25 +1,28 @@
-"""Apps for tests, at Celery's ``celery.contrib.testing.app`` path.
+"""``TestApp`` and ``setup_default_app``, as Celery's ``celery.contrib.testing.app``.
 
-``TestApp()`` is an app on the in-memory broker and result store with Celery's test
-defaults (``DEFAULT_TEST_CONFIG``, added with ``app.add_defaults`` so explicit settings win);
-``setup_default_app(app)`` puts the current and default apps back as they were when the
-block ends (and closes ``app``); ``set_trap()`` makes any use of the current app inside the
-block an error, to catch code that forgets to pass its app.
+A test app talks to an in-memory broker and result store of its own (a fresh
+``memory://`` name per app, so nothing one test leaves behind reaches the next) and reads a
+``VirtualClock``, so a test can move time forward (see ``celeriac.contrib.testing.clock``).
+``setup_default_app`` restores the current and default apps when the test is done and, with
+``use_trap=True``, makes any use of the current app fail loudly ("Test depends on
+current_app"), as Celery's trap does.
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from celeriac.app import _current
 from celeriac.app.base import Celery
+from celeriac.contrib.testing.clock import VirtualClock
 
-__all__ = ["DEFAULT_TEST_CONFIG", "TestApp", "Trap", "set_trap", "setup_default_app"]
+__all__ = ["DEFAULT_TEST_CONFIG", "TestApp", "Trap", "setup_default_app"]
 
-#: Celery's defaults for test apps.
+#: The settings of every test app (Celery's, with the in-memory stores Celeriac has).
 DEFAULT_TEST_CONFIG: dict[str, Any] = {
     "worker_hijack_root_logger": False,
     "worker_log_color": False,
@@ -27,18 +30,11 @@ DEFAULT_TEST_CONFIG: dict[str, Any] = {
     "enable_utc": True,
     "timezone": "UTC",
     "broker_url": "memory://",
-    "result_backend": "cache+memory://",
+    "result_backend": "memory://",
     "broker_heartbeat": 0,
 }
 
-
-class Trap:
-    """Stands in for the current app and raises on any use (``set_trap``)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("_is_coroutine", "__func__"):  # looked up by mock and inspect
-            return None
-        raise RuntimeError(f"Test depends on current_app (it asked for {name!r})")
+_app_numbers = itertools.count(1)
 
 
 def TestApp(
@@ -51,46 +47,56 @@ def TestApp(
     broker: str | None = None,
     **kwargs: Any,
 ) -> Celery:
-    """An app for a test: in-memory broker and results unless ``broker``/``backend`` say
-    otherwise, Celery's test defaults under ``config``. Logging is never configured by an
-    app in Celeriac, so ``enable_logging`` and ``log`` change nothing."""
-    defaults = {**copy.deepcopy(DEFAULT_TEST_CONFIG), **(config or {})}
+    """An app for tests: Celery's ``TestApp`` (``enable_logging`` and ``log`` are accepted:
+    Celeriac's test apps never reconfigure logging).
+
+    A ``memory://`` broker or result store without a name gets one of its own for this app.
+    ``clock=`` may be given; by default the app reads a new ``VirtualClock``.
+    """
+    from celeriac.contrib.testing import tasks  # noqa: F401  (registers celery.ping)
+
+    settings = {**DEFAULT_TEST_CONFIG, **(config or {})}
     if broker is not None:
-        defaults.pop("broker_url", None)
+        settings.pop("broker_url", None)
     if backend is not None:
-        defaults.pop("result_backend", None)
+        settings.pop("result_backend", None)
+    private = f"celeriac-test-{os.getpid()}-{next(_app_numbers)}"
+    for key in ("broker_url", "result_backend"):
+        if settings.get(key) in ("memory://", "cache+memory://"):
+            settings[key] = f"memory://{private}"
+    kwargs.setdefault("clock", VirtualClock())
     app = Celery(
-        name or "celeriac.tests", broker=broker, backend=backend,
-        set_as_current=set_as_current, **kwargs,
+        name or "celery.tests", broker=broker, backend=backend, set_as_current=set_as_current,
+        **kwargs,
     )  # fmt: skip
-    app.add_defaults(defaults)
+    app.conf.update(settings)
     return app
 
 
-@contextmanager
-def set_trap(app: Celery | None = None) -> Iterator[None]:
-    """Inside the block, the current and default app is a ``Trap``."""
-    saved = _current.snapshot()
-    trap: Any = Trap()
-    _current.restore((trap, trap, trap))
-    try:
-        yield
-    finally:
-        _current.restore(saved)
+class Trap:
+    """Stands in for the current app while ``use_celery_app_trap`` is on: any use fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):  # copy, pickle, repr probes
+            raise AttributeError(name)
+        raise RuntimeError(
+            f"Test depends on current_app (it read current_app.{name}): request the "
+            "depends_on_current_app fixture, or use the app given by the celery_app fixture"
+        )
 
 
 @contextmanager
 def setup_default_app(app: Celery, use_trap: bool = False) -> Iterator[None]:
-    """Run the block with ``app`` (optionally behind ``set_trap``); afterwards the current
-    and default apps are what they were, and ``app`` is closed unless it was current."""
-    saved = _current.snapshot()
+    """Run the block with ``app`` as the one test app; restore the current and default apps
+    after. With ``use_trap`` the current app is a ``Trap`` until a test sets one."""
+    saved = (
+        getattr(_current._state, "current", None), _current._default_app,
+        _current._last_current,
+    )  # fmt: skip
+    if use_trap:
+        trap: Any = Trap()
+        _current._state.current = _current._default_app = _current._last_current = trap
     try:
-        if use_trap:
-            with set_trap(app):
-                yield
-        else:
-            yield
+        yield
     finally:
-        _current.restore(saved)
-        if app is not saved[0]:
-            app.close()
+        _current._state.current, _current._default_app, _current._last_current = saved
