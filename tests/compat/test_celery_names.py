@@ -110,9 +110,10 @@ def test_nodenames_match_celerys() -> None:
 
 def test_testing_app_as_celerys() -> None:
     apps = (celery_testing_app.TestApp(), testing_app.TestApp(config={"task_acks_late": True}))
-    for app in apps:
-        assert app.conf.broker_url == "memory://" and app.conf.timezone == "UTC"
-    assert apps[1].conf.task_acks_late is True and apps[1].result_backend_url == "cache+memory://"
+    for app in apps:  # Celeriac's test apps each get an in-memory broker of their own name
+        assert app.conf.broker_url.startswith("memory://") and app.conf.timezone == "UTC"
+    assert apps[1].conf.task_acks_late is True
+    assert apps[1].result_backend_url.startswith("memory://")
     outer = celeriac.Celery("outer", broker="memory://")
     inner = testing_app.TestApp()
     trapped = testing_app.setup_default_app(inner, use_trap=True)
