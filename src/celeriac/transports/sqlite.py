@@ -79,8 +79,8 @@ from celeriac.transports._sqlite_db import (
     _WAITING_ROWS,
     _Database,
     _database_path,
-    _message,
     _parts,
+    _stored_message,
 )
 from celeriac.transports.base import (
     Capabilities,
@@ -221,7 +221,7 @@ class SQLiteTransport(Transport):
             params,
         )
         return [
-            DeadLetter(_message(row), row["queue"], row["reason"], row["dead_lettered_at"])
+            DeadLetter(_stored_message(row), row["queue"], row["reason"], row["dead_lettered_at"])
             for row in rows
         ]
 
