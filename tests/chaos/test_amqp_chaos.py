@@ -30,7 +30,7 @@ def _check(report: harness.Report, soak: harness.Soak) -> None:
 def test_worker_kills_lose_nothing(node: amqp_support.PrivateNode, tmp_path: Path) -> None:
     broker = harness.amqp_broker(node.url(), tmp_path)
     with harness.soak_in(tmp_path, broker, queue="chaos-kills") as soak:
-        report = harness.worker_kills(soak, 800, timeout=90)
+        report = harness.worker_kills(soak, 1000, timeout=90)
         assert report.kills >= 1
         _check(report, soak)
 
