@@ -11,7 +11,10 @@ with small sizes):
 - restarts: ``--restart-tasks`` tasks sent over ``--restart-duration`` s while the broker
   (a private redis-server with appendonly, a private RabbitMQ node) is stopped cleanly,
   then killed with ``kill -9``, each time down ``--down-for`` s; workers never restarted;
-- bad: ``--bad`` malformed entries pushed raw into the queue among as many good tasks.
+- bad: ``--bad`` malformed entries pushed raw into the queue among as many good tasks;
+- store-outage (only when asked: ``--scenarios store-outage``): the Redis restart soak with
+  the results on the restarted server too, down ``--long-down`` s, longer than the result
+  store's retries (defect 3 of issue 11 until its fix is merged).
 
 Prints the report table and writes it, with the command, to
 ``bench/results/chaos-<date>.md``. Exits 1 when a target is missed (anything lost,
@@ -39,6 +42,7 @@ from tests import amqp_support, redis_support  # noqa: E402
 from tests.chaos import bad_input, harness  # noqa: E402
 
 Scenario = Callable[[Path], harness.Report]
+DEFAULT_SCENARIOS = "kills,restarts,bad"
 
 
 def _redis_url(db: int) -> str:
@@ -74,6 +78,21 @@ def _scenarios(args: argparse.Namespace) -> list[tuple[str, str, Scenario]]:
                     soak, harness.redis_restartable(server), args.restart_tasks,
                     duration=args.restart_duration, down_for=args.down_for, timeout=timeout,
                 )  # fmt: skip
+
+    def store_outage(folder: Path) -> harness.Report:
+        """Results on the restarted server too, down longer than the store's retries."""
+        with redis_support.RedisServer(folder, appendonly=True) as server:
+            (folder / "project").mkdir()
+            broker = harness.redis_broker(
+                server.url, 0, server.port, same_results=True, lease_timeout=10
+            )
+            with harness.soak_in(folder / "project", broker) as soak:
+                report = harness.broker_restarts(
+                    soak, harness.redis_restartable(server), args.restart_tasks // 10,
+                    duration=30, down_for=args.long_down, timeout=timeout,
+                )  # fmt: skip
+                report.scenario = f"broker + result store down {args.long_down:g} s"
+                return report
 
     def amqp_kills(folder: Path) -> harness.Report:
         with (
@@ -128,6 +147,7 @@ def _scenarios(args: argparse.Namespace) -> list[tuple[str, str, Scenario]]:
         ("redis", "kills", kills(lambda _f: harness.redis_broker(_redis_url(db), db))),
         ("redis", "restarts", redis_restarts),
         ("redis", "bad", bad("redis")),
+        ("redis", "store-outage", store_outage),
         ("amqp", "kills", amqp_kills),
         ("amqp", "restarts", amqp_restarts),
         ("sqlite", "kills", kills(harness.sqlite_broker)),
@@ -138,13 +158,16 @@ def _scenarios(args: argparse.Namespace) -> list[tuple[str, str, Scenario]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--brokers", default="redis,amqp,sqlite")
-    parser.add_argument("--scenarios", default="kills,restarts,bad")
+    parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
     parser.add_argument("--kill-tasks", type=int, default=20_000)
     parser.add_argument("--kill-every", default="3,6", help="seconds between kills: low,high")
     parser.add_argument("--restart-tasks", type=int, default=10_000)
     parser.add_argument("--restart-duration", type=float, default=60.0)
     parser.add_argument("--down-for", type=float, default=3.0)
     parser.add_argument("--bad", type=int, default=1000)
+    parser.add_argument(
+        "--long-down", type=float, default=25.0, help="store-outage: seconds down (twice)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900.0, help="per scenario, seconds")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -195,7 +218,10 @@ def _write(args: argparse.Namespace, reports: list[harness.Report], skipped: lis
         lines += ["", *[f"- {line}" for line in skipped]]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"chaos-{now:%Y-%m-%d}.md"
+    scenarios = (
+        "" if args.scenarios == DEFAULT_SCENARIOS else "-" + args.scenarios.replace(",", "+")
+    )
+    path = args.out / f"chaos-{now:%Y-%m-%d}{scenarios}.md"
     path.write_text(text)
     print(text)
     print(f"written to {path}")
