@@ -25,6 +25,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -403,7 +404,24 @@ def amqp_restartable(node: amqp_support.PrivateNode) -> Restartable:
         proc.wait(30)
         node._proc = None
 
-    return Restartable(node.stop, kill, node.start)
+    def start() -> None:  # the old VM's last processes may still hold the port a moment
+        deadline = time.monotonic() + 30
+        while not _port_free(node.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        node.start()
+
+    return Restartable(node.stop, kill, start)
+
+
+def _port_free(port: int) -> bool:
+    """Whether a listener could bind ``port`` now (with SO_REUSEADDR, as RabbitMQ binds)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((amqp_support.HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 class _Sender(threading.Thread):
