@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean chromium chaos
+.PHONY: demo test lint typecheck docs unit clean chromium chaos
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site (MkDocs + Material + mkdocstrings); --strict turns every warning
+# (a broken link, a page missing from the nav, a docstring that does not render) into an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # The dashboard's browser tests drive Debian's chromium (never `playwright install`).
 # CI runs as root on a fresh machine: install it there; elsewhere say how.
 chromium:
@@ -35,7 +40,7 @@ chromium:
 	  fi; \
 	fi
 
-test: $(STAMP) chromium lint typecheck
+test: $(STAMP) chromium lint typecheck docs
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # The long chaos soak (issue 11's sizes, about 15 minutes): worker kills, broker restarts and

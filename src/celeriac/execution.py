@@ -1,10 +1,13 @@
 """Executing one task: a plain function, callable with no threads, processes or broker.
 
 ``execute`` runs a decoded task message through the whole life of one execution, in Celery's
-order: ``task_prerun``, STARTED (``track_started``), ``before_start``, the call, then by
-outcome — callbacks and the next chain step sent, SUCCESS stored, the chord part reported,
-``on_success``, ``task_success`` (a result that cannot be stored or sent on fails the task
-instead); or the retry decision (``Retry``, ``autoretry_for``): RETRY stored, *then* the
+order but one: ``task_prerun``, STARTED (``track_started``), ``before_start``, the call, then
+by outcome — callbacks and the next chain step built (their ids are the stored children),
+SUCCESS stored, *then* they are published (Celery publishes them first, so a store that
+fails could follow them with errbacks), the chord part reported, ``on_success``, ``task_success`` (a
+result the serializer cannot encode fails the task instead; a store that is down is retried
+until it answers, see ``celeriac.app._result_retry``); or the retry decision (``Retry``,
+``autoretry_for``): RETRY stored, *then* the
 retry sent (so the retry cannot finish before RETRY is stored over its result),
 ``on_retry``, ``task_retry``; or FAILURE stored, ``on_failure``, ``task_failure``, the chord
 part reported, the rest of the chain failed, errbacks (``celeriac.followups``) — then
@@ -33,11 +36,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
-from celeriac.exceptions import Ignore, Reject, Retry
+from celeriac.app.producer import hold_publishes
+from celeriac.exceptions import Ignore, OperationalError, Reject, Retry, SerializationError
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.serializers import dumps, loads
-from celeriac.request import Context, current_request, executing
+from celeriac.request import Context, current_request, executing, worker_call
 from celeriac.task import RetrySpec
+from celeriac.task import Task as BaseTask
 
 if TYPE_CHECKING:
     from celeriac.result import EagerResult
@@ -97,8 +102,8 @@ def context_from_message(
         correlation_id=message.correlation_id, reply_to=message.reply_to,
         root_id=message.root_id, parent_id=message.parent_id, origin=message.origin,
         hostname=hostname, delivery_info=dict(delivery_info or {}),
-        properties={"correlation_id": message.correlation_id, "reply_to": message.reply_to,
-                    "priority": message.priority},
+        properties={**message.extra_properties, "correlation_id": message.correlation_id,
+                    "reply_to": message.reply_to, "priority": message.priority},
         headers=dict(message.extra_headers), time_limit=message.time_limit,
         soft_time_limit=message.soft_time_limit, shadow=message.shadow,
         ignore_result=message.ignore_result,
@@ -128,7 +133,11 @@ def awaitables_run_by(runner: AwaitableRunner) -> Iterator[None]:
 
 
 def _call(task: Task[Any, Any], request: Context) -> Any:
-    result = task.run(*request.args, **request.kwargs)
+    if type(task).__call__ is BaseTask.__call__:
+        result = task.run(*request.args, **request.kwargs)
+    else:  # a base class wraps every run (Flask's app context): run through it, as Celery
+        with worker_call(request):
+            result = task(*request.args, **request.kwargs)
     if inspect.isawaitable(result):
         runner = _awaitable_runner.get()
         if runner is not None:
@@ -228,11 +237,22 @@ def _on_success(
     from celeriac.followups import after_success, send_callbacks
 
     try:
-        send_callbacks(task.app, request, retval)
+        # Callbacks are built now (their ids become the stored children) but published only
+        # once the success is durable: no callback runs for an outcome that is not stored.
+        with hold_publishes() as held:
+            send_callbacks(task.app, request, retval)
         if storing.results:
             task.app.results.store(str(request.id), states.SUCCESS, retval, request=request)
-    except Exception as exc:  # e.g. a return value the result serializer cannot encode
+    except SerializationError as exc:  # e.g. a return value the serializer cannot encode
         return _on_failure(task, request, exc, storing, started)
+    except OperationalError as exc:  # the store gave up (result_backend_max_retries)
+        logger.error(
+            "Task %s[%s] succeeded, but its result could not be stored: %r", task.name,
+            request.id, exc,
+        )  # fmt: skip
+    except Exception as exc:  # a callback that cannot be sent (nothing went out)
+        return _on_failure(task, request, exc, storing, started)
+    _publish_held(task, request, held)
     after_success(task.app, request, retval)
     runtime = time.monotonic() - started
     _handler(task, request, "on_success", retval, *_ids(request))
@@ -241,6 +261,21 @@ def _on_success(
         "Task %s[%s] succeeded in %.4fs: %r", task.name, request.id, runtime, retval,
     )  # fmt: skip
     return Outcome(states.SUCCESS, retval, runtime=runtime)
+
+
+def _publish_held(task: Task[Any, Any], request: Context, held: list[Callable[[], None]]) -> None:
+    """Publish the callbacks of a success now stored; one that cannot go out is logged (the
+    task did succeed, and says so)."""
+    for publish in held:
+        try:
+            publish()
+        except Exception as exc:
+            if request.is_eager:
+                raise
+            logger.error(
+                "Task %s[%s] succeeded, but a callback could not be sent: %r", task.name,
+                request.id, exc,
+            )  # fmt: skip
 
 
 def _autoretry(task: Task[Any, Any], request: Context, exc: Exception) -> Exception:
@@ -270,6 +305,8 @@ def _on_exception(
         return Outcome(states.IGNORED, runtime=runtime)
     if isinstance(exc, Reject):
         logger.info("Task %s[%s] rejected: %r", task.name, request.id, exc.reason)
+        if not exc.requeue and not request.is_eager:
+            _rejected_for_good(task, request, exc, storing)
         return Outcome(states.REJECTED, exc=exc, runtime=runtime, requeue=exc.requeue)
     if isinstance(exc, Retry):
         return _on_retry(task, request, exc, storing, started)
@@ -300,6 +337,29 @@ def _on_retry(
     logger.info("Task %s[%s] retry: %s", task.name, request.id, retry)
     runtime = time.monotonic() - started
     return Outcome(states.RETRY, exc=retry, traceback=einfo.traceback, runtime=runtime)
+
+
+def _rejected_for_good(
+    task: Task[Any, Any], request: Context, exc: Reject, storing: _Storing
+) -> None:
+    """``Reject(requeue=False)``: the task never runs again, so, as Celery 5.7 does, store
+    FAILURE (the ``Reject``), send ``task_failure``, and fail what waits on it (chain,
+    chord, errbacks); the task's ``on_failure`` is not called."""
+    from celeriac.followups import after_failure
+
+    einfo = ExceptionInfo(exc)
+    if storing.errors:
+        try:
+            task.app.results.store(
+                str(request.id), states.FAILURE, exc, request=request, traceback=einfo.traceback
+            )
+        except Exception:
+            logger.exception("Task %s[%s]: could not store its rejection", task.name, request.id)
+    signals.task_failure.send(
+        sender=task, task_id=request.id, exception=exc, args=request.args,
+        kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
+    )  # fmt: skip
+    after_failure(task.app, request, exc, einfo)
 
 
 def _on_failure(

@@ -1,10 +1,11 @@
 """What a finished task sends on, in the order the execution of one task needs it.
 
 The execution calls ``send_callbacks`` after a success and before the result is stored
-(so the stored ``children`` list what was sent), ``after_success`` once it is stored, and
-``after_failure`` once a failure is stored. The workflow logic itself (signatures rebuilt
-from the message's wire dicts, groups, chords, the chord join) lives in
-``celeriac.canvas.dispatch``; see there for the rules.
+(so the stored ``children`` list what was sent), with publishing held back
+(``celeriac.app.producer.hold_publishes``) until the success is stored, ``after_success``
+once it is stored, and ``after_failure`` once a failure is stored. The workflow logic
+itself (signatures rebuilt from the message's wire dicts, groups, chords, the chord join)
+lives in ``celeriac.canvas.dispatch``; see there for the rules.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 
 The context of the running task is kept in a ``ContextVar``, so it is right per thread and per
 asyncio task. Outside execution ``Task.request`` shows an empty context with
-``called_directly=True``, as Celery does.
+``called_directly=True``, as Celery does; a task called as a function (``add(7)``) sees a
+context with that call's ``args`` and ``kwargs`` (kept apart from the executing request, so
+what it sends still has the executing task as parent). A worker that runs a task through a
+base class's ``__call__`` marks the call (``worker_call``), so ``Task.__call__`` keeps the
+worker's request instead of making a direct-call one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from celeriac.task import Task
 
-__all__ = ["Context", "current_request", "current_task", "executing"]
+__all__ = [
+    "Context",
+    "called_directly",
+    "current_request",
+    "current_task",
+    "direct_call",
+    "executing",
+    "taking_worker_call",
+    "worker_call",
+]
 
 
 @dataclass
@@ -73,6 +86,8 @@ class Context:
 
 _request: ContextVar[Context | None] = ContextVar("celeriac_request", default=None)
 _task: ContextVar[Task[Any, Any] | None] = ContextVar("celeriac_task", default=None)
+_direct: ContextVar[Context | None] = ContextVar("celeriac_direct_call", default=None)
+_worker_call: ContextVar[Context | None] = ContextVar("celeriac_worker_call", default=None)
 
 
 def current_request() -> Context | None:
@@ -90,8 +105,45 @@ def executing(task: Task[Any, Any], request: Context) -> Iterator[Context]:
     """Make ``request`` the current context of ``task`` while the block runs."""
     request_token = _request.set(request)
     task_token = _task.set(task)
+    direct_token = _direct.set(None)  # an execution inside a direct call is not one
     try:
         yield request
     finally:
+        _direct.reset(direct_token)
         _task.reset(task_token)
         _request.reset(request_token)
+
+
+def direct_call() -> Context | None:
+    """The context of the innermost direct call (``add(7)``) here, if any."""
+    return _direct.get()
+
+
+@contextmanager
+def called_directly(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[None]:
+    """While the block runs, task ``name`` is being called as a function with these."""
+    token = _direct.set(Context(task=name, args=args, kwargs=kwargs, called_directly=True))
+    try:
+        yield
+    finally:
+        _direct.reset(token)
+
+
+@contextmanager
+def worker_call(request: Context) -> Iterator[None]:
+    """While the block runs, a task's ``__call__`` is the worker running ``request``."""
+    token = _worker_call.set(request)
+    try:
+        yield
+    finally:
+        _worker_call.reset(token)
+
+
+def taking_worker_call(task: Task[Any, Any]) -> bool:
+    """Whether this ``Task.__call__`` of ``task`` is the worker's call of the executing
+    request (then the mark is used up: a call made inside it is a direct call)."""
+    marked = _worker_call.get()
+    if marked is None or marked is not _request.get() or _task.get() is not task:
+        return False
+    _worker_call.set(None)
+    return True

@@ -16,6 +16,7 @@ travel as Celery's tuples: ``[[id, parent], None]`` for a task, ``[[group_id, pa
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from celeriac import states
 from celeriac._result_set import GroupResult, ResultSet, result_from_tuple
-from celeriac.exceptions import TaskError
+from celeriac.exceptions import TaskError, TimeoutError
 from celeriac.request import current_request
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+#: How often ``get()`` looks at a result's parents while it waits (Celery: each interval).
+_PARENT_CHECK_SECONDS = 1.0
 
 _join_allowed: ContextVar[bool] = ContextVar("celeriac_join_allowed", default=False)
 
@@ -90,6 +94,8 @@ class AsyncResult(Generic[R]):
         self.task_name = task_name
         self.parent: AsyncResult[Any] | GroupResult | None = parent
         self._cache: dict[str, Any] | None = None
+        #: Sent with ``ignore_result``: nothing will be stored, so ``get()`` returns None.
+        self.ignored = False
 
     # -- meta -------------------------------------------------------------------------------
 
@@ -231,12 +237,20 @@ class AsyncResult(Generic[R]):
     ) -> R:
         """Wait until the task is ready and return its value (or raise its exception).
 
-        Raises ``celeriac.exceptions.TimeoutError`` after ``timeout`` seconds.
+        Raises ``celeriac.exceptions.TimeoutError`` after ``timeout`` seconds. With
+        ``follow_parents`` (and ``propagate``), a failed parent's exception is raised as soon
+        as it is seen, as Celery does (a chord's body re-raises its header's failure).
+        Returns None at once for a task sent with ``ignore_result``.
         """
+        if self.ignored:
+            return None  # type: ignore[return-value]  # Celery's: nothing will be stored
         if disable_sync_subtasks:
             assert_will_not_block()
         if self._cache is None:
-            self._cache = self.app.results.wait_for(self.id, timeout=timeout, interval=interval)
+            if follow_parents and propagate and self.parent is not None:
+                self._cache = self._wait_watching_parents(timeout, interval)
+            else:
+                self._cache = self.app.results.wait_for(self.id, timeout=timeout, interval=interval)
         meta = self._cache
         if propagate and meta["status"] in states.PROPAGATE_STATES:
             raise self.app.results.value_of(meta)
@@ -246,6 +260,33 @@ class AsyncResult(Generic[R]):
         return value
 
     wait = get
+
+    def _wait_watching_parents(self, timeout: float | None, interval: float) -> dict[str, Any]:
+        """Wait for this result in slices, raising a parent's failure between them."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._maybe_reraise_parent_error()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = _PARENT_CHECK_SECONDS if left is None else min(left, _PARENT_CHECK_SECONDS)
+            try:
+                meta = self.app.results.wait_for(self.id, timeout=step, interval=interval)
+            except TimeoutError:
+                if left is not None and left <= step:
+                    raise
+                continue
+            if meta["status"] in states.PROPAGATE_STATES:  # a parent's failure comes first
+                self._maybe_reraise_parent_error()
+            return meta
+
+    def _maybe_reraise_parent_error(self) -> None:
+        """Raise the exception of the earliest failed parent (root first), if any."""
+        parents: list[Any] = []
+        node = self.parent
+        while node is not None:
+            parents.append(node)
+            node = node.parent
+        for node in reversed(parents):
+            node.maybe_throw()
 
     def maybe_throw(self, propagate: bool = True) -> None:
         meta = self._get_meta()

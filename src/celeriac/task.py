@@ -18,9 +18,16 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from celeriac import states
 from celeriac.exceptions import MaxRetriesExceededError, Retry
-from celeriac.request import Context, current_request
+from celeriac.request import (
+    Context,
+    called_directly,
+    current_request,
+    direct_call,
+    taking_worker_call,
+)
 
 if TYPE_CHECKING:
+    from celeriac._pydantic import ModelArguments
     from celeriac.app.base import Celery
     from celeriac.canvas import Signature
     from celeriac.canvas import chunks as Chunks
@@ -57,7 +64,8 @@ TASK_OPTIONS = frozenset(
         "autoretry_for", "dont_autoretry_for", "retry_kwargs", "retry_backoff",
         "retry_backoff_max", "retry_jitter", "expires", "throws", "trail", "send_events",
         "resultrepr_maxsize", "queue", "exchange", "routing_key", "delivery_mode", "shadow",
-        "lazy", "shared", "abstract", "pydantic", "serializer", "backend", "request_stack",
+        "lazy", "shared", "abstract", "pydantic", "pydantic_strict", "pydantic_context",
+        "pydantic_dump_kwargs", "serializer", "backend", "request_stack",
         *_SETTING_FOR,
     }
 )  # fmt: skip
@@ -129,6 +137,12 @@ class Task(Generic[P, R]):
             self.name = name
         for key, value in options.items():
             setattr(self, key, value)
+        self._models: ModelArguments | None = None
+        if fun is not None and options.get("pydantic"):
+            from celeriac._pydantic import ModelArguments
+
+            self._models = ModelArguments(fun, self, options)
+            self._fun = self._models.wrap()
 
     # -- binding ----------------------------------------------------------------------------
 
@@ -173,8 +187,17 @@ class Task(Generic[P, R]):
         return self._fun(*args, **kwargs)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the task here and now, as a plain function call."""
-        return self.run(*args, **kwargs)
+        """Run the task here and now, as a plain function call.
+
+        ``self.request`` then shows this call (``args``, ``kwargs``, ``called_directly``), as
+        in Celery. A base class may override ``__call__`` to wrap every run (an app context,
+        a tenant); the worker and ``apply()`` run tasks through it, and its
+        ``super().__call__`` keeps the worker's request.
+        """
+        if taking_worker_call(self):
+            return self.run(*args, **kwargs)
+        with called_directly(self.name, tuple(args), dict(kwargs)):
+            return self.run(*args, **kwargs)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError now when the call cannot bind to the function (``typing=True``)."""
@@ -215,8 +238,7 @@ class Task(Generic[P, R]):
         **options: Any,
     ) -> AsyncResult[R]:
         """Send the task with calling options (countdown, eta, expires, queue, priority, ...)."""
-        args = tuple(args or ())
-        kwargs = dict(kwargs or {})
+        args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
         self.check_arguments(args, kwargs)
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
             raise ValueError(
@@ -236,7 +258,19 @@ class Task(Generic[P, R]):
         """Run the task in this process, blocking, and return an EagerResult."""
         from celeriac.execution import apply_eagerly
 
-        return apply_eagerly(self, tuple(args or ()), dict(kwargs or {}), options)
+        args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
+        return apply_eagerly(self, args, kwargs, options)
+
+    def _dump_models(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], options: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``pydantic=True``: models the task rebuilds go as data (pickle sends them as is)."""
+        if (
+            self._models is None
+            or (options.get("serializer") or self.option("serializer")) == "pickle"
+        ):
+            return args, kwargs
+        return self._models.dump_arguments(args, kwargs, bound=self._bind)
 
     # -- signatures (celeriac.canvas) -------------------------------------------------------
 
@@ -290,11 +324,32 @@ class Task(Generic[P, R]):
 
         return replace_task(self, sig)
 
+    def add_to_chord(self, sig: Signature[Any], lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this running task is a member of: the body waits for it
+        too and gets its result. Sends it (returns its result) unless ``lazy`` (returns the
+        signature, frozen: send it with ``delay()``)."""
+        from celeriac.canvas.join import add_chord_member
+
+        request = self.request
+        if not request.chord or not request.group:
+            raise ValueError("Current task is not member of any chord")
+        sig.set(
+            group_id=request.group, group_index=request.group_index, chord=request.chord,
+            root_id=request.root_id,
+        )  # fmt: skip
+        result = sig.freeze()
+        add_chord_member(self.app, request.group, result.id)
+        return sig if lazy else sig.delay()
+
     # -- inside a running task --------------------------------------------------------------
 
     @property
     def request(self) -> Context:
-        """The context of the current execution of this task (empty when called directly)."""
+        """The context of the current execution of this task; of the call when called as a
+        function (``args``, ``kwargs``, ``called_directly=True``, no id)."""
+        direct = direct_call()
+        if direct is not None and direct.task == self.name:
+            return direct
         req = current_request()
         if req is not None and req.task == self.name:
             return req

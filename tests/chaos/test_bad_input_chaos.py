@@ -50,13 +50,10 @@ def test_sqlite_raw_rows(tmp_path: Path) -> None:
              lambda tid: bad_input.row(bad_input.good_message(tid)))  # fmt: skip
 
 
-_DEFECT_6 = "defect 6 of issue 11, fixed on branch rel-dlq"
-
-
-@pytest.mark.xfail(strict=False, reason=_DEFECT_6)
 def test_v1_lookalike_bodies_are_dead_lettered(tmp_path: Path) -> None:
     """A JSON-object body with the task name in the headers is not protocol v1: today it runs
-    the task with no arguments (a FAILURE) instead of being dead-lettered."""
+    the task with no arguments (a FAILURE) instead of being dead-lettered (defect 6 of issue
+    11)."""
     kinds = {"v1 lookalike": (lambda m, _r: bad_input.envelope(bad_input.v1_lookalike(m)),
                               "InvalidTaskError")}  # fmt: skip
     with contextlib.closing(_redis_soak(tmp_path)) as soak:
@@ -64,7 +61,6 @@ def test_v1_lookalike_bodies_are_dead_lettered(tmp_path: Path) -> None:
         _run(soak, kinds, bad_input.redis_pusher(soak), good, bad=20, timeout=10)
 
 
-@pytest.mark.xfail(strict=False, reason=_DEFECT_6)
 def test_dead_letters_of_raw_bytes_are_valid_json(tmp_path: Path) -> None:
     """The Redis dead-letter record of an entry that was not UTF-8 must still be valid JSON
     (the original base64-encoded)."""

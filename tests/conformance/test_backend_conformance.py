@@ -23,7 +23,7 @@ from celeriac.backends import ResultBackend, create_backend
 from celeriac.backends.memory import MemoryBackend, reset_store
 from celeriac.canvas.join import ChordJoin, ChordPart
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
-from tests import redis_support
+from tests import redis_support, sql_support
 
 BackendFactory = Callable[[Path, Clock], AbstractContextManager[ResultBackend]]
 MakeBackend = Callable[[Clock], ResultBackend]
@@ -70,10 +70,40 @@ def redis_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
         redis_support.delete_prefix(db, prefix)
 
 
+_SQL_DATABASES: dict[Path, sql_support.Database] = {}  # one database per test, by tmp_path
+
+
+def _sql_backend(kind: str) -> BackendFactory:
+    @contextmanager
+    def factory(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
+        with ExitStack() as stack:
+            db = _SQL_DATABASES.get(tmp_path)
+            if db is None:  # the first backend of this test creates the database, and drops it
+                db = _SQL_DATABASES[tmp_path] = stack.enter_context(sql_support.database(kind))
+                stack.callback(_SQL_DATABASES.pop, tmp_path)
+            backend = create_backend(f"db+{db.url()}", clock=clock)
+            stack.callback(backend.close)
+            yield backend
+
+    return factory
+
+
+@contextmanager
+def db_sqlite_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
+    backend = create_backend(f"db+sqlite:///{tmp_path / 'celery-results.sqlite'}", clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
 FACTORIES = [
     pytest.param(memory_backend, id="memory"),
     pytest.param(sqlite_backend, id="sqlite"),
     pytest.param(redis_backend, id="redis"),
+    pytest.param(_sql_backend("postgresql"), id="postgresql"),
+    pytest.param(_sql_backend("mysql"), id="mysql"),
+    pytest.param(db_sqlite_backend, id="db+sqlite"),
 ]
 
 

@@ -197,8 +197,49 @@ def test_reject_with_requeue_redelivers(transport: Transport) -> None:
     consumer.reject(first, requeue=True)
     [again] = take(consumer)
     assert again.message == first.message
-    assert (again.redelivered, again.delivery_count) == (True, 2)
+    # A redelivery, but a give-back is not a failed delivery: the count stays at 1.
+    assert (again.redelivered, again.delivery_count) == (True, 1)
     assert again.delivery_tag != first.delivery_tag
+
+
+def test_give_backs_never_count_toward_max_deliveries(
+    connect: Callable[[], Transport], clock: ManualClock
+) -> None:
+    transport = connect()
+    send(transport, "q", b"a")
+    consumer = transport.consumer(["q"], owner="w1")
+    for _ in range(MAX_DELIVERIES + 2):  # Reject(requeue=True) again and again
+        [delivery] = take(consumer)
+        assert delivery.delivery_count == 1
+        consumer.reject(delivery, requeue=True)
+    consumer.close()
+    for turn in range(MAX_DELIVERIES + 2):  # a worker restarted (warm) again and again
+        restarted = connect().consumer(["q"], owner=f"w{turn}")
+        [delivery] = take(restarted)
+        assert (delivery.redelivered, delivery.delivery_count) == (True, 1)
+        restarted.close()
+    consumer = transport.consumer(["q"], owner="w1")
+    if transport.capabilities.delayed_delivery:
+        for _ in range(MAX_DELIVERIES + 2):  # an early ETA given back to the broker
+            [delivery] = take(consumer)
+            consumer.defer(delivery, clock.time() + 1)
+            clock.advance(2)
+    [delivery] = take(consumer)
+    assert delivery.delivery_count == 1
+    consumer.ack(delivery)
+    assert transport.dead_letters("q") == []
+
+
+def test_a_requeue_after_its_worker_died_counts(transport: Transport) -> None:
+    send(transport, "q", b"a")
+    consumer = transport.consumer(["q"], owner="w1")
+    for attempt in range(1, MAX_DELIVERIES + 1):
+        [delivery] = take(consumer)
+        assert delivery.delivery_count == attempt
+        consumer.reject(delivery, requeue=True, failed=True)  # its pool process died
+    assert take(consumer) == []
+    [dead] = transport.dead_letters("q")
+    assert f"delivered {MAX_DELIVERIES} times without being acknowledged" in dead.reason
 
 
 def test_reject_without_requeue_dead_letters(transport: Transport) -> None:

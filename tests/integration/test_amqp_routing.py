@@ -187,12 +187,15 @@ def test_quorum_queues_are_declared_and_consumed(app: Celery) -> None:
     consumer = app.transport.consumer(["replicated"], owner="w1")
     try:
         [delivery] = consumer.fetch(1, 0)
-        consumer.reject(delivery, requeue=True)
+        consumer.reject(delivery, requeue=True)  # a give-back: not counted
         # Quorum queues hand messages over asynchronously (Raft): wait for it, don't poll.
-        [again] = consumer.fetch(1, 5)  # x-delivery-count counts it
-        assert (again.redelivered, again.delivery_count) == (True, 2)
-        assert "x-delivery-count" not in again.message.headers
-        consumer.ack(again)
+        [again] = consumer.fetch(1, 5)
+        assert (again.redelivered, again.delivery_count) == (True, 1)
+        consumer.reject(again, requeue=True, failed=True)  # its worker died: counted
+        [third] = consumer.fetch(1, 5)  # by x-delivery-count
+        assert (third.redelivered, third.delivery_count) == (True, 2)
+        assert "x-delivery-count" not in third.message.headers
+        consumer.ack(third)
     finally:
         consumer.close()
 

@@ -43,17 +43,24 @@ def test_malformed_disallowed_and_unknown_messages_are_set_aside(
             json.dumps("just a string").encode(), "application/json", "utf-8",
             {"task": "tasks.add", "id": "w1", "lang": "py"},
         )  # fmt: skip
+        dict_body = Message(
+            json.dumps({"x": 1}).encode(), "application/json", "utf-8",
+            {"task": "tasks.add", "id": "d1", "lang": "py"},
+        )  # fmt: skip
         unknown = encode_task(TaskMessage("tasks.nope", "u1", ()))
-        transport.publish(
-            [Outgoing(m, "", "celery") for m in (garbage, pickled, wrong_body, unknown)]
-        )
-        letters = _wait_dead_letters(transport, 4)
+        bad = (garbage, pickled, wrong_body, dict_body, unknown)
+        transport.publish([Outgoing(m, "", "celery") for m in bad])
+        letters = _wait_dead_letters(transport, 5)
     finally:
         transport.close()
     reasons = " | ".join(letter.reason for letter in letters)
     assert "DecodeError" in reasons
     assert "ContentDisallowed" in reasons and "application/x-python-serialize" in reasons
     assert "InvalidTaskError" in reasons
+    # A dict body under v2 headers is not taken for protocol v1 (and run with no arguments).
+    [dict_letter] = [d for d in letters if d.message.headers.get("id") == "d1"]
+    assert "without 'args'" in dict_letter.reason
+    assert tasks.app.AsyncResult("d1").state == "PENDING"
     assert "unregistered task" in reasons and "tasks.nope" in reasons
     unknown_result = tasks.app.AsyncResult("u1")
     assert unknown_result.state == "FAILURE"

@@ -21,6 +21,7 @@ from celeriac.canvas.join import (
     ChordJoin,
     ChordPart,
     CounterJoin,
+    add_chord_member,
     chord_join_for,
     decode_entry,
     encode_entry,
@@ -246,3 +247,18 @@ def test_a_backend_can_provide_its_own_join() -> None:
             chord_join_for(ResultStore(app, lambda: broken))
         reset_store(backend.name_)
         reset_store(broken.name_)
+
+
+def test_a_member_added_to_a_running_chord_is_waited_for(app: Celery, kind: str) -> None:
+    """``Task.add_to_chord``: the body waits for the added member, whose result comes last."""
+    chord = Chord(app, 2, kind)
+    added = str(uuid.uuid4())
+    if kind == "counter":
+        chord.join.add_member(chord.group_id, added, ttl=60)  # type: ignore[attr-defined]
+    else:
+        add_chord_member(app, chord.group_id, added)
+    chord.ids.append(added)
+    assert chord.report(0) is None
+    assert chord.report(1) is None  # the header as sent is complete; the added one is not
+    entries = chord.report(2, value="late")
+    assert entries is not None and chord.values(entries) == [0, 10, "late"]

@@ -68,6 +68,18 @@ def test_chord(flows: Flows) -> None:
     assert chord([add.s(i, i) for i in range(20)], tsum.s()).delay().get(timeout=T) == 380
 
 
+def test_a_generator_header_is_sent_as_it_is_read(flows: Flows) -> None:
+    add, tsum = flows.add, flows.tsum
+    header = (add.s(i, i) for i in range(5))
+    sig = chord(header, tsum.s())
+    assert not sig.kwargs["header"].tasks  # nothing read yet
+    result = sig.delay()
+    assert result.get(timeout=T) == 20
+    assert [r.get(timeout=T) for r in result.parent.results] == [0, 2, 4, 6, 8]
+    assert chord((x for x in ()), tsum.s()).delay().get(timeout=T) == 0
+    assert len(chord((add.s(i, i) for i in range(3)), tsum.s())) == 3  # read when asked
+
+
 def test_nested_workflow(flows: Flows) -> None:
     add, tsum = flows.add, flows.tsum
     header = [
@@ -82,6 +94,8 @@ def test_nested_workflow(flows: Flows) -> None:
 def test_chord_failure(flows: Flows) -> None:
     add, tsum, fail = flows.add, flows.tsum, flows.fail
     result = chord([add.s(1, 1), fail.s(), add.s(2, 2)], tsum.s()).apply_async()
-    with pytest.raises(ChordError, match="KeyError"):
+    with pytest.raises(KeyError):  # as in Celery: the failed member's own error first
         result.get(timeout=T)
+    with pytest.raises(ChordError, match="KeyError"):
+        result.get(timeout=T, follow_parents=False)
     assert result.state == states.FAILURE

@@ -223,6 +223,15 @@ def test_a_group_inside_a_chain_inside_a_chord(worker: Worker) -> None:
     assert (chord(header, tsum.s()) | add.s(1)).apply_async().get(timeout=T) == 28
 
 
+def test_a_generator_header_with_a_group_member(worker: Worker) -> None:
+    def header() -> Any:
+        yield add.s(1, 1)
+        yield group(add.s(2, 2), add.s(3, 3))
+        yield add.s(4, 4) | add.s(1)
+
+    assert chord(header(), tsum.s()).delay().get(timeout=T) == 2 + 4 + 6 + 9
+
+
 def test_a_chord_inside_a_chain_inside_a_chord(worker: Worker) -> None:
     inner = add.s(1, 1) | chord([add.s(1), add.s(2)], tsum.s()) | add.s(100)  # 107
     outer = chord([inner, chord([add.s(1, 1), add.s(2, 2)], tsum.s())], echo.s())
@@ -251,8 +260,10 @@ def test_an_empty_header_runs_the_body_with_no_results(worker: Worker) -> None:
 def test_a_failed_member_fails_the_body_with_chord_error(worker: Worker) -> None:
     header = [add.s(1, 1), fail.s()]
     result = chord(header, tsum.s()).apply_async()
-    with pytest.raises(ChordError, match=r"Dependency .* raised KeyError\('broken'\)") as info:
+    with pytest.raises(KeyError):  # as in Celery: the failed member's own error first
         result.get(timeout=T)
+    with pytest.raises(ChordError, match=r"Dependency .* raised KeyError\('broken'\)") as info:
+        result.get(timeout=T, follow_parents=False)
     failed_id = result.parent.results[1].id
     assert failed_id in str(info.value)
     assert result.state == states.FAILURE
@@ -260,8 +271,10 @@ def test_a_failed_member_fails_the_body_with_chord_error(worker: Worker) -> None
 
 def test_chord_failure_fails_what_follows_the_body(worker: Worker) -> None:
     result: Any = (chord([fail.s()], tsum.s()) | add.s(1) | add.s(2)).apply_async()
-    with pytest.raises(ChordError):
+    with pytest.raises(KeyError):  # the header's failure, raised through the parents
         result.get(timeout=T)
+    with pytest.raises(ChordError):
+        result.get(timeout=T, follow_parents=False)
     assert result.parent.state == states.FAILURE
 
 

@@ -54,7 +54,8 @@ def store(tmp_path: Path) -> Iterator[DashboardStore]:
 
 
 def make(app: Celery, store: DashboardStore, *, collect: bool = False, **auth: Any) -> Starlette:
-    policy = AuthPolicy.from_options(**auth) if auth else None
+    # TestClient's requests say Host: testserver; a loopback-bound dashboard must be told.
+    policy = AuthPolicy.from_options(allowed_hosts=["testserver"], **auth) if auth else None
     return create_app(
         app, store, auth=policy, collect=collect, clock=store.clock,
         control=ControlAdapter(app, timeout=0.1),

@@ -244,6 +244,9 @@ def test_decode_hybrid_message_lets_headers_win_over_the_v1_body() -> None:
         ([[], {}, {}], v2_headers(stamps=[]), "header 'stamps' must be dict, got list"),
         ([[], {}, {}], v2_headers(stamped_headers=[1]), "'stamped_headers' must be a list of str"),
         ({"task": "t", "args": []}, {}, "protocol v1 body field 'id' missing"),
+        ({"x": 1}, v2_headers(), r"headers name task 'tasks.add' \(protocol v2\).*without 'args'"),
+        ({"kwargs": {"x": 1}}, v2_headers(), r"got a dict without 'args'.*\['kwargs'\]"),
+        ({}, v2_headers(), "so the body must be \\[args, kwargs, embed\\], got a dict"),
         ({"task": "t", "id": "i", "args": "x"}, {}, "args must be a list, got str"),
     ],
 )

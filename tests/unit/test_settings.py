@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from celeriac.app import settings as settings_module
+from celeriac.app._setting_names import CELERIAC_SETTINGS
 from celeriac.app.settings import (
     DEFAULTS,
     OLD_TO_NEW,
@@ -46,10 +47,14 @@ def test_public_surface() -> None:
 # -- the tables ---------------------------------------------------------------------------
 
 
+#: Where Celeriac's default differs from Celery's, on purpose (and documented).
+OUR_DEFAULTS = {"result_backend_always_retry": True}  # docs/guarantees.md
+
+
 def test_every_celery_setting_is_present_with_celerys_default() -> None:
-    assert set(DEFAULTS) == set(celery_defaults.DEFAULTS)
+    assert set(DEFAULTS) == set(celery_defaults.DEFAULTS) | set(CELERIAC_SETTINGS)
     for name, value in celery_defaults.DEFAULTS.items():
-        assert DEFAULTS[name] == value, name
+        assert DEFAULTS[name] == OUR_DEFAULTS.get(name, value), name
         assert type(DEFAULTS[name]) is type(value), name
 
 
@@ -78,6 +83,8 @@ def test_every_celery_setting_is_present_with_celerys_default() -> None:
         ("redis_socket_timeout", 120.0),
         ("result_backend_max_retries", float("inf")),
         ("security_digest", "sha256"),
+        ("dead_letter_max_entries", 10_000),
+        ("dead_letter_max_age", timedelta(days=7)),
     ],
 )
 def test_spot_checked_defaults(name: str, value: Any) -> None:
@@ -87,8 +94,12 @@ def test_spot_checked_defaults(name: str, value: Any) -> None:
 def test_every_old_name_celery_accepts_maps_to_the_same_new_name() -> None:
     for old, new in celery_defaults._TO_NEW_KEY.items():
         assert OLD_TO_NEW.get(old) == new, old
-    # One Celery 3.x spelling is accepted on top of Celery 5.7's table.
-    assert set(OLD_TO_NEW) - set(celery_defaults._TO_NEW_KEY) == {"CELERY_ENABLE_UTC"}
+    # One Celery 3.x spelling is accepted on top of Celery 5.7's table, and the uppercase
+    # names of Celeriac's own settings.
+    assert set(OLD_TO_NEW) - set(celery_defaults._TO_NEW_KEY) == {
+        "CELERY_ENABLE_UTC",
+        *(name.upper() for name in CELERIAC_SETTINGS),
+    }
 
 
 @pytest.mark.parametrize(
@@ -221,7 +232,7 @@ def test_humanize_masks_passwords_and_url_credentials_unless_uncensored() -> Non
     conf = Settings({"broker_url": "redis://user:s3cret@host:6379/0", "redis_password": "hunter2"})
     text = conf.humanize()
     assert "s3cret" not in text and "hunter2" not in text
-    assert "broker_url: 'redis://user:********@host:6379/0'" in text
+    assert "broker_url: 'redis://user:**@host:6379/0'" in text
     assert conf.table(censored=False)["redis_password"] == "hunter2"
 
 

@@ -161,3 +161,81 @@ def test_messages_and_dead_letters_survive_reopening(url: str) -> None:
 def test_file_is_in_wal_mode(transport: SQLiteTransport, tmp_path: Path) -> None:
     with closing(sqlite3.connect(tmp_path / "broker.sqlite")) as reader:
         assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_broker_file_from_before_give_back_counting_is_brought_up_to_date(
+    tmp_path: Path,
+) -> None:
+    from celeriac.transports._sqlite_db import _SCHEMA
+
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as conn:  # the tables as an older version made them
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.commit()
+    transport = SQLiteTransport(f"sqlite:///{path}", options={"max_deliveries": 1})
+    try:
+        sent = Message(b"{}", "application/json", "utf-8", {"id": "1"}, {})
+        transport.publish([Outgoing(sent, routing_key="q")])
+        consumer = transport.consumer(["q"], owner="w1")
+        for _ in range(3):  # given back each time: never dead-lettered
+            [delivery] = consumer.fetch(1, timeout=0)
+            consumer.reject(delivery, requeue=True)
+        [delivery] = consumer.fetch(1, timeout=0)
+        assert (delivery.redelivered, delivery.delivery_count) == (True, 1)
+        consumer.close()
+    finally:
+        transport.close()
+
+
+def _gone_pid() -> int:
+    """A pid that no process of this machine has any more (a child, reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def _hand_lease_to(path: str, holder: str, pid: int) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE celeriac_messages SET lease_host = ?, lease_pid = ?", (holder, pid))
+
+
+@pytest.mark.parametrize("other", ["{host}|another-boot-id|pid:[1]", "{host}"])
+def test_a_holder_in_another_pid_namespace_keeps_its_lease_until_it_expires(
+    tmp_path: Path, other: str
+) -> None:
+    clock = ManualClock()
+    transport = SQLiteTransport(
+        f"sqlite:///{tmp_path}/b.sqlite", options={"lease_timeout": 600}, clock=clock
+    )
+    try:
+        publish(transport, ["a"])
+        assert len(transport.consumer(["q"], owner="held").fetch(1, timeout=0)) == 1
+        # The same hostname, but another container (pid namespace) and kernel, or a holder
+        # that only wrote the hostname (as Celeriac did before): its pid means nothing here,
+        # so it must not be taken for dead.
+        _hand_lease_to(transport.path, other.format(host=transport.hostname), _gone_pid())
+        survivor = transport.consumer(["q"], owner="survivor")
+        for _ in range(3):  # recovery runs at most every 2 s of the clock
+            clock.advance(2.5)
+            assert survivor.fetch(1, timeout=0) == []
+        clock.advance(600)  # the lease lapses: now it comes back
+        [back] = survivor.fetch(1, timeout=0)
+        assert back.message.body == b"a" and back.delivery_count == 2
+    finally:
+        transport.close()
+
+
+def test_a_dead_holder_with_our_identity_is_released_at_once(tmp_path: Path) -> None:
+    clock = ManualClock()
+    transport = SQLiteTransport(
+        f"sqlite:///{tmp_path}/b.sqlite", options={"lease_timeout": 600}, clock=clock
+    )
+    try:
+        publish(transport, ["a"])
+        assert len(transport.consumer(["q"], owner="held").fetch(1, timeout=0)) == 1
+        _hand_lease_to(transport.path, transport.holder, _gone_pid())
+        [back] = transport.consumer(["q"], owner="survivor").fetch(1, timeout=0)
+        assert back.message.body == b"a"  # long before the 600 s lease would expire
+    finally:
+        transport.close()

@@ -423,7 +423,8 @@ def test_autoretry_for_gives_up_after_retry_kwargs_max_retries(worker: Worker) -
 # -- predicates -----------------------------------------------------------------------------
 
 
-def test_reject_dead_letters_the_message_and_stores_nothing(worker: Worker) -> None:
+def test_reject_dead_letters_the_message_and_stores_failure(worker: Worker) -> None:
+    """As Celery 5.7: a task rejected for good stores FAILURE, so get() does not hang."""
     key = token()
     result = rejecting.delay(key)
     wait_until(
@@ -431,7 +432,9 @@ def test_reject_dead_letters_the_message_and_stores_nothing(worker: Worker) -> N
         "the rejected message to be dead-lettered",
     )
     assert seen[key] == ["ran"]
-    assert result.state == "PENDING"
+    assert result.state == "FAILURE"
+    with pytest.raises(Reject, match="not today"):
+        result.get(timeout=10)
 
 
 def test_ignore_stores_nothing(worker: Worker) -> None:

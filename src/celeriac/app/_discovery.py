@@ -40,8 +40,13 @@ def _import_related(package: str, related_name: str) -> str | None:
 
 
 def _django_installed_apps() -> list[str]:
+    """The packages of Django's installed apps: their ``AppConfig.name`` once Django is set
+    up (an entry may name an ``AppConfig`` class), else ``INSTALLED_APPS`` as written."""
     try:
-        from django.conf import settings  # type: ignore[import-not-found]
+        from django.apps import apps
+        from django.conf import settings
     except ImportError:
         return []
+    if apps.ready:
+        return [config.name for config in apps.get_app_configs()]
     return list(getattr(settings, "INSTALLED_APPS", []))

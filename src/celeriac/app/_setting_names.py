@@ -11,23 +11,26 @@ The functions at the end work on names only: mapping old to new (refusing a sett
 twice or a mix of styles), suggesting close names for a typo, masking secrets for display.
 The module is long because the table is; the code in it is short.
 
-Defaults are Celery's. ``broker_url`` and ``result_backend`` are ``None``, which the app
-reads as "use the embedded store"; class-path defaults (``worker_pool``,
-``beat_scheduler``, ...) keep Celery's strings for the worker and beat to interpret.
+Defaults are Celery's, except ``result_backend_always_retry`` (True here: a worker keeps a
+task's outcome through a result-store outage instead of failing it). ``broker_url`` and
+``result_backend`` are ``None``, which the app reads as "use the embedded store";
+class-path defaults (``worker_pool``, ``beat_scheduler``, ...) keep Celery's strings for the
+worker and beat to interpret.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
+from celeriac._masking import mask_value
 from celeriac.exceptions import ImproperlyConfigured
 
 __all__ = [
+    "CELERIAC_SETTINGS",
     "DEFAULTS",
     "NAMESPACES",
     "NAMESPACE_PREFIXES",
@@ -54,6 +57,14 @@ _GENERAL: dict[str, tuple[Any, str]] = {
     "imports": ((), "CELERY_IMPORTS"),
     "include": ((), "CELERY_INCLUDE"),
     "timezone": (None, "CELERY_TIMEZONE"),
+}
+
+#: Celeriac's own settings, which Celery does not have, with their defaults (their old
+#: uppercase names are ``upper(name)``). They bound the broker's dead-letter store
+#: (docs/dead-letters.md): at most this many letters, none older than this (None: no bound).
+_CELERIAC: dict[str, Any] = {
+    "dead_letter_max_entries": 10_000,
+    "dead_letter_max_age": timedelta(days=7),
 }
 
 #: namespace -> {name without the namespace: default}
@@ -177,7 +188,7 @@ _NAMESPACED: dict[str, dict[str, Any]] = {
         "backend_max_sleep_between_retries_ms": 10000,
         "backend_max_retries": float("inf"),
         "backend_base_sleep_between_retries_ms": 10,
-        "backend_always_retry": False,
+        "backend_always_retry": True,  # Celery: False (see docs/guarantees.md)
     },
     "elasticsearch": {
         "retry_on_timeout": None,
@@ -339,6 +350,8 @@ def _build() -> tuple[dict[str, Any], dict[str, str]]:
     """Flatten the namespaces into ``{new name: default}`` and ``{new name: old name}``."""
     defaults = {name: default for name, (default, _) in _GENERAL.items()}
     new_to_old = {name: old for name, (_, old) in _GENERAL.items()}
+    defaults.update(_CELERIAC)
+    new_to_old.update((name, name.upper()) for name in _CELERIAC)
     for namespace, options in _NAMESPACED.items():
         old_prefix = OLD_PREFIXES.get(namespace)
         for short, default in options.items():
@@ -351,6 +364,8 @@ def _build() -> tuple[dict[str, Any], dict[str, str]]:
 
 _defaults, _new_to_old = _build()
 
+#: Celeriac's own settings (no Celery counterpart) -> their defaults.
+CELERIAC_SETTINGS: Mapping[str, Any] = MappingProxyType(_CELERIAC)
 #: Every setting's lowercase name -> its default.
 DEFAULTS: Mapping[str, Any] = MappingProxyType(_defaults)
 #: Lowercase name -> the old uppercase name Celery 5.7 gives it.
@@ -413,17 +428,6 @@ def normalize(given: Mapping[str, Any]) -> dict[str, Any]:
     return {canonical_name(key): value for key, value in given.items()}
 
 
-_SECRET_NAME = re.compile(r"password|secret|token|api_key|access_key|^security_key$", re.I)
-_URL_CREDENTIALS = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
-_MASK = "********"
-
-
 def censor(name: str, value: Any) -> Any:
-    """``value`` for display: masked if ``name`` is a secret, URL passwords masked."""
-    if isinstance(value, Mapping):
-        return {key: censor(str(key), item) for key, item in value.items()}
-    if value is not None and _SECRET_NAME.search(name):
-        return _MASK
-    if isinstance(value, str):
-        return _URL_CREDENTIALS.sub(rf"\1:{_MASK}@", value)
-    return value
+    """``value`` for display: masked if ``name`` is a secret, URL credentials masked."""
+    return mask_value(name, value)

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
+from celeriac.app import _current
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.task import TASK_OPTIONS, Task
 
@@ -57,7 +58,21 @@ def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
     def create(function: Callable[..., Any], stacklevel: int = 3) -> Task[Any, Any]:
         default_name = f"{function.__module__}.{function.__name__}"
         opts = {**options, "bind": bind}
-        task = make_task(function, opts, app=None, default_name=default_name, stacklevel=stacklevel)
+        # The object returned is made of the current app's task class (DjangoTask under the
+        # Django fixup), so methods that class adds (delay_on_commit) are there, as on
+        # Celery's proxy to the current app's task.
+        current = _current.current_or_none()
+        base = (current._task_cls if current is not None else None) or Task  # not resolved here
+        task = make_task(
+            function,
+            opts,
+            app=None,
+            default_name=default_name,
+            stacklevel=stacklevel,
+            default_base=base,
+        )
+        if "base" not in opts:  # each app makes its copy of its own task class (task_cls)
+            task._shared_recipe = (function, opts, default_name)  # type: ignore[attr-defined]
         _shared_tasks.append(task)
         for app in list(_all_apps):
             app._add_shared(task)
@@ -77,16 +92,21 @@ def make_task(
     app: Celery | None,
     default_name: str,
     stacklevel: int,
+    default_base: type[Task[Any, Any]] = Task,
+    warn: bool = True,
 ) -> Task[Any, Any]:
-    """A task instance for ``fun`` with decorator ``options``; warns of unknown options."""
+    """A task instance for ``fun`` with decorator ``options``; warns of unknown options.
+
+    Its class is ``base=`` if given, else ``default_base`` (the app's ``task_cls``).
+    """
     options = dict(options)
-    base: type[Task[Any, Any]] = options.pop("base", None) or Task
+    base: type[Task[Any, Any]] = options.pop("base", None) or default_base
     name = options.pop("name", None) or default_name
     bind = bool(options.pop("bind", False))
     for flag in ("shared", "lazy", "abstract"):
         options.pop(flag, None)
     unknown = [k for k in options if k not in TASK_OPTIONS and not hasattr(base, k)]
-    if unknown:
+    if unknown and warn:
         warnings.warn(
             f"Unknown task option(s) for {name}: {', '.join(sorted(unknown))}. They are "
             "set as attributes, but Celeriac does not act on them (a typo?).",

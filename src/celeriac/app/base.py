@@ -30,8 +30,11 @@ from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
 from celeriac.app import _current
+from celeriac.app._cleanup import register_cleanup
 from celeriac.app._connections import Connections
 from celeriac.app._discovery import discover
+from celeriac.app._fixups import install_fixups
+from celeriac.app._task_class import TaskClassSpec, resolve_task_class
 from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
@@ -87,9 +90,15 @@ class Celery:
         config_source: Any = None,
         clock: Clock | None = None,
         strict_typing: bool = True,
+        task_cls: TaskClassSpec = None,
         **settings: Any,
     ) -> None:
         self.main = main
+        self._task_cls_spec: TaskClassSpec = task_cls  # resolved on first use (app.Task)
+        self._task_cls: type[Task[Any, Any]] | None = None
+        self._deferred_shared: list[Task[Any, Any]] = []  # until a task_cls path imports
+        if task_cls is not None and not isinstance(task_cls, str):
+            self._task_cls = resolve_task_class(task_cls)  # a class is checked at once
         self.clock: Clock = clock or system_clock
         self.strict_typing = strict_typing
         self.namespace = namespace
@@ -119,6 +128,8 @@ class Celery:
         if include:
             self.conf["include"] = tuple(include)
         register_builtins(self)
+        register_cleanup(self)
+        install_fixups(self)
         adopt_shared_tasks(self)
         if set_as_current:
             self.set_current()
@@ -136,6 +147,7 @@ class Celery:
                 return
             raise
         self.conf.update(settings_from_object(source, namespace=namespace or self.namespace))
+        install_fixups(self, obj)
         self._reset_connections()
         self.configured = True
         self.on_after_configure.send(sender=self, source=source)
@@ -176,7 +188,9 @@ class Celery:
         for packages, related_name in pending:
             self.autodiscover_tasks(packages, related_name, force=True)
         names = [*(self.conf.imports or ()), *(self.conf.include or ())]
-        return [import_module(name) for name in names]
+        modules = [import_module(name) for name in names]
+        self.Task  # noqa: B018  # the task class, and the shared tasks waiting for it
+        return modules
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -209,13 +223,33 @@ class Celery:
         self, fun: Callable[..., Any], options: dict[str, Any], stacklevel: int = 2
     ) -> Task[Any, Any]:
         default_name = self.gen_task_name(fun.__name__, fun.__module__)
-        task = make_task(fun, options, app=self, default_name=default_name, stacklevel=stacklevel)
+        task = make_task(
+            fun, options, app=self, default_name=default_name, stacklevel=stacklevel,
+            default_base=Task if options.get("base") else self.Task,
+        )  # fmt: skip
         self.register_task(task)
         return task
 
     def _add_shared(self, task: Task[Any, Any]) -> None:
-        """Register this app's own copy of a shared task (unless the name is taken)."""
-        if task.name not in self.tasks:
+        """Register this app's own copy of a shared task (unless the name is taken), made
+        of this app's task class when the shared task names no ``base``."""
+        if task.name in self.tasks:
+            return
+        recipe = getattr(task, "_shared_recipe", None)
+        if recipe is not None and self._task_cls is None:
+            try:
+                self.Task  # noqa: B018  # resolve a 'module:Class' path now, if it imports
+            except ImproperlyConfigured:  # not yet (it may import this app): on first use
+                self._deferred_shared.append(task)
+                return
+        if recipe is not None and self.Task is not Task:
+            fun, options, default_name = recipe
+            own = make_task(
+                fun, options, app=self, default_name=default_name, stacklevel=2,
+                default_base=self.Task, warn=False,
+            )  # fmt: skip
+            self.register_task(own)
+        else:
             self.register_task(task.bound_copy(self))
 
     def register_task(self, task: Task[Any, Any] | type[Task[Any, Any]]) -> Task[Any, Any]:
@@ -267,6 +301,23 @@ class Celery:
     def control_revoke(self, task_id: str, *, terminate: bool = False, signal: Any = None) -> None:
         """Revoke ``task_id``: stored REVOKED unless it started, and told to every worker."""
         self.control.revoke(task_id, terminate=terminate, signal=signal or "SIGTERM")
+
+    def setup_security(
+        self,
+        allowed_serializers: Iterable[str] | None = None,
+        key: str | None = None,
+        key_password: str | bytes | None = None,
+        cert: str | None = None,
+        store: str | None = None,
+        digest: str | None = None,
+        serializer: str = "json",
+    ) -> None:
+        """Sign the messages this process sends and check those it reads (docs/security.md)."""
+        from celeriac.app.security import setup_security
+
+        setup_security(
+            self, allowed_serializers, key, key_password, cert, store, digest, serializer
+        )
 
     @property
     def control(self) -> Control:
@@ -357,7 +408,23 @@ class Celery:
 
     @property
     def Task(self) -> type[Task[Any, Any]]:
-        return Task
+        """The class this app's tasks are made of: ``task_cls`` (a class or its
+        ``'module:Class'`` path), else ``celeriac.Task``. Assignable, as in Celery."""
+        if self._task_cls is None:
+            self._task_cls = resolve_task_class(self._task_cls_spec)
+            deferred, self._deferred_shared = self._deferred_shared, []
+            for task in deferred:
+                self._add_shared(task)
+        return self._task_cls
+
+    @Task.setter
+    def Task(self, value: TaskClassSpec) -> None:
+        self._task_cls = resolve_task_class(value)
+
+    def uses_default_task_class(self) -> bool:
+        """Whether no ``task_cls`` was given nor ``app.Task`` set (a fixup may then choose
+        one: Django's makes ``DjangoTask`` the default, as Celery's does)."""
+        return self._task_cls_spec is None and self._task_cls in (None, Task)
 
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'} at {id(self):#x}>"

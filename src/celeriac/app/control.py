@@ -228,6 +228,27 @@ class Control:
                      "signal": signal or "SIGTERM"}  # fmt: skip
         return self._cast("revoke", destination, arguments=arguments, **kwargs)
 
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        destination: Sequence[str] | None = None,
+        terminate: bool = False,
+        signal: str | None = "SIGTERM",
+        **kwargs: Any,
+    ) -> Any:
+        """Revoke the tasks stamped (``sig.stamp``) with one of ``headers``' values, on the
+        workers now and as they arrive later; the tasks a worker held are revoked by id."""
+        arguments = {"headers": headers, "terminate": terminate, "signal": signal or "SIGTERM"}
+        kwargs.setdefault("reply", True)
+        replies = self._cast(
+            "revoke_by_stamped_headers", destination, arguments=arguments, **kwargs
+        )
+        answers = [a for reply in replies or () for a in reply.values() if isinstance(a, dict)]
+        ids = sorted({task_id for answer in answers for task_id in answer.get("ok") or ()})
+        if ids:
+            mark_revoked(self.app, ids)
+        return replies
+
     def terminate(
         self,
         task_id: str | Sequence[str],

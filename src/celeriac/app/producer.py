@@ -4,8 +4,8 @@ Options are merged in Celery's precedence: call > task > route > setting > defau
 task's ``queue``, ``priority``, ``serializer``, ``expires``, time limits, ... count as task
 options). The message is published to the app's transport; an ETA is handed to the broker
 as ``not_before`` so it waits there, not in a worker. A failed publish is retried on the
-same transport per ``retry_policy`` (transports reconnect themselves), sleeping on the
-app's clock between attempts.
+same transport per ``retry_policy`` (``_publish_retry``: the only retry loop around a
+publish), sleeping on the app's clock between attempts.
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ import sys
 import uuid
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
-from celeriac.exceptions import TransportError, UnknownSettingWarning
+from celeriac.app._publish_retry import PublishRetry
+from celeriac.canvas.stamping import stamps_of
+from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
-from celeriac.protocol.v2 import encode_task
+from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
 from celeriac.request import Context, current_request
 from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
@@ -32,9 +36,29 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
-__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer"]
+__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer", "hold_publishes"]
 
 logger = logging.getLogger("celeriac.producer")
+
+# Where ``send`` puts its publishing while ``hold_publishes`` is on (None: publish at once).
+_held_publishes: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "celeriac_held_publishes", default=None
+)
+
+
+@contextmanager
+def hold_publishes() -> Iterator[list[Callable[[], None]]]:
+    """Within the block, ``send`` builds each message (its id given, its parent's children
+    recorded) but does not publish it: the yielded list gets one call per message that
+    publishes it, for the caller to run later (a task's callbacks, once its success is
+    stored). Nested holds are not supported: the inner block holds its own."""
+    held: list[Callable[[], None]] = []
+    token = _held_publishes.set(held)
+    try:
+        yield held
+    finally:
+        _held_publishes.reset(token)
+
 
 #: Options ``apply_async``/``send_task`` know (Celery's names, including kombu's publish ones).
 CALL_OPTIONS = frozenset(
@@ -46,7 +70,7 @@ CALL_OPTIONS = frozenset(
         "group_id", "group_index", "root_id", "parent_id", "chord", "chain", "retries",
         "stamped_headers", "stamps", "delivery_mode", "mandatory", "immediate", "expiration",
         "declare", "timeout", "confirm_timeout", "result_cls", "router", "task_type",
-        "replaced_task_nesting",
+        "replaced_task_nesting", *MESSAGE_PROPERTIES,
     }
 )  # fmt: skip
 
@@ -86,7 +110,8 @@ def _as_dict(value: Any) -> dict[str, Any] | None:
     """A signature (a ``celeriac.canvas.Signature`` or its dict) as its wire dict."""
     if value is None:
         return None
-    return dict(value) if isinstance(value, Mapping) else dict(value.__json__())
+    reducer = getattr(value, "__json__", None)  # a Signature is a dict: take its deep form
+    return dict(reducer()) if callable(reducer) else dict(value)
 
 
 def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
@@ -115,7 +140,7 @@ class Producer:
         """Publish task ``name``; return its AsyncResult."""
         from celeriac.result import AsyncResult
 
-        unknown = set(options) - CALL_OPTIONS
+        unknown = set(options) - CALL_OPTIONS - set(options.get("stamped_headers") or ())
         if unknown:
             warnings.warn(
                 f"Unknown calling option(s) for {name}: {', '.join(sorted(unknown))}; they are "
@@ -140,21 +165,31 @@ class Producer:
             retry_policy=merged.get("retry_policy"),
         )  # fmt: skip
         outgoing = Outgoing(wire, dest.exchange, dest.routing_key, not_before)
-        self._publish(outgoing, dest.queue, merged)
-        signals.after_task_publish.send(
-            sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
-            routing_key=dest.routing_key,
-        )  # fmt: skip
-        if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
-            app.events.task_sent(
-                message, queue=dest.queue.name, exchange=dest.exchange,
+
+        def publish() -> None:
+            self._publish(outgoing, dest.queue, merged)
+            signals.after_task_publish.send(
+                sender=name, body=wire.body, headers=wire.headers, exchange=dest.exchange,
                 routing_key=dest.routing_key,
             )  # fmt: skip
+            if conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
+                app.events.task_sent(
+                    message, queue=dest.queue.name, exchange=dest.exchange,
+                    routing_key=dest.routing_key,
+                )  # fmt: skip
+
+        held = _held_publishes.get()
+        if held is None:
+            publish()
+        else:
+            held.append(publish)
         parent = current_request()
         trail = task.trail if task is not None else True
         if parent is not None and parent.id and trail and merged.get("add_to_parent", True):
             parent.children.append(message.id)
-        return AsyncResult(message.id, app=app, task_name=name)
+        result: AsyncResult[Any] = AsyncResult(message.id, app=app, task_name=name)
+        result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+        return result
 
     def _merge_options(
         self,
@@ -239,8 +274,9 @@ class Producer:
             ignore_result=ignore_result,
             replaced_task_nesting=int(opts.get("replaced_task_nesting") or 0),
             stamped_headers=opts.get("stamped_headers"),
-            stamps=dict(opts.get("stamps") or {}),
+            stamps={**dict(opts.get("stamps") or {}), **stamps_of(opts)},  # sig.stamp(...)
             extra_headers=dict(opts.get("headers") or {}),
+            extra_properties={k: opts[k] for k in MESSAGE_PROPERTIES if opts.get(k) is not None},
             correlation_id=task_id,
             reply_to=opts.get("reply_to") or self.reply_to(),
             priority=priority,
@@ -308,21 +344,9 @@ class Producer:
         conf = self._app.conf
         retry = opts.get("retry", conf.task_publish_retry)
         policy = {**(conf.task_publish_retry_policy or {}), **(opts.get("retry_policy") or {})}
-        limit = policy.get("max_retries", 3) if retry else 0
-        interval = float(policy.get("interval_start", 0))
-        attempt = 0
-        while True:  # max_retries None: until the broker takes it, as kombu does
-            try:
-                self._declare(queue)
-                self._app.transport.publish([outgoing])
-                return
-            except TransportError as exc:
-                if limit is not None and attempt >= int(limit):
-                    raise
-                attempt += 1
-                logger.warning("Publishing failed (%s); retrying in %.1fs", exc, interval)
-                self._app.clock.sleep(interval)
-                interval = min(
-                    interval + float(policy.get("interval_step", 0.2)),
-                    float(policy.get("interval_max", 1)),
-                )
+
+        def attempt() -> None:
+            self._declare(queue)
+            self._app.transport.publish([outgoing])
+
+        PublishRetry.from_policy(bool(retry), policy).run(attempt, self._app.clock.sleep)

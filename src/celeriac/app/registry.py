@@ -26,5 +26,6 @@ class TaskRegistry(dict[str, Task[Any, Any]]):
             raise NotRegistered(name) from None
 
     def regular(self) -> dict[str, Task[Any, Any]]:
-        """Tasks defined by users (not ``celery.*`` built-ins)."""
-        return {name: task for name, task in self.items() if not name.startswith("celery.")}
+        """Tasks defined by users (not the ``celery.*`` and ``celeriac.*`` built-ins)."""
+        builtin = ("celery.", "celeriac.")
+        return {name: task for name, task in self.items() if not name.startswith(builtin)}

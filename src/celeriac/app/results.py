@@ -12,9 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.app._result_retry import retrying
 from celeriac.app.settings import as_seconds
 from celeriac.backends.base import ResultBackend
-from celeriac.exceptions import DecodeError, ImproperlyConfigured, TaskRevokedError
+from celeriac.exceptions import (
+    ContentDisallowed,
+    DecodeError,
+    ImproperlyConfigured,
+    TaskRevokedError,
+)
 from celeriac.protocol.result_meta import (
     build_meta,
     decode_exception,
@@ -83,6 +89,17 @@ class ResultStore:
     def serializer(self) -> str:
         return str(self._app.conf.result_serializer)
 
+    @property
+    def accept(self) -> list[str]:
+        """What stored results may be decoded as: ``result_accept_content``, defaulting to
+        ``accept_content`` (as Celery)."""
+        conf = self._app.conf
+        chosen = conf.result_accept_content
+        return list(conf.accept_content if chosen is None else chosen)
+
+    #: The setting a refusal names.
+    ACCEPT_SETTING = "result_accept_content (which defaults to accept_content)"
+
     # -- writing ----------------------------------------------------------------------------
 
     def store(
@@ -96,6 +113,9 @@ class ResultStore:
         reply_to: str | None = None,
     ) -> None:
         """Store ``state`` with ``result`` (an exception for failure states).
+
+        Through an outage of the store, retried per ``result_backend_always_retry``
+        (``celeriac.app._result_retry``): this blocks until the store answers.
 
         ``reply_to`` (default: the request's) is where a message-based backend (rpc://)
         sends it: the queue the task's sender named.
@@ -129,9 +149,11 @@ class ResultStore:
         ttl = as_seconds(conf.result_expires)
         if reply_to is None and request is not None:
             reply_to = request.reply_to
-        self.backend.store(
-            task_id, encode_meta(meta, self.serializer), state=state, ttl=ttl or None,
-            reply_to=reply_to,
+        payload, backend = encode_meta(meta, self.serializer), self.backend
+        retrying(
+            self._app, backend, f"store the {state} state of task {task_id}",
+            lambda: backend.store(task_id, payload, state=state, ttl=ttl or None,
+                                  reply_to=reply_to),
         )  # fmt: skip
 
     def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:
@@ -148,8 +170,10 @@ class ResultStore:
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         try:
-            return decode_meta(payload, self.serializer)
-        except DecodeError:
+            return decode_meta(
+                payload, self.serializer, accept=self.accept, accept_setting=self.ACCEPT_SETTING
+            )
+        except (DecodeError, ContentDisallowed):
             raise
         except Exception as exc:
             raise DecodeError(f"Stored result meta does not decode: {exc!r}") from exc

@@ -5,11 +5,14 @@ library is required only when that store is used::
 
     memory://[name]        cache+memory://[name]      celeriac.backends.memory.MemoryBackend
     sqlite:///rel.sqlite   sqlite:////abs.sqlite      celeriac.backends.sqlite.SQLiteBackend
-    db+sqlite:///...                                  (the embedded default)
+    db+postgresql://  db+mysql://  db+sqlite:///...   celeriac.backends.database.DatabaseBackend
+    db+<dialect>+<driver>://                          (SQLAlchemy 2, Celery's tables)
     redis://  rediss://  redis+socket://  sentinel:// celeriac.backends.redis.RedisBackend
                                                       (Celery's keys and JSON)
     rpc://                                            celeriac.backends.rpc.RpcBackend (results as
                                                       messages to the client, via the AMQP broker)
+    django-db  django-cache                           celeriac.contrib.django.backends (the Django
+                                                      project's database or cache)
 
 Every implementation satisfies ``celeriac.backends.base.ResultBackend`` and passes the suite
 in ``tests/conformance/test_backend_conformance.py``.
@@ -20,8 +23,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import ImproperlyConfigured
@@ -33,12 +36,19 @@ _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "memory": ("celeriac.backends.memory", "MemoryBackend"),
     "cache+memory": ("celeriac.backends.memory", "MemoryBackend"),
     "sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
-    "db+sqlite": ("celeriac.backends.sqlite", "SQLiteBackend"),
+    "db+sqlite": ("celeriac.backends.database", "DatabaseBackend"),
+    "db+postgresql": ("celeriac.backends.database", "DatabaseBackend"),
+    "db+mysql": ("celeriac.backends.database", "DatabaseBackend"),
     "redis": ("celeriac.backends.redis", "RedisBackend"),
     "rediss": ("celeriac.backends.redis", "RedisBackend"),
     "redis+socket": ("celeriac.backends.redis", "RedisBackend"),
     "sentinel": ("celeriac.backends.redis", "RedisBackend"),
     "rpc": ("celeriac.backends.rpc", "RpcBackend"),
+}
+# Names without "://", as django-celery-results spells them.
+_NAMED: dict[str, tuple[str, str]] = {
+    "django-db": ("celeriac.contrib.django.backends", "DjangoDBBackend"),
+    "django-cache": ("celeriac.contrib.django.backends", "DjangoCacheBackend"),
 }
 
 
@@ -62,7 +72,9 @@ def create_backend(
     URL the implementation rejects.
     """
     scheme, sep, _ = url.partition("://")
-    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else None
+    implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else _NAMED.get(url.lower())
+    if implementation is None and sep and scheme.lower().startswith("db+"):
+        implementation = ("celeriac.backends.database", "DatabaseBackend")
     if implementation is None:
         available = ", ".join(f"{name}://" for name in _IMPLEMENTATIONS)
         raise ImproperlyConfigured(
@@ -81,14 +93,5 @@ def create_backend(
 
 
 def _masked(url: str) -> str:
-    """``url`` with any password replaced by ``**``, fit for error messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url.partition("://")[0] + "://***"  # unparseable: show nothing that may be secret
-    if not password:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:**@{hostport}").geturl()
+    """``url`` with every credential masked, fit for error messages and logs."""
+    return mask_url(url)

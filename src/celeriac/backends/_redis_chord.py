@@ -5,7 +5,7 @@ hands one out from ``chord_join()``). Keys, under the backend's group prefix
 (``[global_keyprefix]celery-taskset-meta-``) and the chord's group id ``<gid>``::
 
     <gid>.s   STRING  the header's size; SET with the chord's expiry by the client (prepare)
-    <gid>.t   STRING  members added later (Celery's Task.add_to_chord INCRs it); read only
+    <gid>.t   STRING  members added later (``add_member``: Task.add_to_chord INCRs it)
     <gid>.j   ZSET    one entry per member that ended: JSON-or-other ``[1, tid, state,
                       result]`` in the result serializer, scored by its ``group_index``
                       (``+inf`` when unknown), so ZRANGE gives header order
@@ -139,6 +139,18 @@ class RedisChordJoin:
         commands: list[tuple[Any, ...]] = [("DEL", claim), write]  # a re-run of a frozen chord
         connector.run(
             f"record the size of chord {group_id}",
+            lambda: connector.execute(commands, transaction=True),
+        )
+
+    def add_member(self, group_id: str, task_id: str, *, ttl: float | None) -> None:
+        """``Task.add_to_chord``: one more member to wait for (INCR ``.t``, as Celery does)."""
+        (added,) = self._keys(group_id, ".t")
+        commands: list[tuple[Any, ...]] = [("INCR", added)]
+        if ttl:
+            commands.append(("PEXPIRE", added, max(1, int(ttl * 1000))))
+        connector = self._connector
+        connector.run(
+            f"add a member to chord {group_id}",
             lambda: connector.execute(commands, transaction=True),
         )
 

@@ -39,6 +39,26 @@ class SQLiteChordJoin:
             )
             conn.executemany("INSERT INTO celeriac_chord_parts VALUES (?, ?, ?, NULL)", members)
 
+    def add_member(self, group_id: str, task_id: str, *, ttl: float | None) -> None:
+        """``Task.add_to_chord``: one more member to wait for, its result last."""
+        backend = self._backend
+        with (
+            backend._using(BackendStoreError, f"add a member to chord {group_id}") as conn,
+            immediate(conn),
+        ):
+            grown = conn.execute(
+                "UPDATE celeriac_chords SET size = size + 1, expires_at = ? "
+                "WHERE group_id = ? AND sent = 0",
+                (backend._expiry(ttl), group_id),
+            ).rowcount
+            if not grown:
+                raise LookupError(f"chord {group_id} is not waiting in {backend.path}")
+            conn.execute(
+                "INSERT INTO celeriac_chord_parts SELECT group_id, MAX(position) + 1, ?, NULL "
+                "FROM celeriac_chord_parts WHERE group_id = ? GROUP BY group_id",
+                (task_id, group_id),
+            )
+
     def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
         backend, group_id, task_id = self._backend, part.group_id, part.task_id
         doing = f"join member {task_id} of chord {group_id}"

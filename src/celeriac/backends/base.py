@@ -17,6 +17,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+from celeriac.exceptions import OperationalError
+
 __all__ = ["ResultBackend"]
 
 
@@ -39,6 +41,11 @@ class ResultBackend(ABC):
     #: Workers then read revocations as they are logged, instead of looking up the state
     #: of every message they take.
     logs_revocations: bool = False
+
+    def exception_safe_to_retry(self, exc: BaseException) -> bool:
+        """Whether an error raised by a method means "the store could not be reached, try
+        again later" (Celery's name), so ``result_backend_always_retry`` retries it."""
+        return isinstance(exc, OperationalError)
 
     @abstractmethod
     def store(

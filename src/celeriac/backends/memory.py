@@ -301,6 +301,16 @@ class MemoryChordJoin:
         with self._store.changed:
             self._store.chords[group_id] = chord
 
+    def add_member(self, group_id: str, task_id: str, *, ttl: float | None) -> None:
+        """``Task.add_to_chord``: one more member to wait for, its result last."""
+        with self._store.changed:
+            chord = self._store.chords.get(group_id)
+            if chord is None or chord.sent:
+                raise LookupError(f"chord {group_id} is not waiting in this store")
+            chord.members.append(task_id)
+            chord.waiting.add(task_id)
+            chord.expires_at = self._expiry(ttl)
+
     def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
         task_id = part.task_id
         with self._store.changed:

@@ -89,6 +89,16 @@ class RedisBackend(ResultBackend):
             write = ("PSETEX", key, max(1, int(ttl * 1000)), payload)
         self._execute(doing, [write, ("PUBLISH", key, payload)], transaction=True)
 
+    def exception_safe_to_retry(self, exc: BaseException) -> bool:
+        """Connection lost or refused, timeouts, a replica or a loading server: the
+        connector's own retries gave up, but the server may well come back."""
+        cause = exc.__cause__
+        return (
+            isinstance(exc, BackendError)
+            and cause is not None
+            and RedisConnector.is_retryable(cause)
+        )
+
     def store(
         self,
         task_id: str,

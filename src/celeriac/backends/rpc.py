@@ -22,6 +22,7 @@ this backend reuses), ``result_serializer`` (the content type results are labell
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import (
@@ -48,6 +50,8 @@ from celeriac.transports._amqp_pool import ConnectionPool, Session
 
 __all__ = ["RpcBackend"]
 
+logger = logging.getLogger("celeriac.backends.rpc")
+
 _AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 _NO_GROUPS = (
     "The rpc:// result backend keeps no group results and cannot join chords: results are "
@@ -58,7 +62,7 @@ _NO_GROUPS = (
 def _broker_url(url: str, options: Mapping[str, Any]) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() != "rpc":
-        raise ImproperlyConfigured(f"{url!r} is not an rpc:// result backend URL.")
+        raise ImproperlyConfigured(f"{mask_url(url)!r} is not an rpc:// result backend URL.")
     if parts.netloc:
         return "amqp" + url[len("rpc") :]
     broker = options.get("broker_url")
@@ -188,6 +192,16 @@ class RpcBackend(ResultBackend):
         task_id = message.properties.get("correlation_id")
         if not task_id:
             return  # not a result (Celery < 4 sent the id in the body only)
+        content_type = message.properties.get("content_type")
+        if content_type and content_type != self._content_type:
+            # Decoding it as result_serializer would be wrong, and decoding it as what it says
+            # it is must not happen unasked: result_accept_content holds result_serializer.
+            logger.error(
+                "rpc:// result backend: refusing the result of task %s: its content type %r "
+                "is not %r (result_serializer); send results with the same result_serializer",
+                task_id, content_type, self._content_type,
+            )  # fmt: skip
+            return
         body = message.body
         with self._changed:
             self._results.pop(task_id, None)

@@ -175,7 +175,15 @@ def schedule_from_dict(data: Mapping[str, Any], app: Celery | None = None) -> Ba
             str(data.get(name, "*"))
             for name in ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
         )
-        return crontab(minute, hour, day_of_week, day_of_month, month_of_year, app=app)
+        tz = data.get("tz")
+        return crontab(
+            minute, hour, day_of_week, day_of_month, month_of_year, app=app,
+            tz=str(tz) if tz else None,
+        )  # fmt: skip
+    if kind == "clocked":
+        from celeriac.beat.clocked import clocked
+
+        return clocked(dt.datetime.fromisoformat(str(data["at"])), app=app)
     if kind == "solar":
         return solar(str(data["event"]), float(data["lat"]), float(data["lon"]), app=app)
     raise ValueError(f"unknown schedule type {kind!r} in the schedule store")

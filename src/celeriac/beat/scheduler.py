@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from celeriac._time import SystemClock
+from celeriac.app._cleanup import default_beat_entries
 from celeriac.beat.entries import ScheduleEntry, entry_from_definition, parse_beat_schedule
 from celeriac.beat.lease import LeaderLease
 from celeriac.beat.schedules import schedule
@@ -92,7 +93,7 @@ class Scheduler:
         )
         self.poll_interval = poll_interval
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.config_entries = parse_beat_schedule(app.conf.beat_schedule, app)
+        self.config_entries = parse_beat_schedule(default_beat_entries(app), app)
         self._token: int | None = None
         self._lease_until = 0.0
         self._renew_at = 0.0

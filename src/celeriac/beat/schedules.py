@@ -61,6 +61,13 @@ class schedstate(NamedTuple):
     next: float
 
 
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"timezone {name!r} is not a known IANA zone name") from exc
+
+
 def app_timezone(app: Celery) -> dt.tzinfo:
     """The zone crontabs are read in: ``timezone``, else UTC, else local without ``enable_utc``."""
     name = app.conf.get("timezone")
@@ -254,7 +261,10 @@ class crontab(BaseSchedule):
         month_of_year: Cronspec = "*",
         nowfun: Callable[[], dt.datetime] | None = None,
         app: Celery | None = None,
+        *,
+        tz: str | dt.tzinfo | None = None,
     ) -> None:
+        self._tz = _zone(tz) if isinstance(tz, str) else tz
         self._orig = {
             "minute": minute, "hour": hour, "day_of_week": day_of_week,
             "day_of_month": day_of_month, "month_of_year": month_of_year,
@@ -280,6 +290,12 @@ class crontab(BaseSchedule):
             )
         minute, hour, day_of_month, month_of_year, day_of_week = fields
         return cls(minute, hour, day_of_week, day_of_month, month_of_year, **kwargs)
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        """The zone the fields match in: ``tz`` when given (django-celery-beat's per-entry
+        crontab timezone), else the app's."""
+        return self._tz if self._tz is not None else app_timezone(self.app)
 
     minute = property(lambda self: set(self._values["minute"]))
     hour = property(lambda self: set(self._values["hour"]))
@@ -317,7 +333,10 @@ class crontab(BaseSchedule):
         return self._due_then(last_run_at, rem)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "crontab", **{name: _spec_text(v) for name, v in self._orig.items()}}
+        data = {"type": "crontab", **{name: _spec_text(v) for name, v in self._orig.items()}}
+        if self._tz is not None:
+            data["tz"] = str(self._tz)
+        return data
 
     def __repr__(self) -> str:
         o = {name: _spec_text(v) for name, v in self._orig.items()}

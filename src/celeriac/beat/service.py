@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from celeriac.backends.sqlite import database_path
@@ -35,8 +35,21 @@ from celeriac.beat.redis_lease import RedisLease
 from celeriac.beat.redis_store import RedisScheduleStore
 from celeriac.beat.scheduler import Scheduler
 from celeriac.beat.store import MemoryScheduleStore, ScheduleStore, SQLiteScheduleStore
+from celeriac.exceptions import ImproperlyConfigured
 
 _REDIS_SCHEMES = ("redis", "rediss")
+#: ``beat_scheduler`` values meaning beat's own store (Celery's default and its kin).
+_BUILTIN_SCHEDULERS = (
+    "celery.beat:PersistentScheduler", "celery.beat.PersistentScheduler",
+    "celeriac.beat:PersistentScheduler", "celery.beat:Scheduler", "celeriac.beat:Scheduler",
+)  # fmt: skip
+#: ``beat_scheduler`` values selecting celeriac.contrib.django.schedulers (-S django).
+_DJANGO_SCHEDULERS = (
+    "django", "celeriac.contrib.django.schedulers:DatabaseScheduler",
+    "celeriac.contrib.django.schedulers.DatabaseScheduler",
+    "django_celery_beat.schedulers:DatabaseScheduler",
+    "django_celery_beat.schedulers.DatabaseScheduler",
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -45,6 +58,7 @@ __all__ = [
     "Beat",
     "EmbeddedBeat",
     "EntryView",
+    "database_scheduler",
     "describe_entries",
     "open_store",
     "prepare_app",
@@ -53,6 +67,32 @@ __all__ = [
 ]
 
 logger = logging.getLogger("celeriac.beat")
+
+
+class StoreOpener(Protocol):
+    """A scheduler named by ``beat_scheduler`` that keeps beat's store elsewhere."""
+
+    location: str
+
+    def open(self, app: Celery, *, lease_ttl: float) -> tuple[ScheduleStore, LeaderLease]: ...
+
+
+def database_scheduler(app: Celery) -> StoreOpener | None:
+    """The Django database scheduler when ``beat_scheduler`` names it, else None (beat's own
+    store, chosen as the module docstring says). Any other value is refused."""
+    name = str(app.conf.beat_scheduler or _BUILTIN_SCHEDULERS[0]).strip()
+    if name in _BUILTIN_SCHEDULERS:
+        return None
+    if name in _DJANGO_SCHEDULERS:
+        from celeriac.contrib.django.schedulers import DatabaseScheduler
+
+        opener: StoreOpener = DatabaseScheduler()
+        return opener
+    supported = ", ".join(repr(n) for n in (*_BUILTIN_SCHEDULERS, *_DJANGO_SCHEDULERS))
+    raise ImproperlyConfigured(
+        f"beat_scheduler {name!r} is not a scheduler Celeriac has; use one of {supported} "
+        "(the Django ones keep periodic tasks in the Django admin: docs/django.md)"
+    )
 
 
 def _redis_store(app: Celery, schedule: str | None) -> tuple[str, str] | None:
@@ -67,6 +107,9 @@ def _redis_store(app: Celery, schedule: str | None) -> tuple[str, str] | None:
 def store_location(app: Celery, schedule: str | None = None) -> str | None:
     """Where ``app``'s schedule store is: an SQLite path, a Redis URL (no password) and key
     prefix, or None for memory (see the module doc)."""
+    database = database_scheduler(app)
+    if database is not None:
+        return str(database.location)
     if schedule:
         return schedule
     if "beat_schedule_filename" in app.conf.changes:
@@ -88,6 +131,9 @@ def open_store(
     app: Celery, schedule: str | None = None, *, lease_ttl: float = DEFAULT_LEASE_TTL
 ) -> tuple[ScheduleStore, LeaderLease]:
     """The schedule store and leader lease of ``app`` (see ``store_location``)."""
+    database = database_scheduler(app)
+    if database is not None:
+        return database.open(app, lease_ttl=lease_ttl)
     redis = _redis_store(app, schedule)
     if redis is not None:
         url, prefix = redis

@@ -9,7 +9,8 @@ clients and workers read them and the other way round.
 Modules: ``signature`` (the class and its wire form), ``group``, ``chord``, ``chain``,
 ``maps`` (chunks, xmap, xstarmap), ``compose`` (the ``|`` rules), ``join`` (where a chord's
 header meets: the seam result backends may fill), ``dispatch`` (what a finished task sends
-on), ``replace`` (``Task.replace``), ``builtins`` (the ``celery.*`` tasks every app has).
+on), ``replace`` (``Task.replace``), ``builtins`` (the ``celery.*`` tasks every app has),
+``stamping`` (``sig.stamp``, ``StampingVisitor``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group
 from celeriac.canvas.maps import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature, maybe_signature, signature
+from celeriac.canvas.stamping import StampingVisitor
 
 #: Celery's old name for ``signature``.
 subtask = signature
 
 __all__ = [
     "Signature",
+    "StampingVisitor",
     "chain",
     "chord",
     "chunks",

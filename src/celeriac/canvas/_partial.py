@@ -1,11 +1,11 @@
 """The parts of a signature, and how partial arguments and options merge into them.
 
-``Partial`` is the base of ``Signature``: it reads the parts (``sig['options']`` as in the
-wire dict, ``sig.id`` from the options) and merges partial ones in. Applying a signature
-with partial arguments prepends them to its own args and merges kwargs and options (None
-values dropped), unless it is immutable (``.si()``), whose arguments stay as they are;
-``group_id`` and stamped headers already set are never replaced. List options (``link``,
-``link_error``) hold one item or a list of them.
+``Partial`` is the base of ``Signature``: a dict holding the parts under the wire dict's
+keys (``sig['options']`` is ``sig.options``; ``sig.id`` comes from the options), and the
+rules that merge partial ones in. Applying a signature with partial arguments prepends them
+to its own args and merges kwargs and options (None values dropped), unless it is immutable
+(``.si()``), whose arguments stay as they are; ``group_id`` and stamped headers already set
+are never replaced. List options (``link``, ``link_error``) hold one item or a list of them.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ __all__ = ["Partial", "as_list", "new_id"]
 
 #: Options that partial options never replace once set (they tie a task to its group).
 _IMMUTABLE_OPTIONS = frozenset({"group_id", "stamped_headers"})
-#: The keys of the wire dict, which are also the attributes holding the parts.
-_FIELDS = ("task", "args", "kwargs", "options", "subtask_type", "immutable")
 
 
 def new_id() -> str:
@@ -36,26 +34,68 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-class Partial:
-    """A call's args, kwargs and options, and the rules that merge partial ones into them."""
+class Partial(dict[str, Any]):
+    """A call's args, kwargs and options, and the rules that merge partial ones into them.
 
-    task: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    options: dict[str, Any]
-    subtask_type: str | None
-    immutable: bool
+    It is a ``dict`` with the wire dict's keys, as Celery's signature is, so it can be
+    JSON-encoded, stored and rebuilt with ``signature(d)``; the attributes read and write
+    those keys.
+    """
+
+    @property
+    def task(self) -> str:
+        value: str = self["task"]
+        return value
+
+    @task.setter
+    def task(self, value: str) -> None:
+        self["task"] = value
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        value: tuple[Any, ...] = self["args"]
+        return value
+
+    @args.setter
+    def args(self, value: tuple[Any, ...]) -> None:
+        self["args"] = value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        value: dict[str, Any] = self["kwargs"]
+        return value
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self["kwargs"] = value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        value: dict[str, Any] = self["options"]
+        return value
+
+    @options.setter
+    def options(self, value: dict[str, Any]) -> None:
+        self["options"] = value
+
+    @property
+    def subtask_type(self) -> str | None:
+        value: str | None = self.get("subtask_type")
+        return value
+
+    @subtask_type.setter
+    def subtask_type(self, value: str | None) -> None:
+        self["subtask_type"] = value
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self.get("immutable", False))
+
+    @immutable.setter
+    def immutable(self, value: bool) -> None:
+        self["immutable"] = value
 
     # -- reading the parts ------------------------------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        """Read access by the wire dict's keys (``sig['options']``), for ported code."""
-        if key not in _FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in _FIELDS else default
 
     @property
     def id(self) -> str | None:

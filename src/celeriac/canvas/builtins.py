@@ -12,7 +12,7 @@ of older clients that sent a whole workflow as one task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chord import chord as chord_signature
@@ -20,6 +20,7 @@ from celeriac.canvas.dispatch import chord_error
 from celeriac.canvas.maps import chunks as chunks_signature
 from celeriac.canvas.signature import maybe_signature, signature
 from celeriac.exceptions import ChordError
+from celeriac.task import Task as PlainTask
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -31,8 +32,15 @@ logger = logging.getLogger("celeriac.canvas")
 
 
 def register_builtins(app: Celery) -> None:
-    """Register Celery's built-in task names with ``app`` (each app gets its own tasks)."""
-    task = app.task
+    """Register Celery's built-in task names with ``app`` (each app gets its own tasks).
+
+    They are plain tasks, not of the app's ``task_cls`` (resolved when the user's first
+    task is made, so a ``'module:Class'`` path may import the app).
+    """
+
+    def task(**options: Any) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+        made: Callable[[Callable[..., Any]], Task[Any, Any]] = app.task(base=PlainTask, **options)
+        return made
 
     @task(name="celery.map", shared=False, typing=False)
     def xmap(task: Any, it: Iterable[Any]) -> list[Any]:
@@ -82,7 +90,7 @@ def register_builtins(app: Celery) -> None:
 
 def _register_chord_unlock(app: Celery) -> None:
     @app.task(
-        name="celery.chord_unlock", bind=True, shared=False, max_retries=None,
+        name="celery.chord_unlock", bind=True, shared=False, max_retries=None, base=PlainTask,
         default_retry_delay=app.conf.result_chord_retry_interval, ignore_result=True,
         typing=False,
     )  # fmt: skip

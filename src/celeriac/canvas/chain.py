@@ -19,6 +19,7 @@ from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group, maybe_unroll_group
 from celeriac.canvas.join import ensure_chords_allowed
 from celeriac.canvas.signature import Signature, as_list, clone_tree, maybe_signature
+from celeriac.canvas.stamping import StampingVisitor, stamp_members
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -51,6 +52,16 @@ class chain(TaskList[Any]):
         sig = super().clone(args, kwargs, **opts)
         sig.tasks = clone_tree(sig.tasks)
         return sig
+
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> chain:
+        """Stamp every step (``on_chain_start``'s stamps added); see ``canvas.stamping``."""
+        started = visitor.on_chain_start(self, **headers) if visitor else None
+        stamp_members(self.tasks, visitor, append_stamps, headers, started)
+        if visitor is not None:
+            visitor.on_chain_end(self, **headers)
+        return self
 
     def unchain_tasks(self) -> list[Signature[Any]]:
         """Copies of the steps, the chain's ``link`` on the last and ``link_error`` on all."""

@@ -15,12 +15,14 @@ raises ``ImproperlyConfigured`` before anything is sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from celeriac.canvas._lazy_header import send_lazily
 from celeriac.canvas.group import group
 from celeriac.canvas.join import ensure_chords_allowed, leaf_ids, prepare_chord
 from celeriac.canvas.signature import Signature, as_list, maybe_signature, new_id
+from celeriac.canvas.stamping import StampingVisitor, stamp_members
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -59,9 +61,11 @@ class chord(Signature[Any]):
         app: Celery | None = None,
         **options: Any,
     ) -> None:
+        # A generator is read as the chord is sent (see _lazy_header), or when read first.
+        self._unread: Iterator[Any] | None = header if isinstance(header, Iterator) else None
         fields = {
             **dict(kwargs or {"kwargs": {}}),
-            "header": _as_group(header, app),
+            "header": group([], app=app) if self._unread is not None else _as_group(header, app),
             "body": maybe_signature(body, app=app),
         }
         super().__init__(task, args, fields, options, subtask_type="chord", app=app)
@@ -80,6 +84,9 @@ class chord(Signature[Any]):
     @property
     def header(self) -> group:
         header: group = self.kwargs["header"]
+        if self._unread is not None:  # a generator header, read now in full
+            unread, self._unread = self._unread, None
+            header.tasks = [maybe_signature(task, app=self._app) for task in unread]
         return header
 
     @property
@@ -98,8 +105,9 @@ class chord(Signature[Any]):
     @property
     def app(self) -> Celery:
         if self._app is None:
-            if self.header.tasks:
-                return self.header.app
+            header: group = self.kwargs["header"]  # not self.header: that reads a generator
+            if header.tasks:
+                return header.app
             if self.body is not None:
                 return self.body.app
         return super().app
@@ -113,6 +121,20 @@ class chord(Signature[Any]):
 
     def set_immutable(self, immutable: bool) -> None:
         self.header.set_immutable(immutable)
+
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> chord:
+        """Stamp the header's members (``on_chord_header_start``'s stamps added) and the
+        body (those and ``on_chord_body``'s); see ``canvas.stamping``."""
+        started = visitor.on_chord_header_start(self, **headers) if visitor else None
+        down = stamp_members(self.header.tasks, visitor, append_stamps, headers, started)
+        if visitor is not None:
+            visitor.on_chord_header_end(self, **headers)
+        if self.body is not None:
+            body_stamps = visitor.on_chord_body(self, **down) if visitor else None
+            stamp_members([self.body], visitor, append_stamps, down, body_stamps)
+        return self
 
     def link(self, callback: Signature[Any] | Mapping[str, Any]) -> Any:
         """Callbacks go on the body: they get the chord's result."""
@@ -178,9 +200,10 @@ class chord(Signature[Any]):
         task_id = task_id or options.pop("task_id", None)
         if self.app.conf.task_always_eager:
             return self.apply(args, header_kwargs, body=body, **options)
+        unread, self._unread = self._unread, None
         return self.run(
-            self.header.clone(), body.clone(), self._partial_args(args), header_kwargs,
-            task_id=task_id, **options,
+            self.header.clone() if unread is None else group([], app=self._app), body.clone(),
+            self._partial_args(args), header_kwargs, task_id=task_id, unread=unread, **options,
         )  # fmt: skip
 
     def run(
@@ -190,9 +213,11 @@ class chord(Signature[Any]):
         partial_args: Sequence[Any],
         kwargs: Mapping[str, Any] | None = None,
         task_id: str | None = None,
+        unread: Iterator[Any] | None = None,
         **options: Any,
     ) -> Any:
-        """Freeze, record the header in the chord join, send the header (see apply_async)."""
+        """Freeze, record the header in the chord join, send the header (see apply_async);
+        a header still to be read from a generator (``unread``) is sent as it is read."""
         app = self.app
         ensure_chords_allowed(app)
         group_id = header.options.get("task_id") or new_id()
@@ -202,13 +227,18 @@ class chord(Signature[Any]):
             body.link(callback)
         for errback in as_list(options.pop("link_error", None)):
             body.link_error(errback)
-        delay = {key: options.pop(key) for key in ("countdown", "eta") if key in options}
+        delay: dict[str, Any] = {k: options.pop(k) for k in ("countdown", "eta") if k in options}
         body_only = {key: options.pop(key) for key in _BODY_ONLY if key in options}
         options.pop("task_id", None)
         body.options.update(
             {k: v for k, v in {**options, **body_only}.items() if k not in _HEADER_ONLY}
         )
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
+        if unread is not None:
+            sending: dict[str, Any] = {**options, **delay}
+            sent = send_lazily(app, unread, group_id, body, root_id, partial_args, kwargs, sending)
+            _attach(body_result, sent)
+            return body_result
         header_result: GroupResult = header.freeze(group_id=group_id, chord=body, root_id=root_id)
         if header.tasks:
             members = leaf_ids(header_result.as_tuple())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas._tasklist import TaskList
 from celeriac.canvas.signature import Signature, clone_tree, maybe_signature, new_id
+from celeriac.canvas.stamping import StampingVisitor, stamp_members
 from celeriac.request import current_request
 
 if TYPE_CHECKING:
@@ -59,6 +60,16 @@ class group(TaskList[list[Any]]):
     def set_immutable(self, immutable: bool) -> None:
         for task in self.tasks:
             task.set_immutable(immutable)
+
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> group:
+        """Stamp every member (``on_group_start``'s stamps added); see ``canvas.stamping``."""
+        started = visitor.on_group_start(self, **headers) if visitor else None
+        stamp_members(self.tasks, visitor, append_stamps, headers, started)
+        if visitor is not None:
+            visitor.on_group_end(self, **headers)
+        return self
 
     def skew(self, start: float = 1.0, stop: float | None = None, step: float = 1.0) -> group:
         """Spread the members' ``countdown``: start, start + step, ... (capped at stop)."""

@@ -68,6 +68,7 @@ __all__ = [
     "ChordJoin",
     "ChordPart",
     "CounterJoin",
+    "add_chord_member",
     "chord_join_for",
     "chord_ttl",
     "decode_entry",
@@ -165,6 +166,38 @@ class CounterJoin:
     def finish(self, group_id: str) -> None:
         """Nothing to drop: the counters expire, and the claim must outlive late reports."""
 
+    def add_member(self, group_id: str, task_id: str, *, ttl: float | None) -> None:
+        """One more member: appended to the saved header (a read and a write, so two
+        members adding at the same moment may lose one: the joins of the shipped
+        backends have their own atomic ``add_member``)."""
+        results = self._results
+        saved = results.restore_group(group_id)
+        if saved is None:
+            raise LookupError(f"chord {group_id}: no saved header to add {task_id} to")
+        head, members = saved
+        results.save_group(group_id, [head, [*members, [[task_id, None], None]]], ttl=ttl)
+
+
+def add_chord_member(app: Celery, group_id: str, task_id: str) -> None:
+    """``Task.add_to_chord``: the chord of ``group_id`` waits for ``task_id`` too, before its
+    body runs (through the join's own ``add_member`` when it has one, else the counters')."""
+    results, ttl = app.results, chord_ttl(app)
+    join = chord_join_for(results)
+    own = None if isinstance(join, CounterJoin) else getattr(join, "add_member", None)
+    added = False
+    if callable(own):
+        try:
+            own(group_id, task_id, ttl=ttl)
+            added = True
+        except LookupError:  # joined by counters: see join_member
+            pass
+    if not getattr(join, "celery_native", False):  # the saved header, as prepare_chord saved it
+        try:
+            CounterJoin(results).add_member(group_id, task_id, ttl=ttl)
+        except LookupError:
+            if not added:
+                raise
+
 
 def join_member(
     results: ResultStore, join: ChordJoin, part: ChordPart, *, ttl: float | None
@@ -257,7 +290,10 @@ def decode_entry(app: Celery, entry: bytes) -> tuple[str, str, Any]:
     serializer = app.results.serializer
     content_type = content_type_of(serializer)
     encoding = "binary" if serializer in ("msgpack", "pickle") else "utf-8"
-    _, task_id, state, result = loads(entry, content_type, encoding, accept=[content_type])
+    results = app.results
+    _, task_id, state, result = loads(
+        entry, content_type, encoding, accept=results.accept, accept_setting=results.ACCEPT_SETTING
+    )
     if state in states.EXCEPTION_STATES and isinstance(result, dict) and "exc_type" in result:
         result = decode_exception(result)
     return str(task_id), str(state), result

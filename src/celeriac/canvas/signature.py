@@ -1,13 +1,13 @@
 """``Signature``: one task call (name, partial arguments, options) that can travel and run later.
 
-A signature is a typed object, not a dict. On the wire it is Celery's signature dict
-(celery-wire.md §1.5)::
+A signature is a ``dict`` with typed attributes over its keys, as Celery's is: it is
+Celery's signature dict (celery-wire.md §1.5), so ``json.dumps(sig)`` works as it stands::
 
     {"task": "tasks.add", "args": [3], "kwargs": {}, "options": {"task_id": "..."},
      "subtask_type": null, "immutable": false}
 
-``to_dict()`` builds that dict (and ``__json__`` returns it, so serializers and the producer
-take a signature wherever a dict goes); ``Signature.from_dict(d)`` rebuilds the right class
+``to_dict()`` builds a plain copy of it (and ``__json__`` returns that, which the producer
+sends); ``Signature.from_dict(d)`` rebuilds the right class
 from ``subtask_type`` (``chain``, ``group``, ``chord``, ``chunks``, ``xmap``, ``xstarmap``
 register themselves). Reading the parts, how partial arguments and options merge into a
 signature's own, and its list options (``link``, ``link_error``) are in ``_partial``
@@ -26,6 +26,7 @@ from celeriac.canvas._partial import new_id as new_id
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
+    from celeriac.canvas.stamping import StampingVisitor
     from celeriac.result import AsyncResult, EagerResult
     from celeriac.task import Task
 
@@ -207,6 +208,24 @@ class Signature(Partial, Generic[R]):
             clone.options = dict(options)
         return clone
 
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> Self:
+        """Set stamps (custom headers that travel to the worker) on this signature and its
+        callbacks and errbacks; ``visitor`` adds its own (``canvas.stamping``)."""
+        from celeriac.canvas.stamping import stamp_signature
+
+        stamp_signature(self, visitor, append_stamps, headers)
+        return self
+
+    def stamp_links(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> None:
+        """Stamp only this signature's callbacks and errbacks (``canvas.stamping``)."""
+        from celeriac.canvas.stamping import stamp_links
+
+        stamp_links(self, visitor, append_stamps, headers)
+
     def flatten_links(self) -> list[Signature[Any]]:
         """This signature and, recursively, every callback linked to it."""
         found: list[Signature[Any]] = [self]
@@ -295,7 +314,7 @@ class Signature(Partial, Generic[R]):
     def __invert__(self) -> Any:
         return self.apply_async().get()
 
-    def __or__(self, other: Any) -> Signature[Any]:
+    def __or__(self, other: Any) -> Signature[Any]:  # type: ignore[override]  # not dict's
         """``a | b``: a chain (a group followed by a task makes a chord)."""
         from celeriac.canvas.compose import combine
 

@@ -75,6 +75,10 @@ schedule_option = click.option("-s", "--schedule", "schedule", metavar="PATH", h
 
 @click.group(invoke_without_command=True)
 @schedule_option
+@click.option(
+    "-S", "--scheduler", metavar="NAME",
+    help="beat_scheduler: 'django' keeps periodic tasks in the Django admin (docs/django.md).",
+)  # fmt: skip
 @click.option("--max-interval", type=float, help="Longest sleep between checks (seconds).")
 @click.option("-l", "--loglevel", default="WARNING", show_default=True, help="Logging level.")
 @click.option("-f", "--logfile", type=click.Path(dir_okay=False), help="Log to this file.")
@@ -101,6 +105,7 @@ def beat(
     detach: bool,
     pidfile: str | None,
     lease_ttl: float,
+    scheduler: str | None = None,
 ) -> None:
     """Run the periodic task scheduler, or (with a subcommand) edit its schedule.
 
@@ -108,6 +113,8 @@ def beat(
     each due task once, and another takes over within the lease TTL if it dies.
     """
     ctx.obj = _BeatOptions(schedule)
+    if scheduler:
+        _app(ctx).conf["beat_scheduler"] = scheduler
     if ctx.invoked_subcommand is not None:
         return
     from celeriac.log import setup_logging

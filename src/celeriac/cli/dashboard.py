@@ -4,6 +4,7 @@ celeriac -A proj dashboard                                  http://127.0.0.1:555
 celeriac -A proj dashboard --auth admin:secret --address 0.0.0.0
 celeriac -A proj dashboard --token "$TOKEN" --retention-days 30
 celeriac -A proj dashboard --allow-unauthenticated-control  localhost only: act without login
+celeriac -A proj dashboard --url-prefix /celeriac --allowed-hosts ops.example.com  behind a proxy
 
 Needs the ``dashboard`` extra (``pip install 'celeriac[dashboard]'``: Starlette, uvicorn).
 Task history goes to ``--db`` (default: ``celeriac-dashboard.sqlite`` beside the SQLite
@@ -56,6 +57,14 @@ def _require_extra() -> None:
     help="Allow actions without credentials; honoured only when bound to a loopback address.",
 )  # fmt: skip
 @click.option(
+    "--allowed-hosts", "allowed_hosts", multiple=True, metavar="HOST[,HOST]",
+    help="Host names requests may use besides loopback ones (.example.com: and subdomains).",
+)  # fmt: skip
+@click.option(
+    "--url-prefix", default="", metavar="PATH",
+    help="Serve under this path, for a reverse proxy that passes it on (e.g. /celeriac).",
+)  # fmt: skip
+@click.option(
     "--retention-days", type=click.FloatRange(min=0, min_open=True), default=7.0,
     show_default=True, help="Keep task history this long.",
 )  # fmt: skip
@@ -73,6 +82,8 @@ def dashboard(
     auth: tuple[str, ...],
     tokens: tuple[str, ...],
     allow_unauthenticated_control: bool,
+    allowed_hosts: tuple[str, ...],
+    url_prefix: str,
     retention_days: float,
     max_tasks: int,
     db: str | None,
@@ -83,7 +94,7 @@ def dashboard(
     import uvicorn
 
     from celeriac.dashboard.auth import AuthPolicy
-    from celeriac.dashboard.server import create_app
+    from celeriac.dashboard.server import create_app, normalize_prefix
     from celeriac.dashboard.store import DashboardStore, default_path
 
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s] %(message)s")
@@ -92,7 +103,7 @@ def dashboard(
         warnings.simplefilter("always", CeleryWarning)
         try:
             policy = AuthPolicy.from_options(
-                auth=auth, tokens=tokens, address=address,
+                auth=auth, tokens=tokens, address=address, allowed_hosts=allowed_hosts,
                 allow_unauthenticated_control=allow_unauthenticated_control,
             )  # fmt: skip
         except CeleryError as exc:
@@ -104,13 +115,14 @@ def dashboard(
             db or default_path(app.broker_url), retention_days=retention_days,
             max_tasks=max_tasks, clock=app.clock,
         )  # fmt: skip
-        web = create_app(app, store, auth=policy)
+        web = create_app(app, store, auth=policy, url_prefix=url_prefix)
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
     acting = "with actions" if policy.required or policy.allow_unauthenticated_control else (
         "read-only (actions need --auth or --token)"
     )  # fmt: skip
-    click.echo(f"Dashboard on http://{address}:{port}/ {acting}; history in {store.path}")
+    root = normalize_prefix(url_prefix)
+    click.echo(f"Dashboard on http://{address}:{port}{root}/ {acting}; history in {store.path}")
     config = uvicorn.Config(
         web, host=address, port=port, log_level=loglevel.lower(), timeout_graceful_shutdown=2
     )

@@ -410,6 +410,9 @@ for _command in (control, inspect, status, events):
     cli.add_command(_command)
 
 from celeriac.cli.dashboard import dashboard  # noqa: E402 - registered after the group exists
+from celeriac.cli.dlq import dlq  # noqa: E402 - registered after the group exists
+
+cli.add_command(dlq)
 
 cli.add_command(dashboard)
 cli.add_command(dashboard, name="flower")

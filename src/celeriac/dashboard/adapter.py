@@ -54,7 +54,10 @@ def decode_events(app: Celery, broadcast: Broadcast) -> list[dict[str, Any]]:
     message = broadcast.message
     accept = {"json", str(app.conf.event_serializer or "json")}
     try:
-        body = loads(message.body, message.content_type, message.content_encoding, accept=accept)
+        body = loads(
+            message.body, message.content_type, message.content_encoding, accept=accept,
+            accept_setting="event_serializer (events are accepted in it and in json)",
+        )  # fmt: skip
     except CeleryError as exc:
         logger.warning("Dashboard: dropping an event that does not decode: %s", exc)
         return []

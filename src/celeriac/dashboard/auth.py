@@ -10,6 +10,12 @@ address; bound elsewhere the flag is ignored (``AuthPolicy.from_options`` warns)
 an action must come with a loopback ``Host`` header, so a web page elsewhere cannot reach
 the port through DNS rebinding.
 
+Bound to a loopback address, every request (reads, the event stream and the page included)
+must carry a ``Host`` that is a loopback name or one given with ``--allowed-hosts``; so a
+page elsewhere that rebinds its own name to 127.0.0.1 cannot read tasks, results or
+settings either. ``--allowed-hosts`` also applies when bound elsewhere (``.example.com``
+allows the domain and its subdomains, ``*`` any host).
+
 Every action is a POST with a JSON body and, when the browser sends one, an ``Origin``
 matching the host: a plain HTML form on another site can send neither, so a browser that
 holds basic-auth credentials cannot be made to act by another site (CSRF).
@@ -28,7 +34,7 @@ from urllib.parse import urlsplit
 
 from celeriac.exceptions import CeleryWarning, ImproperlyConfigured
 
-__all__ = ["AuthPolicy", "is_loopback", "same_origin"]
+__all__ = ["AuthPolicy", "host_allowed", "is_loopback", "same_origin"]
 
 
 def is_loopback(host: str) -> bool:
@@ -46,6 +52,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _host_name(host: str) -> str:
+    name = host.strip().lower()
+    if name.startswith("["):
+        return name[1:].partition("]")[0]
+    return name.partition(":")[0] if name.count(":") == 1 else name
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """Whether a ``Host`` header names this machine or one of the ``allowed`` hosts."""
+    if is_loopback(host):
+        return True
+    name = _host_name(host)
+    for entry in allowed:
+        wanted = entry.strip().lower()
+        if wanted == "*" or name == wanted.lstrip("."):
+            return True
+        if wanted.startswith(".") and name.endswith(wanted):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class AuthPolicy:
     """Credentials the dashboard accepts, and whether actions need them."""
@@ -53,6 +80,9 @@ class AuthPolicy:
     users: Mapping[str, str] = field(default_factory=dict)
     tokens: tuple[str, ...] = ()
     allow_unauthenticated_control: bool = False
+    #: Refuse requests whose Host is neither a loopback name nor in ``allowed_hosts``.
+    check_host: bool = False
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_options(
@@ -62,6 +92,7 @@ class AuthPolicy:
         tokens: Iterable[str] = (),
         allow_unauthenticated_control: bool = False,
         address: str = "127.0.0.1",
+        allowed_hosts: Iterable[str] = (),
     ) -> AuthPolicy:
         """A policy from the command line's options; ``auth`` items are ``user:password``."""
         users: dict[str, str] = {}
@@ -81,7 +112,13 @@ class AuthPolicy:
                 stacklevel=2,
             )
             allow_unauthenticated_control = False
-        return cls(users, token_list, allow_unauthenticated_control)
+        hosts = tuple(name for item in allowed_hosts for name in item.split(",") if name.strip())
+        check_host = is_loopback(address) or bool(hosts)
+        return cls(users, token_list, allow_unauthenticated_control, check_host, hosts)
+
+    def host_ok(self, host_header: str) -> bool:
+        """Whether a request with this ``Host`` may be served at all (DNS rebinding)."""
+        return not self.check_host or host_allowed(host_header, self.allowed_hosts)
 
     @property
     def required(self) -> bool:

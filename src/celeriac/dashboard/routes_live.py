@@ -13,12 +13,13 @@ Reading the stream and rendering metrics never block the event loop.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 from celeriac.dashboard import metrics as prometheus
@@ -35,8 +36,14 @@ def sse_event(item: LiveItem) -> str:
     return f"id: {item.seq}\nevent: {item.kind}\ndata: {json.dumps(item.data)}\n\n"
 
 
-async def index(_request: Request) -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+async def index(request: Request) -> HTMLResponse:
+    """The page, its links made to start with the ``--url-prefix`` it is served under."""
+    root = html.escape(str(request.scope.get("root_path", "")).rstrip("/"), quote=True)
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace('"/static/', f'"{root}/static/').replace(
+        "<head>", f'<head>\n<meta name="celeriac-root" content="{root}">', 1
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
 
 def _start(request: Request, feed: LiveFeed) -> tuple[int, bool]:

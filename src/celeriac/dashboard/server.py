@@ -3,9 +3,11 @@
 Puts together the parts (store, live feed, queue monitor, control adapter, collector), the
 routes (``routes_api``: reads, ``routes_control``: actions, ``routes_live``: the page, its
 event stream and ``/metrics``), the static files, and one guard in front of them all that
-applies ``AuthPolicy`` (see ``auth``). The collector's threads run for the app's lifespan,
-so serving it (uvicorn, or Starlette's ``TestClient`` used as a context manager) is what
-starts them. Needs the ``dashboard`` extra (Starlette); uvicorn only to serve it.
+applies ``AuthPolicy`` (see ``auth``). With ``url_prefix`` (``--url-prefix``) every path is
+served under it, for a reverse proxy that passes ``/prefix/...`` on unchanged. The
+collector's threads run for the app's lifespan, so serving it (uvicorn, or Starlette's
+``TestClient`` used as a context manager) is what starts them. Needs the ``dashboard``
+extra (Starlette); uvicorn only to serve it.
 """
 
 from __future__ import annotations
@@ -73,14 +75,16 @@ def create_app(
     clock: Clock | None = None,
     collect: bool = True,
     control: ControlAdapter | None = None,
+    url_prefix: str = "",
 ) -> Starlette:
     """The dashboard for ``celeriac_app``, keeping its history in ``store``.
 
     ``auth``: who may read and act (default: anyone may read, nobody may act).
     ``collect``: run the event collector and pollers while the app is served (tests that
-    feed the store themselves turn it off).
+    feed the store themselves turn it off). ``url_prefix``: serve under this path
+    (``/celeriac``; the page finds the prefix in the ``root_path`` it is served with).
     """
-    from celeriac.dashboard import routes_api, routes_control, routes_live
+    from celeriac.dashboard import routes_api, routes_control, routes_dead_letters, routes_live
 
     clock = clock or system_clock
     conf = celeriac_app.conf
@@ -112,26 +116,46 @@ def create_app(
         *routes_live.routes(),
         *routes_api.routes(),
         *routes_control.routes(),
+        *routes_dead_letters.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
+    prefix = normalize_prefix(url_prefix)
+    if prefix:
+        routes = [Mount(prefix, routes=routes)]
     web = Starlette(routes=routes, lifespan=lifespan)
     web.state.dashboard = state
-    web.add_middleware(_Guard, policy=state.auth)
+    web.add_middleware(_Guard, policy=state.auth, prefix=prefix)
     return web
+
+
+def normalize_prefix(url_prefix: str) -> str:
+    """``celeriac/`` -> ``/celeriac``; empty for none."""
+    return "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
 
 
 class _Guard:
     """Applies the auth policy to every request but the static files (see ``auth``)."""
 
-    def __init__(self, app: ASGIApp, policy: AuthPolicy) -> None:
+    def __init__(self, app: ASGIApp, policy: AuthPolicy, prefix: str = "") -> None:
         self.app = app
         self.policy = policy
+        self.static = f"{prefix}/static/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or str(scope["path"]).startswith("/static/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if not self.policy.host_ok(headers.get("host", "")):
+            rebound = _refuse(
+                403, "this dashboard is bound to a loopback address and refuses requests for "
+                "other host names (DNS rebinding); name this host with --allowed-hosts",
+            )  # fmt: skip
+            await rebound(scope, receive, send)
+            return
+        if str(scope["path"]).startswith(self.static):
+            await self.app(scope, receive, send)
+            return
         query = QueryParams(scope.get("query_string", b""))
         authenticated = self.policy.authenticated(headers.get("authorization"), query.get("token"))
         host = headers.get("host", "")

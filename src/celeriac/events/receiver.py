@@ -152,7 +152,11 @@ class EventReceiver:
     def _decode(self, message: Any) -> list[dict[str, Any]]:
         try:
             body = loads(
-                message.body, message.content_type, message.content_encoding, accept=self.accept
+                message.body,
+                message.content_type,
+                message.content_encoding,
+                accept=self.accept,
+                accept_setting="event_serializer (events are accepted in it and in json)",
             )
         except CeleryError as exc:
             logger.warning("Skipping an event message that does not decode: %s", exc)

@@ -82,3 +82,5 @@ class TaskMessage:
     reply_to: str | None = None
     priority: int | None = None
     delivery_mode: int = 2
+    # Other message properties (``apply_async(app_id=...)``): ``app_id``, ``user_id``, ...
+    extra_properties: dict[str, Any] = field(default_factory=dict)

@@ -24,11 +24,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from celeriac import exceptions, states
-from celeriac.exceptions import DecodeError, RemoteError, SecurityError, SerializationError
+from celeriac.exceptions import (
+    ContentDisallowed,
+    DecodeError,
+    RemoteError,
+    SecurityError,
+    SerializationError,
+)
 from celeriac.protocol.serializers import content_type_of, dumps, loads
 
 __all__ = ["build_meta", "decode_exception", "decode_meta", "encode_exception", "encode_meta"]
@@ -203,12 +209,27 @@ def encode_meta(meta: Mapping[str, Any], serializer: str) -> bytes:
     return body
 
 
-def decode_meta(payload: bytes, serializer: str) -> dict[str, Any]:
-    """Parse stored meta. Raises ``DecodeError`` (naming the serializer) when it does not."""
+def decode_meta(
+    payload: bytes,
+    serializer: str,
+    *,
+    accept: Collection[str] | None = None,
+    accept_setting: str = "result_accept_content",
+) -> dict[str, Any]:
+    """Parse stored meta, refusing a serializer not in ``accept`` (``result_accept_content``).
+
+    Raises ``ContentDisallowed`` (naming ``accept_setting``) when ``serializer`` is not
+    accepted, ``DecodeError`` (naming the serializer) when the meta does not decode.
+    """
     content_type = content_type_of(serializer)
     encoding = "binary" if serializer in ("msgpack", "pickle") else "utf-8"
     try:
-        meta = loads(payload, content_type, encoding, accept=[content_type])
+        meta = loads(
+            payload, content_type, encoding,
+            accept=[content_type] if accept is None else accept, accept_setting=accept_setting,
+        )  # fmt: skip
+    except ContentDisallowed:
+        raise
     except SerializationError as exc:
         raise DecodeError(f"stored result meta does not decode as {serializer}: {exc}") from exc
     if not isinstance(meta, dict):

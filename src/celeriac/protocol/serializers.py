@@ -7,6 +7,7 @@ json       application/json                   utf-8       stdlib, kombu's type w
 msgpack    application/x-msgpack              binary      ``celeriac[msgpack]``
 yaml       application/x-yaml                 utf-8       ``celeriac[yaml]`` (safe only)
 pickle     application/x-python-serialize     binary      stdlib (trusted peers only)
+auth       application/data                   utf-8       ``celeriac[auth]`` (signing.py)
 =========  =================================  ==========  ==============================
 
 JSON carries a few non-JSON types the way kombu 5.3+ does, as ``{"__type__": T, "__value__":
@@ -15,6 +16,10 @@ V}``: ``datetime``, ``date``, ``time`` (ISO strings), ``decimal`` (str), ``uuid`
 ``__json__()`` method are dumped as what it returns.
 
 Decoding enforces ``accept`` (Celery's ``accept_content``): serializer names or content types.
+``accept_setting`` names the setting the list came from, so a refusal says what to change.
+
+``auth`` signs and checks bodies with the ``Signer`` that ``app.setup_security()`` installs
+here (``use_signer``), process-wide as Celery's kombu registry does.
 """
 
 from __future__ import annotations
@@ -27,11 +32,17 @@ import json
 import pickle
 import uuid
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from celeriac.exceptions import ContentDisallowed, DecodeError, EncodeError, ImproperlyConfigured
+from celeriac.exceptions import (
+    ContentDisallowed,
+    DecodeError,
+    EncodeError,
+    ImproperlyConfigured,
+    SecurityError,
+)
 
-__all__ = ["content_type_of", "dumps", "loads", "normalize_accept"]
+__all__ = ["content_type_of", "dumps", "loads", "normalize_accept", "use_signer"]
 
 # Pickle protocol 4 keeps bodies readable by every Python Celery still supports.
 _PICKLE_PROTOCOL = 4
@@ -48,6 +59,7 @@ _CODECS: dict[str, _Codec] = {
     "msgpack": _Codec("application/x-msgpack", "binary", "msgpack"),
     "yaml": _Codec("application/x-yaml", "utf-8", "yaml"),
     "pickle": _Codec("application/x-python-serialize", "binary", None),
+    "auth": _Codec("application/data", "utf-8", "auth"),
 }
 _NAME_BY_TYPE = {codec.content_type: name for name, codec in _CODECS.items()}
 
@@ -70,6 +82,30 @@ def content_type_of(serializer: str) -> str:
 def normalize_accept(accept: Iterable[str]) -> frozenset[str]:
     """Turn serializer names and content types (``accept_content``) into content types."""
     return frozenset(name if "/" in name else content_type_of(name) for name in accept)
+
+
+class _Sealer(Protocol):
+    def seal(self, value: Any) -> bytes: ...
+    def open(self, sealed: bytes) -> Any: ...
+
+
+_signer: _Sealer | None = None
+
+
+def use_signer(signer: _Sealer | None) -> None:
+    """Install (or, with None, remove) the signer the ``auth`` serializer uses."""
+    global _signer
+    _signer = signer
+
+
+def _current_signer() -> _Sealer:
+    if _signer is None:
+        raise ImproperlyConfigured(
+            "the auth serializer signs messages with the key set up by app.setup_security(); "
+            "set security_key, security_certificate and security_cert_store and call "
+            "app.setup_security() before sending or receiving signed messages"
+        )
+    return _signer
 
 
 def _import_optional(serializer: str) -> Any:
@@ -153,6 +189,8 @@ def _encode(value: Any, serializer: str) -> bytes:
         return json.dumps(value, default=_json_default).encode("utf-8")
     if serializer == "pickle":
         return pickle.dumps(value, protocol=_PICKLE_PROTOCOL)
+    if serializer == "auth":
+        return _current_signer().seal(value)
     if serializer == "msgpack":
         packed: bytes = _import_optional("msgpack").packb(value, use_bin_type=True)
         return packed
@@ -169,7 +207,7 @@ def dumps(value: Any, serializer: str) -> tuple[bytes, str, str]:
     codec = _codec(serializer)
     try:
         body = _encode(value, serializer)
-    except ImproperlyConfigured:
+    except (ImproperlyConfigured, SecurityError):
         raise
     except _Unencodable as exc:
         raise EncodeError(
@@ -196,16 +234,27 @@ def _decode(body: bytes, serializer: str, content_encoding: str) -> Any:
         return json.loads(_text(body, content_encoding), object_hook=_json_object_hook)
     if serializer == "pickle":
         return pickle.loads(body)
+    if serializer == "auth":
+        return _current_signer().open(body)
     if serializer == "msgpack":
         return _import_optional("msgpack").unpackb(body, raw=False)
     return _import_optional("yaml").safe_load(body)
 
 
-def loads(body: bytes, content_type: str, content_encoding: str, *, accept: Collection[str]) -> Any:
+def loads(
+    body: bytes,
+    content_type: str,
+    content_encoding: str,
+    *,
+    accept: Collection[str],
+    accept_setting: str = "accept_content",
+) -> Any:
     """Deserialize a body of ``content_type``, refusing types not in ``accept``.
 
-    Raises ``ContentDisallowed`` when the type is not accepted, ``DecodeError`` when the body
-    does not decode, ``ImproperlyConfigured`` when the serializer's library is missing.
+    Raises ``ContentDisallowed`` (naming ``accept_setting``) when the type is not accepted,
+    ``DecodeError`` when the body does not decode or, for signed bodies, when the signature
+    check fails (its cause a ``SecurityError``), ``ImproperlyConfigured`` when the
+    serializer's library is missing.
     """
     accepted = normalize_accept(accept)
     if not isinstance(content_type, str):  # a malformed message from a raw or foreign sender
@@ -213,7 +262,7 @@ def loads(body: bytes, content_type: str, content_encoding: str, *, accept: Coll
     if content_type not in accepted:
         raise ContentDisallowed(
             f"refusing to deserialize content of type {content_type!r}: it is not in the "
-            f"accepted content types {sorted(accepted)}; add it to the accept_content "
+            f"accepted content types {sorted(accepted)}; add it to the {accept_setting} "
             f"setting if this sender is trusted"
         )
     serializer = _NAME_BY_TYPE.get(content_type)
@@ -228,6 +277,8 @@ def loads(body: bytes, content_type: str, content_encoding: str, *, accept: Coll
         return _decode(raw, serializer, content_encoding)
     except ImproperlyConfigured:
         raise
+    except SecurityError as exc:
+        raise DecodeError(f"signed message refused: {exc}") from exc
     except Exception as exc:
         raise DecodeError(
             f"body of content type {content_type!r} does not decode ({type(exc).__name__}: {exc})"

@@ -5,8 +5,9 @@ merged into the same table, body ``[args, kwargs, {callbacks, errbacks, chain, c
 properties ``correlation_id``, ``reply_to``, ``delivery_mode``, ``priority`` and, with
 ``expires``, ``expiration`` (milliseconds as a string, RabbitMQ's per-message TTL).
 
-Decoding also accepts protocol v1 (the body a dict holding ``task``, ``id``, ``args``, ...)
-and Celery's hybrid form (v2 headers with a v1 body), and raises ``InvalidTaskError`` naming
+Decoding also accepts protocol v1 (no ``task`` header; the body a dict holding ``task``,
+``id``, ``args``, ...) and Celery's hybrid form (v2 headers with a v1 body that carries
+``args``), and raises ``InvalidTaskError`` naming
 exactly which part of a malformed message is wrong.
 """
 
@@ -24,7 +25,7 @@ from celeriac.protocol.compression import compress, decompress
 from celeriac.protocol.message import Embed, Message, TaskMessage
 from celeriac.protocol.serializers import dumps, loads
 
-__all__ = ["PROTOCOL_HEADERS", "decode_task", "encode_task", "saferepr"]
+__all__ = ["MESSAGE_PROPERTIES", "PROTOCOL_HEADERS", "decode_task", "encode_task", "saferepr"]
 
 #: Header names the protocol owns; every other header is the user's (``request.headers``).
 PROTOCOL_HEADERS = frozenset(
@@ -92,6 +93,11 @@ def _headers(task: TaskMessage) -> dict[str, Any]:
     }
 
 
+#: Message properties a sender may set beyond the protocol's own (kombu's ``publish``
+#: passes them on): they reach the worker's ``request.properties``.
+MESSAGE_PROPERTIES = frozenset({"app_id", "user_id", "message_id", "timestamp", "type"})
+
+
 def _properties(task: TaskMessage, now: dt.datetime | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "correlation_id": task.correlation_id or task.id,
@@ -104,7 +110,7 @@ def _properties(task: TaskMessage, now: dt.datetime | None) -> dict[str, Any]:
             now = dt.datetime.fromtimestamp(system_clock.time(), dt.UTC)
         seconds = max((_aware(task.expires) - _aware(now)).total_seconds(), 0.0)
         properties["expiration"] = str(int(seconds * 1000))
-    return properties
+    return {**task.extra_properties, **properties}
 
 
 def encode_task(
@@ -238,6 +244,18 @@ def _from_v1(body: Mapping[str, Any], headers: Mapping[str, Any]) -> dict[str, A
     return fields
 
 
+def _is_v1_body(payload: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
+    """Whether a dict body really is protocol v1 (or Celery's hybrid form), as Celery decides.
+
+    Without a ``task`` header the body must name the task itself (v1). With one (v2 headers)
+    only Celery's hybrid form is v1: a body carrying ``args``. Any other dict is not a task
+    message, so it is never run with made-up empty arguments.
+    """
+    if "task" in headers:
+        return "args" in payload
+    return "task" in payload
+
+
 def _split_body(payload: Any, headers: Mapping[str, Any]) -> tuple[dict[str, Any], Any, str]:
     """``(protocol fields, [args, kwargs, embed], where fields came from)``."""
     if isinstance(payload, (list, tuple)):
@@ -246,10 +264,16 @@ def _split_body(payload: Any, headers: Mapping[str, Any]) -> tuple[dict[str, Any
                 f"body must be [args, kwargs, embed], got a list of {len(payload)} items"
             )
         return dict(headers), payload, "header"
-    if isinstance(payload, Mapping) and ("task" in payload or "task" in headers):
+    if isinstance(payload, Mapping) and _is_v1_body(payload, headers):
         embed = {k: payload.get(k) for k in ("callbacks", "errbacks", "chord")}
         parts = [payload.get("args", []), payload.get("kwargs", {}), embed]
         return _from_v1(payload, headers), parts, "protocol v1 body field"
+    if isinstance(payload, Mapping) and "task" in headers:
+        raise InvalidTaskError(
+            f"the headers name task {headers['task']!r:.200} (protocol v2), so the body must be "
+            "[args, kwargs, embed], got a dict without 'args' (a protocol v1 body carries "
+            f"'args'; keys found: {sorted(map(str, payload))!r:.200})"
+        )
     raise InvalidTaskError(
         f"body must be [args, kwargs, embed] (or a protocol v1 dict with 'task'), "
         f"got {type(payload).__name__}"
@@ -309,6 +333,7 @@ def decode_task(message: Message, *, accept: Collection[str]) -> TaskMessage:
         reply_to=_field(properties, "reply_to", (str,), "property"),
         priority=_field(properties, "priority", (int,), "property"),
         delivery_mode=_field(properties, "delivery_mode", (int,), "property", default=2),
+        extra_properties={k: v for k, v in properties.items() if k in MESSAGE_PROPERTIES},
     )
 
 

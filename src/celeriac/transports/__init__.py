@@ -20,13 +20,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
+from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.base import Transport
 
-__all__ = ["available_schemes", "create_transport", "mask_password", "positive_option"]
+__all__ = [
+    "available_schemes",
+    "connection_retry",
+    "create_transport",
+    "mask_password",
+    "positive_option",
+]
 
 # scheme -> (module, class); a module is imported the first time its scheme is asked for.
 _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
@@ -78,17 +84,9 @@ def create_transport(
 
 
 def mask_password(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``**`` (for error messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    username = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{username}:**@{hostinfo}"))
+    """``url`` with every credential masked (``celeriac._masking.mask_url``; for errors and
+    logs): passwords of each URL in a ``;`` list and secret query parameters."""
+    return mask_url(url)
 
 
 def positive_option(
@@ -112,3 +110,16 @@ def positive_option(
             f"broker_transport_options[{name!r}] must be {kind}, not {value!r}."
         ) from None
     return number
+
+
+def connection_retry(options: Mapping[str, Any] | None) -> tuple[bool, bool]:
+    """Whether to retry connecting (at startup, after a loss), as Celery decides.
+
+    ``broker_connection_retry`` (True) covers a connection that was lost;
+    ``broker_connection_retry_on_startup`` the first one, and follows
+    ``broker_connection_retry`` when it is not set (None).
+    """
+    opts = options or {}
+    after_loss = opts.get("broker_connection_retry") is not False
+    on_startup = opts.get("broker_connection_retry_on_startup")
+    return (after_loss if on_startup is None else on_startup is not False), after_loss

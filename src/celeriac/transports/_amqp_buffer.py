@@ -155,6 +155,19 @@ class DeliveryBuffer:
             self._early.clear()
             self._held = {tag: r for tag, r in self._held.items() if r.lease is not None}
 
+    def drain(self) -> tuple[list[Received], list[Received]]:
+        """Remove and return every delivery: those held (but those handed over to a lease),
+        and those waiting to be taken."""
+        with self._changed:
+            held = [r for r in self._held.values() if r.lease is None]
+            self._held = {tag: r for tag, r in self._held.items() if r.lease is not None}
+            waiting = [r for ready in self._ready.values() for r in ready]
+            waiting += [r for _, _, r in sorted(self._early)]
+            for ready in self._ready.values():
+                ready.clear()
+            self._early.clear()
+            return held, waiting
+
     def close(self) -> bool:
         """Wake every waiter for good; False when it was closed already."""
         with self._changed:

@@ -3,6 +3,8 @@
 URLs (kombu's forms): ``amqp://user:password@host:port/vhost``; ``pyamqp://`` means the same;
 ``amqps://`` adds TLS (port 5671 unless given), configured by ``broker_use_ssl`` (``True``, or
 py-amqp's dict: ``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``, ``server_hostname``...).
+The server's certificate must name the host of the URL (or ``server_hostname``) unless the
+dict says ``ssl_check_hostname: False`` or ``cert_reqs: ssl.CERT_NONE`` (``tls_options``).
 Defaults: ``guest:guest@localhost:5672``, vhost ``/`` (``amqp://host``, ``amqp://host/`` and
 ``amqp://host//`` all mean ``/``; ``%2F`` decodes). Several URLs joined by ``;`` are failover
 addresses, tried in turn. Query parameters: ``heartbeat``, ``connect_timeout`` (seconds).
@@ -10,7 +12,9 @@ addresses, tried in turn. Query parameters: ``heartbeat``, ``connect_timeout`` (
 Options (the options mapping; Celery's setting names, which the app passes through):
 ``broker_heartbeat`` (120 s; 0 turns heartbeats off), ``broker_connection_timeout`` (4 s),
 ``broker_use_ssl``, ``broker_login_method``, ``broker_pool_limit`` (10; 0 or None: no pool, a
-connection per use), ``broker_connection_max_retries`` (100; 0 or None: forever); and the
+connection per use), ``broker_connection_max_retries`` (100; 0 or None: forever),
+``broker_connection_retry`` / ``broker_connection_retry_on_startup`` (False: a consumer gives
+up at the first failed (re)connection; on startup follows the first when unset); and the
 transport options ``interval_start`` (0.1 s), ``interval_step`` (0.5 s), ``interval_max``
 (5 s) spacing reconnection attempts, ``confirm_publish`` (True), ``confirm_timeout`` (10 s).
 
@@ -31,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celeriac.exceptions import CeleryError, ImproperlyConfigured, TransportError
-from celeriac.transports import mask_password, positive_option
+from celeriac.transports import connection_retry, mask_password, positive_option
 from celeriac.transports._amqp_driver import amqp, amqp_errors
 
 __all__ = ["RECOVERABLE", "Address", "Backoff", "Connector", "close_quietly", "translate"]
@@ -137,6 +141,7 @@ class Connector:
             interval_max=positive_option(opts, "interval_max", 5.0),
             max_retries=_optional_count(opts, "broker_connection_max_retries", 100),
         )
+        self.retry_on_startup, self.retry_after_loss = connection_retry(opts)
         self.shown = self.addresses[0].shown
         self._turn = 0
         self._lock = threading.Lock()
@@ -175,9 +180,8 @@ class Connector:
     def _open(self, address: Address, heartbeat: bool, name: str) -> amqp.Connection:
         tls: dict[str, Any] | bool = False
         if address.tls or self.ssl_options:
-            tls = self.ssl_options if isinstance(self.ssl_options, dict) else True
-            if tls is True:
-                tls = {"server_hostname": address.host.rpartition(":")[0]}
+            given = self.ssl_options if isinstance(self.ssl_options, dict) else {}
+            tls = tls_options(given, address.host.rpartition(":")[0])
         connection = amqp.Connection(
             host=address.host,
             userid=address.userid,
@@ -197,6 +201,24 @@ class Connector:
             close_quietly(connection)
             raise
         return connection
+
+
+def tls_options(given: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """py-amqp's ssl dict for a connection to ``host``: its name checked unless switched off.
+
+    py-amqp checks the certificate's name only when ``server_hostname`` is given, so it is
+    set to the URL's host by default; ``ssl_check_hostname: False`` (or ``cert_reqs:
+    ssl.CERT_NONE``) leaves it out, and the name is not checked (nor sent for SNI).
+    """
+    options = dict(given)
+    check = options.pop("ssl_check_hostname", True)
+    if isinstance(check, str):
+        check = check.strip().lower() not in ("false", "0", "no")
+    if not check or options.get("cert_reqs") == ssl.CERT_NONE:
+        options.pop("server_hostname", None)
+    else:
+        options.setdefault("server_hostname", host)
+    return options
 
 
 def translate(exc: BaseException, what: str, shown: str) -> CeleryError:
@@ -220,6 +242,11 @@ def translate(exc: BaseException, what: str, shown: str) -> CeleryError:
         )
     if isinstance(exc, (socket.timeout, TimeoutError)):
         hint = "the broker did not answer in time"
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        hint = (
+            "the server's TLS certificate was refused: it must be signed by a CA in "
+            "broker_use_ssl['ca_certs'] and name the host of the URL (or server_hostname)"
+        )
     elif isinstance(exc, ssl.SSLError):
         hint = "the TLS handshake or stream failed: check broker_use_ssl"
     elif isinstance(exc, OSError):

@@ -21,10 +21,13 @@ so they go to idle workers instead of waiting here into RabbitMQ's ``consumer_ti
 Deliveries are counted so a message that keeps killing its worker is set aside: quorum queues
 say how often a message came back (``x-delivery-count``); classic queues only flag a
 redelivery, so a redelivered message is republished with the count in a header
-(``x-celeriac-deliveries``) and the original acknowledged. ``reject(requeue=True)`` does the
-same at once (a counted copy goes to the end of the queue), except for a message a quorum
-queue already counts. A message delivered ``max_deliveries`` times already is dead-lettered
-instead.
+(``x-celeriac-deliveries``) and the original acknowledged. Only failed deliveries count (the
+worker died, its connection dropped): ``reject(requeue=True)`` sends a copy with the count
+unchanged to the end of the queue (flagged ``x-celeriac-returned``, so it is a redelivery) and
+acknowledges the original, and ``close`` gives back what it holds the same way, where
+RabbitMQ's own requeue would flag it redelivered; ``reject(requeue=True, failed=True)``
+counts it (a requeue by RabbitMQ where a quorum queue counts it itself). A message delivered
+``max_deliveries`` times already is dead-lettered instead.
 
 A message carrying ``x-celeriac-not-before`` (an ETA from the delay levels, or published
 with ``not_before`` to a named exchange) is handed out only once the injected clock reaches
@@ -68,6 +71,7 @@ from celeriac.transports._amqp_topology import (
     NOT_BEFORE,
     QUEUE,
     REASON,
+    RETURNED,
     ROUTING_KEY,
     Bookkeeping,
     from_amqp,
@@ -189,20 +193,23 @@ class AmqpConsumer(Consumer):
         if received is not None:
             self._io.submit(partial(self._settle, received, requeue=None))
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
         received = self._buffer.release(delivery)
         if received is None:
             return
-        if "x-delivery-count" in received.bookkeeping:  # a quorum queue counts it itself
+        if failed and "x-delivery-count" in received.bookkeeping:  # a quorum queue counts it
             self._io.submit(partial(self._settle, received, requeue=True))
             return
-        # Elsewhere a requeue loses the count (and may come back at any time): send a counted
-        # copy to the end of the queue instead, confirmed before this returns.
-        failures = delivery.delivery_count
-        requeue_it = partial(self._redirect, received, None, None, failures=failures)
+        # Elsewhere a requeue loses the count (and may come back at any time), and a plain
+        # give-back must not count at all: send a copy with the count to the end of the queue
+        # instead, confirmed before this returns.
+        failures = delivery.delivery_count if failed else delivery.delivery_count - 1
+        requeue_it = partial(
+            self._redirect, received, None, None, failures=failures, returned=not failed
+        )
         self._wait_for("requeue a message", received, requeue_it)
 
     def defer(self, delivery: Delivery, until: float) -> None:
@@ -247,8 +254,8 @@ class AmqpConsumer(Consumer):
             self._io.call(partial(self._hand_over, due), timeout)
 
     def close(self) -> None:
-        if not self._buffer.close():
-            return
+        if not self._buffer.close() and self._io.failure is None:
+            return  # closed already (one whose I/O gave up still closes its wake-up pipe)
         with self._start_lock:
             self._started = True  # a fetch racing with close must not start the thread now
         self._io.stop(final=self._close_channel)  # (only closes its wake-up pipe if never started)
@@ -367,12 +374,13 @@ class AmqpConsumer(Consumer):
             queue=queue,
             exchange=book.get(EXCHANGE, info["exchange"]),
             routing_key=book.get(ROUTING_KEY, info["routing_key"]),
-            redelivered=failures > 0,
+            redelivered=failures > 0 or bool(book.get(RETURNED)),
             delivery_count=failures + 1,
         )
         received = Received(delivery, info["delivery_tag"], consumer_tag, self._io.generation, book)
         if failures >= self._transport.max_deliveries:
             self._redirect(received, 0, _poison_reason(failures))
+            self._transport.rejects.note(queue, _poison_reason(failures))
         elif redelivered and broker_count is None:  # classic queue: keep the count in a copy
             self._redirect(received, None, None, failures=failures)
         else:
@@ -392,6 +400,7 @@ class AmqpConsumer(Consumer):
         connection: amqp.Connection | None = None,
         *,
         failures: int | None = None,
+        returned: bool = False,
     ) -> None:
         """Publish a copy (dead letter, delayed, or counted) and acknowledge the original (or
         drop its lease)."""
@@ -405,6 +414,8 @@ class AmqpConsumer(Consumer):
             ROUTING_KEY: delivery.routing_key,
             DELIVERIES: delivery.delivery_count - 1 if failures is None else failures,
         }
+        if returned or RETURNED in received.bookkeeping:
+            book[RETURNED] = 1
         if reason is not None:
             self._transport.ensure_dead_letters(self._publisher.connection)
             book.update({REASON: reason, QUEUE: delivery.queue, DEAD_AT: self._clock.time()})
@@ -480,8 +491,25 @@ class AmqpConsumer(Consumer):
                 self._leases.give_back(self._publisher)
             except TransportError as exc:
                 logger.warning("Leased messages go back after lease_timeout: %s", exc)
+            self._give_back_uncounted()
         if self._channel is not None:
             self._channel.close()  # every unacknowledged delivery goes back to its queue now
+
+    def _give_back_uncounted(self) -> None:
+        """Closing: give back what this consumer still holds as copies with their counts
+        unchanged; RabbitMQ would flag what the channel's close returns as redelivered, which
+        counts as a failed delivery (a warm shutdown is not one)."""
+        self._process_inbox()
+        held, waiting = self._buffer.drain()
+        taken = {id(received) for received in held}  # (one never taken is no redelivery)
+        try:
+            for received in held + waiting:
+                if received.lease is None and received.generation == self._io.generation:
+                    failures = received.delivery.delivery_count - 1
+                    returned = id(received) in taken
+                    self._redirect(received, None, None, failures=failures, returned=returned)
+        except TransportError as exc:  # the rest goes back with the channel, counted
+            logger.warning("Could not give held messages back uncounted: %s", exc)
 
 
 def _count(value: Any) -> int:

@@ -117,13 +117,13 @@ class IOConnection:
     def stop(self, final: Command | None = None, timeout: float = 10.0) -> None:
         """Run ``final(connection)`` (if connected), close the connection, end the thread."""
         with self._lock:
-            if self._stopping:
-                return
-            self._stopping = True
-            self._final = final
-        self._wake()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+            stopping, self._stopping = self._stopping, True  # (set too when the thread gave up)
+            if not stopping:
+                self._final = final
+        if not stopping:
+            self._wake()
+            if self._thread.is_alive() and threading.current_thread() is not self._thread:
+                self._thread.join(timeout)
         if not self._thread.is_alive():
             self._wake_r.close()
             self._wake_w.close()
@@ -179,15 +179,24 @@ class IOConnection:
                 error = exc if isinstance(exc, CeleryError) else translate(
                     exc, "start consuming", self.connector.shown
                 )  # fmt: skip
-                if isinstance(error, ImproperlyConfigured) or (
-                    backoff.max_retries is not None and attempt >= backoff.max_retries
+                may_retry = (
+                    self.connector.retry_after_loss if self.connections
+                    else self.connector.retry_on_startup
+                )  # fmt: skip
+                if (
+                    isinstance(error, ImproperlyConfigured)
+                    or not may_retry
+                    or (backoff.max_retries is not None and attempt >= backoff.max_retries)
                 ):
                     self.failure = error
                     if not isinstance(error, ImproperlyConfigured):
-                        self.failure = TransportError(
-                            f"{error} Gave up after {attempt} reconnection attempts "
-                            "(broker_connection_max_retries)."
-                        )
+                        why = (
+                            f"Gave up after {attempt} reconnection attempts "
+                            "(broker_connection_max_retries)." if may_retry else
+                            "Not retried: broker_connection_retry"
+                            f"{'' if self.connections else '_on_startup'} is off."
+                        )  # fmt: skip
+                        self.failure = TransportError(f"{error} {why}")
                     logger.error("Cannot consume from RabbitMQ: %s", self.failure)
                     return None
                 pause = backoff.interval(attempt)

@@ -37,7 +37,7 @@ Steps, all on the consumer's I/O thread, each publish confirmed before the step 
                lease is no longer renewed and its copy, requeued by renewals (which keeps its
                expiry), goes back to its queue within lease_timeout: delivered again
     give back  the consumer closing with leases still held: each copy goes to its queue at
-               once (counted, as a requeue by RabbitMQ would be), then the lease queues are
+               once (not counted: a give-back is no failed delivery), then the lease queues are
                deleted
     crash      a worker killed (or cut off longer than lease_timeout): its copies expire and
                RabbitMQ dead-letters them to their queues, where another worker runs them
@@ -70,6 +70,7 @@ from celeriac.transports._amqp_topology import (
     EXPIRATION,
     LEASE,
     QUEUE,
+    RETURNED,
     ROUTING_KEY,
     to_amqp,
 )
@@ -183,7 +184,7 @@ class LeaseKeeper:
         """Put the copy of every lease still held in its queue, then delete the lease queues
         (those holding a lapsed copy are left to expire)."""
         batch = [
-            (_copy(received, lease), "", self._origins[name])
+            (_copy(received, lease, given_back=True), "", self._origins[name])
             for name, live in self._live.items()
             for lease, received in live.items()
         ]
@@ -252,16 +253,20 @@ class LeaseKeeper:
             raise TransportError("RabbitMQ returned a lease copy: its lease queue was deleted")
 
 
-def _copy(received: Received, lease: str) -> amqp.Message:
-    """The message as delivered, with a lease copy's bookkeeping (module docstring)."""
+def _copy(received: Received, lease: str, *, given_back: bool = False) -> amqp.Message:
+    """The message as delivered, with a lease copy's bookkeeping (module docstring); a copy
+    ``given_back`` at close is not counted as a failed delivery."""
     delivery = received.delivery
     book: dict[str, Any] = {
         EXCHANGE: delivery.exchange,
         ROUTING_KEY: delivery.routing_key,
-        DELIVERIES: delivery.delivery_count,  # counted as failed, should the copy come back
+        # counted as failed, should the copy come back (unless given back at close)
+        DELIVERIES: delivery.delivery_count - 1 if given_back else delivery.delivery_count,
         QUEUE: delivery.queue,
         LEASE: lease,
     }
+    if given_back:
+        book[RETURNED] = 1
     expiration = delivery.message.properties.get("expiration")
     if expiration is not None:
         book[EXPIRATION] = expiration

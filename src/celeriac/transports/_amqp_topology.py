@@ -46,7 +46,6 @@ from celeriac.transports._amqp_driver import amqp, amqp_errors
 __all__ = [
     "DEAD_LETTERS",
     "Bookkeeping",
-    "declare_dead_letters",
     "declare_delay_levels",
     "declare_queue",
     "delay_routing_key",
@@ -56,6 +55,7 @@ __all__ = [
 
 # Bookkeeping headers, removed before a worker sees the message.
 DELIVERIES = "x-celeriac-deliveries"  # earlier deliveries that did not finish
+RETURNED = "x-celeriac-returned"  # given back before (not counted): the next is a redelivery
 NOT_BEFORE = "x-celeriac-not-before"  # Unix time; not handed out before it
 QUEUE = "x-celeriac-queue"  # the queue a delayed message goes back to / a dead letter left
 EXCHANGE = "x-celeriac-exchange"  # where the message was first published, kept on republish
@@ -235,9 +235,3 @@ def bind_delay_target(channel: amqp.Channel, queue: str) -> None:
 def delay_routing_key(seconds: int) -> str:
     """The routing key that makes the delay levels hold a message ``seconds`` (1..MAX_DELAY)."""
     return ".".join(f"{min(seconds, MAX_DELAY):0{DELAY_LEVELS}b}") + ".celeriac"
-
-
-def declare_dead_letters(channel: amqp.Channel) -> None:
-    channel.exchange_declare(DEAD_LETTERS, "fanout", durable=True, auto_delete=False)
-    channel.queue_declare(DEAD_LETTERS, durable=True, auto_delete=False)
-    channel.queue_bind(DEAD_LETTERS, DEAD_LETTERS, "")

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # ssl costs every process megabytes: imported only when TLS i
 
 __all__ = [
     "AuthenticationError",
+    "CertificateError",
+    "ConnectFailed",
     "ConnectSettings",
     "Connection",
     "ConnectionError",
@@ -43,6 +45,14 @@ class RedisError(Exception):
 
 class ConnectionError(RedisError):
     """Redis could not be reached, or the connection broke (including timeouts)."""
+
+
+class CertificateError(RedisError):
+    """The server's TLS certificate was refused (unknown CA, or it names another host)."""
+
+
+class ConnectFailed(ConnectionError):
+    """No connection could be opened (refused, unreachable, connect timeout)."""
 
 
 class ResponseError(RedisError):
@@ -84,6 +94,18 @@ def pack(args: Sequence[bytes | str | int | float]) -> bytes:
             data = repr(arg).encode()
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(parts)
+
+
+def _wrap_tls(context: ssl.SSLContext, sock: socket.socket, host: str, where: str) -> socket.socket:
+    """``sock`` in TLS; a refused certificate is a ``CertificateError`` (no use retrying)."""
+    import ssl
+
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        reason = str(exc.verify_message or exc).rstrip(".")
+        raise CertificateError(f"TLS to {where}: {reason}") from exc
 
 
 @dataclass
@@ -146,10 +168,10 @@ class Connection:
                 if settings.keepalive:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 if settings.tls is not None:
-                    sock = settings.tls.wrap_socket(sock, server_hostname=host)
+                    sock = _wrap_tls(settings.tls, sock, host, self.where())
             sock.settimeout(settings.socket_timeout)
         except OSError as exc:
-            raise ConnectionError(f"Error connecting to {self.where()}: {exc}") from exc
+            raise ConnectFailed(f"Error connecting to {self.where()}: {exc}") from exc
         self._sock = sock
         self._buffer.clear()
         self._pos = 0

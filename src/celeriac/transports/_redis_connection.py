@@ -9,7 +9,9 @@ URL forms (Celery's)::
     redis://[[user]:password@]host[:port][/db][?socket_timeout=s&...]
     rediss://...            TLS: ssl_cert_reqs (required|optional|none), ssl_ca_certs,
                             ssl_certfile, ssl_keyfile, ssl_check_hostname in the query or in
-                            the ssl options (Celery's broker_use_ssl / redis_backend_use_ssl)
+                            the ssl options (Celery's broker_use_ssl / redis_backend_use_ssl);
+                            the server's certificate must name the host of the URL unless
+                            ssl_check_hostname is false or ssl_cert_reqs none (redis-py 6)
     redis+socket:///path/to/redis.sock[?virtual_host=db]       (``db=`` works too)
     sentinel://[[user]:password@]host:port[/db][;sentinel://host2:port...]
                             with option ``master_name``; ``sentinel_kwargs`` (password,
@@ -40,6 +42,8 @@ from celeriac.exceptions import ImproperlyConfigured, OperationalError
 from celeriac.transports import mask_password
 from celeriac.transports._redis_client import (
     AuthenticationError,
+    CertificateError,
+    ConnectFailed,
     Connection,
     ConnectionError,
     ConnectSettings,
@@ -50,7 +54,7 @@ from celeriac.transports._redis_client import (
     sentinel_locator,
 )
 
-__all__ = ["RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
+__all__ = ["PUBLISH_RETRY", "RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
 
 T = TypeVar("T")
 
@@ -64,6 +68,7 @@ _CERT_REQS = {
     "none": "CERT_NONE",
     "cert_none": "CERT_NONE",
 }
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _RETRYABLE_CODES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN")
 
@@ -150,8 +155,14 @@ def _tls_settings(address: RedisAddress, ssl_options: Mapping[str, Any] | None) 
             )
         reqs = getattr(ssl, _CERT_REQS[reqs.lower()])
     settings["ssl_cert_reqs"] = reqs
-    if isinstance(settings.get("ssl_check_hostname"), str):
-        settings["ssl_check_hostname"] = settings["ssl_check_hostname"].lower() == "true"
+    check = settings.get("ssl_check_hostname", True)
+    if isinstance(check, str):
+        if check.lower() not in _BOOLEANS:
+            raise ImproperlyConfigured(
+                f"{address.shown!r}: ssl_check_hostname must be true or false, not {check!r}."
+            )
+        check = _BOOLEANS[check.lower()]
+    settings["ssl_check_hostname"] = bool(check)
     return settings
 
 
@@ -162,7 +173,7 @@ def _tls_context(address: RedisAddress, ssl_options: Mapping[str, Any] | None) -
     settings = _tls_settings(address, ssl_options)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     verify = settings["ssl_cert_reqs"] != ssl.CERT_NONE
-    context.check_hostname = verify and bool(settings.get("ssl_check_hostname", False))
+    context.check_hostname = verify and settings["ssl_check_hostname"]
     context.verify_mode = settings["ssl_cert_reqs"]
     try:
         if settings["ssl_cert_reqs"] != ssl.CERT_NONE:
@@ -188,12 +199,17 @@ def _seconds(value: Any, name: str) -> float | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently to retry when Redis cannot be reached."""
+    """How often and how patiently to retry when Redis cannot be reached.
+
+    ``retry_connect`` False: a failure to open a connection is not retried here (the caller
+    retries per its own policy); a connection that broke is, ``max_retries`` times.
+    """
 
     max_retries: int = 10
     interval_start: float = 0.0
     interval_step: float = 0.2
     interval_max: float = 1.0
+    retry_connect: bool = True
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:
@@ -212,6 +228,15 @@ class RetryPolicy:
         return min(self.interval_start + attempt * self.interval_step, self.interval_max)
 
 
+#: Publishing (and what a publish reads or declares): one immediate reconnect when a
+#: connection that was open broke (Redis restarted, an idle socket dropped), and no retry
+#: of a connection that cannot be opened: the producer retries per task_publish_retry_policy
+#: (docs/connection-retry.md), so the two never multiply.
+PUBLISH_RETRY = RetryPolicy(
+    max_retries=1, interval_start=0.0, interval_step=0.0, interval_max=0.0, retry_connect=False
+)
+
+
 class RedisConnector:
     """Connections to one Redis (or Sentinel-managed master), with retries.
 
@@ -228,6 +253,7 @@ class RedisConnector:
         retry: RetryPolicy,
         ssl_options: Mapping[str, Any] | bool | None = None,
         retry_on_startup: bool = True,
+        retry_after_loss: bool = True,
     ) -> None:
         """``ssl_options``: Celery's ``broker_use_ssl``: a dict of ssl_* settings, or True."""
         self.address = address = parse_url(url, what=what)
@@ -235,6 +261,7 @@ class RedisConnector:
         self.error = error
         self.retry = retry
         self._retry_on_startup = retry_on_startup
+        self._retry_after_loss = retry_after_loss
         self._connected_once = False
         self._closed = False
         merged = {**address.params, **options}
@@ -340,6 +367,11 @@ class RedisConnector:
         """``exc`` as our error class, naming the URL and what was being done."""
         if isinstance(exc, AuthenticationError):
             hint = "Check the user name and password in the URL and the server's ACL."
+        elif isinstance(exc, CertificateError):
+            hint = (
+                "The server's certificate must be signed by a CA in ssl_ca_certs and name the "
+                "host of the URL (ssl_check_hostname=false turns the name check off)."
+            )
         elif isinstance(exc, ConnectionError):
             hint = "Is the Redis server running and reachable at that address?"
         else:
@@ -361,10 +393,12 @@ class RedisConnector:
         *,
         deadline: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
     ) -> T:
         """Run ``operation``; retry per the policy while Redis cannot be reached.
 
-        ``deadline`` (monotonic time) caps the retrying, whatever the policy says.
+        ``retry`` replaces the connector's policy for this call; ``deadline`` (monotonic
+        time) caps the retrying, whatever the policy says.
         """
         attempt = 0
         while True:
@@ -375,10 +409,13 @@ class RedisConnector:
             except RedisError as exc:
                 if isinstance(exc, ResponseError) and exc.code == "READONLY":
                     self._drop_local()  # a failed-over master: find the new one
-                limit = self.retry.max_retries
-                if not self._connected_once and not self._retry_on_startup:
+                policy = retry or self.retry
+                limit = policy.max_retries
+                if not (self._retry_after_loss if self._connected_once else self._retry_on_startup):
                     limit = 0
-                pause = self.retry.pause(attempt)
+                if isinstance(exc, ConnectFailed) and not policy.retry_connect:
+                    limit = 0
+                pause = policy.pause(attempt)
                 out_of_time = deadline is not None and time.monotonic() + pause > deadline
                 if not self.is_retryable(exc) or attempt >= limit or out_of_time:
                     raise self.describe(exc, doing) from exc

@@ -14,9 +14,13 @@ without CLIENT TRACKING (before 6.0, or denied by an ACL) is checked every
 
 Acks are grouped: ``ack`` records the lease, and the next fetch acknowledges every recorded
 lease inside its TAKE, in the same round trip; a recorded ack is sent at once instead when a
-fetch is waiting or 256 have gathered, and ``close`` sends the rest. (A worker killed between
-its ack and that round trip sees the message again when the lease expires: at least once,
-never lost.)
+fetch is waiting or 256 have gathered, and ``close`` sends the rest. A recorded ack never waits
+for a fetch longer than ``ack_delay`` (the smaller of 0.1 s and a tenth of ``lease_timeout``):
+the consumer's ack thread sends what no fetch took by then, since a worker whose slots are all
+busy does not fetch, and the lease of an acknowledged delivery is no longer renewed - without
+it a task longer than ``lease_timeout`` would be handed out again while it runs. (A worker
+killed between its ack and that round trip sees the message again when the lease expires: at
+least once, never lost.)
 
 Leases of dead consumers come back through RECOVER, which a fetch runs every
 ``recover_interval`` seconds and when the earliest lease it knows of expires.
@@ -47,6 +51,8 @@ _INVALIDATE = "__redis__:invalidate"
 _LONGEST_PAUSE = 0.5  # how soon a waiting fetch notices close() from another thread
 _INJECTED_CLOCK_RECHECK = 0.05  # a ManualClock moved by a test gives no notification
 _ACK_BATCH = 256
+_ACK_DELAY = 0.1  # at most this long (and a tenth of lease_timeout) before an ack is sent
+_ACK_RETRY = 0.5  # after a failed send of acks, the ack thread tries again this much later
 _SCRIPTS = {TAKE: "take", RECOVER: "recover", ACK: "ack"}
 _RECOVER_LIMIT = 100
 
@@ -146,6 +152,10 @@ class RedisConsumer(Consumer):
         self._held: dict[str, str] = {}  # tag -> claim, for every delivery not yet settled
         self._acks: list[str] = []  # leases ("<tag>\t<claim>") acknowledged, not yet sent
         self._lock = threading.Lock()  # guards the fields above and below
+        self._acks_due: float | None = None  # monotonic time by which _acks must be sent
+        self._ack_delay = min(_ACK_DELAY, transport.options.lease_timeout / 10)
+        self._ack_wakeup = threading.Condition(self._lock)
+        self._ack_thread: threading.Thread | None = None
         self._waiting = False
         self._closed = False
         self._fetching = threading.Lock()  # one fetch at a time owns the tracker
@@ -160,6 +170,7 @@ class RedisConsumer(Consumer):
         if max_count < 1:
             raise ValueError(f"max_count must be at least 1, not {max_count}")
         deadline = time.monotonic() + max(timeout, 0.0)
+        self._transport.dead_store.watch_if_due(deadline)  # bounds and logs the dead letters
         with self._fetching:
             while not self._closed:
                 deliveries, next_due = self._take(max_count, deadline)
@@ -201,7 +212,7 @@ class RedisConsumer(Consumer):
 
     def _take(self, max_count: int, deadline: float) -> tuple[list[Delivery], float | None]:
         with self._lock:
-            acks, self._acks = self._acks, []
+            acks, self._acks, self._acks_due = self._acks, [], None
             seq, self._seq = self._seq, self._seq + max_count
         commands: list[Any] = []
 
@@ -213,8 +224,7 @@ class RedisConsumer(Consumer):
         try:
             replies = self._connector.run("take messages", run, deadline=deadline)
         except BaseException:
-            with self._lock:
-                self._acks[:0] = acks  # sent again with the next take (acks are idempotent)
+            self._requeue_acks(acks, _ACK_RETRY)  # acks are idempotent: sent again later
             raise
         clock = self._transport.clock
         recover = self._tracker.sha.get("recover")
@@ -228,7 +238,7 @@ class RedisConsumer(Consumer):
 
     def _deliveries(self, flat: list[Any]) -> list[Delivery]:
         deliveries: list[Delivery] = []
-        broken: list[tuple[str, str, str]] = []
+        broken: list[tuple[str, str, str, str]] = []
         for i in range(0, len(flat), 5):
             index, raw, count, claim_b, tag_b = flat[i : i + 5]
             claim, tag = claim_b.decode(), tag_b.decode()
@@ -236,12 +246,16 @@ class RedisConsumer(Consumer):
             try:
                 envelope = decode_envelope(raw)
             except ValueError as exc:
-                broken.append((tag, claim, str(exc)))
+                broken.append((tag, claim, str(exc), queue))
                 continue
+            # "3", or "1r" once given back (see _redis_scripts)
+            counted = count.decode() if isinstance(count, bytes) else str(count)
+            number = int(counted.rstrip("r"))
             deliveries.append(Delivery(
                 message=envelope.message, delivery_tag=f"{claim}/{tag}", queue=queue,
                 exchange=envelope.exchange, routing_key=envelope.routing_key,
-                redelivered=int(count) > 1 or envelope.redelivered, delivery_count=int(count),
+                redelivered=number > 1 or counted.endswith("r") or envelope.redelivered,
+                delivery_count=number,
             ))  # fmt: skip
         with self._lock:
             for delivery in deliveries:
@@ -256,8 +270,9 @@ class RedisConsumer(Consumer):
                 self._queues.append(delivery.queue)
         if broken:
             at = repr(self._transport.clock.time())
-            for tag, claim, reason in broken:
+            for tag, claim, reason, queue in broken:
                 self._settle("dead", [(tag, claim)], at, reason)
+                self._transport.dead_store.rejects.note(queue, reason)
         return deliveries
 
     def _wait(self, next_due: float | None, deadline: float) -> None:
@@ -291,13 +306,51 @@ class RedisConsumer(Consumer):
             del self._held[tag]
             self._acks.append(f"{tag}\t{claim}")
             if not (self._waiting or len(self._acks) >= _ACK_BATCH):
-                return  # the next fetch sends it with its take
-            acks, self._acks = self._acks, []
+                self._schedule_acks(self._ack_delay)  # a fetch, or the ack thread, sends it
+                return
+            acks, self._acks, self._acks_due = self._acks, [], None
         try:  # one try: the caller is the pool's thread, which must not wait out an outage
             self._send_acks(acks, deadline=time.monotonic())
         except TransportError:
+            self._requeue_acks(acks, _ACK_RETRY)  # a fetch or the ack thread tries again
+
+    def _schedule_acks(self, delay: float) -> None:
+        """(Under the lock.) Have the recorded acks sent within ``delay`` seconds."""
+        due = time.monotonic() + delay
+        if self._acks_due is None or due < self._acks_due:
+            self._acks_due = due
+            self._ack_wakeup.notify()
+        if self._ack_thread is None:
+            self._ack_thread = threading.Thread(
+                target=self._send_acks_when_due, name="RedisAcks", daemon=True
+            )
+            self._ack_thread.start()
+
+    def _requeue_acks(self, acks: list[str], delay: float) -> None:
+        """Acks whose sending failed: recorded again, to be sent within ``delay``."""
+        with self._lock:
+            if self._closed or not acks:
+                return
+            self._acks[:0] = acks
+            self._schedule_acks(delay)
+
+    def _send_acks_when_due(self) -> None:
+        """The ack thread: sends the recorded acks that no fetch took in time."""
+        while True:
             with self._lock:
-                self._acks[:0] = acks  # the next fetch tries again (and reports the outage)
+                while not self._closed and (
+                    self._acks_due is None or time.monotonic() < self._acks_due
+                ):
+                    due = self._acks_due
+                    self._ack_wakeup.wait(None if due is None else due - time.monotonic())
+                if self._closed:
+                    return
+                acks, self._acks, self._acks_due = self._acks, [], None
+            try:
+                if acks:
+                    self._send_acks(acks, deadline=time.monotonic())
+            except Exception:  # e.g. the broker is away: its lease may lapse, never lost
+                self._requeue_acks(acks, _ACK_RETRY)
 
     def _send_acks(self, acks: list[str], deadline: float | None = None) -> None:
         keys = self._base_keys[:5]
@@ -310,7 +363,8 @@ class RedisConsumer(Consumer):
         keys = self._keys
         leases = [f"{tag}\t{claim}" for tag, claim in held]
         args = [mode, at, keys.prefix, keys.sep, reason, *leases]
-        doing = {"front": "give back", "back": "requeue", "defer": "defer", "dead": "dead-letter"}
+        doing = {"front": "give back", "back": "requeue", "failed": "requeue", "defer": "defer"}
+        doing["dead"] = "dead-letter"
         self._connector.run(
             f"{doing[mode]} messages",
             lambda: self._connector.script(GIVE_BACK, self._base_keys, args),
@@ -329,11 +383,11 @@ class RedisConsumer(Consumer):
                 self._held[tag] = claim
             raise
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
-        self._give_back("back", delivery, self._transport.clock.time())
+        self._give_back("failed" if failed else "back", delivery, self._transport.clock.time())
 
     def defer(self, delivery: Delivery, until: float) -> None:
         if not self._transport.capabilities.delayed_delivery:
@@ -362,8 +416,9 @@ class RedisConsumer(Consumer):
             if self._closed:
                 return
             self._closed = True
-            acks, self._acks = self._acks, []
+            acks, self._acks, self._acks_due = self._acks, [], None
             held, self._held = list(self._held.items()), {}
+            self._ack_wakeup.notify_all()
         try:
             if acks:
                 self._send_acks(acks)

@@ -7,8 +7,11 @@ takes the same first six KEYS::
     KEYS[2] unacked_index  ZSET  tag -> delivery or last renewal time          (kombu's)
     KEYS[3] leases         ZSET  "<tag>\\t<claim>" -> lease expiry
     KEYS[4] claims         HASH  tag -> "<count>\\t<envelope length>\\t<step>\\t<queue>"
-    KEYS[5] deliveries     HASH  tag -> deliveries so far, kept while a message waits again
-    KEYS[6] dead letters   LIST  JSON {"queue", "reason", "at", "envelope"}
+    KEYS[5] deliveries     HASH  tag -> count, kept while a message waits again
+    KEYS[6] dead letters   LIST  JSON {"queue", "reason", "at", "envelope_encoding",
+                                 "envelope"}; KEYS[6] .. ".limits" HASH max_entries,
+                                 dropped, unseen; KEYS[6] .. ".unlogged" LIST the last 10
+                                 {"queue", "reason"} no caller logs (``_redis_dead_letters``)
 
 A claim names one delivery to one consumer (``<consumer id>.<sequence>``). Acting on a
 delivery starts with ``ZREM leases "<tag>\\t<claim>"``: it removes something only while that
@@ -16,6 +19,11 @@ claim still holds the message, so a consumer whose lease lapsed cannot touch the
 delivery, and the check is a write, which client-side tracking ignores (see
 ``_redis_consumer``). Times are Unix seconds from the caller's clock, passed as strings so no
 precision is lost.
+
+A count is the number of deliveries that count toward ``max_deliveries`` (those whose lease
+lapsed or whose worker process died, and the current one), with an ``r`` suffix once the
+message was given back (requeued, deferred, returned at a consumer's close), which is not
+counted but makes the next delivery a redelivery: ``"3"``, ``"1r"``.
 """
 
 from __future__ import annotations
@@ -28,13 +36,55 @@ local function list_key(prefix, sep, queue, step)
   if step == '0' then return prefix .. queue end
   return prefix .. queue .. sep .. step
 end
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local quad = {}
+    for j = 1, 4 do
+      local k = math.floor(n / 2 ^ (6 * (4 - j))) % 64
+      quad[j] = string.sub(B64, k + 1, k + 1)
+    end
+    if not b then quad[3] = '=' end
+    if not c then quad[4] = '=' end
+    out[#out + 1] = table.concat(quad)
+  end
+  return table.concat(out)
+end
+local caller_logs = false  -- GIVE_BACK sets it: its caller logs the letters it sets aside
+-- The dead-letter entry for an envelope, after making room for it (the limits hash beside
+-- the list holds max_entries and counts what was dropped and what no caller has logged).
+-- An envelope with bytes past ASCII is kept base64, so the entry is always valid JSON.
 local function dead_entry(queue, reason, at, envelope)
-  return '{"queue": ' .. cjson.encode(queue) .. ', "reason": ' .. cjson.encode(reason)
-    .. ', "at": ' .. at .. ', "envelope": ' .. cjson.encode(envelope) .. '}'
+  local limits = KEYS[6] .. '.limits'
+  local cap = tonumber(redis.call('HGET', limits, 'max_entries'))
+  if cap then
+    local extra = redis.call('LLEN', KEYS[6]) - cap + 1
+    if extra > 0 then
+      redis.call('LTRIM', KEYS[6], extra, -1)
+      redis.call('HINCRBY', limits, 'dropped', extra)
+    end
+  end
+  local about = '{"queue": ' .. cjson.encode(queue) .. ', "reason": ' .. cjson.encode(reason)
+  if not caller_logs then
+    redis.call('HINCRBY', limits, 'unseen', 1)
+    redis.call('RPUSH', KEYS[6] .. '.unlogged', about .. '}')
+    redis.call('LTRIM', KEYS[6] .. '.unlogged', -10, -1)
+  end
+  local encoding = 'utf-8'
+  if string.find(envelope, '[\128-\255]') then envelope, encoding = base64(envelope), 'base64' end
+  return about .. ', "at": ' .. at .. ', "envelope_encoding": "' .. encoding
+    .. '", "envelope": ' .. cjson.encode(envelope) .. '}'
 end
 local function split_info(value)
   local count, len, step, queue = string.match(value, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   return count, tonumber(len), step, queue
+end
+local function parse_count(value)  -- '3' or '1r' -> 3, false or 1, true
+  if not value then return 0, false end
+  return tonumber(string.match(value, '^%d+')) or 0, string.sub(value, -1) == 'r'
 end
 local function tag_of(member)
   return string.match(member, '^(.*)\t[^\t]*$')
@@ -163,7 +213,8 @@ for _, t in ipairs(taken) do
       'not a kombu message envelope (JSON with properties.delivery_tag)', now, raw))
   else
     j = j + 1
-    local count = (tonumber(counts[j]) or 0) + 1
+    local count, returned = parse_count(counts[j])
+    count = count + 1
     if count > max_deliveries then
       poisoned[#poisoned + 1] = tag
       redis.call('RPUSH', KEYS[6], dead_entry(names[q], 'delivered ' .. (count - 1)
@@ -175,6 +226,7 @@ for _, t in ipairs(taken) do
       unacked[#unacked + 1] = '[' .. raw .. ', "", ' .. cjson.encode(names[q]) .. ']'
       index[#index + 1] = now; index[#index + 1] = tag
       leases[#leases + 1] = expires; leases[#leases + 1] = tag .. '\t' .. claim
+      if returned then count = count .. 'r' end
       claims[#claims + 1] = tag
       claims[#claims + 1] = table.concat({count, #raw, steps[s], names[q]}, '\t')
       out[#out + 1] = q; out[#out + 1] = raw; out[#out + 1] = count; out[#out + 1] = claim
@@ -212,12 +264,15 @@ return n
 """
 )
 
-# Give held messages back. ARGV: mode (front | back | defer | dead), time (defer: not before;
-# dead: now), key prefix, sep, reason (dead), then leases ("<tag>\t<claim>").
+# Give held messages back. ARGV: mode (front | back | failed | defer | dead), time (defer: not
+# before; dead: now), key prefix, sep, reason (dead), then leases ("<tag>\t<claim>"). A give-back
+# is not a failed delivery, so its claim is not counted toward max_deliveries, except in mode
+# ``failed`` (to the back, like ``back``: the worker process running it died).
 GIVE_BACK = (
     _COMMON
     + r"""
 local mode, at, prefix, sep, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+caller_logs = true
 local done = {}
 local first, last, step = 6, #ARGV, 1
 if mode == 'front' then first, last, step = #ARGV, 6, -1 end  -- the first taken ends up next
@@ -240,7 +295,9 @@ for i = first, last, step do
         else
           redis.call('LPUSH', list_key(prefix, sep, queue, step), envelope)
         end
-        redis.call('HSET', KEYS[5], tag, count)
+        local kept, returned = parse_count(count)
+        if mode ~= 'failed' then kept, returned = kept - 1, true end
+        redis.call('HSET', KEYS[5], tag, kept .. (returned and 'r' or ''))
       end
     end
     done[#done + 1] = tag

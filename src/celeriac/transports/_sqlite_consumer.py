@@ -17,6 +17,7 @@ from celeriac.transports._sqlite_db import (
     _NEXT_DUE,
     _PROMOTE,
     _RECOVERY_INTERVAL,
+    _RETURN,
     _SELECT_DUE,
     _UNLEASE,
     _bury,
@@ -125,13 +126,15 @@ class SQLiteConsumer(Consumer):
             ranked.extend((rank, turn, row) for rank, row in enumerate(rows))
         ranked.sort(key=lambda r: (r[0], r[1]))
         chosen = [row for _, _, row in ranked[:wanted]]
-        poisoned = [r for r in chosen if r["delivery_count"] >= transport.max_deliveries]
+        poisoned = [r for r in chosen if _failed(r) >= transport.max_deliveries]
         for row in poisoned:
-            conn.execute(_bury("id = ?"), (_poison_reason(row["delivery_count"]), now, row["id"]))
+            reason = _poison_reason(_failed(row))
+            conn.execute(_bury("id = ?"), (reason, now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
+            transport.dead_store.rejects.note(row["queue"], reason)
         deliveries: dict[int, Delivery] = {}
         for row in chosen:
-            if row["delivery_count"] >= transport.max_deliveries:
+            if _failed(row) >= transport.max_deliveries:
                 continue
             try:
                 deliveries[row["id"]] = _delivery(row)
@@ -140,17 +143,24 @@ class SQLiteConsumer(Consumer):
                 reason = f"not a Celeriac message row: {exc}"
                 conn.execute(_bury("id = ?"), (reason, now, row["id"]))
                 conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
-        lease = (self._id, self._owner, transport.hostname, os.getpid())
+                transport.dead_store.rejects.note(row["queue"], reason)
+        if poisoned:
+            transport.dead_store.trim(conn, now)
+        lease = (self._id, self._owner, transport.holder, os.getpid())
         expires = now + transport.lease_timeout
         conn.executemany(_LEASE, [(*lease, expires, row_id) for row_id in deliveries])
         return list(deliveries.values()), bool(poisoned)
 
     def _recover_if_due(self) -> bool:
-        """Release the leases of this host's dead processes (every 2 s); say if any were."""
+        """Release the leases of this host's dead processes (every 2 s); say if any were.
+
+        Only holders with our identity (hostname, boot id, pid namespace) are judged by pid;
+        any other holder's leases are left to expire (see ``holder_identity``).
+        """
         if os.name != "posix" or self._clock.monotonic() < self._next_recovery:
             return False
         self._next_recovery = self._clock.monotonic() + _RECOVERY_INTERVAL
-        host, me = self._transport.hostname, os.getpid()
+        host, me = self._transport.holder, os.getpid()
         with self._lock:
             if self._closed:
                 return False
@@ -183,17 +193,19 @@ class SQLiteConsumer(Consumer):
     def ack(self, delivery: Delivery) -> None:
         self._on_held("acknowledge", f"DELETE FROM celeriac_messages WHERE {_HELD}", delivery)
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
-        sql = f"UPDATE celeriac_messages SET {_UNLEASE} WHERE {_HELD}"
+        returned = "" if failed else f", {_RETURN}"
+        sql = f"UPDATE celeriac_messages SET {_UNLEASE}{returned} WHERE {_HELD}"
         self._on_held("requeue", sql, delivery)
         self._wakeup.set()  # our own commits don't change our data_version
 
     def defer(self, delivery: Delivery, until: float) -> None:
         sql = (
-            f"UPDATE celeriac_messages SET {_UNLEASE}, available_at = ?, delayed = 1 WHERE {_HELD}"
+            f"UPDATE celeriac_messages SET {_UNLEASE}, {_RETURN}, available_at = ?, delayed = 1"
+            f" WHERE {_HELD}"
         )
         self._on_held("defer", sql, delivery, until)
         self._wakeup.set()
@@ -206,8 +218,10 @@ class SQLiteConsumer(Consumer):
             if self._closed:
                 return
             with self._db.transaction("dead-letter a message") as conn:
-                conn.execute(_bury(_HELD), (reason, self._clock.time(), *key, self._id))
+                now = self._clock.time()
+                conn.execute(_bury(_HELD), (reason, now, *key, self._id))
                 conn.execute(f"DELETE FROM celeriac_messages WHERE {_HELD}", (*key, self._id))
+                self._transport.dead_store.trim(conn, now)
 
     def renew(self, deliveries: Sequence[Delivery]) -> None:
         keys = [key for key in map(_claim_key, deliveries) if key is not None]
@@ -229,7 +243,7 @@ class SQLiteConsumer(Consumer):
             try:
                 self._db.change(
                     "give back held messages",
-                    f"UPDATE celeriac_messages SET {_UNLEASE} WHERE lease_consumer = ?",
+                    f"UPDATE celeriac_messages SET {_UNLEASE}, {_RETURN} WHERE lease_consumer = ?",
                     (self._id,),
                 )
             finally:
@@ -246,6 +260,11 @@ def _claim_key(delivery: Delivery) -> tuple[int, int] | None:
     return int(row_id), int(count)
 
 
+def _failed(row: sqlite3.Row) -> int:
+    """Earlier claims of the row that count toward max_deliveries (not given back)."""
+    return int(row["delivery_count"]) - int(row["returns"])
+
+
 def _delivery(row: sqlite3.Row) -> Delivery:
     count = row["delivery_count"] + 1
     return Delivery(
@@ -255,5 +274,5 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         exchange=row["exchange"],
         routing_key=row["routing_key"],
         redelivered=count > 1,
-        delivery_count=count,
+        delivery_count=_failed(row) + 1,
     )

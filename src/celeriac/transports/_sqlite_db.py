@@ -49,6 +49,13 @@ _SCHEMA = (
         routing_key TEXT NOT NULL, body BLOB NOT NULL, content_type TEXT NOT NULL,
         content_encoding TEXT NOT NULL, headers TEXT NOT NULL, properties TEXT NOT NULL,
         reason TEXT NOT NULL, dead_lettered_at REAL NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS celeriac_dead_letters_at
+        ON celeriac_dead_letters (dead_lettered_at)""",
+)
+# Columns added since the first schema: (name, definition), added where missing.
+_ADDED_COLUMNS = (
+    # claims given back (requeue, defer, close): not failed deliveries (see max_deliveries)
+    ("returns", "INTEGER NOT NULL DEFAULT 0"),
 )
 _PARTS = "body, content_type, content_encoding, headers, properties"
 _WAITING = "(lease_consumer IS NULL OR lease_expires <= ?)"
@@ -57,8 +64,10 @@ _UNLEASE = (
     "lease_consumer = NULL, lease_owner = NULL, lease_host = NULL, lease_pid = NULL, "
     "lease_expires = NULL"
 )
+_RETURN = "returns = returns + 1"  # with _UNLEASE: a give-back, not a failed delivery
 _SELECT_DUE = (
-    f"SELECT id, queue, exchange, routing_key, delivery_count, {_PARTS} FROM celeriac_messages"
+    "SELECT id, queue, exchange, routing_key, delivery_count, returns,"
+    f" {_PARTS} FROM celeriac_messages"
     f" WHERE queue = ? AND delayed = 0 AND {_WAITING} ORDER BY priority DESC, id LIMIT ?"
 )
 # A queue's waiting rows, in two halves so each uses its index (delayed rows are never leased).
@@ -78,6 +87,14 @@ _LEASE = (
     "UPDATE celeriac_messages SET delivery_count = delivery_count + 1, lease_consumer = ?,"
     " lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires = ? WHERE id = ?"
 )
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a broker file made by an older version up to the current schema."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(celeriac_messages)")}
+    for name, definition in _ADDED_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE celeriac_messages ADD COLUMN {name} {definition}")
 
 
 def _bury(where: str) -> str:
@@ -127,6 +144,32 @@ def _database_path(url: str) -> str:
     if os.path.isdir(path):
         raise ImproperlyConfigured(f"The SQLite broker path {path} is a directory, not a file.")
     return path
+
+
+def holder_identity(hostname: str) -> str:
+    """Who may judge a lease holder's pid: the host, its boot and its pid namespace.
+
+    Recovery releases a dead holder's leases only when the holder's identity equals ours, so
+    a pid is only ever looked up in the namespace it was taken in. Two hosts or containers
+    that share a hostname and the file (but not a pid namespace, or not a kernel) then never
+    release each other's live leases; those wait for ``lease_timeout`` instead. Where
+    ``/proc`` is missing (not Linux) the identity is the hostname alone.
+    """
+    parts = [hostname]
+    for path, read in (
+        ("/proc/sys/kernel/random/boot_id", _read_text),
+        ("/proc/self/ns/pid", os.readlink),
+    ):
+        try:
+            parts.append(read(path))
+        except OSError:
+            break
+    return "|".join(parts)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii") as file:
+        return file.read().strip()
 
 
 def _process_exists(pid: int) -> bool:

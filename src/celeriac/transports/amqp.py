@@ -19,7 +19,8 @@ On the broker (``_amqp_topology`` draws the delay levels)::
     ""  (default exchange)  --queue name--> <queue>     direct queues are published here
     celery_delayed_27 .. 0 (topic) + queues --> celery_delayed_delivery --> celeriac.delayed
                           (headers: x-celeriac-queue) --> <queue>      ETA / defer
-    celeriac.dead_letters (fanout) --> queue celeriac.dead_letters     reason in headers
+    celeriac.dead_letters (fanout) --> queue celeriac.dead_letters     reason in headers;
+                                       x-max-length, x-message-ttl (_amqp_dead_letters)
     celeriac.lease.<owner>.<instance>.<queue>  --TTL, dead-lettered--> <queue>   (_amqp_lease)
 
 Steps and their guarantees:
@@ -39,8 +40,9 @@ Steps and their guarantees:
     renew        a delivery held for half of consumer_timeout: a confirmed copy to a lease
                  queue, then the original acked; the copy is renewed while the task runs,
                  dropped when it is settled, dead-lettered back if the worker dies
-    dead_letters read the dead-letter queue with ``basic.get`` and close the channel, which
-                 puts every message back in order (so concurrent readers may see fewer)
+    dead_letters (``_amqp_dead_letters``) read the dead-letter queue with ``basic.get`` and
+                 close the channel, which puts every message back in order (so concurrent
+                 readers may see fewer); requeue and purge ack what they remove first
     broadcast    ``_amqp_broadcast``: Celery's pidbox (fanout) and event (topic) exchanges,
                  a queue per subscription
 
@@ -60,7 +62,6 @@ delay levels or in lease queues.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -70,34 +71,32 @@ from celeriac._time import Clock, system_clock
 from celeriac.exceptions import EncodeError, ImproperlyConfigured
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
+from celeriac.transports import _amqp_dead_letters as dead_store
 from celeriac.transports import positive_option
 from celeriac.transports._amqp_broadcast import Broadcaster
 from celeriac.transports._amqp_connection import Connector
 from celeriac.transports._amqp_consumer import AmqpConsumer
+from celeriac.transports._amqp_dead_letters import declare_bounded
 from celeriac.transports._amqp_driver import amqp, amqp_errors
 from celeriac.transports._amqp_lease import LeasePolicy
 from celeriac.transports._amqp_pool import ConnectionPool, Session
 from celeriac.transports._amqp_topology import (
-    DEAD_AT,
-    DEAD_LETTERS,
     DELAY_ENTRY,
     EXCHANGE,
     EXPIRATION,
     NOT_BEFORE,
     QUEUE,
-    REASON,
     ROUTING_KEY,
     Bookkeeping,
     bind_delay_target,
-    declare_dead_letters,
     declare_delay_levels,
     declare_queue,
     delay_routing_key,
     ensure_queue,
-    from_amqp,
     queue_exists,
     to_amqp,
 )
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog
 from celeriac.transports.base import (
     Capabilities,
     DeadLetter,
@@ -107,8 +106,6 @@ from celeriac.transports.base import (
 )
 
 __all__ = ["AmqpTransport"]
-
-_READ_LIMIT = 10_000  # dead letters read back at most
 
 
 class AmqpTransport(Transport):
@@ -153,6 +150,8 @@ class AmqpTransport(Transport):
         self._delay_targets: set[str] = set()
         self._delay_levels = False
         self._dead_letters = False
+        self.dead_letter_limits = DeadLetterLimits.from_options(opts)
+        self.rejects = RejectLog(clock=clock)  # letters set aside here, which no worker logs
         self._consumers: set[AmqpConsumer] = set()
 
     @property
@@ -199,11 +198,7 @@ class AmqpTransport(Transport):
         with self._lock:
             if self._dead_letters:
                 return
-        channel = connection.channel()
-        try:
-            declare_dead_letters(channel)
-        finally:
-            channel.close()
+        declare_bounded(connection, self.dead_letter_limits)
         with self._lock:
             self._dead_letters = True
 
@@ -357,21 +352,29 @@ class AmqpTransport(Transport):
         return self._pool.run(f"purge queue {queue!r}", operation)
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
-        def operation(session: Session) -> list[amqp.Message]:
-            channel = session.connection.channel()
-            channel.auto_decode = False
-            declare_dead_letters(channel)
-            taken: list[amqp.Message] = []
-            while len(taken) < _READ_LIMIT:
-                message = channel.basic_get(DEAD_LETTERS, no_ack=False)
-                if message is None:
-                    break
-                taken.append(message)
-            channel.close()  # unacknowledged: every message goes back, in order
-            return taken
-
-        found = [_dead_letter(m) for m in self._pool.run("read the dead letters", operation)]
+        found = self._pool.run(
+            "read the dead letters",
+            lambda session: dead_store.read(session.connection, self.dead_letter_limits),
+        )
         return [dead for dead in found if queue is None or dead.queue == queue]
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        limits, priority = self.dead_letter_limits, self.max_priority
+        return self._pool.run(
+            f"requeue dead letter {letter_id}",
+            lambda session: dead_store.requeue(session.connection, limits, letter_id, priority),
+            attempts=1,  # not again: a second attempt after a lost reply would send it twice
+        )
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        return self._pool.run(
+            "purge the dead letters",
+            lambda session: dead_store.take_out(
+                session.connection,
+                self.dead_letter_limits,
+                lambda letter: queue is None or letter.queue == queue,
+            ),
+        )
 
     def broadcast(self, exchange: str, routing_key: str, message: Message) -> None:
         self._broadcaster.broadcast(exchange, routing_key, message)
@@ -398,21 +401,3 @@ def _check_encodable(message: amqp.Message) -> None:
             f"delivery_mode 0-255, the others strings): {exc!r} in "
             f"{message.properties.get('application_headers')!r}"
         ) from exc
-
-
-def _dead_letter(raw: amqp.Message) -> DeadLetter:
-    message, book = from_amqp(raw)
-    if REASON in book:
-        return DeadLetter(
-            message, str(book.get(QUEUE, "")), str(book[REASON]), float(book[DEAD_AT])
-        )
-    # Dead-lettered by RabbitMQ itself (a queue with x-dead-letter-exchange: celeriac.dead_letters)
-    deaths = message.headers.get("x-death") or [{}]
-    death = deaths[0] if isinstance(deaths, list) and deaths else {}
-    at = death.get("time")
-    return DeadLetter(
-        message,
-        str(death.get("queue", "")),
-        str(death.get("reason", "dead-lettered by RabbitMQ")),
-        at.timestamp() if isinstance(at, dt.datetime) else 0.0,
-    )

@@ -84,12 +84,19 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message set aside for good, with the reason."""
+    """A message set aside for good, with the reason.
+
+    ``id`` names it in its store (``get_dead_letter``, ``requeue_dead_letter`` take it).
+    ``is_message`` is False when what was set aside was not a message of the transport at all
+    (random bytes, JSON that is no envelope): ``message.body`` then holds those raw bytes.
+    """
 
     message: Message
     queue: str
     reason: str
     dead_lettered_at: float = field(default=0.0)
+    id: str = ""
+    is_message: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +136,19 @@ class Consumer(ABC):
         """The message is done with: remove it for good."""
 
     @abstractmethod
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
-        """Give the message back (``requeue=True``) or drop it (dead-lettered with a reason)."""
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
+        """Give the message back (``requeue=True``) or drop it (dead-lettered with a reason).
+
+        A delivery given back does not count toward the transport's ``max_deliveries``
+        (``Reject(requeue=True)``, a warm shutdown's give-back), unless ``failed`` says its
+        worker process died running it: only deliveries whose worker died or whose lease
+        lapsed count.
+        """
 
     @abstractmethod
     def defer(self, delivery: Delivery, until: float) -> None:
-        """Give the message back to its queue, not to be delivered before ``until``.
+        """Give the message back to its queue, not to be delivered before ``until`` (not
+        counted toward ``max_deliveries``).
 
         Only meaningful with ``Capabilities.delayed_delivery``; others raise
         ``NotImplementedError`` and the worker keeps the delivery in a timer instead.
@@ -150,7 +164,8 @@ class Consumer(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Stop consuming and give every delivery still held back to its queue at once."""
+        """Stop consuming and give every delivery still held back to its queue at once
+        (not counted toward ``max_deliveries``)."""
 
 
 class Transport(ABC):
@@ -188,7 +203,30 @@ class Transport(ABC):
 
     @abstractmethod
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
-        """Messages set aside (for one queue or all), oldest first."""
+        """Messages set aside (for one queue or all), oldest first.
+
+        The store is bounded (``dead_letter_max_entries``, ``dead_letter_max_age``): the
+        oldest letters are dropped, with a WARNING log, when a new one would exceed the cap
+        or when they grow older than the age limit.
+        """
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        """The dead letter called ``letter_id``; None when there is none (any more)."""
+        return next((d for d in self.dead_letters() if d.id == letter_id), None)
+
+    @abstractmethod
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        """Send a dead letter's original message back to its queue and remove the letter.
+
+        Returns the letter, or None when there is none called ``letter_id`` (already requeued
+        or purged), so two operators requeueing the same letter send it once where the broker
+        makes the step atomic (memory, SQLite, Redis). Raises ``ValueError`` when the
+        original was not a message (``is_message`` False): there is nothing to run.
+        """
+
+    @abstractmethod
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        """Delete the dead letters (of one queue or all); return how many."""
 
     def broadcast(self, exchange: str, routing_key: str, message: Message) -> None:
         """Send ``message`` to every current subscription of ``exchange`` that matches."""

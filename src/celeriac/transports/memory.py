@@ -8,7 +8,8 @@ One broker's state, guarded by its ``threading.Condition``::
 
     queues    {queue name: {message id: _Entry}}     dict order is publish order (FIFO)
     bindings  {exchange name: {(exchange type, binding key, queue name)}}
-    dead      [DeadLetter, ...]                       oldest first
+    dead      [DeadLetter, ...]                       oldest first, ids "<n>"; bounded by
+                                                      dead_letter_max_entries / _max_age
 
     _Entry    id, message, queue, exchange, routing_key, available_at,
               delivery_count, consumer (lease holder or None), lease_expires
@@ -37,6 +38,7 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import positive_option
 from celeriac.transports._broadcast import MemoryHub
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
 from celeriac.transports.base import (
     Capabilities,
     Consumer,
@@ -62,7 +64,8 @@ class _Entry:
     exchange: str
     routing_key: str
     available_at: float
-    delivery_count: int = 0
+    delivery_count: int = 0  # claims so far (part of the tag)
+    returns: int = 0  # claims given back (requeue, defer, close): not counted as failed
     consumer: str | None = None
     lease_expires: float = 0.0
 
@@ -124,6 +127,8 @@ class MemoryTransport(Transport):
         self.name = rest.strip("/")
         self.lease_timeout = positive_option(options, "lease_timeout", 30.0)
         self.max_deliveries = int(positive_option(options, "max_deliveries", 10, integer=True))
+        self.dead_letter_limits = DeadLetterLimits.from_options(options)
+        self.rejects = RejectLog(clock=clock)  # letters set aside here, which no worker logs
         self._broker = _broker_named(self.name)
         self._clock = clock
         self._consumers: set[MemoryConsumer] = set()
@@ -209,11 +214,61 @@ class MemoryTransport(Transport):
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         self._check_open()
         with self._broker.condition:
+            self._trim_dead_letters()
             return [
                 replace(d, message=_fresh(d.message))
                 for d in self._broker.dead
                 if queue is None or d.queue == queue
             ]
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        self._check_open()
+        broker = self._broker
+        with broker.condition:
+            found = next((d for d in broker.dead if d.id == letter_id), None)
+            if found is None:
+                return None
+            if not found.is_message:
+                raise ValueError(f"dead letter {letter_id} is not a message; nothing to requeue")
+            broker.dead.remove(found)
+            broker.last_id += 1
+            entry = _Entry(
+                id=broker.last_id, message=_fresh(found.message), queue=found.queue,
+                exchange="", routing_key=found.queue, available_at=self._clock.time(),
+            )  # fmt: skip
+            broker.queues.setdefault(found.queue, {})[entry.id] = entry
+            broker.condition.notify_all()
+            return replace(found, message=_fresh(found.message))
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        self._check_open()
+        with self._broker.condition:
+            dead = self._broker.dead
+            kept = [d for d in dead if queue is not None and d.queue != queue]
+            purged = len(dead) - len(kept)
+            dead[:] = kept
+            return purged
+
+    def bury(self, entry_message: Message, queue: str, reason: str) -> None:
+        """Keep ``entry_message`` aside with ``reason`` (under the broker's condition)."""
+        broker = self._broker
+        broker.last_id += 1
+        broker.dead.append(
+            DeadLetter(entry_message, queue, reason, self._clock.time(), id=str(broker.last_id))
+        )
+        self._trim_dead_letters()
+
+    def _trim_dead_letters(self) -> None:
+        """Drop the oldest letters past the limits (under the broker's condition)."""
+        limits, dead = self.dead_letter_limits, self._broker.dead
+        oldest = limits.oldest_kept(self._clock.time())
+        kept = dead if oldest is None else [d for d in dead if d.dead_lettered_at >= oldest]
+        if limits.max_entries is not None:
+            kept = kept[-limits.max_entries :]
+        if len(kept) != len(dead):
+            dropped = len(dead) - len(kept)
+            dead[:] = kept
+            log_dropped(f"memory broker {self.name!r}", dropped, limits)
 
     def broadcast(self, exchange: str, routing_key: str, message: Message) -> None:
         self._check_open()
@@ -280,8 +335,10 @@ class MemoryConsumer(Consumer):
             ranked.sort(key=lambda r: (r[0], r[1]))
             poisoned = False
             for _, _, entry in ranked[:wanted]:
-                if entry.delivery_count >= self._transport.max_deliveries:
-                    self._bury(entry, _poison_reason(entry.delivery_count))
+                failed = entry.delivery_count - entry.returns
+                if failed >= self._transport.max_deliveries:
+                    self._bury(entry, _poison_reason(failed))
+                    self._transport.rejects.note(entry.queue, _poison_reason(failed))
                     poisoned = True
                 else:
                     deliveries.append(self._lease(entry, now))
@@ -300,7 +357,7 @@ class MemoryConsumer(Consumer):
             exchange=entry.exchange,
             routing_key=entry.routing_key,
             redelivered=entry.delivery_count > 1,
-            delivery_count=entry.delivery_count,
+            delivery_count=entry.delivery_count - entry.returns,
         )
 
     def _next_due(self, now: float) -> float | None:
@@ -323,12 +380,15 @@ class MemoryConsumer(Consumer):
 
     def _bury(self, entry: _Entry, reason: str) -> None:
         del self._broker.queues[entry.queue][entry.id]
-        self._broker.dead.append(
-            DeadLetter(entry.message, entry.queue, reason, dead_lettered_at=self._clock.time())
-        )
+        self._transport.bury(entry.message, entry.queue, reason)
 
-    def _release(self, entry: _Entry, available_at: float | None = None) -> None:
+    def _release(
+        self, entry: _Entry, available_at: float | None = None, *, counted: bool = False
+    ) -> None:
+        """Give ``entry`` back; unless ``counted`` (its worker died), not a failed delivery."""
         entry.consumer = None
+        if not counted:
+            entry.returns += 1
         if available_at is not None:
             entry.available_at = available_at
         self._broker.condition.notify_all()
@@ -339,14 +399,14 @@ class MemoryConsumer(Consumer):
             if entry is not None:
                 del self._broker.queues[entry.queue][entry.id]
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
         if not requeue:
             self.dead_letter(delivery, "rejected")
             return
         with self._broker.condition:
             entry = self._held(delivery)
             if entry is not None:
-                self._release(entry)
+                self._release(entry, counted=failed)
 
     def defer(self, delivery: Delivery, until: float) -> None:
         with self._broker.condition:

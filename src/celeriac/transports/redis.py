@@ -10,7 +10,11 @@ one): ``global_keyprefix``, ``sep``, ``priority_steps`` ([0, 3, 6, 9]),
 ``lease_timeout`` (s, the smaller of 30 and visibility_timeout), ``max_deliveries`` (10),
 ``delayed_delivery`` (True), ``restore_visible`` (True), ``recover_interval`` (1 s),
 ``polling_interval`` (0.1 s, only without CLIENT TRACKING), ``broker_use_ssl``,
-``broker_connection_retry_on_startup``, ``broker_connection_max_retries``.
+``broker_connection_retry`` (False: an operation whose connection was lost fails at once),
+``broker_connection_retry_on_startup`` (the same for the first connection; follows
+``broker_connection_retry`` when unset), ``broker_connection_max_retries`` (the retries of
+``max_retries`` when that is not given: 10; 0 retries for ever, as Celery). Publishing is
+retried by the producer instead (docs/connection-retry.md).
 
 Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
 
@@ -24,16 +28,20 @@ Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
     _celeriac.claims                 HASH  tag -> delivery count, envelope size, step, queue
     _celeriac.deliveries             HASH  tag -> deliveries so far (only while it waits again)
     _celeriac.delayed.<queue>        ZSET  "<step><envelope>" -> not-before time (ETA, defer)
-    _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope"} oldest first
+    _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope_encoding",
+                                           "envelope"} oldest first, bounded
+    _celeriac.dead_letters.limits    HASH  max_entries, dropped, unseen (_redis_dead_letters)
     _celeriac.exchanges              HASH  exchange -> type (kombu keeps types in memory only)
     _celeriac.fanout.<exchange>      SET   queues Celeriac bound to a fanout exchange
+    _celeriac.sent.<publisher>       STR   the last publish of one thread (``_redis_publish``)
     /<db>.<exchange>[/<routing key>] Pub/Sub channel of kombu's fanout, and of ``broadcast``
                                      (remote control, events; see ``_redis_broadcast``)
 
 Atomic steps, each one Lua script (``_redis_scripts``) or one MULTI:
 
     publish      LPUSH of the envelope to each routed queue's step list (ZADD to the delayed
-                 set when ``not_before`` is ahead), PUBLISH for fanout; a batch is one MULTI
+                 set when ``not_before`` is ahead), PUBLISH for fanout; a batch is one MULTI,
+                 with a marker that keeps a retry from pushing it twice (``_redis_publish``)
     take         promote due delayed messages; RPOP from the lists (best step first, queues in
                  turn); for each message HSET unacked + ZADD unacked_index + ZADD leases + HSET
                  claims, or move it to the dead letters when it was delivered max_deliveries
@@ -53,8 +61,9 @@ restores a message whose task is still running.
 
 from __future__ import annotations
 
-import json
+import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,16 +71,19 @@ from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured, TransportError
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
+from celeriac.transports import connection_retry
+from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports._redis_broadcast import RedisSubscription
-from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
+from celeriac.transports._redis_connection import PUBLISH_RETRY, RedisConnector, RetryPolicy
 from celeriac.transports._redis_consumer import RedisConsumer
+from celeriac.transports._redis_dead_letters import RedisDeadLetters, letter_of
 from celeriac.transports._redis_layout import (
     BrokerOptions,
     Keys,
-    decode_envelope,
     encode_envelope,
     topic_pattern,
 )
+from celeriac.transports._redis_publish import IdempotentPublish
 from celeriac.transports.base import Capabilities, DeadLetter, Outgoing, Transport
 
 __all__ = ["RedisTransport"]
@@ -99,12 +111,15 @@ class RedisTransport(Transport):
         opts = dict(options or {})
         self.options = BrokerOptions.parse(opts)
         retries = opts.get("broker_connection_max_retries")
+        if retries == 0:  # Celery's 0: retry for ever
+            retries = sys.maxsize
         defaults = RetryPolicy(max_retries=10 if retries is None else int(retries))
+        on_startup, after_loss = connection_retry(opts)
         self.connector = RedisConnector(
             url, opts, what="broker", error=TransportError,
             retry=RetryPolicy.from_options(opts, defaults),
             ssl_options=opts.get("broker_use_ssl"),
-            retry_on_startup=opts.get("broker_connection_retry_on_startup") is not False,
+            retry_on_startup=on_startup, retry_after_loss=after_loss,
         )  # fmt: skip
         self.keys = Keys(self.options, self.connector.address.db)
         self.clock = clock
@@ -112,7 +127,9 @@ class RedisTransport(Transport):
             self.capabilities = Capabilities(
                 leases=True, priorities=True, cross_process=True, persistent=True, broadcast=True
             )
+        self.dead_store = RedisDeadLetters(self, DeadLetterLimits.from_options(opts))
         self._exchange_types: dict[str, str] = {}
+        self._publishes = IdempotentPublish(self.keys.prefix + "_celeriac.sent.")
         self._consumers: set[RedisConsumer] = set()
         self._lock = threading.Lock()
 
@@ -143,6 +160,7 @@ class RedisTransport(Transport):
         self.connector.run(
             f"bind queue {queue.name!r} to exchange {exchange.name!r}",
             lambda: self.connector.execute(commands, transaction=True),
+            retry=PUBLISH_RETRY,  # the producer retries a declare with its publish
         )
 
     def _routes(self, exchanges: set[str]) -> dict[str, tuple[str, list[str], set[str]]]:
@@ -162,7 +180,7 @@ class RedisTransport(Transport):
             )
         ]
         replies = self.connector.run(
-            "read exchange bindings", lambda: self.connector.execute(commands)
+            "read exchange bindings", lambda: self.connector.execute(commands), retry=PUBLISH_RETRY
         )
         routes: dict[str, tuple[str, list[str], set[str]]] = {}
         for i, name in enumerate(names):
@@ -213,7 +231,10 @@ class RedisTransport(Transport):
             plan.append((len(queues), start, len(commands)))
         if not commands:
             return [0] * len(items)
-        replies = self.connector.run("publish messages", lambda: self._execute(commands))
+        once = self._publishes.operation(commands, self._execute)
+        replies = self.connector.run("publish messages", once, retry=PUBLISH_RETRY)
+        if replies is None:  # a retry found the lost attempt had run: subscribers unknown
+            return [listed for listed, _, _ in plan]
         return [listed + sum(int(r) for r in replies[a:b]) for listed, a, b in plan]
 
     def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -233,6 +254,9 @@ class RedisTransport(Transport):
     # -- consuming ------------------------------------------------------------------------
 
     def consumer(self, queues: Sequence[str], *, owner: str) -> RedisConsumer:
+        # The scripts that set letters aside read the cap this writes; a Redis that is down
+        # now is left for the consumer's fetches to report (and the watch to run again).
+        self.dead_store.watch_if_due(deadline=time.monotonic())
         consumer = RedisConsumer(self, list(dict.fromkeys(queues)), owner)
         with self._lock:
             self._consumers.add(consumer)
@@ -266,16 +290,14 @@ class RedisTransport(Transport):
         return sum(int(n) for n in replies[:-1])
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
-        [raw] = self.connector.run(
-            "read the dead letters",
-            lambda: self.connector.execute([("LRANGE", self.keys.dead_letters, 0, -1)]),
-        )
-        letters = []
-        for entry in raw:
-            letter = _dead_letter(entry)
-            if queue is None or letter.queue == queue:
-                letters.append(letter)
-        return letters
+        letters = [letter_of(entry) for entry in self.dead_store.entries()]
+        return [letter for letter in letters if queue is None or letter.queue == queue]
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        return self.dead_store.requeue(letter_id)
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        return self.dead_store.purge(queue)
 
     def close(self) -> None:
         with self._lock:
@@ -283,13 +305,3 @@ class RedisTransport(Transport):
         for consumer in consumers:
             consumer.close()
         self.connector.close()
-
-
-def _dead_letter(entry: bytes) -> DeadLetter:
-    data = json.loads(entry.decode("utf-8", "replace"))
-    envelope = data.get("envelope") or ""
-    try:
-        message = decode_envelope(envelope).message
-    except ValueError:
-        message = Message(envelope.encode("utf-8", "replace"), "application/octet-stream", "binary")
-    return DeadLetter(message, str(data.get("queue")), str(data.get("reason")), float(data["at"]))

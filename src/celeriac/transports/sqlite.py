@@ -17,13 +17,18 @@ Schema (prefixed ``celeriac_``: the result backend may keep its tables in the sa
       body BLOB, content_type TEXT, content_encoding TEXT, headers TEXT, properties TEXT
                                                    the message's parts (headers as JSON)
       delivery_count  INTEGER                      times claimed so far
+      returns         INTEGER                      claims given back (requeue, defer, close);
+                                                   delivery_count - returns count toward
+                                                   max_deliveries (added to older files)
       lease_consumer  TEXT NULL                    the claiming consumer; NULL while waiting
       lease_owner, lease_host TEXT, lease_pid INTEGER, lease_expires REAL
+                                                   lease_host: "<hostname>|<boot id>|<pid ns>"
       INDEX (queue, priority DESC, id) WHERE delayed = 0    the ready rows, in delivery order
       INDEX (queue, available_at) WHERE delayed = 1        the delayed rows, by due time
     celeriac_bindings             exchange, exchange_type, binding_key, queue (together the key)
     celeriac_dead_letters         id, queue, exchange, routing_key, the message's five parts,
-                                  reason, dead_lettered_at
+                                  reason, dead_lettered_at; bounded by dead_letter_max_entries
+                                  and dead_letter_max_age (``_sqlite_dead_letters``)
 
 Atomic steps, each one SQL transaction (``BEGIN IMMEDIATE`` takes the write lock first, so
 two consumers never claim the same row):
@@ -32,17 +37,23 @@ two consumers never claim the same row):
     claim        mark the consumer's delayed rows that are due as ready; select its ready
                  rows (waiting, or leased with an expired lease), highest priority then
                  oldest, queues in rotation; move rows already claimed max_deliveries times
-                 to dead letters; on the others set lease_* (expiring now + lease_timeout,
-                 with this pid and hostname) and delivery_count + 1
+                 (not counting give-backs) to dead letters; on the others set lease_*
+                 (expiring now + lease_timeout, with this pid and holder identity) and
+                 delivery_count + 1
     ack          delete the row if this claim still holds it (id, delivery_count, consumer:
                  the delivery tag is "<id>.<delivery_count>")
-    reject, defer   clear the held row's lease (defer also sets available_at, delayed = 1)
-    dead_letter  copy the held row to celeriac_dead_letters, delete it
+    reject, defer   clear the held row's lease, returns + 1 (defer also sets available_at,
+                 delayed = 1; a requeue after its worker process died is not a return)
+    dead_letter  copy the held row to celeriac_dead_letters, delete it, drop the oldest
+                 letters past the dead-letter limits
     renew        push lease_expires of the held rows
-    close        clear the lease of every row the consumer holds
+    close        clear the lease of every row the consumer holds, returns + 1
     recover      clear the leases held by processes of this host that no longer exist
                  (checked at most every 2 s while fetching), so the messages of a worker
-                 killed with SIGKILL come back long before their leases expire
+                 killed with SIGKILL come back long before their leases expire; "this host"
+                 means the same hostname, boot id and pid namespace (``holder_identity``):
+                 a holder in another container or on another kernel that happens to share
+                 the hostname cannot be judged by pid and keeps its lease until it expires
 
 Keeping delayed rows out of the ready index keeps a claim cheap however many ETA messages
 wait. A fetch's timeout is real time; due times are read from the injected clock. A fetch
@@ -53,8 +64,10 @@ stops waiting early when that changes or the next ``not_before`` or lease expiry
 Threads and processes: the file runs in WAL mode (readers never block the one writer) with
 a 10 s busy timeout. A transport and each of its consumers own one connection apiece, used
 under a lock, so any method may be called from any thread. Not fork-safe: a forked child must
-create its own transport. Pids are told apart by hostname; two hosts sharing the file over a
-network file system are not supported (SQLite's locking is unreliable there anyway).
+create its own transport. Pids are told apart by hostname, boot id and pid namespace, so
+containers sharing the file (a volume) never release each other's live leases; two hosts
+sharing the file over a network file system are not supported (SQLite's locking is
+unreliable there anyway).
 
 The SQL and the connection live in ``_sqlite_db``, the consumer in ``_sqlite_consumer``.
 """
@@ -72,16 +85,19 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import positive_option
 from celeriac.transports._broadcast import SQLiteBroadcaster
+from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports._sqlite_consumer import SQLiteConsumer
 from celeriac.transports._sqlite_db import (
     _PARTS,
     _SCHEMA,
     _WAITING_ROWS,
+    _add_missing_columns,
     _Database,
     _database_path,
     _parts,
-    _stored_message,
+    holder_identity,
 )
+from celeriac.transports._sqlite_dead_letters import SQLiteDeadLetters
 from celeriac.transports.base import (
     Capabilities,
     DeadLetter,
@@ -118,14 +134,17 @@ class SQLiteTransport(Transport):
         self.poll_interval = positive_option(options, "poll_interval", 0.1)
         self.clock = clock
         self.hostname = socket.gethostname()
+        self.holder = holder_identity(self.hostname)  # lease_host: who can judge our pids
         self._consumers: set[SQLiteConsumer] = set()
         self._consumers_lock = threading.Lock()
         self._broadcasts: SQLiteBroadcaster | None = None
         self._db = _Database(self.path)
+        self.dead_store = SQLiteDeadLetters(self._db, DeadLetterLimits.from_options(options))
         try:
             with self._db.transaction("create the broker's tables") as conn:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                _add_missing_columns(conn)
         except BaseException:
             self._db.close()
             raise
@@ -213,17 +232,21 @@ class SQLiteTransport(Transport):
             return purged + conn.execute(f"DELETE {delayed}", (queue,)).rowcount
 
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
-        where, params = ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
-        rows = self._db.query(
-            "read the dead letters",
-            f"SELECT queue, reason, dead_lettered_at, {_PARTS} FROM celeriac_dead_letters"
-            f" {where} ORDER BY id",
-            params,
-        )
-        return [
-            DeadLetter(_stored_message(row), row["queue"], row["reason"], row["dead_lettered_at"])
-            for row in rows
-        ]
+        return self.dead_store.list(self.clock.time(), queue)
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        return self.dead_store.get(letter_id)
+
+    def requeue_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        letter = self.dead_store.requeue(letter_id, self.clock.time())
+        if letter is not None:
+            with self._consumers_lock:
+                for consumer in self._consumers:
+                    consumer.wake()
+        return letter
+
+    def purge_dead_letters(self, queue: str | None = None) -> int:
+        return self.dead_store.purge(queue)
 
     def _broadcaster(self) -> SQLiteBroadcaster:
         with self._consumers_lock:

@@ -73,10 +73,11 @@ class HeldDeliveries:
             self._acked.discard(key)
             self._lock.notify_all()
 
-    def release(self, key: int, *, requeue: bool) -> None:
+    def release(self, key: int, *, requeue: bool, failed: bool = False) -> None:
+        """Give back (``requeue``) or dead-letter; ``failed``: its worker process died."""
         delivery = self.pop(key)
         if delivery is not None:
-            self.consumer.reject(delivery, requeue=requeue)
+            self.consumer.reject(delivery, requeue=requeue, failed=failed)
 
     def renew(self) -> None:
         with self._lock:

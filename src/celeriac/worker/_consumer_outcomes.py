@@ -96,15 +96,19 @@ class Outcomes:
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def discarded(self, message: TaskMessage, task: Any, *, expired: bool) -> None:
-        """The task was revoked, or its message expired: it is not run."""
+    def discarded(
+        self, message: TaskMessage, task: Any, *, expired: bool, store: bool = False
+    ) -> None:
+        """The task was revoked, or its message expired: it is not run. REVOKED is stored
+        here for an expired one, and with ``store`` (revoked by its stamps: no client
+        stored it); a revoke by id is stored by the client that sent it."""
         reason = "expired" if expired else "revoked"
         logger.info("Discarding %s task: %s[%s]", reason, message.task, message.id)
         request = Context(
             id=message.id, task=message.task, hostname=self.hostname, reply_to=message.reply_to
         )
-        if expired:
-            self._store(message, states.REVOKED, TaskRevokedError("expired"), request=request)
+        if expired or store:
+            self._store(message, states.REVOKED, TaskRevokedError(reason), request=request)
         self._propagate(message, TaskRevokedError(reason))
         signals.task_revoked.send(
             sender=task, request=request, terminated=False, signum=None, expired=expired

@@ -6,6 +6,7 @@ import platform
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from celeriac._masking import mask_url
 from celeriac.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -16,21 +17,16 @@ __all__ = ["banner", "describe_url"]
 
 
 def describe_url(url: str | None) -> str:
-    """A URL with its password masked, and a SQLite path made absolute."""
+    """A URL with every credential masked (``mask_url``), and a SQLite path made absolute."""
     if not url:
         return "disabled"
-    scheme, sep, rest = url.partition("://")
+    scheme, _, rest = url.partition("://")
     if scheme in ("sqlite", "db+sqlite") and rest.startswith("/"):
         import os
 
         path = rest[1:]
         return f"{scheme}:///{os.path.abspath(path)}" if path else url
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        if ":" in creds:
-            user = creds.split(":", 1)[0]
-            return f"{scheme}{sep}{user}:**@{host}"
-    return url
+    return mask_url(url)
 
 
 def banner(

@@ -43,7 +43,7 @@ from celeriac.worker._consumer_outcomes import Outcomes
 from celeriac.worker._consumer_outcomes import job_exit as job_exit
 from celeriac.worker.job import Job, JobResult
 from celeriac.worker.pools import Pool
-from celeriac.worker.revoked import RevokedSet
+from celeriac.worker.revoked import RevokedSet, RevokedStamps
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -78,6 +78,7 @@ class TaskConsumer:
         self._rate_limits = RateLimits(app.clock)
         self.rate_limits = not app.conf.worker_disable_rate_limits
         self.revoked = RevokedSet(clock=app.clock)
+        self.revoked_stamps = RevokedStamps()  # revoke_by_stamped_headers
         self.jobs: dict[int, Job] = {}  # handed to the pool: reserved or running, by key
         self.total: Counter[str] = Counter()  # jobs started, by task name
         # The result store, followups, signals and events of tasks settled here.
@@ -173,6 +174,9 @@ class TaskConsumer:
             return
         now = app.now()
         revoked = revoked or message.id in self.revoked
+        if not revoked and self.revoked_stamps.matches(message.stamps):
+            self._discard(delivery, message, task, expired=False, store=True)
+            return
         if revoked or (message.expires is not None and message.expires <= now):
             self._discard(delivery, message, task, expired=not revoked)
             return
@@ -185,10 +189,11 @@ class TaskConsumer:
         self._dispatch(delivery, message, task)
 
     def _discard(
-        self, delivery: Delivery, message: TaskMessage, task: Any, *, expired: bool
-    ) -> None:
+        self, delivery: Delivery, message: TaskMessage, task: Any, *, expired: bool,
+        store: bool = False,
+    ) -> None:  # fmt: skip
         """Acknowledge without running: the task was revoked, or its message expired."""
-        self.outcomes.discarded(message, task, expired=expired)
+        self.outcomes.discarded(message, task, expired=expired, store=store)
         self.consumer.ack(delivery)
 
     def _unknown(self, delivery: Delivery, message: TaskMessage, exc: NotRegistered) -> None:
@@ -280,8 +285,8 @@ class TaskConsumer:
             else:
                 self._held.ack(job.key)
         elif result.worker_lost:
-            if late and task.option("reject_on_worker_lost"):
-                self._held.release(job.key, requeue=True)
+            if late and task.option("reject_on_worker_lost"):  # counted: its process died
+                self._held.release(job.key, requeue=True, failed=True)
             else:
                 self.outcomes.worker_lost(job)
                 self._held.ack(job.key)

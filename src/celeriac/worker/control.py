@@ -24,6 +24,7 @@ from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Subscription
 from celeriac.worker.commands import COMMANDS, _register, nok, ok, parse_signal
 from celeriac.worker.ratelimit import parse_rate
+from celeriac.worker.revoked import RevokedStamps
 
 if TYPE_CHECKING:
     from celeriac.worker.controller import Worker
@@ -134,6 +135,28 @@ def revoke(
         )
     logger.info("Tasks flagged as revoked: %s", ", ".join(ids))
     return ok(f"tasks {', '.join(ids)} flagged as revoked")
+
+
+@_register("control")
+def revoke_by_stamped_headers(
+    worker: Worker, headers: Any = None, terminate: bool = False, signal: Any = None, **_: Any
+) -> Any:
+    """Revoke the tasks here whose stamps have one of ``headers``' values, and those that
+    arrive with them later (Celery's command); replies with the ids revoked now."""
+    consumer = worker.consumer
+    assert consumer is not None
+    if not isinstance(headers, dict) or not headers:
+        return nok("revoke_by_stamped_headers needs headers: {stamp name: value(s)}")
+    wanted = RevokedStamps()
+    wanted.update(headers)
+    consumer.revoked_stamps.update(headers)
+    jobs, timer = consumer.snapshot()
+    messages = [job.message for job, _ in jobs] + [message for _, message, _ in timer]
+    ids = [message.id for message in messages if wanted.matches(message.stamps)]
+    if ids:
+        revoke(worker, ids, terminate=terminate, signal=signal)
+    logger.info("Tasks stamped with %r flagged as revoked: %s", headers, ", ".join(ids))
+    return {"ok": ids}
 
 
 @_register("control")

@@ -85,8 +85,10 @@ class QueueSwitch(Consumer):
     def ack(self, delivery: Delivery) -> None:
         self._settle(delivery, lambda consumer: consumer.ack(delivery))
 
-    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
-        self._settle(delivery, lambda consumer: consumer.reject(delivery, requeue=requeue))
+    def reject(self, delivery: Delivery, *, requeue: bool, failed: bool = False) -> None:
+        self._settle(
+            delivery, lambda consumer: consumer.reject(delivery, requeue=requeue, failed=failed)
+        )
 
     def defer(self, delivery: Delivery, until: float) -> None:
         self._settle(delivery, lambda consumer: consumer.defer(delivery, until))

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from celeriac._time import Clock, system_clock
 
-__all__ = ["REVOKES_MAX", "REVOKE_EXPIRES", "RevokedSet"]
+__all__ = ["REVOKES_MAX", "REVOKE_EXPIRES", "RevokedSet", "RevokedStamps"]
 
 REVOKES_MAX = 50_000
 REVOKE_EXPIRES = 10_800.0  # 3 hours
@@ -88,3 +89,33 @@ class RevokedSet:
         self.purge()
         with self._lock:
             return len(self._added)
+
+
+class RevokedStamps:
+    """Stamped headers revoked by ``revoke_by_stamped_headers``: a task arriving with one of
+    those stamps set to a revoked value is revoked too (Celery's ``revoked_stamps``)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def update(self, headers: Mapping[str, Any]) -> None:
+        with self._lock:
+            for name, value in headers.items():
+                known = self._values.setdefault(name, [])
+                known.extend(v for v in _values(value) if v not in known)
+
+    def matches(self, stamps: Mapping[str, Any]) -> bool:
+        """Whether one of ``stamps`` (a value, or a list of them) has a revoked value."""
+        with self._lock:
+            if not self._values:
+                return False
+            return any(
+                v in self._values.get(name, ())
+                for name, value in stamps.items()
+                for v in _values(value)
+            )
+
+
+def _values(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]

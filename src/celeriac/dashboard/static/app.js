@@ -10,6 +10,8 @@
   if (token) sessionStorage.setItem("celeriac-token", token);
   if (query.has("token")) history.replaceState(null, "", location.pathname); // out of sight
   const auth = token ? { Authorization: "Bearer " + token } : {};
+  // Under --url-prefix every path starts with it (the page names it in a meta tag).
+  const ROOT = (document.querySelector('meta[name="celeriac-root"]') || {}).content || "";
   const $ = (selector) => document.querySelector(selector);
   const state = { config: { can_act: false }, filter: {}, next: null, tasks: new Map(),
     workers: new Map(), pending: [], chartTimer: null, loaded: false };
@@ -28,7 +30,7 @@
     return node;
   }
   async function api(path, options = {}) {
-    const response = await fetch(path, { ...options, headers: { ...auth, ...(options.headers || {}) } });
+    const response = await fetch(ROOT + path, { ...options, headers: { ...auth, ...(options.headers || {}) } });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || response.statusText);
     return body;
@@ -85,6 +87,39 @@
     $("#queues tbody").replaceChildren(...queues.map((q) => el("tr", { "data-queue": q.name },
       el("td", {}, q.name), el("td", { class: "num" }, q.length ?? "?"), el("td", { class: "num" }, q.consumers ?? ""),
       el("td", { class: "num" }, rate(q.sent_per_min)), el("td", { class: "num" }, rate(q.change_per_min)))));
+  }
+
+  // -- dead letters ----------------------------------------------------------------------------
+  function deadRow(d) {
+    const id = encodeURIComponent(d.id);
+    const actions = state.config.can_act && d.is_message ? [
+      el("button", { class: "requeue", onclick: () => confirm(`Send ${d.task || "this message"} back to ${d.queue}?`) &&
+        act(`/api/dead-letters/${id}/requeue`, {}, () => loadDeadLetters()) }, "Requeue"),
+    ] : [];
+    return el("tr", { "data-letter": d.id },
+      el("td", {}, el("a", { href: "#", class: "uuid", onclick: (e) => { e.preventDefault(); showDeadLetter(d.id); } }, d.id.slice(0, 8))),
+      el("td", {}, d.queue), el("td", {}, time(d.dead_lettered_at)),
+      el("td", {}, d.is_message ? d.task || "?" : "(not a message)"), el("td", {}, d.task_id || ""),
+      el("td", { class: "reason", title: d.reason }, d.reason), el("td", { class: "act" }, ...actions));
+  }
+  async function loadDeadLetters() {
+    const queue = new FormData($("#dead-filter")).get("queue").trim();
+    const page = await api("/api/dead-letters?" + new URLSearchParams(queue ? { queue } : {}));
+    $("#dead-letters tbody").replaceChildren(...page.dead_letters.map(deadRow));
+    $("#dead-total").textContent = `(${page.total})`;
+  }
+  async function showDeadLetter(id) {
+    const d = await api("/api/dead-letters/" + encodeURIComponent(id));
+    const fields = [["Id", d.id], ["Queue", d.queue], ["Reason", d.reason], ["Set aside", time(d.dead_lettered_at)],
+      ["Task", d.task], ["Task id", d.task_id], ["Content type", d.message.content_type],
+      ["Body encoding", d.message.body_encoding], ["Headers", JSON.stringify(d.message.headers)]];
+    $("#detail-fields").replaceChildren(...fields.filter(([, v]) => v !== null && v !== undefined && v !== "")
+      .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
+    $("#detail-traceback").textContent = d.message.body;
+    $("#detail-failure").hidden = false;
+    $("#detail-failure h3").textContent = "Body";
+    $("#detail-title").textContent = "Dead letter";
+    $("#detail").hidden = false;
   }
 
   // -- tasks -----------------------------------------------------------------------------------
@@ -154,6 +189,7 @@
       .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
     $("#detail-traceback").textContent = t.traceback || "";
     $("#detail-failure").hidden = !t.traceback;
+    $("#detail-failure h3").textContent = "Traceback";
     $("#detail-title").textContent = `Task ${t.name || ""}`;
     $("#detail").hidden = false;
     $("#detail").dataset.uuid = t.uuid;
@@ -217,7 +253,7 @@
     if (items.some(([kind]) => kind === "worker")) { renderWorkers(); countRunning(); }
   }
   function follow() {
-    const source = new EventSource("/api/stream" + (token ? "?token=" + encodeURIComponent(token) : ""));
+    const source = new EventSource(ROOT + "/api/stream" + (token ? "?token=" + encodeURIComponent(token) : ""));
     const live = $("#live");
     source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
     source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
@@ -243,6 +279,10 @@
     loadTasks(false).catch((e) => notify(e.message, true));
   });
   $("#filters").addEventListener("reset", () => { state.filter = {}; setTimeout(() => loadTasks(false), 0); });
+  $("#dead-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadDeadLetters().catch((e) => notify(e.message, true));
+  });
   $("#more").addEventListener("click", () => loadTasks(true).catch((e) => notify(e.message, true)));
   $("#rate-limit").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -260,7 +300,7 @@
     const [workers, queues] = await Promise.all([api("/api/workers"), api("/api/queues")]);
     state.workers = new Map(workers.workers.map((w) => [w.hostname, w]));
     renderWorkers(); countRunning(); renderQueues(queues.queues);
-    await Promise.all([loadTasks(false), loadChart()]);
+    await Promise.all([loadTasks(false), loadChart(), loadDeadLetters()]);
     state.loaded = true;
     flush();
   }
