@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs unit clean chromium
+.PHONY: demo test lint typecheck docs unit clean chromium chaos
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ chromium:
 
 test: $(STAMP) chromium lint typecheck docs
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The long chaos soak (issue 11's sizes, about 15 minutes): worker kills, broker restarts and
+# bad input on Redis, RabbitMQ (a private node) and SQLite; writes bench/results/chaos-<date>.md.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -383,6 +383,8 @@ def worker(
     if beat is not None:
         beat.stop()
     node.stop(warm=True)
+    if node.crashed:  # so a supervisor (systemd Restart=on-failure) starts it again
+        raise SystemExit(1)
 
 
 @cli.command()

@@ -97,7 +97,7 @@ def decompress(body: bytes, header: str) -> bytes:
 
     Raises ``DecodeError`` for an unknown method or a body that does not decompress.
     """
-    method = _ALIASES.get(header)
+    method = _ALIASES.get(header) if isinstance(header, str) else None
     if method is None:
         raise DecodeError(
             f"cannot decompress a body compressed with {header!r}; supported methods are: "

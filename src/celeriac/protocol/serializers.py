@@ -257,6 +257,8 @@ def loads(
     serializer's library is missing.
     """
     accepted = normalize_accept(accept)
+    if not isinstance(content_type, str):  # a malformed message from a raw or foreign sender
+        raise DecodeError(f"content type must be text, got {content_type!r:.100}")
     if content_type not in accepted:
         raise ContentDisallowed(
             f"refusing to deserialize content of type {content_type!r}: it is not in the "

@@ -52,7 +52,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -365,8 +365,7 @@ class AmqpConsumer(Consumer):
         message, book = from_amqp(raw)
         redelivered = bool(info["redelivered"])
         broker_count = book.get("x-delivery-count")
-        failures = int(book.get(DELIVERIES) or 0)
-        failures += int(broker_count) if broker_count is not None else int(redelivered)
+        failures = delivery_failures(book, redelivered)
         consumer_tag = info["consumer_tag"]
         self._unsettled[consumer_tag] = self._unsettled.get(consumer_tag, 0) + 1
         delivery = Delivery(
@@ -511,3 +510,22 @@ class AmqpConsumer(Consumer):
                     self._redirect(received, None, None, failures=failures, returned=returned)
         except TransportError as exc:  # the rest goes back with the channel, counted
             logger.warning("Could not give held messages back uncounted: %s", exc)
+
+
+def _count(value: Any) -> int:
+    """A delivery count from a header; one that is not a whole number counts as none."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
+        return 0
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        return 0
+
+
+def delivery_failures(book: Mapping[str, Any], redelivered: bool) -> int:
+    """Earlier deliveries of a message that did not finish, from its bookkeeping headers
+    (RabbitMQ's ``x-delivery-count`` on quorum queues, else the ``redelivered`` flag), never
+    raising for a damaged or foreign header."""
+    broker_count = book.get("x-delivery-count")
+    failures = _count(book.get(DELIVERIES))
+    return failures + (_count(broker_count) if broker_count is not None else int(redelivered))

@@ -221,23 +221,39 @@ class Envelope:
     redelivered: bool
 
 
+def _part(fields: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+    """``fields[name]`` when it has type ``kind``; null or absent gives ``default``."""
+    value = fields.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise TypeError(f"{name!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
 def decode_envelope(raw: bytes | str) -> Envelope:
-    """Read a kombu envelope. Raises ValueError (with the reason) when it is not one."""
+    """Read a kombu envelope. Raises ValueError (with the reason) when it is not one.
+
+    Every part is type-checked here, so what comes out has the types ``Message`` promises
+    whatever a raw ``LPUSH`` put in the list.
+    """
     try:
         envelope = json.loads(raw)
+        if not isinstance(envelope, dict):
+            raise TypeError(f"the envelope must be a JSON object, got {type(envelope).__name__}")
         properties = dict(envelope["properties"])
-        headers = envelope.get("headers") or {}
-        body = envelope.get("body") or ""
-        encoding = envelope.get("content-encoding") or "utf-8"
+        headers = _part(envelope, "headers", dict, {})
+        body = _part(envelope, "body", str, "")
+        encoding = _part(envelope, "content-encoding", str, "")
         if properties.get("body_encoding") == "base64":
             data = base64.b64decode(body, validate=True)
         else:
-            data = body.encode(encoding) if isinstance(body, str) else bytes(body)
-        info = properties.get("delivery_info") or {}
+            data = body.encode(encoding or "utf-8")
+        info = _part(properties, "delivery_info", dict, {})
         message = Message(
             body=data,
-            content_type=envelope.get("content-type") or "",
-            content_encoding=envelope.get("content-encoding") or "",
+            content_type=_part(envelope, "content-type", str, ""),
+            content_encoding=encoding,
             headers=dict(headers),
             properties={k: v for k, v in properties.items() if k not in _ENVELOPE_PROPERTIES},
         )
@@ -248,5 +264,8 @@ def decode_envelope(raw: bytes | str) -> Envelope:
             routing_key=str(info.get("routing_key") or ""),
             redelivered=bool(headers.get("redelivered") or info.get("redelivered")),
         )
-    except (KeyError, TypeError, ValueError, AttributeError, LookupError, binascii.Error) as exc:
-        raise ValueError(f"not a kombu message envelope: {exc!r}") from exc
+    except (
+        KeyError, TypeError, ValueError, AttributeError, LookupError, binascii.Error,
+        RecursionError,
+    ) as exc:  # fmt: skip
+        raise ValueError(f"not a kombu message envelope: {exc!r:.300}") from exc

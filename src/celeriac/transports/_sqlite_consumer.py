@@ -132,13 +132,24 @@ class SQLiteConsumer(Consumer):
             conn.execute(_bury("id = ?"), (reason, now, row["id"]))
             conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
             transport.dead_store.rejects.note(row["queue"], reason)
+        deliveries: dict[int, Delivery] = {}
+        for row in chosen:
+            if _failed(row) >= transport.max_deliveries:
+                continue
+            try:
+                deliveries[row["id"]] = _delivery(row)
+            except ValueError as exc:  # written by another program: set aside, say why
+                poisoned.append(row)
+                reason = f"not a Celeriac message row: {exc}"
+                conn.execute(_bury("id = ?"), (reason, now, row["id"]))
+                conn.execute("DELETE FROM celeriac_messages WHERE id = ?", (row["id"],))
+                transport.dead_store.rejects.note(row["queue"], reason)
         if poisoned:
             transport.dead_store.trim(conn, now)
-        leased = [r for r in chosen if _failed(r) < transport.max_deliveries]
         lease = (self._id, self._owner, transport.holder, os.getpid())
         expires = now + transport.lease_timeout
-        conn.executemany(_LEASE, [(*lease, expires, row["id"]) for row in leased])
-        return [_delivery(row) for row in leased], bool(poisoned)
+        conn.executemany(_LEASE, [(*lease, expires, row_id) for row_id in deliveries])
+        return list(deliveries.values()), bool(poisoned)
 
     def _recover_if_due(self) -> bool:
         """Release the leases of this host's dead processes (every 2 s); say if any were.

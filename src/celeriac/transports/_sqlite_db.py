@@ -236,14 +236,49 @@ class _Database:
             self._conn.close()
 
 
+def _json_object(row: sqlite3.Row, column: str) -> dict[str, Any]:
+    value = row[column]
+    try:
+        parsed = json.loads(value) if isinstance(value, (str, bytes)) else value
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"column {column!r} is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"column {column!r} must hold a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
 def _message(row: sqlite3.Row) -> Message:
+    """The message a row holds. Raises ValueError (with the reason) for a row that another
+    program wrote with parts of the wrong type; the consumer dead-letters those."""
+    body, content_type, encoding = row["body"], row["content_type"], row["content_encoding"]
+    if isinstance(body, str):  # text where a blob belongs: what it says, as utf-8
+        body = body.encode("utf-8", "surrogatepass")
+    if not isinstance(body, bytes):
+        raise ValueError(f"column 'body' must be a blob, got {type(body).__name__}")
+    for column, value in (("content_type", content_type), ("content_encoding", encoding)):
+        if not isinstance(value, str):
+            raise ValueError(f"column {column!r} must be text, got {type(value).__name__}")
     return Message(
-        body=bytes(row["body"]),
-        content_type=row["content_type"],
-        content_encoding=row["content_encoding"],
-        headers=json.loads(row["headers"]),
-        properties=json.loads(row["properties"]),
+        body=body,
+        content_type=content_type,
+        content_encoding=encoding,
+        headers=_json_object(row, "headers"),
+        properties=_json_object(row, "properties"),
     )
+
+
+def _stored_message(row: sqlite3.Row) -> Message:
+    """``_message``, or for a malformed row what can be shown of it (dead letters)."""
+    try:
+        return _message(row)
+    except ValueError:
+        body = row["body"]
+        return Message(
+            body=body if isinstance(body, bytes) else str(body).encode("utf-8", "replace"),
+            content_type=str(row["content_type"]),
+            content_encoding=str(row["content_encoding"]),
+            headers={"x-celeriac-unreadable-headers": str(row["headers"])[:1000]},
+        )
 
 
 def _parts(message: Message) -> tuple[bytes, str, str, str, str]:

@@ -14,7 +14,7 @@ import sqlite3
 
 from celeriac.protocol.message import Message
 from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
-from celeriac.transports._sqlite_db import _PARTS, _Database, _message
+from celeriac.transports._sqlite_db import _PARTS, _Database, _stored_message
 from celeriac.transports.base import DeadLetter
 
 __all__ = ["SQLiteDeadLetters"]
@@ -93,7 +93,7 @@ class SQLiteDeadLetters:
 
 
 def _letter(row: sqlite3.Row) -> DeadLetter:
-    message: Message = _message(row)
+    message: Message = _stored_message(row)
     return DeadLetter(
         message, row["queue"], row["reason"], row["dead_lettered_at"], id=str(row["id"])
     )

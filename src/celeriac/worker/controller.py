@@ -139,6 +139,7 @@ class Worker:
         self.fair = True if fair is None or conf.worker_disable_prefetch else fair
         self._stop = threading.Event()
         self._stopped = threading.Event()
+        self.crashed = False  # the consumer loop died of an error: the CLI exits non-zero
         self._threads: list[threading.Thread] = []
         self.pool: Pool | None = None
         self.consumer: TaskConsumer | None = None
@@ -247,6 +248,7 @@ class Worker:
                 self.consumer.step(timeout=0.5)
         except Exception:
             logger.exception("Consumer loop crashed; stopping the worker")
+            self.crashed = True
             self._stop.set()
 
     def _renew(self) -> None:
