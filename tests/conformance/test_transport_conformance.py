@@ -340,7 +340,7 @@ def test_higher_priority_first_then_fifo(transport: Transport) -> None:
     consumer = transport.consumer(["q"], owner="w1")
     expected = [b"p9a", b"p9b", b"p5", b"p1", b"p0", b"none"]
     if getattr(transport, "lower_priority_first", False):
-        # kombu's order on Redis (celery-wire.md §2.1): steps 0-2, 3-5, 6-8, 9, lowest first.
+        # kombu's order on Redis (wire.md §2.1): steps 0-2, 3-5, 6-8, 9, lowest first.
         expected = [b"p0", b"p1", b"none", b"p5", b"p9a", b"p9b"]
     assert bodies(take(consumer, 2)) + bodies(take(consumer)) == expected
 

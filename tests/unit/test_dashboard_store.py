@@ -23,7 +23,7 @@ T0 = 1_700_000_000.0
 
 
 def event(kind: str, uuid: str | None = None, at: float = T0, **fields: Any) -> dict[str, Any]:
-    """An event as Celery's workers send it (celery-wire.md §4.4)."""
+    """An event as Celery's workers send it (wire.md §4.4)."""
     body: dict[str, Any] = {
         "type": kind, "hostname": fields.pop("hostname", "w1@host"), "utcoffset": 0,
         "pid": 42, "clock": 1, "timestamp": at,

@@ -1,6 +1,6 @@
 """The app's result store: Celery's result meta on top of a ``ResultBackend``.
 
-Builds each task's meta in Celery's layout (celery-wire.md §3.2), encodes it with
+Builds each task's meta in Celery's layout (wire.md §3.2), encodes it with
 ``result_serializer`` and keeps it for ``result_expires``; decodes it back, turning encoded
 exceptions into exception objects. Backends only ever see bytes.
 """

@@ -1,6 +1,6 @@
 """Result meta to and from the columns of Celery's SQL tables (``celeriac.backends.database``).
 
-The app hands backends the serialized meta (celery-wire.md §3.2). Celery's SQL backend keeps
+The app hands backends the serialized meta (wire.md §3.2). Celery's SQL backend keeps
 it spread over columns instead, each value serialized on its own with the result
 serializer: ``result`` (the value, or the encoded exception), ``children``, and with
 ``result_extended`` ``args`` and ``kwargs``; ``status``, ``traceback``, ``name``, ``worker``,

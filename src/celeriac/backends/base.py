@@ -1,7 +1,7 @@
 """The result-backend interface: a small store of encoded task meta.
 
 The store never interprets what it keeps: the app encodes each task's meta (Celery's layout,
-celery-wire.md §3.2) with the result serializer and hands the bytes in with the state, so a
+wire.md §3.2) with the result serializer and hands the bytes in with the state, so a
 backend can index by state without decoding. Groups are kept the same way, and an atomic
 counter with expiry is all a chord needs. Waiting is the one place a backend must be clever:
 ``wait_for`` blocks by notification where the store can notify (Redis pub/sub) and by

@@ -7,7 +7,7 @@ URLs: ``redis://``, ``rediss://``, ``redis+socket://``, ``sentinel://`` (see
 ``master_name`` and ``sentinel_kwargs`` for Sentinel, ``max_connections``, ``socket_timeout``,
 ``socket_connect_timeout``, and ``redis_backend_use_ssl`` (Celery's setting of that name).
 
-Keys (celery-wire.md §3)::
+Keys (wire.md §3)::
 
     celery-task-meta-<task id>       STRING  the encoded meta; SETEX with result_expires,
                                              plain SET when results never expire

@@ -1,5 +1,5 @@
 """The ``rpc://`` result backend: each result is a message to the queue of the client that
-sent the task, as Celery's RPC backend does (celery-wire.md §4.5), so the two interoperate.
+sent the task, as Celery's RPC backend does (wire.md §4.5), so the two interoperate.
 
 Nothing is stored on a server: a worker publishes the encoded meta to the default exchange
 with routing key = the task message's ``reply_to`` and ``correlation_id`` = the task id

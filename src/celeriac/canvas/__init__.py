@@ -3,7 +3,7 @@
 ``Signature`` is one task call to apply later (``add.s(2, 2)``); ``chain`` runs signatures
 one after the other, ``group`` in parallel, ``chord`` runs a group then a body with all of
 its results; ``chunks``, ``xmap`` and ``xstarmap`` run one task over many arguments in few
-messages. They travel as Celery's signature dicts (celery-wire.md §1.5-1.6), so Celery
+messages. They travel as Celery's signature dicts (wire.md §1.5-1.6), so Celery
 clients and workers read them and the other way round.
 
 Modules: ``signature`` (the class and its wire form), ``group``, ``chord``, ``chain``,

@@ -2,7 +2,7 @@
 
 Only the first step is sent. It carries the rest in ``embed.chain``, reversed (the last item
 runs next) and frozen with their task ids, so every step's result can be read before it runs
-(celery-wire.md §1.6); the worker pops the next step when a step succeeds. Nested chains are
+(wire.md §1.6); the worker pops the next step when a step succeeds. Nested chains are
 spliced in, and a group followed by another step becomes a chord whose body is that step.
 Immutable steps (``.si()``) ignore the previous result. The chain's result is the last
 step's, whose ``parent`` leads back through every earlier step.

@@ -1,6 +1,6 @@
 """What a finished task sends on: callbacks, the next chain step, its chord part, errbacks.
 
-Signatures arrive as the wire dicts of the task's message (celery-wire.md §1.6) and are
+Signatures arrive as the wire dicts of the task's message (wire.md §1.6) and are
 rebuilt with ``Signature.from_dict``, so a step that is a group, a chord or a chain runs as
 it would have from the client. In Celery's order:
 

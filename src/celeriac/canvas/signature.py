@@ -1,7 +1,7 @@
 """``Signature``: one task call (name, partial arguments, options) that can travel and run later.
 
 A signature is a ``dict`` with typed attributes over its keys, as Celery's is: it is
-Celery's signature dict (celery-wire.md §1.5), so ``json.dumps(sig)`` works as it stands::
+Celery's signature dict (wire.md §1.5), so ``json.dumps(sig)`` works as it stands::
 
     {"task": "tasks.add", "args": [3], "kwargs": {}, "options": {"task_id": "..."},
      "subtask_type": null, "immutable": false}

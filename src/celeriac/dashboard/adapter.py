@@ -1,7 +1,7 @@
 """The dashboard's one point of contact with the events and remote-control APIs.
 
 Events are read straight off the broker's broadcast channel (exchange ``event_exchange``,
-``celeryev``), in Celery's event format (celery-wire.md §4.4: a JSON event dict, or a list
+``celeryev``), in Celery's event format (wire.md §4.4: a JSON event dict, or a list
 of them under routing key ``task.multi``), so Celeriac and Celery workers look the same.
 
 Actions and worker details go through Celery's control API on ``app.control``

@@ -5,7 +5,7 @@
 ``app.events.Dispatcher()`` sends events of your own. Workers send ``worker-online``,
 ``worker-heartbeat`` (every 2 s) and ``worker-offline`` always, and ``task-*`` events with
 ``-E`` (``worker_send_task_events``); a client sends ``task-sent`` with
-``task_send_sent_event``. Formats are Celery's (celery-wire.md §4.4), so Celery's own tools
+``task_send_sent_event``. Formats are Celery's (wire.md §4.4), so Celery's own tools
 read them and Celeriac's ``State`` reads Celery's.
 """
 

@@ -1,4 +1,4 @@
-"""Sending monitoring events, in Celery's format (celery-wire.md §4.4).
+"""Sending monitoring events, in Celery's format (wire.md §4.4).
 
 An event is a flat dict: ``type`` (``task-succeeded``, ``worker-heartbeat``, ...),
 ``hostname``, ``utcoffset`` (hours, as Celery computes it), ``pid``, ``clock`` (the app's

@@ -51,7 +51,7 @@ class Embed:
 @fast_pickle
 @dataclass(frozen=True, slots=True)
 class TaskMessage:
-    """A decoded protocol v2 task message (see celery-wire.md §1)."""
+    """A decoded protocol v2 task message (see wire.md §1)."""
 
     task: str
     id: str

@@ -1,4 +1,4 @@
-"""Stored result meta (celery-wire.md §3.2) and task exceptions in it (§5.2).
+"""Stored result meta (wire.md §3.2) and task exceptions in it (§5.2).
 
 A result is stored as the bare serialized meta, with no content type beside it (as Celery's
 Redis backend does), keys in this order::

@@ -1,6 +1,6 @@
 """Celery's task message protocol v2: ``TaskMessage`` to wire ``Message`` and back.
 
-Emitted in the 5.3+ form (celery-wire.md §1): every protocol header present, user headers
+Emitted in the 5.3+ form (wire.md §1): every protocol header present, user headers
 merged into the same table, body ``[args, kwargs, {callbacks, errbacks, chain, chord}]``,
 properties ``correlation_id``, ``reply_to``, ``delivery_mode``, ``priority`` and, with
 ``expires``, ``expiration`` (milliseconds as a string, RabbitMQ's per-message TTL).

@@ -1,7 +1,7 @@
 """Broadcast on Redis as kombu does it: Pub/Sub on ``/<db>.<exchange>[/<routing key>]``.
 
 Celery workers listen for remote control on ``PSUBSCRIBE /<db>.celery.pidbox`` and send
-events on ``PUBLISH /<db>.celeryev/<event.type>`` (celery-wire.md §2.4), with the message in
+events on ``PUBLISH /<db>.celeryev/<event.type>`` (wire.md §2.4), with the message in
 kombu's envelope; Celeriac uses the same channels and envelope, so control commands and events
 cross between the two. A subscription to topic patterns (``worker.#``) becomes PSUBSCRIBE
 globs (``#`` -> ``*``, as kombu); since a Redis glob is looser than an AMQP topic, what arrives

@@ -3,7 +3,7 @@
 Everything here is pure (no I/O): ``BrokerOptions`` reads ``broker_transport_options`` by
 Celery's names, ``Keys`` names every key and channel (all behind ``global_keyprefix``), and
 ``encode_envelope`` / ``decode_envelope`` convert a ``Message`` to and from the JSON envelope
-kombu keeps in its lists (celery-wire.md §2.2: base64 body, ``delivery_info``, a publisher-made
+kombu keeps in its lists (wire.md §2.2: base64 body, ``delivery_info``, a publisher-made
 ``delivery_tag``).
 """
 
