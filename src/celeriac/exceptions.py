@@ -10,6 +10,8 @@ and result backend translates them here, with ``raise ... from exc``.
     ├── CeleryError
     │   ├── ImproperlyConfigured ............ a setting or option is wrong (names it)
     │   ├── SecurityError ................... refused to decode something unsafe
+    │   ├── BackendCapabilityError .......... the result backend cannot do that (names the
+    │   │                                     capability; also NotImplementedError)
     │   ├── SerializationError
     │   │   ├── EncodeError ................. a value the serializer cannot encode
     │   │   ├── DecodeError ................. a body that does not decode
@@ -49,6 +51,7 @@ from typing import Any
 
 __all__ = [
     "AlreadyRegistered",
+    "BackendCapabilityError",
     "BackendError",
     "BackendGetMetaError",
     "BackendStoreError",
@@ -102,6 +105,21 @@ class ImproperlyConfigured(CeleryError):
 
 class SecurityError(CeleryError):
     """Refused to load something unsafe (e.g. a non-exception class as a task error)."""
+
+
+class BackendCapabilityError(NotImplementedError, CeleryError):
+    """The result backend lacks a capability the call needs (``BackendCapabilities``).
+
+    ``capability`` names the flag that is False; the message says what to use instead. A
+    ``NotImplementedError`` too, as Celery raises for the same calls.
+    """
+
+    def __init__(self, message: str, capability: str = "") -> None:
+        super().__init__(message)
+        self.capability = capability
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.capability))
 
 
 class SerializationError(CeleryError):

@@ -1,11 +1,15 @@
 """One suite every result backend must pass (celeriac.backends.base.ResultBackend).
 
-The chord join each backend provides (``chord_join()``, a ``celeriac.canvas.join.ChordJoin``)
-is held to the same rules everywhere, at the end of this file.
+The chord join each backend provides (``chord_join()``, a ``celeriac.backends.chord.
+ChordJoin``) is held to the same rules everywhere, at the end of this file.
 
 A new backend joins by adding a factory to ``FACTORIES``: a context manager taking
 ``(tmp_path, clock)`` that yields a backend and cleans up after it. Two backends made by the
-same factory in one test must share one store (same file, same Redis DB, same name).
+same factory in one test must share one store (same file, same Redis DB, same name; for
+``rpc://``, one vhost, results sent to the reading backend's reply queue). A test that needs
+more than the interface's promises starts with ``requires(backend, "<flag>")``, which skips
+it, naming the flag, where the backend's ``capabilities`` say it cannot (``rpc://`` keeps no
+groups, counters or chords and honours no per-result ttl).
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import pytest
 
 from celeriac import states
 from celeriac._time import Clock, ManualClock, system_clock
-from celeriac.backends import ResultBackend, create_backend
+from celeriac.backends import BackendCapabilities, ResultBackend, create_backend
+from celeriac.backends.chord import ChordJoin, ChordPart
 from celeriac.backends.memory import MemoryBackend, reset_store
-from celeriac.canvas.join import ChordJoin, ChordPart
-from celeriac.exceptions import ImproperlyConfigured, TimeoutError
-from tests import redis_support, sql_support
+from celeriac.exceptions import BackendCapabilityError, ImproperlyConfigured, TimeoutError
+from tests import amqp_support, redis_support, sql_support
 
 BackendFactory = Callable[[Path, Clock], AbstractContextManager[ResultBackend]]
 MakeBackend = Callable[[Clock], ResultBackend]
@@ -97,6 +101,29 @@ def db_sqlite_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
         backend.close()
 
 
+_RPC_VHOST: list[str] = []  # one vhost for the module's rpc:// cases, taken when first needed
+
+
+@contextmanager
+def rpc_backend(tmp_path: Path, clock: Clock) -> Iterator[ResultBackend]:
+    if not _RPC_VHOST:
+        _RPC_VHOST.append(amqp_support.take_vhost())
+    options = {"broker_url": amqp_support.url(_RPC_VHOST[0])}
+    backend = create_backend("rpc://", options=options, clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()  # its reply queue is auto-delete: it goes with its consumer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_rpc_vhost() -> Iterator[None]:
+    yield
+    if _RPC_VHOST:
+        amqp_support.drop_vhost(_RPC_VHOST.pop())
+        amqp_support.flush_vhosts()
+
+
 FACTORIES = [
     pytest.param(memory_backend, id="memory"),
     pytest.param(sqlite_backend, id="sqlite"),
@@ -104,6 +131,7 @@ FACTORIES = [
     pytest.param(_sql_backend("postgresql"), id="postgresql"),
     pytest.param(_sql_backend("mysql"), id="mysql"),
     pytest.param(db_sqlite_backend, id="db+sqlite"),
+    pytest.param(rpc_backend, id="rpc"),
 ]
 
 
@@ -137,9 +165,27 @@ def advance(clock: ManualClock, tmp_path: Path) -> Callable[[float], None]:
     return move
 
 
+def requires(backend: ResultBackend, *flags: str) -> ResultBackend:
+    """``backend``, or a skip naming the first of ``flags`` (``BackendCapabilities`` fields)
+    its capabilities declare False: the case does not apply to it."""
+    for flag in flags:
+        if not getattr(backend.capabilities, flag):
+            pytest.skip(f"{type(backend).__name__}: BackendCapabilities.{flag} is False")
+    return backend
+
+
+def put(
+    backend: ResultBackend, task_id: str, payload: bytes, state: str, *,
+    ttl: float | None = None, reader: ResultBackend | None = None,
+) -> None:  # fmt: skip
+    """Store a result as a worker does, for ``reader`` (default ``backend``) to read: sent to
+    its reply queue where results are messages (``rpc://``), ignored elsewhere."""
+    backend.store(task_id, payload, state=state, ttl=ttl, reply_to=(reader or backend).reply_to)
+
+
 def expired_count(backend: ResultBackend, expired: int) -> int:
     """What ``cleanup`` returns after ``expired`` entries expired: 0 if the store expires them."""
-    return 0 if getattr(backend, "expires_on_its_own", False) else expired
+    return 0 if backend.capabilities.expires_on_its_own else expired
 
 
 @pytest.fixture
@@ -152,11 +198,13 @@ def ready(payload: bytes) -> bool:
     return payload.startswith(b"SUCCESS")
 
 
-def store_later(backend: ResultBackend, task_id: str, delay: float) -> threading.Thread:
+def store_later(
+    backend: ResultBackend, task_id: str, delay: float, reader: ResultBackend
+) -> threading.Thread:
     def run() -> None:
-        backend.store(task_id, b"STARTED", state=states.STARTED, ttl=None)
+        put(backend, task_id, b"STARTED", states.STARTED, reader=reader)
         threading.Event().wait(delay)
-        backend.store(task_id, b"SUCCESS:42", state=states.SUCCESS, ttl=None)
+        put(backend, task_id, b"SUCCESS:42", states.SUCCESS, reader=reader)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -165,16 +213,16 @@ def store_later(backend: ResultBackend, task_id: str, delay: float) -> threading
 
 def test_store_then_fetch_returns_the_same_bytes(backend: ResultBackend) -> None:
     payload = b'\x00{"status": "SUCCESS", "result": 42}\xff'
-    backend.store("t1", payload, state=states.SUCCESS, ttl=None)
-    backend.store("empty", b"", state=states.SUCCESS, ttl=None)
+    put(backend, "t1", payload, states.SUCCESS)
+    put(backend, "empty", b"", states.SUCCESS)
 
     assert backend.fetch("t1") == payload
     assert backend.fetch("empty") == b""
 
 
 def test_store_replaces_the_previous_meta(backend: ResultBackend) -> None:
-    backend.store("t1", b"STARTED", state=states.STARTED, ttl=None)
-    backend.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+    put(backend, "t1", b"STARTED", states.STARTED)
+    put(backend, "t1", b"SUCCESS:1", states.SUCCESS)
 
     assert backend.fetch("t1") == b"SUCCESS:1"
 
@@ -184,8 +232,8 @@ def test_fetch_of_an_unknown_id_is_none(backend: ResultBackend) -> None:
 
 
 def test_fetch_many_returns_only_the_ids_that_have_meta(backend: ResultBackend) -> None:
-    backend.store("a", b"A", state=states.SUCCESS, ttl=None)
-    backend.store("b", b"B", state=states.FAILURE, ttl=None)
+    put(backend, "a", b"A", states.SUCCESS)
+    put(backend, "b", b"B", states.FAILURE)
 
     assert backend.fetch_many(["a", "missing", "b"]) == {"a": b"A", "b": b"B"}
     assert backend.fetch_many([]) == {}
@@ -195,7 +243,7 @@ def test_two_backends_on_one_store_see_each_others_writes(
     make_backend: MakeBackend, clock: ManualClock
 ) -> None:
     writer, reader = make_backend(clock), make_backend(clock)
-    writer.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+    put(writer, "t1", b"SUCCESS:1", states.SUCCESS, reader=reader)
 
     assert reader.fetch("t1") == b"SUCCESS:1"
 
@@ -203,9 +251,10 @@ def test_two_backends_on_one_store_see_each_others_writes(
 def test_meta_expires_after_its_ttl_and_cleanup_deletes_it(
     backend: ResultBackend, advance: Callable[[float], None]
 ) -> None:
-    backend.store("a", b"A", state=states.SUCCESS, ttl=10)
-    backend.store("b", b"B", state=states.SUCCESS, ttl=10)
-    backend.store("kept", b"K", state=states.SUCCESS, ttl=100)
+    requires(backend, "expiry")
+    put(backend, "a", b"A", states.SUCCESS, ttl=10)
+    put(backend, "b", b"B", states.SUCCESS, ttl=10)
+    put(backend, "kept", b"K", states.SUCCESS, ttl=100)
     advance(9.5)
     assert backend.fetch("a") == b"A"
 
@@ -221,7 +270,7 @@ def test_meta_expires_after_its_ttl_and_cleanup_deletes_it(
 def test_meta_without_ttl_never_expires(
     backend: ResultBackend, advance: Callable[[float], None]
 ) -> None:
-    backend.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
+    put(backend, "t1", b"SUCCESS:1", states.SUCCESS)
     advance(10 * 365 * 86400)
 
     assert backend.cleanup() == 0
@@ -229,8 +278,10 @@ def test_meta_without_ttl_never_expires(
 
 
 def test_forget_deletes_the_meta_and_is_idempotent(backend: ResultBackend) -> None:
-    backend.store("t1", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
-    backend.store("t2", b"SUCCESS:2", state=states.SUCCESS, ttl=None)
+    put(backend, "t1", b"SUCCESS:1", states.SUCCESS)
+    put(backend, "t2", b"SUCCESS:2", states.SUCCESS)
+    # Read first: on rpc:// a result still on its way to the client is not forgotten yet.
+    assert backend.fetch("t1") == b"SUCCESS:1"
 
     backend.forget("t1")
     backend.forget("t1")
@@ -241,6 +292,7 @@ def test_forget_deletes_the_meta_and_is_idempotent(backend: ResultBackend) -> No
 
 
 def test_groups_are_saved_fetched_and_forgotten(backend: ResultBackend) -> None:
+    requires(backend, "groups")
     backend.save_group("g1", b"[a, b]", ttl=None)
     backend.save_group("g1", b"[a, b, c]", ttl=None)
 
@@ -256,6 +308,7 @@ def test_groups_are_saved_fetched_and_forgotten(backend: ResultBackend) -> None:
 def test_groups_expire_after_their_ttl(
     backend: ResultBackend, advance: Callable[[float], None]
 ) -> None:
+    requires(backend, "groups", "expiry")
     backend.save_group("g1", b"[a]", ttl=5)
     advance(6)
 
@@ -264,6 +317,7 @@ def test_groups_expire_after_their_ttl(
 
 
 def test_incr_counts_from_one_per_key(backend: ResultBackend) -> None:
+    requires(backend, "counters")
     assert [backend.incr("chord-1", ttl=None) for _ in range(3)] == [1, 2, 3]
     assert backend.incr("chord-2", ttl=None) == 1
 
@@ -271,6 +325,7 @@ def test_incr_counts_from_one_per_key(backend: ResultBackend) -> None:
 def test_incr_restarts_after_the_counter_expires(
     backend: ResultBackend, advance: Callable[[float], None]
 ) -> None:
+    requires(backend, "counters", "expiry")
     assert backend.incr("k", ttl=10) == 1
     advance(6)
     assert backend.incr("k", ttl=10) == 2  # each call pushes the expiry out again
@@ -282,23 +337,24 @@ def test_incr_restarts_after_the_counter_expires(
 
 
 def test_wait_for_returns_at_once_when_everything_is_ready(backend: ResultBackend) -> None:
-    backend.store("a", b"SUCCESS:a", state=states.SUCCESS, ttl=None)
-    backend.store("b", b"SUCCESS:b", state=states.SUCCESS, ttl=None)
+    put(backend, "a", b"SUCCESS:a", states.SUCCESS)
+    put(backend, "b", b"SUCCESS:b", states.SUCCESS)
+    assert len(backend.fetch_many(["a", "b"])) == 2  # on rpc://, received by the client now
 
     # A timeout of zero leaves no time to wait: only an answer from the first look passes.
     assert backend.wait_for(["b", "a"], ready, timeout=0) == {"b": b"SUCCESS:b", "a": b"SUCCESS:a"}
 
 
 def test_wait_for_with_zero_timeout_raises_when_not_ready(backend: ResultBackend) -> None:
-    backend.store("a", b"STARTED", state=states.STARTED, ttl=None)
+    put(backend, "a", b"STARTED", states.STARTED)
 
     with pytest.raises(TimeoutError, match="1 of 1"):
         backend.wait_for(["a"], ready, timeout=0)
 
 
 def test_wait_for_raises_timeout_error_when_never_ready(real_backend: ResultBackend) -> None:
-    real_backend.store("done", b"SUCCESS:1", state=states.SUCCESS, ttl=None)
-    real_backend.store("running", b"STARTED", state=states.STARTED, ttl=None)
+    put(real_backend, "done", b"SUCCESS:1", states.SUCCESS)
+    put(real_backend, "running", b"STARTED", states.STARTED)
 
     with pytest.raises(TimeoutError, match=r"2 of 3 .*0\.2"):
         real_backend.wait_for(["done", "running", "unknown"], ready, timeout=0.2, interval=0.05)
@@ -310,9 +366,9 @@ def test_wait_for_returns_when_another_thread_stores_later(
 ) -> None:
     waiter = make_backend(system_clock)
     storer = waiter if writer == "same backend" else make_backend(system_clock)
-    waiter.store("other", b"SUCCESS:other", state=states.SUCCESS, ttl=None)
+    put(waiter, "other", b"SUCCESS:other", states.SUCCESS)
 
-    thread = store_later(storer, "t1", delay=0.1)
+    thread = store_later(storer, "t1", delay=0.1, reader=waiter)
     try:
         got = waiter.wait_for(["other", "t1"], ready, timeout=10, interval=0.05)
     finally:
@@ -324,7 +380,7 @@ def test_wait_for_returns_when_another_thread_stores_later(
 def test_many_ids(backend: ResultBackend) -> None:
     ids = [f"task-{n}" for n in range(1500)]
     for task_id in ids:
-        backend.store(task_id, f"SUCCESS:{task_id}".encode(), state=states.SUCCESS, ttl=None)
+        put(backend, task_id, f"SUCCESS:{task_id}".encode(), states.SUCCESS)
     expected = {task_id: f"SUCCESS:{task_id}".encode() for task_id in ids}
 
     assert backend.fetch_many([*ids, "missing"]) == expected
@@ -376,9 +432,7 @@ def test_memory_backends_of_one_name_share_a_store_until_reset() -> None:
 
 
 def _logging(backend: ResultBackend) -> ResultBackend:
-    if not backend.logs_revocations:
-        pytest.skip(f"{type(backend).__name__} keeps no revocation log")
-    return backend
+    return requires(backend, "revocation_log")
 
 
 def test_the_revocation_log_is_read_in_order_from_a_cursor(backend: ResultBackend) -> None:
@@ -422,10 +476,9 @@ def test_the_revocation_log_is_shared_by_backends_of_one_store(
 
 
 def _join(backend: ResultBackend) -> ChordJoin:
-    provide = getattr(backend, "chord_join", None)
-    assert callable(provide), f"{type(backend).__name__} has no chord_join()"
-    join = provide()
-    assert isinstance(join, ChordJoin)
+    """The backend's own join: every shipped backend that can join chords has one."""
+    join = requires(backend, "chords").chord_join()
+    assert isinstance(join, ChordJoin), f"{type(backend).__name__} has no join of its own"
     return join
 
 
@@ -548,3 +601,25 @@ def test_a_report_to_a_chord_never_prepared_sends_nothing(backend: ResultBackend
     assert _sends_nothing(join, _part("unknown", 0))
     join.finish("unknown")  # harmless
     assert _sends_nothing(join, _part("unknown", 0))
+
+
+# -- what a backend declares it cannot do ------------------------------------------------------
+
+
+def test_a_call_a_backend_cannot_serve_raises_an_error_naming_its_capability(
+    backend: ResultBackend,
+) -> None:
+    capabilities = backend.capabilities
+    assert isinstance(capabilities, BackendCapabilities)
+    calls: dict[str, Callable[[], object]] = {
+        "groups": lambda: backend.save_group("g", b"[]", ttl=None),
+        "counters": lambda: backend.incr("k", ttl=None),
+        "revocation_log": lambda: backend.revoked_since(None),
+        "chords": backend.chord_join,
+    }
+    lacking = [flag for flag in calls if not getattr(capabilities, flag)]
+    if not lacking:
+        pytest.skip(f"{type(backend).__name__} declares every one of {sorted(calls)}")
+    for flag in lacking:
+        with pytest.raises(BackendCapabilityError, match=f"BackendCapabilities.{flag} is False"):
+            calls[flag]()

@@ -84,7 +84,7 @@ class ResultStore:
         """Whether stored results can be read back here: a backend that keeps them (with
         rpc:// only the client that sent a task receives its result)."""
         backend = self._backend()
-        return backend is not None and not backend.sends_results
+        return backend is not None and backend.capabilities.stores_results
 
     @property
     def serializer(self) -> str:
@@ -173,7 +173,7 @@ class ResultStore:
         """Add revoked ids to the backend's revocation log, where it keeps one (kept as long
         as results, ``result_expires``), so workers that were down honour them too."""
         backend = self.backend
-        if backend.logs_revocations:
+        if backend.capabilities.revocation_log:
             backend.log_revoked(task_ids, ttl=as_seconds(self._app.conf.result_expires) or None)
 
     # -- reading ----------------------------------------------------------------------------

@@ -14,8 +14,11 @@ library is required only when that store is used::
     django-db  django-cache                           celeriac.contrib.django.backends (the Django
                                                       project's database or cache)
 
-Every implementation satisfies ``celeriac.backends.base.ResultBackend`` and passes the suite
-in ``tests/conformance/test_backend_conformance.py``.
+Every implementation satisfies ``celeriac.backends.base.ResultBackend``, declares what it
+can do in its class's ``capabilities`` (``BackendCapabilities``; ``backend_class(url)``
+reads them without building a backend), and passes the suite in
+``tests/conformance/test_backend_conformance.py``, which skips what a backend's
+capabilities say it cannot do.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from typing import Any, Protocol
 
 from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import ImproperlyConfigured
 
-__all__ = ["ResultBackend", "create_backend"]
+__all__ = ["BackendCapabilities", "ResultBackend", "backend_class", "create_backend"]
 
 # scheme -> (module, class); the module is imported only when its scheme is asked for.
 _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
@@ -53,7 +56,9 @@ _NAMED: dict[str, tuple[str, str]] = {
 
 
 class _BackendClass(Protocol):
-    """How every implementation is constructed."""
+    """How every implementation is constructed, and what it can do."""
+
+    capabilities: BackendCapabilities
 
     def __call__(
         self, url: str, *, options: Mapping[str, Any] | None, clock: Clock
@@ -70,6 +75,15 @@ def create_backend(
 
     Raises ``ImproperlyConfigured`` for an unknown scheme, a missing client library, or a
     URL the implementation rejects.
+    """
+    return backend_class(url)(url, options=options, clock=clock)
+
+
+def backend_class(url: str) -> _BackendClass:
+    """The class of the result backend ``url`` names, its module imported, none built (so
+    its ``capabilities`` are read before anything connects).
+
+    Raises ``ImproperlyConfigured`` for an unknown scheme or a missing client library.
     """
     scheme, sep, _ = url.partition("://")
     implementation = _IMPLEMENTATIONS.get(scheme.lower()) if sep else _NAMED.get(url.lower())
@@ -88,8 +102,8 @@ def create_backend(
             f"result backend {_masked(url)!r} needs the {exc.name or module_name!r} package, "
             "which is not installed: install it, or choose another result backend"
         ) from exc
-    backend_class: _BackendClass = getattr(module, class_name)
-    return backend_class(url, options=options, clock=clock)
+    implementation_class: _BackendClass = getattr(module, class_name)
+    return implementation_class
 
 
 def _masked(url: str) -> str:

@@ -1,6 +1,6 @@
 """The chord join on Redis, in Celery 5.7's keys, so Celery and Celeriac workers share chords.
 
-``RedisChordJoin`` implements ``celeriac.canvas.join.ChordJoin`` for ``RedisBackend`` (which
+``RedisChordJoin`` implements ``celeriac.backends.chord.ChordJoin`` for ``RedisBackend`` (which
 hands one out from ``chord_join()``). Keys, under the backend's group prefix
 (``[global_keyprefix]celery-taskset-meta-``) and the chord's group id ``<gid>``::
 
@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.transports._redis_connection import RedisConnector
 
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
+if TYPE_CHECKING:
+    from celeriac.backends.chord import ChordPart
 
 __all__ = ["RedisChordJoin"]
 
@@ -111,10 +111,6 @@ class RedisChordJoin:
     ``connector`` is the result backend's ``RedisConnector`` (errors come out as its
     ``BackendError``); ``group_keyprefix`` its group prefix, global key prefix included.
     """
-
-    #: Chords live where Celery's workers join them; so, as Celery's client does with a
-    #: native join, ``prepare_chord`` saves no header GroupResult.
-    celery_native = True
 
     def __init__(
         self, connector: RedisConnector, group_keyprefix: str, *, claim_seconds: int = 60

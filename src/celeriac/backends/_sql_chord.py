@@ -1,4 +1,4 @@
-"""The SQL backend's chord join: ``celeriac.canvas.join.ChordJoin`` over the
+"""The SQL backend's chord join: ``celeriac.backends.chord.ChordJoin`` over the
 ``celeriac_chords`` and ``celeriac_chord_parts`` tables (``celeriac.backends.database``
 draws them).
 
@@ -15,21 +15,18 @@ report claims the body however they race.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from celeriac.backends.chord import ChordPart
 from celeriac.backends.database import DatabaseBackend
 from celeriac.exceptions import BackendStoreError
-
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
 
 __all__ = ["SQLChordJoin"]
 
 
 class SQLChordJoin:
-    """``celeriac.canvas.join.ChordJoin`` in the backend's database (module docstring)."""
+    """``celeriac.backends.chord.ChordJoin`` in the backend's database (module docstring)."""
 
     def __init__(self, backend: DatabaseBackend) -> None:
         self._backend = backend

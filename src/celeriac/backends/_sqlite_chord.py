@@ -1,4 +1,4 @@
-"""The SQLite backend's chord join: ``celeriac.canvas.join.ChordJoin`` over the
+"""The SQLite backend's chord join: ``celeriac.backends.chord.ChordJoin`` over the
 ``celeriac_chords`` and ``celeriac_chord_parts`` tables of the result file, each call one
 ``BEGIN IMMEDIATE`` transaction (``celeriac.backends.sqlite``'s docstring draws the tables and
 the steps)."""
@@ -6,20 +6,17 @@ the steps)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from celeriac._sqlite import immediate
+from celeriac.backends.chord import ChordPart
 from celeriac.backends.sqlite import _LIVE, SQLiteBackend
 from celeriac.exceptions import BackendStoreError
-
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
 
 __all__ = ["SQLiteChordJoin"]
 
 
 class SQLiteChordJoin:
-    """``celeriac.canvas.join.ChordJoin`` in the backend's file: each call one transaction
+    """``celeriac.backends.chord.ChordJoin`` in the backend's file: each call one transaction
     (the module docstring draws the tables and the steps)."""
 
     def __init__(self, backend: SQLiteBackend) -> None:

@@ -7,6 +7,14 @@ counter with expiry is all a chord needs. Waiting is the one place a backend mus
 ``wait_for`` blocks by notification where the store can notify (Redis pub/sub) and by
 bounded polling elsewhere.
 
+What a backend can do it declares in one frozen ``BackendCapabilities`` (its class
+attribute ``capabilities``); the app, the canvas and the worker read those flags and never
+probe for methods. The defaults are what the abstract methods promise (results kept, with
+expiry, groups, counters, chords); a backend turns on what it adds and off what it cannot
+keep, and a call it cannot serve raises ``BackendCapabilityError`` naming the flag. Celery's
+attribute names (``supports_native_join``, ``supports_autoexpire``, ``implements_incr``,
+``ensure_chords_allowed``) are read-only views of the flags.
+
 Errors: every method may raise ``BackendError`` (store unreachable or failed), translated
 from the driver's exception. All methods are safe to call from any thread. ``store``,
 ``forget`` and ``save_group`` are idempotent. Only ``wait_for`` blocks beyond one round trip.
@@ -16,31 +24,52 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from celeriac.exceptions import OperationalError
+from celeriac.backends.chord import ChordJoin
+from celeriac.exceptions import BackendCapabilityError, OperationalError
 
-__all__ = ["ResultBackend"]
+__all__ = ["BackendCapabilities", "ResultBackend"]
+
+_STORING = "Use a result backend that stores results (sqlite:///..., redis://...)."
+_NO_LOG = "Workers look up the stored state of each task they take instead."
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCapabilities:
+    """What a result backend can do; the app, canvas and worker adapt to these flags."""
+
+    #: Any client reads results back. False: each result is a message to the client that
+    #: sent the task, and nothing is kept (rpc).
+    stores_results: bool = True
+    #: ``wait_for`` is woken by the store, not by polling.
+    notifies: bool = False
+    #: An entry stored with a ``ttl`` reads as absent once that passed.
+    expiry: bool = True
+    #: The store drops expired entries itself: ``cleanup`` has nothing to do, returns 0.
+    expires_on_its_own: bool = False
+    #: ``save_group``, ``fetch_group``, ``forget_group`` work.
+    groups: bool = True
+    #: ``incr`` works.
+    counters: bool = True
+    #: A chord's header members can meet here: in ``chord_join()``'s join, or by counters.
+    chords: bool = True
+    #: ``chord_join()`` keeps each chord in Celery's own keys, where Celery's workers join
+    #: it too; the client then saves no header GroupResult, as Celery's does there.
+    celery_chord_keys: bool = False
+    #: ``log_revoked`` and ``revoked_since`` work.
+    revocation_log: bool = False
 
 
 class ResultBackend(ABC):
     """Where task results and states are kept."""
 
-    #: Whether ``wait_for`` is woken by notification rather than polling.
-    notifies: bool = False
+    #: What this backend can do (module docstring); each implementation declares its own.
+    capabilities: BackendCapabilities = BackendCapabilities()
 
     #: The queue this backend's client receives results on (rpc); producers put it in the
     #: message's ``reply_to`` property. None for backends that store results.
     reply_to: str | None = None
-
-    #: Whether results are sent as messages to the client that sent the task (rpc) rather
-    #: than kept: only that client can read them, so nothing else (a worker checking for
-    #: revoked tasks, a monitor) reads them back.
-    sends_results: bool = False
-
-    #: Whether this backend keeps a log of revocations (``log_revoked``/``revoked_since``).
-    #: Workers then read revocations as they are logged, instead of looking up the state
-    #: of every message they take.
-    logs_revocations: bool = False
 
     def exception_safe_to_retry(self, exc: BaseException) -> bool:
         """Whether an error raised by a method means "the store could not be reached, try
@@ -112,18 +141,69 @@ class ResultBackend(ABC):
 
     def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
         """Append ``task_ids`` to the revocation log, each kept ``ttl`` seconds (None: the
-        backend's longest). Only where ``logs_revocations`` is True."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no revocation log")
+        backend's longest). Only with ``capabilities.revocation_log``: workers then read
+        revocations as they are logged instead of looking up every message's state."""
+        raise self.lacks("revocation_log", "log revocations", _NO_LOG)
 
     def revoked_since(self, cursor: str | None) -> tuple[list[str], str]:
         """The ids logged after ``cursor`` (None: every live entry) in log order, and the
-        cursor to pass next time. Only where ``logs_revocations`` is True."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no revocation log")
+        cursor to pass next time. Only with ``capabilities.revocation_log``."""
+        raise self.lacks("revocation_log", "read a revocation log", _NO_LOG)
+
+    def chord_join(self) -> ChordJoin | None:
+        """This backend's own chord join (``celeriac.backends.chord``), or None: the canvas
+        then joins chords with counters (``incr`` and ``fetch_many``). Raises
+        ``BackendCapabilityError`` without ``capabilities.chords``."""
+        self.ensure_chords_allowed()
+        return None
 
     def ensure_chords_allowed(self) -> None:
-        """Raise ``NotImplementedError`` (Celery's error) when this backend cannot join a
-        chord; every backend that stores results can."""
-        return None
+        """Raise ``BackendCapabilityError`` (a ``NotImplementedError``, Celery's error) when
+        this backend cannot join a chord (``capabilities.chords`` is False)."""
+        if not self.capabilities.chords:
+            raise self.lacks("chords", "join a chord", _STORING)
+
+    def lacks(self, capability: str, doing: str, instead: str) -> BackendCapabilityError:
+        """The error for a call this backend cannot serve: it names what the call was
+        ``doing``, the ``capability`` flag that is False, and what to do ``instead``."""
+        return BackendCapabilityError(
+            f"{type(self).__name__} cannot {doing}: it lacks the {capability!r} capability "
+            f"(BackendCapabilities.{capability} is False). {instead}",
+            capability,
+        )
+
+    # -- Celery's names for these flags, read-only ------------------------------------------
+
+    @property
+    def notifies(self) -> bool:
+        """``capabilities.notifies``."""
+        return self.capabilities.notifies
+
+    @property
+    def sends_results(self) -> bool:
+        """Not ``capabilities.stores_results``: results go to the sending client only."""
+        return not self.capabilities.stores_results
+
+    @property
+    def logs_revocations(self) -> bool:
+        """``capabilities.revocation_log``."""
+        return self.capabilities.revocation_log
+
+    @property
+    def supports_native_join(self) -> bool:
+        """Celery's name: many results are read in one call (``fetch_many``, which every
+        backend has), so ``ResultSet.join_native`` works everywhere."""
+        return True
+
+    @property
+    def supports_autoexpire(self) -> bool:
+        """Celery's name for ``capabilities.expires_on_its_own``."""
+        return self.capabilities.expires_on_its_own
+
+    @property
+    def implements_incr(self) -> bool:
+        """Celery's name for ``capabilities.counters``."""
+        return self.capabilities.counters
 
     @abstractmethod
     def cleanup(self) -> int:

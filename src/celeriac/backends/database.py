@@ -62,7 +62,7 @@ from celeriac._forkguard import sqlite_call
 from celeriac._time import Clock, system_clock
 from celeriac.backends._sql_rows import RowCodec
 from celeriac.backends._sql_schema import Tables, create_engine, engine_url, ensure_schema
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import (
     BackendError,
     BackendGetMetaError,
@@ -90,7 +90,7 @@ class DatabaseBackend(ResultBackend):
     ``database_create_tables_at_setup``, ``database_engine_callback``.
     """
 
-    notifies = False
+    capabilities = BackendCapabilities()  # polls; cleanup deletes what expired
 
     def __init__(
         self, url: str, *, options: Mapping[str, Any] | None = None, clock: Clock = system_clock

@@ -30,14 +30,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
+from celeriac.backends.chord import ChordPart
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
-
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
 
 __all__ = ["MemoryBackend", "MemoryChordJoin", "reset_store"]
 
@@ -120,8 +118,7 @@ def _expired(expires_at: float | None, now: float) -> bool:
 class MemoryBackend(ResultBackend):
     """Results kept in this process, shared by every backend made from the same URL."""
 
-    notifies = True
-    logs_revocations = True
+    capabilities = BackendCapabilities(notifies=True, revocation_log=True)
 
     def __init__(
         self,
@@ -279,7 +276,7 @@ class MemoryBackend(ResultBackend):
 
 
 class MemoryChordJoin:
-    """``celeriac.canvas.join.ChordJoin`` on a memory store: every call one step under its lock.
+    """``celeriac.backends.chord.ChordJoin`` on a memory store: every call one step under its lock.
 
     ``prepare`` records the header's task ids (replacing what an earlier run of the same
     frozen chord left); ``member_done`` raises ``LookupError`` for a chord not recorded here

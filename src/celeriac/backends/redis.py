@@ -34,7 +34,7 @@ from typing import Any
 
 from celeriac._time import Clock, system_clock
 from celeriac.backends._redis_chord import RedisChordJoin
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import BackendError, TimeoutError
 from celeriac.transports._redis_client import Connection, RedisError, pack
 from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
@@ -50,10 +50,10 @@ _REVOKED_KEEP = 86400.0  # seconds a revocation is logged when no ttl is given
 class RedisBackend(ResultBackend):
     """Task results in Redis, in Celery's keys and format (module docstring)."""
 
-    notifies = True
-    logs_revocations = True
-    #: Redis deletes expired results itself; ``cleanup`` always returns 0.
-    expires_on_its_own = True
+    #: Redis deletes expired keys itself; chords are joined in Celery 5.7's keys.
+    capabilities = BackendCapabilities(
+        notifies=True, expires_on_its_own=True, celery_chord_keys=True, revocation_log=True
+    )
 
     def __init__(
         self, url: str, *, options: Mapping[str, Any] | None = None, clock: Clock = system_clock

@@ -5,7 +5,8 @@ Nothing is stored on a server: a worker publishes the encoded meta to the defaul
 with routing key = the task message's ``reply_to`` and ``correlation_id`` = the task id
 (``delivery_mode`` 1, or 2 with ``result_persistent``); the client consumes its reply queue
 (no acks) and keeps the latest meta of every task id in memory. So results are one-shot and
-visible only to the client that sent the task; there are no group results and no chords.
+visible only to the client that sent the task; there are no group results and no chords
+(its ``capabilities`` say so, and the calls it cannot serve raise ``BackendCapabilityError``).
 
 The reply queue (``reply_to``) is a uuid4 string per backend, declared on first use exactly
 as Celery 5.7 declares its oid queue: default exchange, durable, auto-delete (it goes when
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 
 from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import (
     BackendError,
     BackendGetMetaError,
@@ -56,9 +57,9 @@ __all__ = ["RpcBackend"]
 logger = logging.getLogger("celeriac.backends.rpc")
 
 _AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
-_NO_GROUPS = (
-    "The rpc:// result backend keeps no group results and cannot join chords: results are "
-    "messages to one client. Use a result backend that stores them (sqlite://, redis://)."
+_INSTEAD = (
+    "Results on rpc:// are messages to the client that sent each task, and nothing is kept: "
+    "use a result backend that stores them (sqlite:///..., redis://...)."
 )
 
 
@@ -82,8 +83,10 @@ def _broker_url(url: str, options: Mapping[str, Any]) -> str:
 class RpcBackend(ResultBackend):
     """Results as messages to the sending client's reply queue (module docstring)."""
 
-    notifies = True
-    sends_results = True
+    capabilities = BackendCapabilities(
+        stores_results=False, notifies=True, expiry=False, expires_on_its_own=True,
+        groups=False, counters=False, chords=False,
+    )  # fmt: skip
 
     def __init__(
         self, url: str = "rpc://", *, options: Mapping[str, Any] | None = None,
@@ -170,13 +173,6 @@ class RpcBackend(ResultBackend):
                 lambda session: session.publish([(message, "", reply_to)]),
             )
 
-    def ensure_chords_allowed(self) -> None:
-        raise NotImplementedError(
-            "Starting chords requires a result backend that stores results: rpc:// sends "
-            "each result to the client that sent the task, so a chord's header members can "
-            "never meet. Use sqlite:///... or redis://... as result_backend."
-        )
-
     # -- receiving results (the client) -----------------------------------------------------
 
     def _consuming(self) -> IOConnection:
@@ -218,7 +214,7 @@ class RpcBackend(ResultBackend):
                 task_id, content_type, self._content_type,
             )  # fmt: skip
             return
-        body = message.body
+        body = message.body or b""  # py-amqp hands an empty body over as ""
         compression = (message.properties.get("application_headers") or {}).get("compression")
         if isinstance(compression, str) and compression:
             with contextlib.suppress(DecodeError):  # else kept: reading it says it is broken
@@ -283,16 +279,16 @@ class RpcBackend(ResultBackend):
             self._results.pop(task_id, None)
 
     def save_group(self, group_id: str, payload: bytes, *, ttl: float | None) -> None:
-        raise NotImplementedError(_NO_GROUPS)
+        raise self.lacks("groups", f"save group {group_id}", _INSTEAD)
 
     def fetch_group(self, group_id: str) -> bytes | None:
-        raise NotImplementedError(_NO_GROUPS)
+        raise self.lacks("groups", f"read group {group_id}", _INSTEAD)
 
     def forget_group(self, group_id: str) -> None:
-        raise NotImplementedError(_NO_GROUPS)
+        raise self.lacks("groups", f"forget group {group_id}", _INSTEAD)
 
     def incr(self, key: str, *, ttl: float | None) -> int:
-        raise NotImplementedError(_NO_GROUPS)
+        raise self.lacks("counters", f"count {key}", _INSTEAD)
 
     def cleanup(self) -> int:
         return 0  # nothing is stored: unread results expire with their queue

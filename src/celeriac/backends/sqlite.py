@@ -60,7 +60,7 @@ from urllib.parse import unquote
 from celeriac._forkguard import sqlite_call
 from celeriac._sqlite import immediate
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import (
     BackendError,
     BackendGetMetaError,
@@ -165,8 +165,7 @@ def _advice(exc: sqlite3.Error) -> str:
 class SQLiteBackend(ResultBackend):
     """Results in an SQLite file that every process on the machine can share."""
 
-    notifies = False
-    logs_revocations = True
+    capabilities = BackendCapabilities(revocation_log=True)
 
     def __init__(
         self,

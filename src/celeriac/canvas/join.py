@@ -1,13 +1,15 @@
 """The chord join: where a chord's header members meet, so that its body is sent once.
 
-The seam is ``ChordJoin``, three calls at the storage level (bytes in, bytes out, nothing of
-the canvas), so a result backend can provide its own without importing this package: a
-backend with a ``chord_join()`` method returning a ``ChordJoin`` is used through it. Every
-backend that ships with Celeriac does: ``memory://`` and SQLite keep each chord's reports in
-one atomic step (a lock, one SQL transaction), Redis in Celery 5.7's ``.s``/``.j``/``.d``/
-``.c`` keys (one Lua script). Any other backend gets ``CounterJoin``, built on
-``ResultBackend.incr`` and ``fetch_many`` alone, as does a chord that a backend's join has
-no record of (its ``member_done`` raises ``LookupError``): one whose client saved only the
+The seam is ``ChordJoin`` (``celeriac.backends.chord``, re-exported here), three calls at
+the storage level (bytes in, bytes out, nothing of the canvas), so a result backend provides
+its own without importing this package: ``ResultBackend.chord_join()`` returns it (None:
+``CounterJoin``), and the backend's ``capabilities`` say whether chords can run on it at all
+(``chords``) and whether its join keeps Celery's own keys (``celery_chord_keys``). Every
+backend that ships with Celeriac has its own join: ``memory://`` and SQLite keep each
+chord's reports in one atomic step (a lock, one SQL transaction), Redis in Celery 5.7's
+``.s``/``.j``/``.d``/``.c`` keys (one Lua script). Any other backend gets ``CounterJoin``,
+built on ``ResultBackend.incr`` and ``fetch_many`` alone, as does a chord that a backend's
+join has no record of (its ``member_done`` raises ``LookupError``): one whose client saved only the
 header's GroupResult, as a Celery client does on a store without a native join, or an older
 Celeriac client did (``join_member``).
 
@@ -51,11 +53,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from celeriac import states
 from celeriac.app.settings import as_seconds
+from celeriac.backends import backend_class
+from celeriac.backends.chord import ChordJoin, ChordPart, ExtensibleChordJoin
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.result_meta import decode_exception, encode_exception
 from celeriac.protocol.serializers import content_type_of, dumps, loads
@@ -80,50 +83,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("celeriac.canvas")
-
-
-@dataclass(frozen=True, slots=True)
-class ChordPart:
-    """One header member's end, as a join records it."""
-
-    group_id: str
-    group_index: int | None  # the member's place in the header (None: unknown, sorts last)
-    task_id: str
-    state: str
-    #: ``[1, task_id, state, result]`` in the result serializer, ``result`` stored as in the
-    #: member's meta (an exception encoded): Celery's entry in ``celery-taskset-meta-<gid>.j``.
-    entry: bytes
-
-
-@runtime_checkable
-class ChordJoin(Protocol):
-    """Where the members of a chord's header meet. Every method may raise ``BackendError``."""
-
-    def prepare(self, group_id: str, member_ids: Sequence[str], *, ttl: float | None) -> None:
-        """Client side, before the header is sent: the chord of ``group_id`` has these
-        members, in header order (the order of the body's list of results). Starts the
-        chord afresh, so a frozen chord applied again joins again (``CounterJoin``'s
-        counters cannot be reset: there it does not)."""
-
-    def member_done(self, part: ChordPart, *, ttl: float | None) -> list[bytes] | None:
-        """Worker side, after ``part``'s member stored its result.
-
-        Returns every member's entry (``ChordPart.entry`` form) in header order to the report
-        that completes the header and claims the body's sending, and again to any later
-        report of that same member until ``finish``: its redelivery, after its worker died
-        before the body went out. Returns None to every
-        other report (and once the chord finished). A member reported twice (a
-        redelivery) counts once. ``ttl`` refreshes the join state's expiry.
-
-        May raise ``LookupError`` when the join holds no record of the chord (never
-        prepared through it, or expired): ``join_member`` then joins it with
-        ``CounterJoin``. A join that raises it must keep a finished chord's record (as
-        finished) as long as the chord's ``ttl``, so a late report is not joined twice.
-        """
-
-    def finish(self, group_id: str) -> None:
-        """After the body was sent (or failed): record that, so no later report sends it
-        again, and drop what only the join needed."""
 
 
 class CounterJoin:
@@ -183,15 +142,14 @@ def add_chord_member(app: Celery, group_id: str, task_id: str) -> None:
     body runs (through the join's own ``add_member`` when it has one, else the counters')."""
     results, ttl = app.results, chord_ttl(app)
     join = chord_join_for(results)
-    own = None if isinstance(join, CounterJoin) else getattr(join, "add_member", None)
     added = False
-    if callable(own):
+    if isinstance(join, ExtensibleChordJoin) and not isinstance(join, CounterJoin):
         try:
-            own(group_id, task_id, ttl=ttl)
+            join.add_member(group_id, task_id, ttl=ttl)
             added = True
         except LookupError:  # joined by counters: see join_member
             pass
-    if not getattr(join, "celery_native", False):  # the saved header, as prepare_chord saved it
+    if not results.backend.capabilities.celery_chord_keys:  # the header prepare_chord saved
         try:
             CounterJoin(results).add_member(group_id, task_id, ttl=ttl)
         except LookupError:
@@ -212,15 +170,16 @@ def join_member(
 
 
 def chord_join_for(results: ResultStore) -> ChordJoin:
-    """The join for a result store's backend: the backend's own, else ``CounterJoin``."""
+    """The join for a result store's backend: the backend's own, else ``CounterJoin``.
+
+    Raises ``BackendCapabilityError`` when the backend cannot join chords."""
     backend = results.backend
-    provide = getattr(backend, "chord_join", None)
-    if callable(provide):
-        join = provide()
-        if isinstance(join, ChordJoin):
-            return join
-        raise TypeError(f"{type(backend).__name__}.chord_join() returned {join!r}, not a ChordJoin")
-    return CounterJoin(results)
+    join = backend.chord_join()
+    if join is None:
+        return CounterJoin(results)
+    if isinstance(join, ChordJoin):
+        return join
+    raise TypeError(f"{type(backend).__name__}.chord_join() returned {join!r}, not a ChordJoin")
 
 
 _REMEDY = (
@@ -231,31 +190,39 @@ _REMEDY = (
 
 def ensure_chords_allowed(app: Celery) -> None:
     """Raise ``ImproperlyConfigured`` when ``app``'s result backend cannot join a chord
-    (``rpc://``); checked from the URL alone, so before anything is sent or connected."""
+    (``capabilities.chords`` False: ``rpc://``); read from the class its URL names, so
+    before anything is built, sent or connected."""
     url = app.result_backend_url
-    if url is not None and url.partition("://")[0].lower() == "rpc":
-        raise ImproperlyConfigured(
-            "A chord cannot run with the rpc:// result backend: it sends each result as a "
-            "message to the client that sent the task and stores nothing, so the chord's "
-            f"header members can never meet. {_REMEDY}"
-        )
+    if url is None:
+        return
+    capabilities = backend_class(url).capabilities
+    if capabilities.chords:
+        return
+    scheme, sep, _ = url.partition("://")
+    why = "it lacks the 'chords' capability"
+    if not capabilities.stores_results:
+        why = "it sends each result as a message to the client that sent the task, stores nothing"
+    raise ImproperlyConfigured(
+        f"A chord cannot run with the {scheme.lower() + sep if sep else url} result backend: "
+        f"{why}, so the chord's header members can never meet. {_REMEDY}"
+    )
 
 
 def prepare_chord(app: Celery, group_id: str, member_ids: Sequence[str]) -> None:
     """Record a chord's header (client side): its GroupResult, saved as Celery saves it for
     result stores without a native join, except where the join keeps Celery's native keys
-    (a join with ``celery_native = True``: Celery saves nothing there); then the join's own
+    (``capabilities.celery_chord_keys``: Celery saves nothing there); then the join's own
     state."""
     results, ttl = app.results, chord_ttl(app)
     try:
         join = chord_join_for(results)
-        if not getattr(join, "celery_native", False):
+        if not results.backend.capabilities.celery_chord_keys:
             tuples = [[[member_id, None], None] for member_id in member_ids]
             results.save_group(group_id, [[group_id, None], tuples], ttl=ttl)
         join.prepare(group_id, member_ids, ttl=ttl)
-    except NotImplementedError as exc:  # a backend that keeps no groups
+    except NotImplementedError as exc:  # BackendCapabilityError: no chords, or no groups
         raise ImproperlyConfigured(
-            f"A chord cannot run with this result backend, which keeps no groups ({exc}). {_REMEDY}"
+            f"A chord cannot run with this result backend ({exc}) {_REMEDY}"
         ) from exc
 
 

@@ -76,7 +76,7 @@ class Outcomes:
             if not results.readable:  # no backend, or rpc:// (only the sender reads results)
                 return set()
             backend = results.backend
-            if backend.logs_revocations:
+            if backend.capabilities.revocation_log:
                 if now >= self._next_revoked_read:
                     logged, self._revoked_cursor = backend.revoked_since(self._revoked_cursor)
                     self.revoked.update(logged)

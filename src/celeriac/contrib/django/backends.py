@@ -23,7 +23,7 @@ from typing import Any
 
 from celeriac import states
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import (
     BackendError,
     BackendGetMetaError,
@@ -113,7 +113,7 @@ def _for_django(value: dt.datetime) -> dt.datetime:
 class DjangoDBBackend(ResultBackend):
     """Results in the Django database (module docstring)."""
 
-    notifies = False
+    capabilities = BackendCapabilities()  # polls; cleanup deletes what expired
 
     def __init__(
         self, url: str, *, options: Mapping[str, Any] | None = None, clock: Clock = system_clock
@@ -293,6 +293,8 @@ class DjangoDBBackend(ResultBackend):
 
 class DjangoCacheBackend(ResultBackend):
     """Results in a Django cache, under Celery's keys (``celery-task-meta-<id>``)."""
+
+    capabilities = BackendCapabilities(expires_on_its_own=True)  # the cache expires entries
 
     def __init__(
         self, url: str, *, options: Mapping[str, Any] | None = None, clock: Clock = system_clock
