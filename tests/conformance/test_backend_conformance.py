@@ -621,5 +621,5 @@ def test_a_call_a_backend_cannot_serve_raises_an_error_naming_its_capability(
     if not lacking:
         pytest.skip(f"{type(backend).__name__} declares every one of {sorted(calls)}")
     for flag in lacking:
-        with pytest.raises(BackendCapabilityError, match=f"BackendCapabilities.{flag} is False"):
+        with pytest.raises(BackendCapabilityError, match=rf"BackendCapabilities\.{flag} is False"):
             calls[flag]()

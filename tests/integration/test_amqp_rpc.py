@@ -115,10 +115,12 @@ def test_groups_and_chords_are_refused_with_a_reason(
     vhost: str, backends: list[RpcBackend]
 ) -> None:
     backend = rpc(vhost, backends)
-    with pytest.raises(NotImplementedError, match="no group results"):
+    with pytest.raises(NotImplementedError, match="lacks the 'groups' capability"):
         backend.save_group("g", b"{}", ttl=None)
-    with pytest.raises(NotImplementedError, match="chords"):
+    with pytest.raises(NotImplementedError, match="lacks the 'counters' capability"):
         backend.incr("chord-counter", ttl=None)
+    with pytest.raises(NotImplementedError, match="lacks the 'chords' capability"):
+        backend.ensure_chords_allowed()
     assert backend.cleanup() == 0
 
 
