@@ -130,7 +130,9 @@ async def wait_ready(
     backend = results.backend
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    if hasattr(backend, "task_keyprefix") and hasattr(backend, "connector"):
+    from celeriac.backends.redis import RedisBackend  # no driver: Celeriac speaks RESP itself
+
+    if isinstance(backend, RedisBackend):  # its pub/sub, awaited on the loop
         async for task_id, payload in _redis_ready(backend, pending, results, deadline):
             yield task_id, results.decode(payload)
     else:
