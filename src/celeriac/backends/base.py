@@ -52,7 +52,8 @@ class BackendCapabilities:
     groups: bool = True
     #: ``incr`` works.
     counters: bool = True
-    #: A chord's header members can meet here: in ``chord_join()``'s join, or by counters.
+    #: A chord's header members can meet here: in ``chord_join()``'s join, or by counters
+    #: (which need ``groups`` and ``counters``).
     chords: bool = True
     #: ``chord_join()`` keeps each chord in Celery's own keys, where Celery's workers join
     #: it too; the client then saves no header GroupResult, as Celery's does there.
@@ -122,7 +123,8 @@ class ResultBackend(ABC):
 
     @abstractmethod
     def save_group(self, group_id: str, payload: bytes, *, ttl: float | None) -> None:
-        """Keep a group's meta (the list of its members' ids)."""
+        """Keep a group's meta (the list of its members' ids). This and the two group calls
+        below raise ``BackendCapabilityError`` without ``capabilities.groups``."""
 
     @abstractmethod
     def fetch_group(self, group_id: str) -> bytes | None:
@@ -136,7 +138,8 @@ class ResultBackend(ABC):
     def incr(self, key: str, *, ttl: float | None) -> int:
         """Atomically add one to the counter ``key`` (created at 0) and return the new value.
 
-        Each call sets the counter's expiry to ``ttl`` seconds from now.
+        Each call sets the counter's expiry to ``ttl`` seconds from now. Raises
+        ``BackendCapabilityError`` without ``capabilities.counters``.
         """
 
     def log_revoked(self, task_ids: Sequence[str], *, ttl: float | None) -> None:
