@@ -9,9 +9,9 @@ backend that ships with Celeriac has its own join: ``memory://`` and SQLite keep
 chord's reports in one atomic step (a lock, one SQL transaction), Redis in Celery 5.7's
 ``.s``/``.j``/``.d``/``.c`` keys (one Lua script). Any other backend gets ``CounterJoin``,
 built on ``ResultBackend.incr`` and ``fetch_many`` alone, as does a chord that a backend's
-join has no record of (its ``member_done`` raises ``LookupError``): one whose client saved only the
-header's GroupResult, as a Celery client does on a store without a native join, or an older
-Celeriac client did (``join_member``).
+join has no record of (its ``member_done`` raises ``LookupError``): one whose client saved
+only the header's GroupResult, as a Celery client does on a store without a native join, or
+an older Celeriac client did (``join_member``).
 
 What every join promises (``ChordJoin.member_done``): each member counts once, however often
 it reports (known by its task id; on Redis, as in Celery, by task id and ``group_index``);
