@@ -15,30 +15,28 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from celeriac import states
+from celeriac import _state, states
 from celeriac.aio.mixins import AsyncResultSetMixin
 from celeriac.exceptions import TimeoutError
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import AsyncResult
 
 __all__ = ["GroupResult", "ResultSet", "result_from_tuple"]
 
 
-def _default_app(app: Celery | None) -> Celery:
+def _default_app(app: AppLike | None) -> AppLike:
     if app is not None:
         return app
-    from celeriac.app.base import current_app
-
-    return current_app()
+    return _state.current_app()
 
 
 class ResultSet(AsyncResultSetMixin):
     """A list of results read, waited for and acted on together."""
 
     def __init__(
-        self, results: Iterable[AsyncResult[Any] | GroupResult], app: Celery | None = None
+        self, results: Iterable[AsyncResult[Any] | GroupResult], app: AppLike | None = None
     ) -> None:
         self.app = _default_app(app)
         self.results: list[AsyncResult[Any] | GroupResult] = list(results)
@@ -209,7 +207,7 @@ class GroupResult(ResultSet):
         id: str | None = None,
         results: Iterable[AsyncResult[Any] | GroupResult] | None = None,
         parent: AsyncResult[Any] | GroupResult | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
     ) -> None:
         super().__init__(results or (), app=app)
         self.id = id
@@ -236,7 +234,9 @@ class GroupResult(ResultSet):
             self.app.results.forget_group(self.id)
 
     @classmethod
-    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
+    def restore(
+        cls, id: str, backend: Any = None, app: AppLike | None = None
+    ) -> GroupResult | None:
         """The group saved under ``id``, or None."""
         app = _default_app(app)
         saved = app.results.restore_group(id)
@@ -256,7 +256,7 @@ class GroupResult(ResultSet):
         return f"<GroupResult: {self.id} [{', '.join(r.id or '' for r in self.results)}]>"
 
 
-def result_from_tuple(r: Any, app: Celery | None = None) -> AsyncResult[Any] | GroupResult | None:
+def result_from_tuple(r: Any, app: AppLike | None = None) -> AsyncResult[Any] | GroupResult | None:
     """The result a tuple from ``as_tuple()`` describes (a result given is returned as is)."""
     from celeriac.result import AsyncResult
 

@@ -23,14 +23,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from celeriac import states
+from celeriac import _state, states
 from celeriac._result_set import GroupResult, ResultSet, result_from_tuple
 from celeriac.aio.mixins import AsyncResultMixin
 from celeriac.exceptions import TaskError, TimeoutError
 from celeriac.request import current_request
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = [
     "AsyncResult",
@@ -81,13 +81,11 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
         id: str,
         backend: Any = None,
         task_name: str | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         parent: AsyncResult[Any] | GroupResult | None = None,
     ) -> None:
         if app is None:
-            from celeriac.app.base import current_app
-
-            app = current_app()
+            app = _state.current_app()
         self.app = app
         self.id = id
         self.task_id = id
@@ -354,7 +352,7 @@ class EagerResult(AsyncResult[R]):
         state: str,
         traceback: str | None = None,
         name: str | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
     ) -> None:
         super().__init__(id, app=app, task_name=name)
         self._value = ret_value

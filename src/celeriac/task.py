@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from celeriac import states
+from celeriac import _state, states
 from celeriac.aio.mixins import AsyncTaskMixin
 from celeriac.exceptions import MaxRetriesExceededError, Retry
 from celeriac.request import (
@@ -28,8 +28,8 @@ from celeriac.request import (
 )
 
 if TYPE_CHECKING:
+    from celeriac._app_protocol import AppLike
     from celeriac._pydantic import ModelArguments
-    from celeriac.app.base import Celery
     from celeriac.canvas import Signature
     from celeriac.canvas import chunks as Chunks
     from celeriac.canvas import xmap as XMap
@@ -120,7 +120,7 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         self,
         fun: Callable[..., R] | None = None,
         *,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         name: str | None = None,
         bind: bool = False,
         **options: Any,
@@ -148,23 +148,21 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
     # -- binding ----------------------------------------------------------------------------
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> AppLike:
         """The app this task is bound to; an unbound (shared) task uses the current app."""
         if self._app is not None:
             return self._app
-        from celeriac.app.base import current_app
-
-        return current_app()
+        return _state.current_app()
 
     @property
-    def bound_app(self) -> Celery | None:
+    def bound_app(self) -> AppLike | None:
         """The app this task is bound to, or None for a shared task's original."""
         return self._app
 
-    def bind(self, app: Celery) -> None:
+    def bind(self, app: AppLike) -> None:
         self._app = app
 
-    def bound_copy(self, app: Celery) -> Task[P, R]:
+    def bound_copy(self, app: AppLike) -> Task[P, R]:
         """A copy of this task bound to ``app`` (each app runs shared tasks as its own)."""
         clone = copy.copy(self)
         clone.bind(app)

@@ -17,7 +17,7 @@ from celeriac.app.settings import as_seconds
 from celeriac.task import Task
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["CLEANUP_TASK", "default_beat_entries", "register_cleanup"]
 
@@ -26,7 +26,7 @@ _CELERY_NAME = "celery.backend_cleanup"
 _CLEANED_SCHEMES = ("django-db",)  # and every db+... scheme
 
 
-def register_cleanup(app: Celery) -> None:
+def register_cleanup(app: AppLike) -> None:
     """Register the cleanup task, under both names, with ``app``."""
 
     def backend_cleanup() -> int:
@@ -40,7 +40,7 @@ def register_cleanup(app: Celery) -> None:
         )
 
 
-def default_beat_entries(app: Celery) -> dict[str, Any]:
+def default_beat_entries(app: AppLike) -> dict[str, Any]:
     """``beat_schedule`` with the daily cleanup entry added where it is needed."""
     entries = dict(app.conf.beat_schedule or {})
     url = app.result_backend_url

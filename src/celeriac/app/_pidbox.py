@@ -36,7 +36,7 @@ from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Outgoing, Transport
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["Mailbox", "Request", "node_matches"]
 
@@ -82,7 +82,7 @@ class Request:
 class Mailbox:
     """The app's end of remote control: sends requests, collects replies, encodes both."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self.app = app
         exchange = str(app.conf.control_exchange or "celery")
         self.exchange = f"{exchange}.pidbox"

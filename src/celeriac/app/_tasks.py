@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
-from celeriac.app import _current
+from celeriac import _state
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.task import TASK_OPTIONS, Task
 
@@ -61,8 +61,8 @@ def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
         # The object returned is made of the current app's task class (DjangoTask under the
         # Django fixup), so methods that class adds (delay_on_commit) are there, as on
         # Celery's proxy to the current app's task.
-        current = _current.current_or_none()
-        base = (current._task_cls if current is not None else None) or Task  # not resolved here
+        current = _state.current_or_none()
+        base = getattr(current, "_task_cls", None) or Task  # not resolved here
         task = make_task(
             function,
             opts,

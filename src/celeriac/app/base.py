@@ -11,8 +11,8 @@ and results.
 this thread, else the default (``set_default``, else the app set current last anywhere).
 A ``shared_task`` is registered as a copy bound to each app, so every app runs it as its own.
 
-Beside it: ``_connections`` (transport, result backend, router), ``_current`` (which app is
-current), ``_tasks`` (making tasks; ``shared_task``), ``_discovery`` (autodiscovery).
+Beside it: ``_connections`` (transport, result backend, router), ``celeriac._state`` (which
+app is current), ``_tasks`` (making tasks; ``shared_task``), ``_discovery`` (autodiscovery).
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
 
-from celeriac import signals
+from celeriac import _state, signals
 from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
-from celeriac.app import _current
 from celeriac.app._cleanup import register_cleanup
 from celeriac.app._compat import AMQP, AppLoader, BrokerConnection
 from celeriac.app._connections import Connections
@@ -72,10 +71,10 @@ def current_app() -> Celery:
     any thread (so a worker's pool threads see the app their tasks belong to), else a new
     app named ``default``.
     """
-    app = _current.current_or_none()
+    app = _state.current_or_none()
     if app is None:
         app = Celery("default")
-    return app
+    return cast("Celery", app)
 
 
 class Celery:
@@ -433,11 +432,11 @@ class Celery:
 
     def set_current(self) -> None:
         """Make this the current app of this thread (and of threads that set none)."""
-        _current.set_current(self)
+        _state.set_current(self)
 
     def set_default(self) -> None:
         """Make this the app of every thread that sets no current app of its own."""
-        _current.set_default(self)
+        _state.set_default(self)
 
     @property
     def Task(self) -> type[Task[Any, Any]]:
@@ -461,3 +460,6 @@ class Celery:
 
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'} at {id(self):#x}>"
+
+
+_state.set_app_factory(lambda: Celery("default"))

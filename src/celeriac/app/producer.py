@@ -33,7 +33,7 @@ from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
@@ -137,7 +137,7 @@ class Sending:
 class Producer:
     """Builds and publishes task messages for one app."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self._app = app
         self._declared: weakref.WeakKeyDictionary[Transport, set[str]] = weakref.WeakKeyDictionary()
 

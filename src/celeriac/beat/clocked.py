@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.beat.schedules import BaseSchedule, schedstate
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["clocked"]
 
@@ -24,7 +24,7 @@ _IDLE = 3600.0  # seconds to the next look once due (the entry is disabled after
 class clocked(BaseSchedule):
     """Due from ``at`` (naive means UTC) on."""
 
-    def __init__(self, at: dt.datetime, *, app: Celery | None = None) -> None:
+    def __init__(self, at: dt.datetime, *, app: AppLike | None = None) -> None:
         super().__init__(None, app)
         self.at = self.maybe_make_aware(at)
 

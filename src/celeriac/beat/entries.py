@@ -40,7 +40,7 @@ from celeriac.beat.schedules import BaseSchedule, crontab, maybe_schedule, sched
 from celeriac.exceptions import ImproperlyConfigured, UnknownSettingWarning
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = [
     "MISSED_POLICIES",
@@ -104,7 +104,7 @@ class ScheduleEntry:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def entry_from_config(name: str, spec: Mapping[str, Any], app: Celery) -> ScheduleEntry:
+def entry_from_config(name: str, spec: Mapping[str, Any], app: AppLike) -> ScheduleEntry:
     """The entry ``beat_schedule[name]`` describes; ``ImproperlyConfigured`` says what is wrong."""
     where = f"beat_schedule[{name!r}]"
     if not isinstance(spec, Mapping):
@@ -158,14 +158,14 @@ def _entry(
 
 
 def parse_beat_schedule(
-    beat_schedule: Mapping[str, Any] | None, app: Celery
+    beat_schedule: Mapping[str, Any] | None, app: AppLike
 ) -> dict[str, ScheduleEntry]:
     """Every entry of ``beat_schedule`` (``CELERYBEAT_SCHEDULE``), by name."""
     items = (beat_schedule or {}).items()
     return {str(name): entry_from_config(str(name), spec, app) for name, spec in items}
 
 
-def schedule_from_dict(data: Mapping[str, Any], app: Celery | None = None) -> BaseSchedule:
+def schedule_from_dict(data: Mapping[str, Any], app: AppLike | None = None) -> BaseSchedule:
     """The schedule a stored definition names (``BaseSchedule.to_dict``'s output)."""
     kind = data.get("type")
     if kind == "interval":
@@ -189,7 +189,7 @@ def schedule_from_dict(data: Mapping[str, Any], app: Celery | None = None) -> Ba
     raise ValueError(f"unknown schedule type {kind!r} in the schedule store")
 
 
-def entry_from_definition(name: str, definition: Mapping[str, Any], app: Celery) -> ScheduleEntry:
+def entry_from_definition(name: str, definition: Mapping[str, Any], app: AppLike) -> ScheduleEntry:
     """The entry a stored definition describes (an entry added with ``celeriac beat add``)."""
     where = f"stored entry {name!r}"
     try:
@@ -227,7 +227,7 @@ def _signature_parts(sig: Any) -> tuple[str, tuple[Any, ...], dict[str, Any], di
 
 
 def add_periodic_task(
-    app: Celery,
+    app: AppLike,
     schedule: float | dt.timedelta | BaseSchedule,
     sig: Any,
     args: tuple[Any, ...] | list[Any] = (),

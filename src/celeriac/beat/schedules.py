@@ -28,12 +28,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from celeriac import _state
 from celeriac.beat import _cron, _solar
 from celeriac.beat._cron import Cronspec, ParseException
 from celeriac.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = [
     "BaseSchedule",
@@ -68,7 +69,7 @@ def _zone(name: str) -> dt.tzinfo:
         raise ValueError(f"timezone {name!r} is not a known IANA zone name") from exc
 
 
-def app_timezone(app: Celery) -> dt.tzinfo:
+def app_timezone(app: AppLike) -> dt.tzinfo:
     """The zone crontabs are read in: ``timezone``, else UTC, else local without ``enable_utc``."""
     name = app.conf.get("timezone")
     if isinstance(name, dt.tzinfo):
@@ -106,21 +107,19 @@ class BaseSchedule:
     """A schedule: subclasses define ``remaining_estimate`` and ``is_due``."""
 
     def __init__(
-        self, nowfun: Callable[[], dt.datetime] | None = None, app: Celery | None = None
+        self, nowfun: Callable[[], dt.datetime] | None = None, app: AppLike | None = None
     ) -> None:
         self.nowfun = nowfun
         self._app = app
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> AppLike:
         if self._app is None:
-            from celeriac.app.base import current_app
-
-            return current_app()
+            return _state.current_app()
         return self._app
 
     @app.setter
-    def app(self, app: Celery | None) -> None:
+    def app(self, app: AppLike | None) -> None:
         self._app = app
 
     @property
@@ -174,7 +173,7 @@ class schedule(BaseSchedule):
         run_every: float | dt.timedelta,
         relative: bool = False,
         nowfun: Callable[[], dt.datetime] | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
     ) -> None:
         if not isinstance(run_every, dt.timedelta):
             run_every = dt.timedelta(seconds=float(run_every))
@@ -260,7 +259,7 @@ class crontab(BaseSchedule):
         day_of_month: Cronspec = "*",
         month_of_year: Cronspec = "*",
         nowfun: Callable[[], dt.datetime] | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         *,
         tz: str | dt.tzinfo | None = None,
     ) -> None:
@@ -372,7 +371,7 @@ class solar(BaseSchedule):
         lat: float,
         lon: float,
         nowfun: Callable[[], dt.datetime] | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
     ) -> None:
         if event not in _solar.EVENTS:
             raise ValueError(
@@ -413,7 +412,7 @@ class solar(BaseSchedule):
 
 
 def maybe_schedule(
-    value: float | dt.timedelta | BaseSchedule, relative: bool = False, app: Celery | None = None
+    value: float | dt.timedelta | BaseSchedule, relative: bool = False, app: AppLike | None = None
 ) -> BaseSchedule:
     """A schedule from seconds, a timedelta, or a schedule (given ``app``), as Celery's."""
     if isinstance(value, BaseSchedule):

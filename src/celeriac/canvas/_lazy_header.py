@@ -19,14 +19,14 @@ from celeriac.canvas.signature import Signature, maybe_signature
 from celeriac.request import current_request
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import GroupResult
 
 __all__ = ["send_lazily"]
 
 
 def send_lazily(
-    app: Celery,
+    app: AppLike,
     members: Iterator[Any],
     group_id: str,
     body: Signature[Any],

@@ -23,7 +23,7 @@ from celeriac.exceptions import ChordError
 from celeriac.task import Task as PlainTask
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.task import Task
 
 __all__ = ["register_builtins"]
@@ -31,7 +31,7 @@ __all__ = ["register_builtins"]
 logger = logging.getLogger("celeriac.canvas")
 
 
-def register_builtins(app: Celery) -> None:
+def register_builtins(app: AppLike) -> None:
     """Register Celery's built-in task names with ``app`` (each app gets its own tasks).
 
     They are plain tasks, not of the app's ``task_cls`` (resolved when the user's first
@@ -88,7 +88,7 @@ def register_builtins(app: Celery) -> None:
     del xmap, xstarmap, chunks, accumulate, group, chain, chord
 
 
-def _register_chord_unlock(app: Celery) -> None:
+def _register_chord_unlock(app: AppLike) -> None:
     @app.task(
         name="celery.chord_unlock", bind=True, shared=False, max_retries=None, base=PlainTask,
         default_retry_delay=app.conf.result_chord_retry_interval, ignore_result=True,

@@ -19,7 +19,7 @@ from celeriac.canvas.stamping import StampingVisitor, stamp_members
 from celeriac.request import current_request
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import GroupResult
 
 __all__ = ["group", "maybe_unroll_group"]
@@ -28,7 +28,7 @@ __all__ = ["group", "maybe_unroll_group"]
 _ID_OPTIONS = frozenset({"task_id", "group_id", "group_index", "chord", "parent_id", "root_id"})
 
 
-def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
+def _members(tasks: Any, app: AppLike | None) -> list[Signature[Any]]:
     """The member signatures of ``group(...)``'s arguments (a list, a generator, a group)."""
     if len(tasks) == 1:
         only = tasks[0]
@@ -45,7 +45,7 @@ def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
 class group(TaskList[list[Any]]):
     """``group(add.s(2, 2), add.s(4, 4))`` or ``group(add.s(i, i) for i in range(10))``."""
 
-    def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: AppLike | None = None, **options: Any) -> None:
         super().__init__(
             "celery.group", (), {"tasks": _members(tasks, app)}, options,
             subtask_type="group", app=app,
