@@ -17,6 +17,7 @@ __all__ = ["AsyncInspect", "close", "run_blocking", "send_task"]
 
 def __getattr__(name: str) -> Any:
     if name == "close":
+        # lazy: asyncio and its clients only when the async API is used
         from celeriac.aio._resp import close_pools
 
         return close_pools

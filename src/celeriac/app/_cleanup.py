@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from celeriac.app.settings import as_seconds
+from celeriac.periodic.schedules import crontab
 from celeriac.task import Task
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ def default_beat_entries(app: AppLike) -> dict[str, Any]:
     needs = scheme.startswith("db+") or scheme in _CLEANED_SCHEMES
     if not needs or not expires or named & {CLEANUP_TASK, _CELERY_NAME}:
         return entries
-    from celeriac.beat.schedules import crontab  # beat builds on the app, not the other way
 
     entries[CLEANUP_TASK] = {
         "task": CLEANUP_TASK,

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from celeriac.exceptions import ImproperlyConfigured, OperationalError
+from celeriac.exceptions import DecodeError, ImproperlyConfigured, OperationalError
 from celeriac.protocol.message import Message
 from celeriac.protocol.serializers import dumps, loads
 from celeriac.routing import Exchange, Queue
@@ -201,8 +201,6 @@ class Mailbox:
 
     def decode_request(self, message: Message) -> Request:
         """Read a request; raises ``DecodeError``/``ContentDisallowed`` for a bad one."""
-        from celeriac.exceptions import DecodeError
-
         self.app.lamport_clock.adjust(message.headers.get("clock"))
         body = self._decode(message)
         if not isinstance(body, dict) or not isinstance(body.get("method"), str):

@@ -38,15 +38,19 @@ from celeriac.app._discovery import discover
 from celeriac.app._fixups import install_fixups
 from celeriac.app._task_class import TaskClassSpec, resolve_task_class
 from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
+from celeriac.app.control import Control
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
 from celeriac.app.results import ResultStore
 from celeriac.app.routes import Router
+from celeriac.app.security import setup_security
 from celeriac.app.settings import Settings, resolve_config_object, settings_from_object
 from celeriac.backends.base import ResultBackend
 from celeriac.canvas import Signature, signature
 from celeriac.canvas.builtins import register_builtins
+from celeriac.events import Events
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.periodic.entries import add_periodic_task
 from celeriac.result import AsyncResult, GroupResult, ResultSet
 from celeriac.task import Task
 from celeriac.transports.base import Transport
@@ -274,8 +278,6 @@ class Celery:
         **opts: Any,
     ) -> str:  # fmt: skip
         """Add an entry to ``beat_schedule`` (Celery's API; see ``celeriac.beat``)."""
-        from celeriac.beat.entries import add_periodic_task  # beat builds on the app
-
         return add_periodic_task(self, schedule, sig, args, kwargs, name, **opts)
 
     def send_task(
@@ -315,8 +317,6 @@ class Celery:
         serializer: str = "json",
     ) -> None:
         """Sign the messages this process sends and check those it reads (docs/security.md)."""
-        from celeriac.app.security import setup_security
-
         setup_security(
             self, allowed_serializers, key, key_password, cert, store, digest, serializer
         )
@@ -325,8 +325,6 @@ class Celery:
     def control(self) -> Control:
         """Remote control of the workers: ``app.control.inspect().active()``, ``revoke``, ..."""
         if self._control is None:
-            from celeriac.app.control import Control
-
             self._control = Control(self)
         return self._control
 
@@ -334,8 +332,6 @@ class Celery:
     def events(self) -> Events:
         """Monitoring events: ``app.events.Receiver``, ``State``, ``Dispatcher``."""
         if self._events is None:
-            from celeriac.events import Events  # events build on the app
-
             self._events = Events(self)
         return self._events
 

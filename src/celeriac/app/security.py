@@ -71,7 +71,8 @@ def setup_security(
     missing = [name for name, value in given.items() if not value]
     if missing:
         raise ImproperlyConfigured(_FILES_MISSING.format(missing=", ".join(missing)))
-    from celeriac.protocol.signing import Certificate, CertStore, Signer  # needs cryptography
+    # lazy: needs the optional cryptography library
+    from celeriac.protocol.signing import Certificate, CertStore, Signer
 
     cert_path, key_path = str(cert), str(key)
     signer = Signer(

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.transports._redis_connection import RedisConnector
 
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
+if TYPE_CHECKING:
+    from celeriac.backends._chord_join import ChordPart
 
 __all__ = ["RedisChordJoin"]
 

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from celeriac.backends.database import DatabaseBackend
 from celeriac.exceptions import BackendStoreError
 
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
+if TYPE_CHECKING:
+    from celeriac.backends._chord_join import ChordPart
 
 __all__ = ["SQLChordJoin"]
 

@@ -12,8 +12,8 @@ from celeriac._sqlite import immediate
 from celeriac.backends.sqlite import _LIVE, SQLiteBackend
 from celeriac.exceptions import BackendStoreError
 
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
+if TYPE_CHECKING:
+    from celeriac.backends._chord_join import ChordPart
 
 __all__ = ["SQLiteChordJoin"]
 

@@ -59,6 +59,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from celeriac._forkguard import sqlite_call
+from celeriac._imports import symbol_by_name
 from celeriac._time import Clock, system_clock
 from celeriac.backends._sql_rows import RowCodec
 from celeriac.backends._sql_schema import Tables, create_engine, engine_url, ensure_schema
@@ -369,8 +370,6 @@ def _callback(value: Any) -> Callable[[Engine], Any] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        from celeriac._imports import symbol_by_name
-
         value = symbol_by_name(value)
     if not callable(value):
         raise ImproperlyConfigured(f"database_engine_callback must be callable, got {value!r}")

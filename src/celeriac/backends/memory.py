@@ -36,8 +36,8 @@ from celeriac._time import Clock, system_clock
 from celeriac.backends.base import ResultBackend
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
 
-if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
-    from celeriac.canvas.join import ChordPart
+if TYPE_CHECKING:
+    from celeriac.backends._chord_join import ChordPart
 
 __all__ = ["MemoryBackend", "MemoryChordJoin", "reset_store"]
 

@@ -20,6 +20,7 @@ from celeriac.canvas.dispatch import chord_error
 from celeriac.canvas.maps import chunks as chunks_signature
 from celeriac.canvas.signature import maybe_signature, signature
 from celeriac.exceptions import ChordError
+from celeriac.result import GroupResult, result_from_tuple
 from celeriac.task import Task as PlainTask
 
 if TYPE_CHECKING:
@@ -98,7 +99,6 @@ def _register_chord_unlock(app: AppLike) -> None:
         self: Task[Any, Any], /, group_id: str, callback: Any, interval: float | None = None,
         max_retries: int | None = None, result: Any = None, **kwargs: Any,
     ) -> None:  # fmt: skip
-        from celeriac.result import GroupResult, result_from_tuple
 
         members = [result_from_tuple(r, app=app) for r in result or ()]
         header = GroupResult(group_id, [m for m in members if m is not None], app=app)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.worker.job import Job, JobResult, run_job
 from celeriac.worker.timelimits import Watchdog, raise_in_thread
 
@@ -288,6 +289,5 @@ def create_pool(
             min_concurrency=min_concurrency if isinstance(min_concurrency, int) else None,
             keepalive=float(keepalive) if isinstance(keepalive, (int, float)) else 30.0,
         )  # fmt: skip
-    from celeriac.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"Unknown pool {name!r}: choose one of {', '.join(POOLS)}")

@@ -53,7 +53,7 @@ def TestApp(
     A ``memory://`` broker or result store without a name gets one of its own for this app.
     ``clock=`` may be given; by default the app reads a new ``VirtualClock``.
     """
-    from celeriac.contrib.testing import tasks  # noqa: F401  (registers celery.ping)
+    # lazy: registers celery.ping only when a test app is made
 
     settings = {**DEFAULT_TEST_CONFIG, **(config or {})}
     if broker is not None:
