@@ -134,12 +134,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     # TODO(issue 17): still to break.
     frozenset(
         {
-            "celeriac.events._objects",
-            "celeriac.events.state",
-        }
-    ),
-    frozenset(
-        {
             "celeriac._app_protocol",
             "celeriac._pydantic",
             "celeriac._result_set",
@@ -179,31 +173,9 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     ),
     frozenset(
         {
-            "celeriac.app._compat",
-            "celeriac.app._tasks",
-            "celeriac.app.base",
-        }
-    ),
-    frozenset(
-        {
-            "celeriac.backends._sqlite_chord",
-            "celeriac.backends.sqlite",
-        }
-    ),
-    frozenset(
-        {
             "celeriac.beat",
             "celeriac.beat.service",
             "celeriac.contrib.django.schedulers",
-        }
-    ),
-    frozenset(
-        {
-            "celeriac.dashboard.routes_api",
-            "celeriac.dashboard.routes_control",
-            "celeriac.dashboard.routes_dead_letters",
-            "celeriac.dashboard.routes_live",
-            "celeriac.dashboard.server",
         }
     ),
     frozenset(
@@ -224,12 +196,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.worker.metrics",
             "celeriac.worker.mingle",
             "celeriac.worker.state",
-        }
-    ),
-    frozenset(
-        {
-            "celeriac.backends._sql_chord",
-            "celeriac.backends.database",
         }
     ),
 )

@@ -53,7 +53,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -61,6 +61,7 @@ from sqlalchemy.engine import Engine
 from celeriac._forkguard import sqlite_call
 from celeriac._imports import symbol_by_name
 from celeriac._time import Clock, system_clock
+from celeriac.backends._sql_chord import SQLChordJoin
 from celeriac.backends._sql_rows import RowCodec
 from celeriac.backends._sql_schema import Tables, create_engine, engine_url, ensure_schema
 from celeriac.backends.base import ResultBackend
@@ -71,9 +72,6 @@ from celeriac.exceptions import (
     ImproperlyConfigured,
     TimeoutError,
 )
-
-if TYPE_CHECKING:
-    from celeriac.backends._sql_chord import SQLChordJoin
 
 __all__ = ["DatabaseBackend"]
 
@@ -353,8 +351,6 @@ class DatabaseBackend(ResultBackend):
 
     def chord_join(self) -> SQLChordJoin:
         """The chord join in this database (``celeriac.backends._sql_chord``)."""
-        from celeriac.backends._sql_chord import SQLChordJoin  # it builds on this module
-
         return SQLChordJoin(self)
 
     def close(self) -> None:

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from celeriac.dashboard._context import dashboard_of
 from celeriac.dashboard.queries import TaskFilter
-from celeriac.dashboard.server import dashboard_of
 from celeriac.transports import mask_password
 
 __all__ = ["routes"]
