@@ -173,13 +173,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     ),
     frozenset(
         {
-            "celeriac.beat",
-            "celeriac.beat.service",
-            "celeriac.contrib.django.schedulers",
-        }
-    ),
-    frozenset(
-        {
             "celeriac.worker.asyncio_pool",
             "celeriac.worker.gevent_pool",
             "celeriac.worker.pools",
@@ -420,7 +413,8 @@ def _unexplained_cycles(edges: list[Edge]) -> list[list[str]]:
 
 
 def test_no_import_cycle() -> None:
-    edges = import_edges()
+    """An allowed upward import (``ALLOWED_UPWARD``) is lazy and reviewed: it is left out."""
+    edges = [edge for edge in import_edges() if not _allowed_upward(edge)]
     found = _unexplained_cycles(edges)
     described = []
     for component in found:
@@ -434,7 +428,7 @@ def test_no_import_cycle() -> None:
 
 def test_known_cycles_are_still_there() -> None:
     """A cycle broken leaves ``KNOWN_CYCLES``: the list only shrinks."""
-    found = cycles(import_edges())
+    found = cycles([edge for edge in import_edges() if not _allowed_upward(edge)])
     stale = [sorted(known) for known in KNOWN_CYCLES if not any(set(c) & known for c in found)]
     assert stale == [], f"cycles broken: remove them from KNOWN_CYCLES: {stale}"
 

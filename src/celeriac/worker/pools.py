@@ -267,14 +267,17 @@ def create_pool(
     if name == "threads":
         return ThreadPool(app, concurrency, on_start, on_done)
     if name == "asyncio":
+        # lazy: the asyncio pool loads only when -P asyncio names it
         from celeriac.worker.asyncio_pool import AsyncioPool
 
         return AsyncioPool(app, concurrency, on_start, on_done)
     if name == "gevent":
+        # lazy: gevent is optional; only -P gevent loads it
         from celeriac.worker.gevent_pool import GeventPool
 
         return GeventPool(app, concurrency, on_start, on_done)
     if name == "prefork":
+        # lazy: the prefork pool loads only when -P prefork names it
         from celeriac.worker.prefork import PreforkPool
 
         max_tasks = options.get("max_tasks_per_child")
