@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from celeriac import _state, states
-from celeriac.aio.mixins import AsyncResultSetMixin
+from celeriac.aio.mixins import AsyncResultMixin, AsyncResultSetMixin
 from celeriac.exceptions import TimeoutError
+from celeriac.request import assert_will_not_block
 
 if TYPE_CHECKING:
     from celeriac._app_protocol import AppLike
@@ -30,6 +31,11 @@ def _default_app(app: AppLike | None) -> AppLike:
     if app is not None:
         return app
     return _state.current_app()
+
+
+def _is_plain(result: Any) -> TypeGuard[AsyncResult[Any]]:
+    """A result read from the store (an ``AsyncResult``: not a group, not run in place)."""
+    return isinstance(result, AsyncResultMixin) and not result._ran_in_place
 
 
 class ResultSet(AsyncResultSetMixin):
@@ -89,9 +95,7 @@ class ResultSet(AsyncResultSetMixin):
     def _states(self) -> list[str]:
         """Each member's state, reading the plain ones with one ``fetch_many``; a nested
         group reads SUCCESS, FAILURE (any failed) or PENDING."""
-        from celeriac.result import AsyncResult
-
-        plain = [r for r in self.results if type(r) is AsyncResult]
+        plain = [r for r in self.results if _is_plain(r)]
         found = self.app.results.backend.fetch_many([r.id for r in plain]) if plain else {}
         known: dict[str, str] = {}
         for member in plain:
@@ -105,7 +109,7 @@ class ResultSet(AsyncResultSetMixin):
                 out.append(
                     states.FAILURE if failed else states.SUCCESS if ready else states.PENDING
                 )
-            elif type(result) is AsyncResult and result.id in known:
+            elif _is_plain(result) and result.id in known:
                 out.append(known[result.id])
             else:
                 out.append(result.state)
@@ -164,8 +168,6 @@ class ResultSet(AsyncResultSetMixin):
 
         Raises ``celeriac.exceptions.TimeoutError`` when ``timeout`` seconds pass first.
         """
-        from celeriac.result import assert_will_not_block
-
         if disable_sync_subtasks:
             assert_will_not_block()
         clock = self.app.clock
@@ -258,12 +260,10 @@ class GroupResult(ResultSet):
 
 def result_from_tuple(r: Any, app: AppLike | None = None) -> AsyncResult[Any] | GroupResult | None:
     """The result a tuple from ``as_tuple()`` describes (a result given is returned as is)."""
-    from celeriac.result import AsyncResult
-
-    if isinstance(r, (AsyncResult, GroupResult)):
-        return r
+    if isinstance(r, AsyncResultMixin | GroupResult):
+        return cast("AsyncResult[Any] | GroupResult", r)
     if isinstance(r, str):
-        return AsyncResult(r, app=app)
+        return _default_app(app).AsyncResult(r)
     if not isinstance(r, (list, tuple)) or len(r) != 2:
         return None
     head, members = r
@@ -273,4 +273,4 @@ def result_from_tuple(r: Any, app: AppLike | None = None) -> AsyncResult[Any] | 
         children = [result_from_tuple(m, app=app) for m in members]
         found = [child for child in children if child is not None]
         return GroupResult(task_id, found, parent=parent, app=app)
-    return AsyncResult(task_id, app=app, parent=parent)
+    return _default_app(app).AsyncResult(task_id, parent=parent)

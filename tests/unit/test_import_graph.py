@@ -134,8 +134,8 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     # The core: AppLike names the parts' concrete types (ResultStore, Producer, the
     # registry, Control, Events, AsyncResult, Task) and they take an AppLike back, so
     # the types loop; narrow protocols per part (as backends/_sqlite_chord has) break
-    # it. At run time it is two loops of mutually recursive types split over modules:
-    # AsyncResult/GroupResult (+ aio) and Signature/chain/group/chord (+ stamping).
+    # it. At run time one loop is left: Signature and chain/group/chord build each other
+    # (``a | b``, ``from_dict``, stamping the members).
     frozenset(
         {
             "celeriac._app_protocol",
@@ -205,15 +205,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
 #: The loops among ``KNOWN_CYCLES`` that run at import or call time (no ``TYPE_CHECKING``
 #: edge in them), each exactly: a run-time loop may not grow while its type loop is broken.
 KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = (
-    frozenset(
-        {
-            "celeriac._result_set",
-            "celeriac.aio",
-            "celeriac.aio.client",
-            "celeriac.aio.mixins",
-            "celeriac.result",
-        }
-    ),
     frozenset(
         {
             "celeriac.canvas._lazy_header",

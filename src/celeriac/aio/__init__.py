@@ -22,10 +22,12 @@ def __getattr__(name: str) -> Any:
 
         return close_pools
     if name in ("run_blocking", "send_task"):
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio import client
 
         return getattr(client, name)
     if name == "AsyncInspect":
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio.mixins import AsyncInspect
 
         return AsyncInspect

@@ -207,9 +207,7 @@ async def wait_result(
     result: AsyncResult[Any], *, timeout: float | None, propagate: bool, interval: float
 ) -> Any:
     """``result.get()`` for an event loop: the value, or the task's exception raised."""
-    from celeriac.result import EagerResult
-
-    if isinstance(result, EagerResult):  # run in place already: nothing to wait for
+    if result._ran_in_place:  # an EagerResult: run in place already, nothing to wait for
         return result.get(timeout=timeout, propagate=propagate)
     cached = result._cache
     if cached is None:

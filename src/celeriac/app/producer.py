@@ -29,6 +29,7 @@ from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
 from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
 from celeriac.request import Context, current_request
+from celeriac.result import AsyncResult
 from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
 
@@ -234,8 +235,6 @@ class Producer:
 
     def _result(self, sending: Sending) -> AsyncResult[Any]:
         """The AsyncResult of a sent message (a child of the running task, if any)."""
-        from celeriac.result import AsyncResult
-
         message, task = sending.message, sending.task
         parent = current_request()
         trail = task.trail if task is not None else True

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.app.producer import CALL_OPTIONS
 from celeriac.canvas.chain import chain
 from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group
@@ -59,8 +60,6 @@ logger = logging.getLogger("celeriac.canvas")
 
 def _known_options(sig: Signature[Any]) -> None:
     """Drop options this side does not know (a Celery client may add some), quietly."""
-    from celeriac.app.producer import CALL_OPTIONS
-
     for key in [key for key in sig.options if key not in CALL_OPTIONS]:
         logger.debug("Signature %s: option %r is not a calling option; dropped", sig.task, key)
         del sig.options[key]

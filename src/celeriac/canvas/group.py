@@ -17,6 +17,7 @@ from celeriac.canvas._tasklist import TaskList
 from celeriac.canvas.signature import Signature, clone_tree, maybe_signature, new_id
 from celeriac.canvas.stamping import StampingVisitor, stamp_members
 from celeriac.request import current_request
+from celeriac.result import GroupResult
 
 if TYPE_CHECKING:
     from celeriac._app_protocol import AppLike
@@ -118,8 +119,6 @@ class group(TaskList[list[Any]]):
         ``group_id`` and ``chord`` (set when this group is part of a chord's header) go to
         the members, so they report to that chord; otherwise they belong to this group.
         """
-        from celeriac.result import GroupResult
-
         gid = self.options.setdefault("task_id", _id or new_id())
         root_id = self.options.setdefault("root_id", root_id)
         parent_id = self.options.setdefault("parent_id", parent_id)
@@ -181,8 +180,6 @@ class group(TaskList[list[Any]]):
         **options: Any,
     ) -> GroupResult:
         """Run every member here, one after the other; a ``GroupResult`` of eager results."""
-        from celeriac.result import GroupResult
-
         partial_args = self._partial_args(args)
         options = self._merged_options(options)
         gid = options.pop("task_id", None) or new_id()

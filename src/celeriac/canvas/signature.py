@@ -24,6 +24,7 @@ from celeriac import _state
 from celeriac.canvas._partial import Partial
 from celeriac.canvas._partial import as_list as as_list
 from celeriac.canvas._partial import new_id as new_id
+from celeriac.result import AsyncResult
 
 if TYPE_CHECKING:
     from celeriac._app_protocol import AppLike
@@ -263,8 +264,6 @@ class Signature(Partial, Generic[R]):
         return self._result(task_id)
 
     def _result(self, task_id: str) -> AsyncResult[R]:
-        from celeriac.result import AsyncResult
-
         return AsyncResult(task_id, app=self.app, task_name=self.task)
 
     # -- calling ----------------------------------------------------------------------------
