@@ -10,6 +10,7 @@ from typing import Any
 
 from celeriac import states
 from celeriac._proxy import Proxy
+from celeriac._version import __version__
 from celeriac.app.base import Celery, shared_task
 from celeriac.app.base import current_app as _current_app
 from celeriac.canvas import (
@@ -29,7 +30,6 @@ from celeriac.result import AsyncResult, EagerResult
 from celeriac.routing import Exchange, Queue
 from celeriac.task import Task
 
-__version__ = "0.1.0"
 VERSION_BANNER = f"celeriac {__version__}"
 
 #: Celery's name for the app class; Celeriac is the same class.

@@ -13,6 +13,7 @@ __all__ = ["main"]
 
 def main() -> None:
     patch_if_requested(sys.argv[1:])
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.cli.main import main as cli_main
 
     cli_main()

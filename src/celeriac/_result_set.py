@@ -13,32 +13,36 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
-from celeriac import states
-from celeriac.aio.mixins import AsyncResultSetMixin
+from celeriac import _state, states
+from celeriac.aio.mixins import AsyncResultMixin, AsyncResultSetMixin
 from celeriac.exceptions import TimeoutError
+from celeriac.request import assert_will_not_block
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import AsyncResult
 
 __all__ = ["GroupResult", "ResultSet", "result_from_tuple"]
 
 
-def _default_app(app: Celery | None) -> Celery:
+def _default_app(app: AppLike | None) -> AppLike:
     if app is not None:
         return app
-    from celeriac.app.base import current_app
+    return _state.current_app()
 
-    return current_app()
+
+def _is_plain(result: Any) -> TypeGuard[AsyncResult[Any]]:
+    """A result read from the store (an ``AsyncResult``: not a group, not run in place)."""
+    return isinstance(result, AsyncResultMixin) and not result._ran_in_place
 
 
 class ResultSet(AsyncResultSetMixin):
     """A list of results read, waited for and acted on together."""
 
     def __init__(
-        self, results: Iterable[AsyncResult[Any] | GroupResult], app: Celery | None = None
+        self, results: Iterable[AsyncResult[Any] | GroupResult], app: AppLike | None = None
     ) -> None:
         self.app = _default_app(app)
         self.results: list[AsyncResult[Any] | GroupResult] = list(results)
@@ -91,9 +95,7 @@ class ResultSet(AsyncResultSetMixin):
     def _states(self) -> list[str]:
         """Each member's state, reading the plain ones with one ``fetch_many``; a nested
         group reads SUCCESS, FAILURE (any failed) or PENDING."""
-        from celeriac.result import AsyncResult
-
-        plain = [r for r in self.results if type(r) is AsyncResult]
+        plain = [r for r in self.results if _is_plain(r)]
         found = self.app.results.backend.fetch_many([r.id for r in plain]) if plain else {}
         known: dict[str, str] = {}
         for member in plain:
@@ -107,7 +109,7 @@ class ResultSet(AsyncResultSetMixin):
                 out.append(
                     states.FAILURE if failed else states.SUCCESS if ready else states.PENDING
                 )
-            elif type(result) is AsyncResult and result.id in known:
+            elif _is_plain(result) and result.id in known:
                 out.append(known[result.id])
             else:
                 out.append(result.state)
@@ -166,8 +168,6 @@ class ResultSet(AsyncResultSetMixin):
 
         Raises ``celeriac.exceptions.TimeoutError`` when ``timeout`` seconds pass first.
         """
-        from celeriac.result import assert_will_not_block
-
         if disable_sync_subtasks:
             assert_will_not_block()
         clock = self.app.clock
@@ -209,7 +209,7 @@ class GroupResult(ResultSet):
         id: str | None = None,
         results: Iterable[AsyncResult[Any] | GroupResult] | None = None,
         parent: AsyncResult[Any] | GroupResult | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
     ) -> None:
         super().__init__(results or (), app=app)
         self.id = id
@@ -236,7 +236,9 @@ class GroupResult(ResultSet):
             self.app.results.forget_group(self.id)
 
     @classmethod
-    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
+    def restore(
+        cls, id: str, backend: Any = None, app: AppLike | None = None
+    ) -> GroupResult | None:
         """The group saved under ``id``, or None."""
         app = _default_app(app)
         saved = app.results.restore_group(id)
@@ -256,14 +258,12 @@ class GroupResult(ResultSet):
         return f"<GroupResult: {self.id} [{', '.join(r.id or '' for r in self.results)}]>"
 
 
-def result_from_tuple(r: Any, app: Celery | None = None) -> AsyncResult[Any] | GroupResult | None:
+def result_from_tuple(r: Any, app: AppLike | None = None) -> AsyncResult[Any] | GroupResult | None:
     """The result a tuple from ``as_tuple()`` describes (a result given is returned as is)."""
-    from celeriac.result import AsyncResult
-
-    if isinstance(r, (AsyncResult, GroupResult)):
-        return r
+    if isinstance(r, AsyncResultMixin | GroupResult):
+        return cast("AsyncResult[Any] | GroupResult", r)
     if isinstance(r, str):
-        return AsyncResult(r, app=app)
+        return _default_app(app).AsyncResult(r)
     if not isinstance(r, (list, tuple)) or len(r) != 2:
         return None
     head, members = r
@@ -273,4 +273,4 @@ def result_from_tuple(r: Any, app: Celery | None = None) -> AsyncResult[Any] | G
         children = [result_from_tuple(m, app=app) for m in members]
         found = [child for child in children if child is not None]
         return GroupResult(task_id, found, parent=parent, app=app)
-    return AsyncResult(task_id, app=app, parent=parent)
+    return _default_app(app).AsyncResult(task_id, parent=parent)

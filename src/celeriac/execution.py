@@ -22,6 +22,7 @@ all call it; ``awaitables_run_by`` lets a pool run ``async def`` bodies on its o
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import logging
 import os
@@ -29,7 +30,7 @@ import socket
 import time
 import traceback as tb_module
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,19 +39,19 @@ from typing import TYPE_CHECKING, Any
 from celeriac import signals, states
 from celeriac.app.producer import hold_publishes
 from celeriac.exceptions import Ignore, OperationalError, Reject, Retry, SerializationError
+from celeriac.followups import after_failure, after_success, send_callbacks
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.serializers import dumps, loads
-from celeriac.request import Context, current_request, executing, worker_call
-from celeriac.task import RetrySpec
-from celeriac.task import Task as BaseTask
+from celeriac.request import Context, current_request, executing
+from celeriac.result import EagerResult
 
 if TYPE_CHECKING:
-    from celeriac.result import EagerResult
     from celeriac.task import Task
 
 __all__ = [
     "ExceptionInfo",
     "Outcome",
+    "RetrySpec",
     "apply_eagerly",
     "awaitables_run_by",
     "context_from_message",
@@ -58,6 +59,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger("celeriac.task")
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    """What ``Task.retry`` asked for; the execution sends it after storing RETRY."""
+
+    args: Sequence[Any] | None
+    kwargs: Mapping[str, Any] | None
+    eta: dt.datetime
+    options: Mapping[str, Any]
 
 
 class ExceptionInfo:
@@ -133,11 +144,7 @@ def awaitables_run_by(runner: AwaitableRunner) -> Iterator[None]:
 
 
 def _call(task: Task[Any, Any], request: Context) -> Any:
-    if type(task).__call__ is BaseTask.__call__:
-        result = task.run(*request.args, **request.kwargs)
-    else:  # a base class wraps every run (Flask's app context): run through it, as Celery
-        with worker_call(request):
-            result = task(*request.args, **request.kwargs)
+    result = task._call_for_worker(request)  # through a base class's __call__ if it has one
     if inspect.isawaitable(result):
         runner = _awaitable_runner.get()
         if runner is not None:
@@ -234,8 +241,6 @@ def _handler(task: Task[Any, Any], request: Context, name: str, *args: Any) -> N
 def _on_success(
     task: Task[Any, Any], request: Context, retval: Any, storing: _Storing, started: float
 ) -> Outcome:
-    from celeriac.followups import after_success, send_callbacks
-
     try:
         # Callbacks are built now (their ids become the stored children) but published only
         # once the success is durable: no callback runs for an outcome that is not stored.
@@ -345,8 +350,6 @@ def _rejected_for_good(
     """``Reject(requeue=False)``: the task never runs again, so, as Celery 5.7 does, store
     FAILURE (the ``Reject``), send ``task_failure``, and fail what waits on it (chain,
     chord, errbacks); the task's ``on_failure`` is not called."""
-    from celeriac.followups import after_failure
-
     einfo = ExceptionInfo(exc)
     if storing.errors:
         try:
@@ -365,8 +368,6 @@ def _rejected_for_good(
 def _on_failure(
     task: Task[Any, Any], request: Context, exc: Exception, storing: _Storing, started: float
 ) -> Outcome:
-    from celeriac.followups import after_failure
-
     einfo = ExceptionInfo(exc)
     if storing.errors:
         try:
@@ -399,8 +400,6 @@ def apply_eagerly(
     The arguments make a round trip through the task's serializer first, so what cannot be
     sent fails here as it would on ``delay()``.
     """
-    from celeriac.result import EagerResult
-
     app = task.app
     args, kwargs = _round_trip(args, kwargs, options.get("serializer") or task.option("serializer"))
     task_id = options.get("task_id") or str(uuid.uuid4())

@@ -17,26 +17,26 @@ from celeriac.canvas import dispatch
 from celeriac.request import Context
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.execution import ExceptionInfo
 
 __all__ = ["after_failure", "after_success", "send_callbacks", "send_errbacks"]
 
 
-def send_callbacks(app: Celery, request: Context, retval: Any) -> None:
+def send_callbacks(app: AppLike, request: Context, retval: Any) -> None:
     """Send the ``link`` callbacks and the next chain step of a successful task."""
     if request.callbacks:
         dispatch.send_callbacks(app, request, retval)
     dispatch.send_next_step(app, request, retval)
 
 
-def after_success(app: Celery, request: Context, retval: Any) -> None:
+def after_success(app: AppLike, request: Context, retval: Any) -> None:
     """A chord member reports its result (stored by now) to its chord."""
     if request.chord:
         dispatch.report_chord_part(app, request, states.SUCCESS, retval)
 
 
-def after_failure(app: Celery, request: Context, exc: BaseException, einfo: ExceptionInfo) -> None:
+def after_failure(app: AppLike, request: Context, exc: BaseException, einfo: ExceptionInfo) -> None:
     """A failure (stored by now): the chord member reports, the rest of the chain fails
     too, then the errbacks run."""
     if request.chord:
@@ -46,7 +46,7 @@ def after_failure(app: Celery, request: Context, exc: BaseException, einfo: Exce
     send_errbacks(app, request, exc, einfo)
 
 
-def send_errbacks(app: Celery, request: Context, exc: BaseException, einfo: ExceptionInfo) -> None:
+def send_errbacks(app: AppLike, request: Context, exc: BaseException, einfo: ExceptionInfo) -> None:
     """Run or send the ``link_error`` errbacks of a failed task."""
     if request.errbacks:
         dispatch.run_errbacks(app, request, exc, einfo.traceback)

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from celeriac import signals
 from celeriac.request import current_request
 
 __all__ = [
@@ -178,8 +179,6 @@ def setup_logging(
     terminal, then ``after_setup_logger`` and ``after_setup_task_logger`` are sent; with
     ``redirect_stdouts``, ``print()`` in tasks goes to the log at ``redirect_level``.
     """
-    from celeriac import signals
-
     formats = formats or LogFormats()
     numeric = level if isinstance(level, int) else logging.getLevelName(level.upper())
     if not isinstance(numeric, int):

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Context",
+    "allow_join_result",
+    "assert_will_not_block",
     "called_directly",
     "current_request",
     "current_task",
@@ -147,3 +149,29 @@ def taking_worker_call(task: Task[Any, Any]) -> bool:
         return False
     _worker_call.set(None)
     return True
+
+
+_join_allowed: ContextVar[bool] = ContextVar("celeriac_join_allowed", default=False)
+
+
+@contextmanager
+def allow_join_result() -> Iterator[None]:
+    """Within the block a running task may wait for results (``get()``, ``join()``), at
+    the risk of a deadlock when every pool slot waits for a task that cannot start."""
+    token = _join_allowed.set(True)
+    try:
+        yield
+    finally:
+        _join_allowed.reset(token)
+
+
+def assert_will_not_block() -> None:
+    """Refuse to wait for a result inside a running task (it can deadlock the pool)."""
+    request = current_request()
+    if request is not None and not request.is_eager and not _join_allowed.get():
+        raise RuntimeError(
+            "Never call result.get() within a task! It can deadlock the worker when every "
+            "pool slot waits for a task that cannot start. Use a chain or a callback instead, "
+            "or pass disable_sync_subtasks=False (or wrap it in allow_join_result()) if you "
+            "accept the risk."
+        )

@@ -19,18 +19,16 @@ import datetime as dt
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from celeriac import states
+from celeriac import _state, states
 from celeriac._result_set import GroupResult, ResultSet, result_from_tuple
 from celeriac.aio.mixins import AsyncResultMixin
 from celeriac.exceptions import TaskError, TimeoutError
-from celeriac.request import current_request
+from celeriac.request import allow_join_result, assert_will_not_block
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = [
     "AsyncResult",
@@ -47,31 +45,6 @@ R = TypeVar("R")
 #: How often ``get()`` looks at a result's parents while it waits (Celery: each interval).
 _PARENT_CHECK_SECONDS = 1.0
 
-_join_allowed: ContextVar[bool] = ContextVar("celeriac_join_allowed", default=False)
-
-
-@contextmanager
-def allow_join_result() -> Iterator[None]:
-    """Within the block a running task may wait for results (``get()``, ``join()``), at
-    the risk of a deadlock when every pool slot waits for a task that cannot start."""
-    token = _join_allowed.set(True)
-    try:
-        yield
-    finally:
-        _join_allowed.reset(token)
-
-
-def assert_will_not_block() -> None:
-    """Refuse to wait for a result inside a running task (it can deadlock the pool)."""
-    request = current_request()
-    if request is not None and not request.is_eager and not _join_allowed.get():
-        raise RuntimeError(
-            "Never call result.get() within a task! It can deadlock the worker when every "
-            "pool slot waits for a task that cannot start. Use a chain or a callback instead, "
-            "or pass disable_sync_subtasks=False (or wrap it in allow_join_result()) if you "
-            "accept the risk."
-        )
-
 
 class AsyncResult(AsyncResultMixin[R], Generic[R]):
     """The state and result of a task, read from the result backend."""
@@ -81,13 +54,11 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
         id: str,
         backend: Any = None,
         task_name: str | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         parent: AsyncResult[Any] | GroupResult | None = None,
     ) -> None:
         if app is None:
-            from celeriac.app.base import current_app
-
-            app = current_app()
+            app = _state.current_app()
         self.app = app
         self.id = id
         self.task_id = id
@@ -347,6 +318,8 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
 class EagerResult(AsyncResult[R]):
     """The result of a task run in this process (``apply()`` or ``task_always_eager``)."""
 
+    _ran_in_place = True
+
     def __init__(
         self,
         id: str,
@@ -354,7 +327,7 @@ class EagerResult(AsyncResult[R]):
         state: str,
         traceback: str | None = None,
         name: str | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
     ) -> None:
         super().__init__(id, app=app, task_name=name)
         self._value = ret_value

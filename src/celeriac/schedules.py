@@ -1,11 +1,11 @@
 """Celery's ``celery.schedules``: ``from celeriac.schedules import crontab`` works as there.
 
-The schedules themselves live in ``celeriac.beat.schedules``.
+The schedules themselves live in ``celeriac.periodic.schedules``.
 """
 
 from __future__ import annotations
 
-from celeriac.beat.schedules import (
+from celeriac.periodic.schedules import (
     BaseSchedule,
     ParseException,
     crontab,

@@ -13,28 +13,32 @@ import datetime as dt
 import inspect
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from celeriac import states
+from celeriac import _state, states
+from celeriac._pydantic import ModelArguments
 from celeriac.aio.mixins import AsyncTaskMixin
+from celeriac.canvas import Signature, chunks, xmap, xstarmap
+from celeriac.canvas.join import add_chord_member
+from celeriac.canvas.replace import replace_task
 from celeriac.exceptions import MaxRetriesExceededError, Retry
+from celeriac.execution import RetrySpec, apply_eagerly
 from celeriac.request import (
     Context,
     called_directly,
     current_request,
     direct_call,
     taking_worker_call,
+    worker_call,
 )
+from celeriac.result import AsyncResult
 
 if TYPE_CHECKING:
-    from celeriac._pydantic import ModelArguments
-    from celeriac.app.base import Celery
-    from celeriac.canvas import Signature
+    from celeriac._app_protocol import AppLike
     from celeriac.canvas import chunks as Chunks
     from celeriac.canvas import xmap as XMap
     from celeriac.canvas import xstarmap as XStarMap
-    from celeriac.result import AsyncResult, EagerResult
+    from celeriac.result import EagerResult
 
 __all__ = ["TASK_OPTIONS", "RetrySpec", "Task"]
 
@@ -70,16 +74,6 @@ TASK_OPTIONS = frozenset(
         *_SETTING_FOR,
     }
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySpec:
-    """What ``Task.retry`` asked for; the execution sends it after storing RETRY."""
-
-    args: Sequence[Any] | None
-    kwargs: Mapping[str, Any] | None
-    eta: dt.datetime
-    options: Mapping[str, Any]
 
 
 class Task(AsyncTaskMixin[P, R], Generic[P, R]):
@@ -120,7 +114,7 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         self,
         fun: Callable[..., R] | None = None,
         *,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         name: str | None = None,
         bind: bool = False,
         **options: Any,
@@ -140,31 +134,27 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
             setattr(self, key, value)
         self._models: ModelArguments | None = None
         if fun is not None and options.get("pydantic"):
-            from celeriac._pydantic import ModelArguments
-
             self._models = ModelArguments(fun, self, options)
             self._fun = self._models.wrap()
 
     # -- binding ----------------------------------------------------------------------------
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> AppLike:
         """The app this task is bound to; an unbound (shared) task uses the current app."""
         if self._app is not None:
             return self._app
-        from celeriac.app.base import current_app
-
-        return current_app()
+        return _state.current_app()
 
     @property
-    def bound_app(self) -> Celery | None:
+    def bound_app(self) -> AppLike | None:
         """The app this task is bound to, or None for a shared task's original."""
         return self._app
 
-    def bind(self, app: Celery) -> None:
+    def bind(self, app: AppLike) -> None:
         self._app = app
 
-    def bound_copy(self, app: Celery) -> Task[P, R]:
+    def bound_copy(self, app: AppLike) -> Task[P, R]:
         """A copy of this task bound to ``app`` (each app runs shared tasks as its own)."""
         clone = copy.copy(self)
         clone.bind(app)
@@ -199,6 +189,14 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
             return self.run(*args, **kwargs)
         with called_directly(self.name, tuple(args), dict(kwargs)):
             return self.run(*args, **kwargs)
+
+    def _call_for_worker(self, request: Context) -> Any:
+        """Run for the worker or ``apply()``: straight to ``run`` unless a base class
+        overrides ``__call__``, which then wraps the run (as in Celery)."""
+        if type(self).__call__ is Task.__call__:
+            return self.run(*request.args, **request.kwargs)
+        with worker_call(request):
+            return self(*request.args, **request.kwargs)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError now when the call cannot bind to the function (``typing=True``)."""
@@ -257,8 +255,6 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         **options: Any,
     ) -> EagerResult[R]:
         """Run the task in this process, blocking, and return an EagerResult."""
-        from celeriac.execution import apply_eagerly
-
         args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
         return apply_eagerly(self, args, kwargs, options)
 
@@ -283,8 +279,6 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         **extra: Any,
     ) -> Signature[R]:
         """A signature of this task: ``task.signature((2, 2), countdown=10)``."""
-        from celeriac.canvas import Signature
-
         return Signature(self, args, kwargs, options, app=self._app, **extra)
 
     subtask = signature
@@ -299,20 +293,14 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
 
     def map(self, it: Iterable[Any]) -> XMap:
         """One message that calls this task with each item of ``it`` in a worker."""
-        from celeriac.canvas import xmap
-
         return xmap(self.s(), it, app=self._app)
 
     def starmap(self, it: Iterable[Sequence[Any]]) -> XStarMap:
         """One message that calls this task with each item of ``it`` as its arguments."""
-        from celeriac.canvas import xstarmap
-
         return xstarmap(self.s(), it, app=self._app)
 
     def chunks(self, it: Iterable[Sequence[Any]], n: int) -> Chunks:
         """``it`` split in parts of ``n`` argument tuples, one message (in a group) each."""
-        from celeriac.canvas import chunks
-
         return chunks(self.s(), it, n, app=self._app)
 
     def replace(self, sig: Signature[Any]) -> Any:
@@ -321,16 +309,12 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         Raises ``Ignore`` (``return self.replace(sig)`` reads best); in eager mode runs
         ``sig`` here and returns its value instead.
         """
-        from celeriac.canvas.replace import replace_task
-
         return replace_task(self, sig)
 
     def add_to_chord(self, sig: Signature[Any], lazy: bool = False) -> Any:
         """Add ``sig`` to the chord this running task is a member of: the body waits for it
         too and gets its result. Sends it (returns its result) unless ``lazy`` (returns the
         signature, frozen: send it with ``delay()``)."""
-        from celeriac.canvas.join import add_chord_member
-
         request = self.request
         if not request.chord or not request.group:
             raise ValueError("Current task is not member of any chord")
@@ -424,8 +408,6 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         return float(countdown)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:
-        from celeriac.result import AsyncResult
-
         return AsyncResult(task_id, app=self.app, task_name=self.name)
 
     # -- handlers (Celery's signatures) -----------------------------------------------------

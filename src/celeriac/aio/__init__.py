@@ -17,14 +17,17 @@ __all__ = ["AsyncInspect", "close", "run_blocking", "send_task"]
 
 def __getattr__(name: str) -> Any:
     if name == "close":
+        # lazy: asyncio and its clients only when the async API is used
         from celeriac.aio._resp import close_pools
 
         return close_pools
     if name in ("run_blocking", "send_task"):
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio import client
 
         return getattr(client, name)
     if name == "AsyncInspect":
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio.mixins import AsyncInspect
 
         return AsyncInspect

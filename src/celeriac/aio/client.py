@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from celeriac import states
 from celeriac.aio._resp import pool_for
+from celeriac.backends.redis import RedisBackend
 from celeriac.exceptions import TimeoutError as ResultTimeout
 from celeriac.transports._redis_client import RedisError
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.app.producer import Sending
     from celeriac.result import AsyncResult
 
@@ -41,11 +42,11 @@ __all__ = ["run_blocking", "send_task", "wait_ready", "wait_result"]
 T = TypeVar("T")
 
 _EXECUTOR_THREADS = 8
-_executors: weakref.WeakKeyDictionary[Celery, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+_executors: weakref.WeakKeyDictionary[AppLike, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
 _POLL_FIRST = 0.01  # first pause when polling a store that does not notify; doubles
 
 
-def _executor(app: Celery) -> ThreadPoolExecutor:
+def _executor(app: AppLike) -> ThreadPoolExecutor:
     pool = _executors.get(app)
     if pool is None:
         pool = ThreadPoolExecutor(_EXECUTOR_THREADS, thread_name_prefix="celeriac-aio")
@@ -53,7 +54,7 @@ def _executor(app: Celery) -> ThreadPoolExecutor:
     return pool
 
 
-async def run_blocking(app: Celery, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def run_blocking(app: AppLike, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking call in the app's bounded executor and await its result."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(app), functools.partial(fn, *args, **kwargs))
@@ -63,7 +64,7 @@ async def run_blocking(app: Celery, fn: Callable[..., T], *args: Any, **kwargs: 
 
 
 async def send_task(
-    app: Celery,
+    app: AppLike,
     name: str,
     args: Sequence[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
@@ -80,7 +81,7 @@ async def send_task(
     return producer.finish(sending)
 
 
-async def _publish_redis(app: Celery, transport: Any, sending: Sending) -> None:
+async def _publish_redis(app: AppLike, transport: Any, sending: Sending) -> None:
     producer = app.producer
     if sending.queue.name not in producer._declared.get(transport, ()):
         await run_blocking(app, producer._declare, sending.queue)
@@ -118,7 +119,7 @@ async def _publish_redis(app: Celery, transport: Any, sending: Sending) -> None:
 
 
 async def wait_ready(
-    app: Celery, task_ids: Sequence[str], *, timeout: float | None, interval: float = 0.5
+    app: AppLike, task_ids: Sequence[str], *, timeout: float | None, interval: float = 0.5
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """``(task id, meta)`` of each task as it becomes ready, in the order they finish.
 
@@ -130,8 +131,6 @@ async def wait_ready(
     backend = results.backend
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    from celeriac.backends.redis import RedisBackend  # no driver: Celeriac speaks RESP itself
-
     if isinstance(backend, RedisBackend):  # its pub/sub, awaited on the loop
         async for task_id, payload in _redis_ready(backend, pending, results, deadline):
             yield task_id, results.decode(payload)
@@ -150,7 +149,7 @@ async def _within(deadline: float | None, awaitable: Awaitable[T], pending: int)
 
 
 async def _polled_ready(
-    app: Celery, pending: list[str], interval: float, deadline: float | None
+    app: AppLike, pending: list[str], interval: float, deadline: float | None
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     results = app.results
     pause = _POLL_FIRST
@@ -209,9 +208,7 @@ async def wait_result(
     result: AsyncResult[Any], *, timeout: float | None, propagate: bool, interval: float
 ) -> Any:
     """``result.get()`` for an event loop: the value, or the task's exception raised."""
-    from celeriac.result import EagerResult
-
-    if isinstance(result, EagerResult):  # run in place already: nothing to wait for
+    if result._ran_in_place:  # an EagerResult: run in place already, nothing to wait for
         return result.get(timeout=timeout, propagate=propagate)
     cached = result._cache
     if cached is None:

@@ -12,7 +12,7 @@ Kept apart from the classes they join (``Task``, ``AsyncResult``, ``ResultSet``,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 
 from celeriac import states
 
@@ -48,6 +48,7 @@ class AsyncTaskMixin(Generic[P, R]):
         **options: Any,
     ) -> AsyncResult[R]:
         """``apply_async`` for an event loop: the same options, message and signals."""
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio.client import send_task
 
         task = cast("Task[P, R]", self)
@@ -63,6 +64,9 @@ class AsyncTaskMixin(Generic[P, R]):
 class AsyncResultMixin(Generic[R]):
     """``aget`` and ``aready`` on ``AsyncResult``."""
 
+    #: True on ``EagerResult``: run in this process, so its state and value are here.
+    _ran_in_place: ClassVar[bool] = False
+
     async def aget(
         self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5
     ) -> R:
@@ -70,6 +74,7 @@ class AsyncResultMixin(Generic[R]):
 
         Raises ``celeriac.exceptions.TimeoutError`` after ``timeout`` seconds.
         """
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio.client import wait_result
 
         result = cast("AsyncResult[R]", self)
@@ -81,11 +86,11 @@ class AsyncResultMixin(Generic[R]):
     async def astate(self) -> str:
         """The task's state (``state``), read without blocking the loop; once ready, the
         meta is kept, so ``result``/``traceback`` read no further."""
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio.client import run_blocking
-        from celeriac.result import EagerResult
 
         result = cast("AsyncResult[R]", self)
-        if isinstance(result, EagerResult):
+        if result._ran_in_place:
             return result.state
         if result._cache is not None:
             return str(result._cache["status"])
@@ -108,6 +113,7 @@ class AsyncResultSetMixin:
     ) -> AsyncIterator[AsyncResult[Any]]:
         """Each member result once it is ready, in the order they finish (its meta is
         kept, so ``.result``/``.state`` read no further)."""
+        # lazy: asyncio and the async client load only when an async method is awaited
         from celeriac.aio.client import wait_ready
 
         results = cast("ResultSet", self)
@@ -148,6 +154,7 @@ class AsyncInspect:
             raise AttributeError(f"Inspect has no question {name!r}")
 
         async def ask(*args: Any, **kwargs: Any) -> Any:
+            # lazy: asyncio and the async client load only when an async method is awaited
             from celeriac.aio.client import run_blocking
 
             return await run_blocking(self._inspect.app, method, *args, **kwargs)

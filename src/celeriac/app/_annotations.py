@@ -17,7 +17,7 @@ from celeriac._imports import symbol_by_name
 from celeriac.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["annotate_tasks"]
 
@@ -47,7 +47,7 @@ def _entries(annotation: Any, task: Any) -> Iterator[Mapping[str, Any]]:
         yield found
 
 
-def annotate_tasks(app: Celery) -> None:
+def annotate_tasks(app: AppLike) -> None:
     """Set the attributes ``task_annotations`` gives on each registered task."""
     annotations = _annotations(app.conf.task_annotations)
     if not annotations:

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from celeriac.app.settings import as_seconds
+from celeriac.periodic.schedules import crontab
 from celeriac.task import Task
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["CLEANUP_TASK", "default_beat_entries", "register_cleanup"]
 
@@ -26,7 +27,7 @@ _CELERY_NAME = "celery.backend_cleanup"
 _CLEANED_SCHEMES = ("django-db",)  # and every db+... scheme
 
 
-def register_cleanup(app: Celery) -> None:
+def register_cleanup(app: AppLike) -> None:
     """Register the cleanup task, under both names, with ``app``."""
 
     def backend_cleanup() -> int:
@@ -40,7 +41,7 @@ def register_cleanup(app: Celery) -> None:
         )
 
 
-def default_beat_entries(app: Celery) -> dict[str, Any]:
+def default_beat_entries(app: AppLike) -> dict[str, Any]:
     """``beat_schedule`` with the daily cleanup entry added where it is needed."""
     entries = dict(app.conf.beat_schedule or {})
     url = app.result_backend_url
@@ -50,7 +51,6 @@ def default_beat_entries(app: Celery) -> dict[str, Any]:
     needs = scheme.startswith("db+") or scheme in _CLEANED_SCHEMES
     if not needs or not expires or named & {CLEANUP_TASK, _CELERY_NAME}:
         return entries
-    from celeriac.beat.schedules import crontab  # beat builds on the app, not the other way
 
     entries[CLEANUP_TASK] = {
         "task": CLEANUP_TASK,

@@ -16,25 +16,40 @@ They are thin views over Celeriac's own parts, not kombu objects:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
 
+from celeriac._app_protocol import AppLike
 from celeriac._imports import import_module
 from celeriac.exceptions import OperationalError
 from celeriac.routing import Exchange, Queue
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
     from celeriac.app.routes import Router
     from celeriac.transports.base import Transport
 
 __all__ = ["AMQP", "AppLoader", "BrokerConnection", "Queues"]
 
 
+class _CompatApp(AppLike, Protocol):
+    """What Celery's names for the app's parts use of it, beyond ``AppLike``."""
+
+    def config_from_object(
+        self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> None: ...
+
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> list[str]: ...
+
+
 class Queues(MutableMapping[str, Queue]):
     """The app's queues by name (Celery's ``app.amqp.queues``), read from the router."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: _CompatApp) -> None:
         self._app = app
         self._added: dict[str, Queue] = {}
 
@@ -78,7 +93,7 @@ class Queues(MutableMapping[str, Queue]):
 class AMQP:
     """Celery's ``app.amqp``: the app's queues, router and default queue."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: _CompatApp) -> None:
         self._app = app
         self.queues = Queues(app)
         self.Queue = Queue
@@ -100,7 +115,7 @@ class AMQP:
 class AppLoader:
     """Celery's ``app.loader``: imports and settings, for code written against Celery."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: _CompatApp) -> None:
         self.app = app
 
     @property
@@ -139,7 +154,7 @@ class BrokerConnection:
     connection_errors = (OperationalError, ConnectionError, OSError)
     channel_errors: tuple[type[BaseException], ...] = ()
 
-    def __init__(self, app: Celery, url: str | None = None) -> None:
+    def __init__(self, app: _CompatApp, url: str | None = None) -> None:
         self._app = app
         self.url = url or app.broker_url
 

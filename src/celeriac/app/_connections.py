@@ -21,7 +21,7 @@ from celeriac.transports import create_transport
 from celeriac.transports.base import Transport
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["Connections"]
 
@@ -31,7 +31,7 @@ _inherited: list[object] = []  # the connections of a parent process, kept alive
 class Connections:
     """The transport, result backend and router of ``app``, made lazily per process."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self.app = app
         self._pid = os.getpid()
         self._transport: Transport | None = None

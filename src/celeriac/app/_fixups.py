@@ -12,14 +12,14 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["install_fixups"]
 
 _DJANGO_FIXUP = "celeriac.contrib.django.fixup"
 
 
-def install_fixups(app: Celery, config_source: Any = None) -> None:
+def install_fixups(app: AppLike, config_source: Any = None) -> None:
     """Install the Django fixup on ``app`` if this is a Django project (module docstring)."""
     from_django = config_source == "django.conf:settings" or (
         type(config_source).__module__.startswith("django.conf")

@@ -29,14 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from celeriac.exceptions import ImproperlyConfigured, OperationalError
+from celeriac.exceptions import DecodeError, ImproperlyConfigured, OperationalError
 from celeriac.protocol.message import Message
 from celeriac.protocol.serializers import dumps, loads
 from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Outgoing, Transport
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["Mailbox", "Request", "node_matches"]
 
@@ -82,7 +82,7 @@ class Request:
 class Mailbox:
     """The app's end of remote control: sends requests, collects replies, encodes both."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self.app = app
         exchange = str(app.conf.control_exchange or "celery")
         self.exchange = f"{exchange}.pidbox"
@@ -201,8 +201,6 @@ class Mailbox:
 
     def decode_request(self, message: Message) -> Request:
         """Read a request; raises ``DecodeError``/``ContentDisallowed`` for a bad one."""
-        from celeriac.exceptions import DecodeError
-
         self.app.lamport_clock.adjust(message.headers.get("clock"))
         body = self._decode(message)
         if not isinstance(body, dict) or not isinstance(body.get("method"), str):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 from celeriac.transports import mask_password
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.backends.base import ResultBackend
 
 __all__ = ["retrying"]
@@ -42,7 +42,7 @@ def backoff(retries: int, base_ms: float, max_ms: float, rand: Callable[[], floa
 
 
 def retrying(
-    app: Celery,
+    app: AppLike,
     backend: ResultBackend,
     what: str,
     operation: Callable[[], T],

@@ -11,25 +11,30 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from celeriac.app import _current
+from celeriac import _state
+from celeriac._app_protocol import AppLike
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.task import TASK_OPTIONS, Task
-
-if TYPE_CHECKING:
-    from celeriac.app.base import Celery
 
 __all__ = ["adopt_shared_tasks", "make_task", "shared_task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_all_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
+
+class _SharingApp(AppLike, Protocol):
+    """An app that takes its copies of the shared tasks (``Celery``)."""
+
+    def _add_shared(self, task: Task[Any, Any]) -> None: ...
+
+
+_all_apps: weakref.WeakSet[_SharingApp] = weakref.WeakSet()
 _shared_tasks: list[Task[Any, Any]] = []
 
 
-def adopt_shared_tasks(app: Celery) -> None:
+def adopt_shared_tasks(app: _SharingApp) -> None:
     """Give a new ``app`` its copies of the shared tasks, now and as more are defined."""
     for task in _shared_tasks:
         app._add_shared(task)
@@ -61,8 +66,8 @@ def shared_task(*args: Any, bind: bool = False, **options: Any) -> Any:
         # The object returned is made of the current app's task class (DjangoTask under the
         # Django fixup), so methods that class adds (delay_on_commit) are there, as on
         # Celery's proxy to the current app's task.
-        current = _current.current_or_none()
-        base = (current._task_cls if current is not None else None) or Task  # not resolved here
+        current = _state.current_or_none()
+        base = getattr(current, "_task_cls", None) or Task  # not resolved here
         task = make_task(
             function,
             opts,
@@ -89,7 +94,7 @@ def make_task(
     fun: Callable[..., Any],
     options: dict[str, Any],
     *,
-    app: Celery | None,
+    app: AppLike | None,
     default_name: str,
     stacklevel: int,
     default_base: type[Task[Any, Any]] = Task,

@@ -11,8 +11,8 @@ and results.
 this thread, else the default (``set_default``, else the app set current last anywhere).
 A ``shared_task`` is registered as a copy bound to each app, so every app runs it as its own.
 
-Beside it: ``_connections`` (transport, result backend, router), ``_current`` (which app is
-current), ``_tasks`` (making tasks; ``shared_task``), ``_discovery`` (autodiscovery).
+Beside it: ``_connections`` (transport, result backend, router), ``celeriac._state`` (which
+app is current), ``_tasks`` (making tasks; ``shared_task``), ``_discovery`` (autodiscovery).
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
 
-from celeriac import signals
+from celeriac import _state, signals
 from celeriac._imports import import_module
 from celeriac._lamport import LamportClock
 from celeriac._time import Clock, system_clock
-from celeriac.app import _current
 from celeriac.app._cleanup import register_cleanup
 from celeriac.app._compat import AMQP, AppLoader, BrokerConnection
 from celeriac.app._connections import Connections
@@ -39,15 +38,19 @@ from celeriac.app._discovery import discover
 from celeriac.app._fixups import install_fixups
 from celeriac.app._task_class import TaskClassSpec, resolve_task_class
 from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
+from celeriac.app.control import Control
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
 from celeriac.app.results import ResultStore
 from celeriac.app.routes import Router
+from celeriac.app.security import setup_security
 from celeriac.app.settings import Settings, resolve_config_object, settings_from_object
 from celeriac.backends.base import ResultBackend
 from celeriac.canvas import Signature, signature
 from celeriac.canvas.builtins import register_builtins
+from celeriac.events import Events
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.periodic.entries import add_periodic_task
 from celeriac.result import AsyncResult, GroupResult, ResultSet
 from celeriac.task import Task
 from celeriac.transports.base import Transport
@@ -72,10 +75,10 @@ def current_app() -> Celery:
     any thread (so a worker's pool threads see the app their tasks belong to), else a new
     app named ``default``.
     """
-    app = _current.current_or_none()
+    app = _state.current_or_none()
     if app is None:
         app = Celery("default")
-    return app
+    return cast("Celery", app)
 
 
 class Celery:
@@ -275,8 +278,6 @@ class Celery:
         **opts: Any,
     ) -> str:  # fmt: skip
         """Add an entry to ``beat_schedule`` (Celery's API; see ``celeriac.beat``)."""
-        from celeriac.beat.entries import add_periodic_task  # beat builds on the app
-
         return add_periodic_task(self, schedule, sig, args, kwargs, name, **opts)
 
     def send_task(
@@ -316,8 +317,6 @@ class Celery:
         serializer: str = "json",
     ) -> None:
         """Sign the messages this process sends and check those it reads (docs/security.md)."""
-        from celeriac.app.security import setup_security
-
         setup_security(
             self, allowed_serializers, key, key_password, cert, store, digest, serializer
         )
@@ -326,8 +325,6 @@ class Celery:
     def control(self) -> Control:
         """Remote control of the workers: ``app.control.inspect().active()``, ``revoke``, ..."""
         if self._control is None:
-            from celeriac.app.control import Control
-
             self._control = Control(self)
         return self._control
 
@@ -335,8 +332,6 @@ class Celery:
     def events(self) -> Events:
         """Monitoring events: ``app.events.Receiver``, ``State``, ``Dispatcher``."""
         if self._events is None:
-            from celeriac.events import Events  # events build on the app
-
             self._events = Events(self)
         return self._events
 
@@ -433,11 +428,11 @@ class Celery:
 
     def set_current(self) -> None:
         """Make this the current app of this thread (and of threads that set none)."""
-        _current.set_current(self)
+        _state.set_current(self)
 
     def set_default(self) -> None:
         """Make this the app of every thread that sets no current app of its own."""
-        _current.set_default(self)
+        _state.set_default(self)
 
     @property
     def Task(self) -> type[Task[Any, Any]]:
@@ -461,3 +456,6 @@ class Celery:
 
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'} at {id(self):#x}>"
+
+
+_state.set_app_factory(lambda: Celery("default"))

@@ -19,13 +19,13 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from celeriac import states
+from celeriac import _state, states
 from celeriac.aio.mixins import AsyncControlMixin
 from celeriac.app._pidbox import Mailbox, ReplyCallback, node_matches
 from celeriac.exceptions import CeleryWarning
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["REVOCABLE_STATES", "Control", "Inspect", "flatten_reply", "mark_revoked"]
 
@@ -50,7 +50,7 @@ def flatten_reply(replies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return nodes
 
 
-def mark_revoked(app: Celery, task_ids: Sequence[str]) -> list[str]:
+def mark_revoked(app: AppLike, task_ids: Sequence[str]) -> list[str]:
     """Store REVOKED for the tasks that have not started (``REVOCABLE_STATES``); which."""
     results = app.results
     if not results.enabled:
@@ -74,15 +74,13 @@ class Inspect:
         timeout: float = 1.0,
         callback: ReplyCallback | None = None,
         connection: Any = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         limit: int | None = None,
         pattern: str | None = None,
         matcher: str | None = None,
     ) -> None:
         if app is None:
-            from celeriac.app.base import current_app
-
-            app = current_app()
+            app = _state.current_app()
         self.app = app
         self.destination = destination
         self.timeout = timeout
@@ -163,7 +161,7 @@ class Inspect:
 class Control(AsyncControlMixin):
     """Commands to workers over the broker (see the module docstring)."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self.app = app
         self.mailbox = Mailbox(app)
 

@@ -29,11 +29,12 @@ from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
 from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
 from celeriac.request import Context, current_request
+from celeriac.result import AsyncResult
 from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
@@ -137,7 +138,7 @@ class Sending:
 class Producer:
     """Builds and publishes task messages for one app."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self._app = app
         self._declared: weakref.WeakKeyDictionary[Transport, set[str]] = weakref.WeakKeyDictionary()
 
@@ -234,8 +235,6 @@ class Producer:
 
     def _result(self, sending: Sending) -> AsyncResult[Any]:
         """The AsyncResult of a sent message (a child of the running task, if any)."""
-        from celeriac.result import AsyncResult
-
         message, task = sending.message, sending.task
         parent = current_request()
         trail = task.trail if task is not None else True

@@ -32,7 +32,7 @@ from celeriac.protocol.result_meta import (
 from celeriac.request import Context
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["ResultStore"]
 
@@ -60,7 +60,7 @@ def _children(request: Context | None) -> list[Any]:
 class ResultStore:
     """Stores and reads task meta for one app."""
 
-    def __init__(self, app: Celery, backend: Callable[[], ResultBackend | None]) -> None:
+    def __init__(self, app: AppLike, backend: Callable[[], ResultBackend | None]) -> None:
         self._app = app
         self._backend = backend
 

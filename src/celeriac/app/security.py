@@ -7,7 +7,7 @@ arguments or from ``security_key``, ``security_certificate``, ``security_cert_st
 ``security_digest`` and ``security_key_password``. The signer is installed process-wide (a
 forked pool child inherits it), because the ``auth`` serializer is found by name.
 
-``allowed_serializers`` is accepted for Celery's signature: Celery uses it to disable the
+``allowed_serializers`` is accepted for Celery's signature: AppLike uses it to disable the
 other serializers for decoders called without an accept list; Celeriac has no such decoder
 (every decode names its accept list), so there is nothing more to disable.
 """
@@ -21,7 +21,7 @@ from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import normalize_accept, use_signer
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["setup_security"]
 
@@ -46,7 +46,7 @@ def _read(path: str, setting: str) -> bytes:
 
 
 def setup_security(
-    app: Celery,
+    app: AppLike,
     allowed_serializers: Iterable[str] | None = None,
     key: str | None = None,
     key_password: str | bytes | None = None,
@@ -71,7 +71,8 @@ def setup_security(
     missing = [name for name, value in given.items() if not value]
     if missing:
         raise ImproperlyConfigured(_FILES_MISSING.format(missing=", ".join(missing)))
-    from celeriac.protocol.signing import Certificate, CertStore, Signer  # needs cryptography
+    # lazy: needs the optional cryptography library
+    from celeriac.protocol.signing import Certificate, CertStore, Signer
 
     cert_path, key_path = str(cert), str(key)
     signer = Signer(

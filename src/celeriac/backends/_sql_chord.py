@@ -15,20 +15,38 @@ report claims the body however they race.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
-from celeriac.backends.chord import ChordPart
-from celeriac.backends.database import DatabaseBackend
 from celeriac.exceptions import BackendStoreError
 
+if TYPE_CHECKING:
+    from celeriac.backends._sql_schema import Tables
+    from celeriac.backends.chord import ChordPart
+
 __all__ = ["SQLChordJoin"]
+
+
+class _Database(Protocol):
+    """What the join uses of ``DatabaseBackend``: its tables, connections, clock, expiry."""
+
+    tables: Tables
+
+    def connect(
+        self, error: type[Exception], action: str
+    ) -> AbstractContextManager[sa.Connection]: ...
+
+    def _now(self) -> float: ...
+
+    def _expiry(self, ttl: float | None) -> float | None: ...
 
 
 class SQLChordJoin:
     """``celeriac.backends.chord.ChordJoin`` in the backend's database (module docstring)."""
 
-    def __init__(self, backend: DatabaseBackend) -> None:
+    def __init__(self, backend: _Database) -> None:
         self._backend = backend
         self._chords = backend.tables.chords
         self._parts = backend.tables.chord_parts

@@ -5,21 +5,42 @@ the steps)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
 
 from celeriac._sqlite import immediate
-from celeriac.backends.chord import ChordPart
-from celeriac.backends.sqlite import _LIVE, SQLiteBackend
-from celeriac.exceptions import BackendStoreError
+from celeriac.exceptions import BackendError, BackendStoreError
 
-__all__ = ["SQLiteChordJoin"]
+if TYPE_CHECKING:
+    from celeriac._time import Clock
+    from celeriac.backends.chord import ChordPart
+
+__all__ = ["LIVE", "SQLiteChordJoin"]
+
+#: The rows not expired yet (``expires_at`` bound to now), in the chord and result tables.
+LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+class _ResultFile(Protocol):
+    """What the join uses of ``SQLiteBackend``: its file, clock, connection and expiry."""
+
+    path: str
+    _clock: Clock
+
+    def _using(
+        self, error: type[BackendError], action: str
+    ) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def _expiry(self, ttl: float | None) -> float | None: ...
 
 
 class SQLiteChordJoin:
     """``celeriac.backends.chord.ChordJoin`` in the backend's file: each call one transaction
     (the module docstring draws the tables and the steps)."""
 
-    def __init__(self, backend: SQLiteBackend) -> None:
+    def __init__(self, backend: _ResultFile) -> None:
         self._backend = backend
 
     def prepare(self, group_id: str, member_ids: Sequence[str], *, ttl: float | None) -> None:
@@ -62,7 +83,7 @@ class SQLiteChordJoin:
         with backend._using(BackendStoreError, doing) as conn, immediate(conn):
             now = backend._clock.time()
             query = "SELECT size, joined, claimer, sent FROM celeriac_chords WHERE group_id = ?"
-            chord = conn.execute(f"{query} AND {_LIVE}", (group_id, now)).fetchone()
+            chord = conn.execute(f"{query} AND {LIVE}", (group_id, now)).fetchone()
             if chord is None:
                 raise LookupError(f"chord {group_id} is not recorded in {backend.path}")
             size, joined, claimer, sent = chord

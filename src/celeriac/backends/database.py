@@ -53,13 +53,15 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from celeriac._forkguard import sqlite_call
+from celeriac._imports import symbol_by_name
 from celeriac._time import Clock, system_clock
+from celeriac.backends._sql_chord import SQLChordJoin
 from celeriac.backends._sql_rows import RowCodec
 from celeriac.backends._sql_schema import Tables, create_engine, engine_url, ensure_schema
 from celeriac.backends.base import BackendCapabilities, ResultBackend
@@ -70,9 +72,6 @@ from celeriac.exceptions import (
     ImproperlyConfigured,
     TimeoutError,
 )
-
-if TYPE_CHECKING:
-    from celeriac.backends._sql_chord import SQLChordJoin
 
 __all__ = ["DatabaseBackend"]
 
@@ -352,8 +351,6 @@ class DatabaseBackend(ResultBackend):
 
     def chord_join(self) -> SQLChordJoin:
         """The chord join in this database (``celeriac.backends._sql_chord``)."""
-        from celeriac.backends._sql_chord import SQLChordJoin  # it builds on this module
-
         return SQLChordJoin(self)
 
     def close(self) -> None:
@@ -369,8 +366,6 @@ def _callback(value: Any) -> Callable[[Engine], Any] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        from celeriac._imports import symbol_by_name
-
         value = symbol_by_name(value)
     if not callable(value):
         raise ImproperlyConfigured(f"database_engine_callback must be callable, got {value!r}")

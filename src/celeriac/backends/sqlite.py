@@ -54,12 +54,13 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from celeriac._forkguard import sqlite_call
 from celeriac._sqlite import immediate
 from celeriac._time import Clock, system_clock
+from celeriac.backends._sqlite_chord import LIVE, SQLiteChordJoin
 from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import (
     BackendError,
@@ -68,9 +69,6 @@ from celeriac.exceptions import (
     ImproperlyConfigured,
     TimeoutError,
 )
-
-if TYPE_CHECKING:
-    from celeriac.backends._sqlite_chord import SQLiteChordJoin
 
 __all__ = ["SQLiteBackend", "database_path"]
 
@@ -94,7 +92,6 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS celeriac_chord_parts_task ON celeriac_chord_parts"
     " (group_id, task_id)",
 )
-_LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _EXPIRED = "expires_at IS NOT NULL AND expires_at <= ?"
 _INCR = (
     "INSERT INTO celeriac_counters (key, value, expires_at) VALUES (?, 1, ?)"
@@ -251,7 +248,7 @@ class SQLiteBackend(ResultBackend):
                 chunk = ids[start : start + _CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 query = f"SELECT task_id, payload FROM celeriac_results WHERE task_id IN ({marks})"
-                found.update(conn.execute(f"{query} AND {_LIVE}", (*chunk, now)).fetchall())
+                found.update(conn.execute(f"{query} AND {LIVE}", (*chunk, now)).fetchall())
         return found
 
     def _change_marker(self) -> tuple[int, int]:
@@ -304,7 +301,7 @@ class SQLiteBackend(ResultBackend):
             conn.execute("INSERT OR REPLACE INTO celeriac_groups VALUES (?, ?, ?, ?)", row)
 
     def fetch_group(self, group_id: str) -> bytes | None:
-        query = f"SELECT payload FROM celeriac_groups WHERE group_id = ? AND {_LIVE}"
+        query = f"SELECT payload FROM celeriac_groups WHERE group_id = ? AND {LIVE}"
         with self._using(BackendGetMetaError, f"read group {group_id}") as conn:
             row = conn.execute(query, (group_id, self._clock.time())).fetchone()
         return None if row is None else bytes(row[0])
@@ -353,8 +350,6 @@ class SQLiteBackend(ResultBackend):
 
     def chord_join(self) -> SQLiteChordJoin:
         """The chord join in this file (``celeriac.backends._sqlite_chord``)."""
-        from celeriac.backends._sqlite_chord import SQLiteChordJoin  # it builds on this module
-
         return SQLiteChordJoin(self)
 
     def close(self) -> None:

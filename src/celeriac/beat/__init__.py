@@ -13,14 +13,14 @@ the schedule at run time with ``celeriac beat add|remove|enable|disable|run-now`
 
 from __future__ import annotations
 
-from celeriac.beat.entries import ScheduleEntry, add_periodic_task, parse_beat_schedule
 from celeriac.beat.lease import LeaderLease, MemoryLease, SQLiteLease
 from celeriac.beat.redis_lease import RedisLease
 from celeriac.beat.redis_store import RedisScheduleStore
 from celeriac.beat.scheduler import Scheduler
-from celeriac.beat.schedules import BaseSchedule, crontab, schedule, solar
 from celeriac.beat.service import Beat, EmbeddedBeat, run_embedded_beat
 from celeriac.beat.store import MemoryScheduleStore, ScheduleStore, SQLiteScheduleStore
+from celeriac.periodic.entries import ScheduleEntry, add_periodic_task, parse_beat_schedule
+from celeriac.periodic.schedules import BaseSchedule, crontab, schedule, solar
 
 __all__ = [
     "BaseSchedule",

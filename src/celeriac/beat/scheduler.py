@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 
 from celeriac._time import SystemClock
 from celeriac.app._cleanup import default_beat_entries
-from celeriac.beat.entries import ScheduleEntry, entry_from_definition, parse_beat_schedule
 from celeriac.beat.lease import LeaderLease
-from celeriac.beat.schedules import schedule
 from celeriac.beat.store import Claim, EntryState, ScheduleStore
 from celeriac.exceptions import CeleryError, OperationalError
+from celeriac.periodic.entries import ScheduleEntry, entry_from_definition, parse_beat_schedule
+from celeriac.periodic.schedules import schedule
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery

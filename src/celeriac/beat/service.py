@@ -84,6 +84,7 @@ def database_scheduler(app: Celery) -> StoreOpener | None:
     if name in _BUILTIN_SCHEDULERS:
         return None
     if name in _DJANGO_SCHEDULERS:
+        # lazy: Django is optional; only a Django beat_scheduler setting loads it
         from celeriac.contrib.django.schedulers import DatabaseScheduler
 
         opener: StoreOpener = DatabaseScheduler()

@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Any
 from celeriac.canvas.join import add_chord_member, leaf_ids, prepare_chord
 from celeriac.canvas.signature import Signature, maybe_signature
 from celeriac.request import current_request
+from celeriac.result import GroupResult
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import GroupResult
 
 __all__ = ["send_lazily"]
 
 
 def send_lazily(
-    app: Celery,
+    app: AppLike,
     members: Iterator[Any],
     group_id: str,
     body: Signature[Any],
@@ -36,7 +37,6 @@ def send_lazily(
     options: dict[str, Any],
 ) -> GroupResult:
     """Send the header's ``members`` as they come; the header's ``GroupResult``."""
-    from celeriac.result import GroupResult
 
     def frozen(item: Any, index: int) -> tuple[Signature[Any], Any]:
         sig: Signature[Any] = maybe_signature(item, app=app).clone()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from celeriac.canvas.signature import Signature, maybe_signature
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["TaskList"]
 
@@ -23,7 +23,7 @@ class TaskList(Signature[R]):
     """A signature made of member signatures (``chain``, ``group``)."""
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Self:
+    def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> Self:
         tasks = [maybe_signature(task, app=app) for task in d["kwargs"].get("tasks") or ()]
         # chain and group take their members first (not Signature's task name)
         sig = cls(tasks, app=app, **dict(d.get("options") or {}))  # type: ignore[arg-type]
@@ -41,7 +41,7 @@ class TaskList(Signature[R]):
         self.kwargs["tasks"] = value
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> AppLike:
         if self._app is None and self.tasks:
             return self.tasks[0].app
         return super().app

@@ -20,10 +20,11 @@ from celeriac.canvas.dispatch import chord_error
 from celeriac.canvas.maps import chunks as chunks_signature
 from celeriac.canvas.signature import maybe_signature, signature
 from celeriac.exceptions import ChordError
+from celeriac.result import GroupResult, result_from_tuple
 from celeriac.task import Task as PlainTask
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.task import Task
 
 __all__ = ["register_builtins"]
@@ -31,7 +32,7 @@ __all__ = ["register_builtins"]
 logger = logging.getLogger("celeriac.canvas")
 
 
-def register_builtins(app: Celery) -> None:
+def register_builtins(app: AppLike) -> None:
     """Register Celery's built-in task names with ``app`` (each app gets its own tasks).
 
     They are plain tasks, not of the app's ``task_cls`` (resolved when the user's first
@@ -88,7 +89,7 @@ def register_builtins(app: Celery) -> None:
     del xmap, xstarmap, chunks, accumulate, group, chain, chord
 
 
-def _register_chord_unlock(app: Celery) -> None:
+def _register_chord_unlock(app: AppLike) -> None:
     @app.task(
         name="celery.chord_unlock", bind=True, shared=False, max_retries=None, base=PlainTask,
         default_retry_delay=app.conf.result_chord_retry_interval, ignore_result=True,
@@ -98,7 +99,6 @@ def _register_chord_unlock(app: Celery) -> None:
         self: Task[Any, Any], /, group_id: str, callback: Any, interval: float | None = None,
         max_retries: int | None = None, result: Any = None, **kwargs: Any,
     ) -> None:  # fmt: skip
-        from celeriac.result import GroupResult, result_from_tuple
 
         members = [result_from_tuple(r, app=app) for r in result or ()]
         header = GroupResult(group_id, [m for m in members if m is not None], app=app)

@@ -22,7 +22,7 @@ from celeriac.canvas.signature import Signature, as_list, clone_tree, maybe_sign
 from celeriac.canvas.stamping import StampingVisitor, stamp_members
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["chain"]
 
@@ -31,7 +31,7 @@ __all__ = ["chain"]
 class chain(TaskList[Any]):
     """``chain(add.s(2, 2), add.s(4), add.s(8))``, the same as ``add.s(2, 2) | add.s(4) | ...``."""
 
-    def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: AppLike | None = None, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], (Signature, Mapping)):
             only = tasks[0]
             tasks = tuple(only) if isinstance(only, Iterable) else tasks

@@ -25,7 +25,7 @@ from celeriac.canvas.signature import Signature, as_list, maybe_signature, new_i
 from celeriac.canvas.stamping import StampingVisitor, stamp_members
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import GroupResult
 
 __all__ = ["chord"]
@@ -36,7 +36,7 @@ _BODY_ONLY = ("chain", "chord", "group_id", "group_index")
 _HEADER_ONLY = ("parent_id", "add_to_parent")
 
 
-def _as_group(header: Any, app: Celery | None) -> group:
+def _as_group(header: Any, app: AppLike | None) -> group:
     if isinstance(header, group):
         return header
     if isinstance(header, Mapping):
@@ -58,7 +58,7 @@ class chord(Signature[Any]):
         task: str = "celery.chord",
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         **options: Any,
     ) -> None:
         # A generator is read as the chord is sent (see _lazy_header), or when read first.
@@ -71,7 +71,7 @@ class chord(Signature[Any]):
         super().__init__(task, args, fields, options, subtask_type="chord", app=app)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> chord:
+    def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> chord:
         fields = dict(d["kwargs"])
         header, body = fields.pop("header", ()), fields.pop("body", None)
         sig = cls(
@@ -103,7 +103,7 @@ class chord(Signature[Any]):
         self.kwargs["body"] = value
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> AppLike:
         if self._app is None:
             header: group = self.kwargs["header"]  # not self.header: that reads a generator
             if header.tasks:

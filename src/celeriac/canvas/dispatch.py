@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.app.producer import CALL_OPTIONS
 from celeriac.canvas.chain import chain
 from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group
@@ -43,7 +44,7 @@ from celeriac.exceptions import ChordError
 from celeriac.request import Context
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = [
     "chord_error",
@@ -59,20 +60,18 @@ logger = logging.getLogger("celeriac.canvas")
 
 def _known_options(sig: Signature[Any]) -> None:
     """Drop options this side does not know (a Celery client may add some), quietly."""
-    from celeriac.app.producer import CALL_OPTIONS
-
     for key in [key for key in sig.options if key not in CALL_OPTIONS]:
         logger.debug("Signature %s: option %r is not a calling option; dropped", sig.task, key)
         del sig.options[key]
 
 
-def _rebuild(app: Celery, d: Signature[Any] | Mapping[str, Any]) -> Signature[Any]:
+def _rebuild(app: AppLike, d: Signature[Any] | Mapping[str, Any]) -> Signature[Any]:
     sig: Signature[Any] = maybe_signature(d, app=app)
     _known_options(sig)
     return sig
 
 
-def send_callbacks(app: Celery, request: Context, retval: Any) -> None:
+def send_callbacks(app: AppLike, request: Context, retval: Any) -> None:
     """Send the ``link`` callbacks of a successful task with its result."""
     ids: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id or request.id}
     callbacks = [_rebuild(app, d) for d in request.callbacks or ()]
@@ -87,7 +86,7 @@ def send_callbacks(app: Celery, request: Context, retval: Any) -> None:
         group(plain, app=app).apply_async((retval,), **ids)
 
 
-def send_next_step(app: Celery, request: Context, retval: Any) -> None:
+def send_next_step(app: AppLike, request: Context, retval: Any) -> None:
     """Send the next step of the chain a successful task is part of, with its result."""
     if not request.chain:
         return
@@ -98,7 +97,7 @@ def send_next_step(app: Celery, request: Context, retval: Any) -> None:
     )
 
 
-def report_chord_part(app: Celery, request: Context, state: str, result: Any) -> None:
+def report_chord_part(app: AppLike, request: Context, state: str, result: Any) -> None:
     """Report a chord member's end (``result``: its value, or its exception) to the join;
     send or fail the body when this report completes the header."""
     group_id, body = request.group, request.chord
@@ -126,7 +125,7 @@ def report_chord_part(app: Celery, request: Context, state: str, result: Any) ->
             logger.exception("Chord %s: could not drop its join state", group_id)
 
 
-def _complete(app: Celery, group_id: str, body: Signature[Any], entries: Sequence[bytes]) -> None:
+def _complete(app: AppLike, group_id: str, body: Signature[Any], entries: Sequence[bytes]) -> None:
     try:
         parts = [decode_entry(app, entry) for entry in entries]
     except Exception as exc:
@@ -147,7 +146,7 @@ def _complete(app: Celery, group_id: str, body: Signature[Any], entries: Sequenc
         chord_error(app, body, ChordError(f"Callback error: {exc!r}"))
 
 
-def chord_error(app: Celery, body: Signature[Any] | Mapping[str, Any], exc: Exception) -> None:
+def chord_error(app: AppLike, body: Signature[Any] | Mapping[str, Any], exc: Exception) -> None:
     """A chord's body that will never run: stored FAILURE with ``exc``, its errbacks run,
     and what was chained after it failed too."""
     try:
@@ -158,7 +157,7 @@ def chord_error(app: Celery, body: Signature[Any] | Mapping[str, Any], exc: Exce
         logger.exception("Chord body %r: could not record its failure", body)
 
 
-def _fail(app: Celery, sig: Signature[Any], exc: Exception, *, errbacks: bool) -> None:
+def _fail(app: AppLike, sig: Signature[Any], exc: Exception, *, errbacks: bool) -> None:
     """Store FAILURE for every task ``sig`` would have run; a chord member among them
     reports to its chord; with ``errbacks``, their errbacks run."""
     if isinstance(sig, chord):
@@ -198,7 +197,7 @@ def _wire(value: Any) -> Any:
     return value.to_dict() if isinstance(value, Signature) else value
 
 
-def fail_chain(app: Celery, steps: Sequence[Any] | None, exc: Exception) -> None:
+def fail_chain(app: AppLike, steps: Sequence[Any] | None, exc: Exception) -> None:
     """Store FAILURE for the chain steps that will not run now (so waiting on the chain's
     result raises), in running order, so the last step's result is stored last; a chord
     member among them reports to its chord."""
@@ -209,7 +208,7 @@ def fail_chain(app: Celery, steps: Sequence[Any] | None, exc: Exception) -> None
             logger.exception("Could not record the failure of chain step %r", step)
 
 
-def run_errbacks(app: Celery, request: Context, exc: BaseException, traceback: str | None) -> None:
+def run_errbacks(app: AppLike, request: Context, exc: BaseException, traceback: str | None) -> None:
     """Run the ``link_error`` errbacks of a failed task: new-style ones (registered here,
     taking more than one argument) in place; old-style ones sent with its id, as a group."""
     old_style: list[Signature[Any]] = []
@@ -232,7 +231,7 @@ def run_errbacks(app: Celery, request: Context, exc: BaseException, traceback: s
         errbacks.apply_async((request.id,), **ids)
 
 
-def _takes_request(app: Celery, sig: Signature[Any]) -> bool:
+def _takes_request(app: AppLike, sig: Signature[Any]) -> bool:
     """Whether the errback's task is here and takes ``(request, exc, traceback)``."""
     if type(sig) is not Signature:
         return False

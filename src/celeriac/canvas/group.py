@@ -17,9 +17,10 @@ from celeriac.canvas._tasklist import TaskList
 from celeriac.canvas.signature import Signature, clone_tree, maybe_signature, new_id
 from celeriac.canvas.stamping import StampingVisitor, stamp_members
 from celeriac.request import current_request
+from celeriac.result import GroupResult
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import GroupResult
 
 __all__ = ["group", "maybe_unroll_group"]
@@ -28,7 +29,7 @@ __all__ = ["group", "maybe_unroll_group"]
 _ID_OPTIONS = frozenset({"task_id", "group_id", "group_index", "chord", "parent_id", "root_id"})
 
 
-def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
+def _members(tasks: Any, app: AppLike | None) -> list[Signature[Any]]:
     """The member signatures of ``group(...)``'s arguments (a list, a generator, a group)."""
     if len(tasks) == 1:
         only = tasks[0]
@@ -45,7 +46,7 @@ def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
 class group(TaskList[list[Any]]):
     """``group(add.s(2, 2), add.s(4, 4))`` or ``group(add.s(i, i) for i in range(10))``."""
 
-    def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: AppLike | None = None, **options: Any) -> None:
         super().__init__(
             "celery.group", (), {"tasks": _members(tasks, app)}, options,
             subtask_type="group", app=app,
@@ -118,8 +119,6 @@ class group(TaskList[list[Any]]):
         ``group_id`` and ``chord`` (set when this group is part of a chord's header) go to
         the members, so they report to that chord; otherwise they belong to this group.
         """
-        from celeriac.result import GroupResult
-
         gid = self.options.setdefault("task_id", _id or new_id())
         root_id = self.options.setdefault("root_id", root_id)
         parent_id = self.options.setdefault("parent_id", parent_id)
@@ -181,8 +180,6 @@ class group(TaskList[list[Any]]):
         **options: Any,
     ) -> GroupResult:
         """Run every member here, one after the other; a ``GroupResult`` of eager results."""
-        from celeriac.result import GroupResult
-
         partial_args = self._partial_args(args)
         options = self._merged_options(options)
         gid = options.pop("task_id", None) or new_id()

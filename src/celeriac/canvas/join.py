@@ -64,7 +64,7 @@ from celeriac.protocol.result_meta import decode_exception, encode_exception
 from celeriac.protocol.serializers import content_type_of, dumps, loads
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.app.results import ResultStore
 
 __all__ = [
@@ -137,7 +137,7 @@ class CounterJoin:
         results.save_group(group_id, [head, [*members, [[task_id, None], None]]], ttl=ttl)
 
 
-def add_chord_member(app: Celery, group_id: str, task_id: str) -> None:
+def add_chord_member(app: AppLike, group_id: str, task_id: str) -> None:
     """``Task.add_to_chord``: the chord of ``group_id`` waits for ``task_id`` too, before its
     body runs (through the join's own ``add_member`` when it has one, else the counters')."""
     results, ttl = app.results, chord_ttl(app)
@@ -188,7 +188,7 @@ _REMEDY = (
 )
 
 
-def ensure_chords_allowed(app: Celery) -> None:
+def ensure_chords_allowed(app: AppLike) -> None:
     """Raise ``ImproperlyConfigured`` when ``app``'s result backend cannot join a chord
     (``capabilities.chords`` False: ``rpc://``); read from the class its URL names, so
     before anything is built, sent or connected."""
@@ -208,7 +208,7 @@ def ensure_chords_allowed(app: Celery) -> None:
     )
 
 
-def prepare_chord(app: Celery, group_id: str, member_ids: Sequence[str]) -> None:
+def prepare_chord(app: AppLike, group_id: str, member_ids: Sequence[str]) -> None:
     """Record a chord's header (client side): its GroupResult, saved as Celery saves it for
     result stores without a native join, except where the join keeps Celery's native keys
     (``capabilities.celery_chord_keys``: Celery saves nothing there); then the join's own
@@ -226,7 +226,7 @@ def prepare_chord(app: Celery, group_id: str, member_ids: Sequence[str]) -> None
         ) from exc
 
 
-def chord_ttl(app: Celery) -> float | None:
+def chord_ttl(app: AppLike) -> float | None:
     """How long a chord's join state lives: ``result_chord_expires``, else ``result_expires``."""
     conf = app.conf
     return as_seconds(conf.result_chord_expires) or as_seconds(conf.result_expires) or None
@@ -244,7 +244,7 @@ def leaf_ids(result_tuple: Any) -> list[str]:
     return []
 
 
-def encode_entry(app: Celery, task_id: str, state: str, result: Any) -> bytes:
+def encode_entry(app: AppLike, task_id: str, state: str, result: Any) -> bytes:
     """A member's ``ChordPart.entry``: its result as its meta stores it (exceptions encoded)."""
     serializer = app.results.serializer
     if isinstance(result, BaseException):
@@ -252,7 +252,7 @@ def encode_entry(app: Celery, task_id: str, state: str, result: Any) -> bytes:
     return dumps([1, task_id, state, result], serializer)[0]
 
 
-def decode_entry(app: Celery, entry: bytes) -> tuple[str, str, Any]:
+def decode_entry(app: AppLike, entry: bytes) -> tuple[str, str, Any]:
     """``(task_id, state, value)`` of an entry; the value is the exception for failures."""
     serializer = app.results.serializer
     content_type = content_type_of(serializer)

@@ -20,7 +20,7 @@ from celeriac.canvas.group import group
 from celeriac.canvas.signature import Signature, maybe_signature
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.result import GroupResult
 
 __all__ = ["chunks", "xmap", "xstarmap"]
@@ -43,7 +43,7 @@ class _basemap(Signature[list[Any]]):
         )  # fmt: skip
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> _basemap:
+    def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> _basemap:
         kwargs = d["kwargs"]
         return cls(kwargs["task"], kwargs["it"], app=app, **dict(d.get("options") or {}))
 
@@ -124,7 +124,7 @@ class chunks(Signature[list[Any]]):
         )  # fmt: skip
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> chunks:
+    def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> chunks:
         kwargs = d["kwargs"]
         return cls(
             kwargs["task"], kwargs["it"], int(kwargs["n"]), app=app, **dict(d.get("options") or {})

@@ -20,12 +20,14 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
+from celeriac import _state
 from celeriac.canvas._partial import Partial
 from celeriac.canvas._partial import as_list as as_list
 from celeriac.canvas._partial import new_id as new_id
+from celeriac.result import AsyncResult
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.canvas.stamping import StampingVisitor
     from celeriac.result import AsyncResult, EagerResult
     from celeriac.task import Task
@@ -73,7 +75,7 @@ class Signature(Partial, Generic[R]):
         type: Task[Any, R] | None = None,
         subtask_type: str | None = None,
         immutable: bool = False,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         **ex: Any,
     ) -> None:
         if isinstance(task, Mapping):
@@ -108,7 +110,7 @@ class Signature(Partial, Generic[R]):
         return register
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Signature[Any]:
+    def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> Signature[Any]:
         """The signature a wire dict describes, of the class its ``subtask_type`` names."""
         kind = d.get("subtask_type")
         target = cls.TYPES.get(kind) if kind else None
@@ -150,14 +152,12 @@ class Signature(Partial, Generic[R]):
     # -- the parts --------------------------------------------------------------------------
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> AppLike:
         if self._app is not None:
             return self._app
         if self._type is not None and self._type.bound_app is not None:
             return self._type.bound_app
-        from celeriac.app.base import current_app
-
-        return current_app()
+        return _state.current_app()
 
     @property
     def type(self) -> Task[Any, R]:
@@ -264,8 +264,6 @@ class Signature(Partial, Generic[R]):
         return self._result(task_id)
 
     def _result(self, task_id: str) -> AsyncResult[R]:
-        from celeriac.result import AsyncResult
-
         return AsyncResult(task_id, app=self.app, task_name=self.task)
 
     # -- calling ----------------------------------------------------------------------------
@@ -338,7 +336,7 @@ def _rebuild(d: dict[str, Any]) -> Signature[Any]:
 def signature(
     varies: str | Task[Any, Any] | Signature[Any] | Mapping[str, Any],
     *args: Any,
-    app: Celery | None = None,
+    app: AppLike | None = None,
     **kwargs: Any,
 ) -> Signature[Any]:
     """A signature from a task or its name (and args, kwargs, options), or from a wire dict.
@@ -355,7 +353,7 @@ def signature(
 
 
 def maybe_signature(
-    d: Signature[Any] | Mapping[str, Any] | Any, app: Celery | None = None, clone: bool = False
+    d: Signature[Any] | Mapping[str, Any] | Any, app: AppLike | None = None, clone: bool = False
 ) -> Any:
     """``d`` as a signature: a dict rebuilt, a signature kept (or cloned), None kept."""
     if d is None:

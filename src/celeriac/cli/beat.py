@@ -24,13 +24,15 @@ from typing import Any
 
 import click
 
-from celeriac.beat.entries import entry_from_definition
+from celeriac._version import __version__
 from celeriac.beat.lease import DEFAULT_LEASE_TTL
 from celeriac.beat.service import Beat, describe_entries, open_store, prepare_app, store_location
 from celeriac.beat.store import ScheduleStore
 from celeriac.cli.daemon import Pidfile
 from celeriac.cli.daemon import detach as daemonize
 from celeriac.exceptions import CeleryError
+from celeriac.periodic.entries import entry_from_definition
+from celeriac.periodic.schedules import crontab
 
 __all__ = ["beat"]
 
@@ -117,6 +119,7 @@ def beat(
         _app(ctx).conf["beat_scheduler"] = scheduler
     if ctx.invoked_subcommand is not None:
         return
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.log import LogFormats, setup_logging
 
     app = _app(ctx)
@@ -144,7 +147,7 @@ def beat(
 
 
 def _banner(service: Beat) -> str:
-    from celeriac import __version__
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.worker.banner import describe_url
 
     scheduler = service.scheduler
@@ -202,8 +205,6 @@ def _schedule_data(
     every: str | None, cron: str | None, solar: tuple[str, float, float] | None, relative: bool
 ) -> dict[str, Any]:
     """The stored form of the one schedule given on the command line."""
-    from celeriac.beat.schedules import crontab
-
     if sum(given is not None for given in (every, cron, solar)) != 1:
         raise click.UsageError("give exactly one of --every, --cron and --solar")
     try:

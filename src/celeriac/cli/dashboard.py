@@ -93,8 +93,13 @@ def dashboard(
     _require_extra()
     import uvicorn
 
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.dashboard.auth import AuthPolicy
+
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.dashboard.server import create_app, normalize_prefix
+
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.dashboard.store import DashboardStore, default_path
 
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s] %(message)s")

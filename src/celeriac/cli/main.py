@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from celeriac._gevent_patch import patch_if_requested
+from celeriac._version import __version__
 from celeriac.app.base import Celery
 from celeriac.cli.loading import find_app
 from celeriac.exceptions import CeleryError
@@ -293,10 +294,19 @@ def worker(
     SIGTERM or Ctrl-C stops warmly (running tasks finish, prefetched messages go back to the
     broker); a second one stops at once.
     """
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.cli import _worker_options as options
+
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.cli.daemon import Pidfile, expand_node_pattern
+
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.cli.daemon import detach as daemonize
+
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.log import LogFormats, setup_logging
+
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.worker.controller import Worker, expand_hostname
 
     mask = options.parse_umask(umask)
@@ -374,6 +384,7 @@ def worker(
         raise click.ClickException(str(exc)) from exc
     beat = None
     if embed_beat:  # after start(), so the prefork pool has forked before beat's thread runs
+        # lazy: beat only when --beat asks for it
         from celeriac.beat.service import EmbeddedBeat
 
         beat = EmbeddedBeat(app, schedule=schedule)
@@ -456,6 +467,7 @@ def result(
 
 def _print_result(res: Any, wait: bool, timeout: float | None, show_traceback: bool) -> None:
     """``STATE: value`` of a result, waited for first (with progress on a terminal)."""
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.cli.progress import wait_for_result
 
     try:
@@ -496,6 +508,7 @@ def purge(ctx: Context, force: bool, queues: str | None, exclude_queues: str | N
             f"{describe_url(app.broker_url)}? This cannot be undone",
             abort=True,
         )
+    # lazy: the CLI loads only what the command it runs needs
     from celeriac.cli.progress import Activity
 
     try:
@@ -513,8 +526,6 @@ def purge(ctx: Context, force: bool, queues: str | None, exclude_queues: str | N
 @pass_ctx
 def report(ctx: Context) -> None:
     """Print versions, platform and settings, for bug reports (passwords masked)."""
-    from celeriac import __version__
-
     app = ctx.app
     click.echo(f"celeriac:{__version__} python:{platform.python_version()}")
     click.echo(f"platform:{platform.platform()} pid:{os.getpid()}")

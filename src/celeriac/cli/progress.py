@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from celeriac import states
+from celeriac.exceptions import TimeoutError as ResultTimeout
 
 if TYPE_CHECKING:
     from celeriac.result import AsyncResult
@@ -138,8 +139,6 @@ def wait_for_result(result: AsyncResult[Any], timeout: float | None) -> None:
             activity.update(f"{result.id} {meta.get('status')}", _progress_of(meta))
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                from celeriac.exceptions import TimeoutError as ResultTimeout
-
                 raise ResultTimeout(f"The task was not ready within {timeout} s")
             time.sleep(_POLL if left is None else min(_POLL, left))
     result.get(timeout=timeout, propagate=False)

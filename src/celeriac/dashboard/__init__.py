@@ -33,6 +33,7 @@ def __getattr__(name: str) -> Any:
     if name != "create_app":
         raise AttributeError(f"module 'celeriac.dashboard' has no attribute {name!r}")
     try:
+        # lazy: the ASGI app and its dependencies only when one is made
         from celeriac.dashboard.server import create_app
     except ImportError as exc:
         raise ImproperlyConfigured(

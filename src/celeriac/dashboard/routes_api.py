@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from celeriac.dashboard._context import dashboard_of
 from celeriac.dashboard.queries import TaskFilter
-from celeriac.dashboard.server import dashboard_of
+from celeriac.transports import mask_password
 
 __all__ = ["routes"]
 
@@ -126,8 +127,6 @@ def config(request: Request) -> JSONResponse:
 
 
 def _masked(url: str) -> str:
-    from celeriac.transports import mask_password
-
     return mask_password(url)
 
 

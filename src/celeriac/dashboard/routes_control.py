@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from celeriac.dashboard._context import Dashboard, dashboard_of
 from celeriac.dashboard.adapter import ControlUnavailable
-from celeriac.dashboard.server import Dashboard, dashboard_of
 from celeriac.exceptions import CeleryError
 
 __all__ = ["routes"]

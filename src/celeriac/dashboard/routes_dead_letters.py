@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from celeriac.dashboard.server import dashboard_of
+from celeriac.dashboard._context import dashboard_of
 from celeriac.exceptions import CeleryError
 from celeriac.transports._dead_letters import record
 

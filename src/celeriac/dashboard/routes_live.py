@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route
 
 from celeriac.dashboard import metrics as prometheus
+from celeriac.dashboard._context import STATIC, Dashboard, dashboard_of
 from celeriac.dashboard.live import LiveFeed, LiveItem
-from celeriac.dashboard.server import STATIC, Dashboard, dashboard_of
 
 __all__ = ["routes", "sse_event"]
 

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from celeriac._time import Clock, system_clock
+from celeriac.dashboard import routes_api, routes_control, routes_dead_letters, routes_live
+from celeriac.dashboard._context import STATIC, Dashboard, dashboard_of
 from celeriac.dashboard.adapter import ControlAdapter
 from celeriac.dashboard.auth import AuthPolicy, same_origin
 from celeriac.dashboard.collector import Collector
@@ -38,33 +37,6 @@ if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
 __all__ = ["STATIC", "Dashboard", "create_app", "dashboard_of"]
-
-STATIC = Path(__file__).parent / "static"
-
-
-@dataclass
-class Dashboard:
-    """Everything a route needs, kept on the Starlette app's state."""
-
-    app: Celery
-    store: DashboardStore
-    feed: LiveFeed
-    queues: QueueMonitor
-    control: ControlAdapter
-    auth: AuthPolicy
-    clock: Clock
-    collector: Collector | None
-
-    def may_act(self, request: Request) -> bool:
-        authenticated = self.auth.authenticated(
-            request.headers.get("authorization"), request.query_params.get("token")
-        )
-        return self.auth.may_act(authenticated, request.headers.get("host", ""))
-
-
-def dashboard_of(request: Request) -> Dashboard:
-    found: Dashboard = request.app.state.dashboard
-    return found
 
 
 def create_app(
@@ -84,8 +56,6 @@ def create_app(
     feed the store themselves turn it off). ``url_prefix``: serve under this path
     (``/celeriac``; the page finds the prefix in the ``root_path`` it is served with).
     """
-    from celeriac.dashboard import routes_api, routes_control, routes_dead_letters, routes_live
-
     clock = clock or system_clock
     conf = celeriac_app.conf
     configured = [str(conf.task_default_queue)]

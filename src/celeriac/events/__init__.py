@@ -21,7 +21,7 @@ from celeriac.events.state import State
 from celeriac.protocol.v2 import saferepr
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
     from celeriac.protocol.message import TaskMessage
 
 __all__ = ["Event", "EventDispatcher", "EventReceiver", "Events", "State", "group_from"]
@@ -30,7 +30,7 @@ __all__ = ["Event", "EventDispatcher", "EventReceiver", "Events", "State", "grou
 class Events:
     """``app.events``: the event classes bound to one app."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: AppLike) -> None:
         self.app = app
         self._client: EventDispatcher | None = None
 

@@ -13,14 +13,23 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from celeriac import states
 
-if TYPE_CHECKING:
-    from celeriac.events.state import State
-
 __all__ = ["HEARTBEAT_EXPIRE_WINDOW", "TASK_EVENT_TO_STATE", "Task", "Worker", "heartbeat_expires"]
+
+
+class _ClusterTasks(Protocol):
+    """What a task needs of the cluster ``State`` it belongs to: its tasks by id."""
+
+    @property
+    def tasks(self) -> _TaskLookup: ...
+
+
+class _TaskLookup(Protocol):
+    def get(self, key: str, /) -> Task | None: ...
+
 
 #: A worker is offline after this percentage of its heartbeat interval without news.
 HEARTBEAT_EXPIRE_WINDOW = 200
@@ -179,7 +188,7 @@ class Task:
     )  # fmt: skip
 
     def __init__(
-        self, uuid: str | None = None, cluster_state: State | None = None, **fields: Any
+        self, uuid: str | None = None, cluster_state: _ClusterTasks | None = None, **fields: Any
     ) -> None:
         self.uuid = uuid
         self.cluster_state = cluster_state

@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from celeriac import _state
 from celeriac.exceptions import CeleryError
 from celeriac.protocol.message import Message
 from celeriac.protocol.serializers import dumps
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["Event", "EventDispatcher", "group_from", "routing_key_for", "utcoffset"]
 
@@ -70,7 +71,7 @@ class EventDispatcher:
         hostname: str | None = None,
         enabled: bool = True,
         *,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         groups: Iterable[str] | None = None,
         buffer_group: Iterable[str] = (),
         buffer_limit: int = 24,
@@ -79,9 +80,7 @@ class EventDispatcher:
         **_celery_options: Any,
     ) -> None:
         if app is None:
-            from celeriac.app.base import current_app
-
-            app = current_app()
+            app = _state.current_app()
         self.app = app
         self.hostname = hostname or f"gen{os.getpid()}@{socket.gethostname()}"
         self.groups = set(groups or ())  # empty: every group

@@ -20,13 +20,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from celeriac import _state
 from celeriac.events.dispatcher import utcoffset
 from celeriac.exceptions import CeleryError, ImproperlyConfigured
 from celeriac.protocol.serializers import loads
 from celeriac.transports.base import Subscription
 
 if TYPE_CHECKING:
-    from celeriac.app.base import Celery
+    from celeriac._app_protocol import AppLike
 
 __all__ = ["EventReceiver"]
 
@@ -47,14 +48,12 @@ class EventReceiver:
         handlers: Mapping[str, Handler] | None = None,
         routing_key: str = "#",
         node_id: str | None = None,
-        app: Celery | None = None,
+        app: AppLike | None = None,
         accept: Any = None,
         **_celery_options: Any,
     ) -> None:
         if app is None:
-            from celeriac.app.base import current_app
-
-            app = current_app()
+            app = _state.current_app()
         self.app = app
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.routing_key = routing_key

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from celeriac._masking import mask_url
+from celeriac._version import __version__
 from celeriac.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ def banner(
     queues: Sequence[Queue],
     transport: Transport,
 ) -> str:
-    from celeriac import __version__
-
     lines = [
         f"celeriac {__version__} -- {hostname}",
         f"  {platform.platform()}",

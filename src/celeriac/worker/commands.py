@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from celeriac._version import __version__
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import saferepr
 from celeriac.routing import Queue
 from celeriac.transports.base import Delivery
 from celeriac.worker._scheduled import ETA_TIMER_PRIORITY, broker_scheduled
+from celeriac.worker.banner import describe_url
 from celeriac.worker.consumer import _waits_for_eta
 from celeriac.worker.mingle import revoked_ids
 
@@ -138,9 +140,6 @@ def _broker_info(url: str, options: Any) -> dict[str, Any]:
 
 @_register("inspect")
 def report(worker: Worker, **_: Any) -> Any:
-    from celeriac import __version__
-    from celeriac.worker.banner import describe_url
-
     app = worker.app
     lines = [
         f"celeriac:{__version__} python:{platform.python_version()}",

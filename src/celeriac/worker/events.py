@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from celeriac import signals
+from celeriac import signals, states
+from celeriac._version import __version__
 from celeriac.events.dispatcher import EventDispatcher
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import saferepr
@@ -40,8 +41,6 @@ FLUSH_INTERVAL = 0.25
 
 
 def _software_info() -> dict[str, str]:
-    from celeriac import __version__
-
     return {"sw_ident": "py-celeriac", "sw_ver": __version__, "sw_sys": platform.system()}
 
 
@@ -170,8 +169,6 @@ class WorkerEvents:
 
     def task_finished(self, job: Job, result: JobResult) -> None:
         """The event for how the job ended (nothing for IGNORED)."""
-        from celeriac import states
-
         if not self._wanted(job.name):
             return
         send = self.dispatcher.send

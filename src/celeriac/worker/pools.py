@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.worker.job import Job, JobResult, run_job
 from celeriac.worker.timelimits import Watchdog, raise_in_thread
 
@@ -266,14 +267,17 @@ def create_pool(
     if name == "threads":
         return ThreadPool(app, concurrency, on_start, on_done)
     if name == "asyncio":
+        # lazy: the asyncio pool loads only when -P asyncio names it
         from celeriac.worker.asyncio_pool import AsyncioPool
 
         return AsyncioPool(app, concurrency, on_start, on_done)
     if name == "gevent":
+        # lazy: gevent is optional; only -P gevent loads it
         from celeriac.worker.gevent_pool import GeventPool
 
         return GeventPool(app, concurrency, on_start, on_done)
     if name == "prefork":
+        # lazy: the prefork pool loads only when -P prefork names it
         from celeriac.worker.prefork import PreforkPool
 
         max_tasks = options.get("max_tasks_per_child")
@@ -288,6 +292,5 @@ def create_pool(
             min_concurrency=min_concurrency if isinstance(min_concurrency, int) else None,
             keepalive=float(keepalive) if isinstance(keepalive, (int, float)) else 30.0,
         )  # fmt: skip
-    from celeriac.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"Unknown pool {name!r}: choose one of {', '.join(POOLS)}")

@@ -19,6 +19,8 @@ from django.db import models
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
+from celeriac.periodic.schedules import crontab
+
 PERIOD_CHOICES = [
     (p, p.capitalize()) for p in ("days", "hours", "minutes", "seconds", "microseconds")
 ]
@@ -66,8 +68,6 @@ class CrontabSchedule(models.Model):
         verbose_name = "crontab"
 
     def clean(self) -> None:
-        from celeriac.beat.schedules import crontab
-
         try:
             crontab(
                 self.minute,

@@ -14,6 +14,7 @@ class CeleriacConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"  # the id columns of the tables it reuses
 
     def ready(self) -> None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django import _beat_models
 
         _beat_models.connect_change_tracking()

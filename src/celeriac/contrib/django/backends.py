@@ -165,6 +165,7 @@ class DjangoDBBackend(ResultBackend):
     ) -> None:  # fmt: skip
         from django.db import IntegrityError
 
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import TaskResult
 
         columns = self._columns(payload, state)
@@ -200,6 +201,7 @@ class DjangoDBBackend(ResultBackend):
         return self.fetch_many([task_id]).get(task_id)
 
     def fetch_many(self, task_ids: Sequence[str]) -> dict[str, bytes]:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import TaskResult
 
         ids = list(dict.fromkeys(task_ids))
@@ -217,6 +219,7 @@ class DjangoDBBackend(ResultBackend):
         return _poll(self.fetch_many, self._clock, task_ids, is_ready, timeout, interval)
 
     def forget(self, task_id: str) -> None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import TaskResult
 
         with self._db(BackendError, f"forget task {task_id}"):
@@ -225,6 +228,7 @@ class DjangoDBBackend(ResultBackend):
     # -- groups, counters, cleanup ----------------------------------------------------------
 
     def save_group(self, group_id: str, payload: bytes, *, ttl: float | None) -> None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import GroupResult
 
         text = self._text
@@ -239,6 +243,7 @@ class DjangoDBBackend(ResultBackend):
             GroupResult.objects.update_or_create(group_id=group_id, defaults=columns)
 
     def fetch_group(self, group_id: str) -> bytes | None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import GroupResult
 
         with self._db(BackendGetMetaError, f"read group {group_id}"):
@@ -251,6 +256,7 @@ class DjangoDBBackend(ResultBackend):
         return encode_meta({"result": value}, self._text.serializer)
 
     def forget_group(self, group_id: str) -> None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import GroupResult
 
         with self._db(BackendError, f"forget group {group_id}"):
@@ -259,6 +265,7 @@ class DjangoDBBackend(ResultBackend):
     def incr(self, key: str, *, ttl: float | None) -> int:
         from django.db import transaction
 
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import Counter
 
         now = self._clock.time()
@@ -272,6 +279,7 @@ class DjangoDBBackend(ResultBackend):
             return int(row.value)
 
     def cleanup(self) -> int:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import Counter, GroupResult, TaskResult
 
         removed: int = 0

@@ -43,6 +43,7 @@ class DjangoFixup:
         self._pid = os.getpid()
 
     def install(self) -> DjangoFixup:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.task import DjangoTask
 
         if self.app.uses_default_task_class():  # an explicit task_cls wins, as in Celery

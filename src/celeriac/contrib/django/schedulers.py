@@ -86,7 +86,7 @@ def _schedule_of(task: Any) -> dict[str, Any]:
 
 
 def definition_of(task: Any) -> dict[str, Any]:
-    """The stored definition (``celeriac.beat.entries.entry_from_definition``) of a
+    """The stored definition (``celeriac.periodic.entries.entry_from_definition``) of a
     ``PeriodicTask``; its JSON fields must be valid (the admin's form checks them)."""
     options: dict[str, Any] = {}
     for field in ("queue", "exchange", "routing_key", "priority"):
@@ -118,6 +118,7 @@ class _DjangoRows:
         self._clock = clock
 
     def get(self, name: str) -> EntryState | None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatState, PeriodicTask
 
         task = PeriodicTask.objects.filter(name=name).first()
@@ -129,6 +130,7 @@ class _DjangoRows:
     def put(self, state: EntryState) -> None:
         from django.utils import timezone
 
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatState, PeriodicTask
 
         old = BeatState.objects.filter(name=state.name).first()
@@ -161,18 +163,21 @@ class _DjangoRows:
         task.update(**update)  # .update(): no signal, so beat's own writes are not "edits"
 
     def delete(self, name: str) -> bool:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatState, PeriodicTask
 
         deleted = PeriodicTask.objects.filter(name=name).delete()[0]
         return bool(deleted + BeatState.objects.filter(name=name).delete()[0])
 
     def meta(self, key: str) -> int:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatMeta
 
         row = BeatMeta.objects.filter(key=key).first()
         return 0 if row is None else int(row.value)
 
     def set_meta(self, key: str, value: int) -> None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatMeta
 
         BeatMeta.objects.update_or_create(key=key, defaults={"value": value})
@@ -200,6 +205,7 @@ class DjangoScheduleStore(RowStore):
 
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatMeta
 
         with _db("prepare the schedule store"):
@@ -209,6 +215,7 @@ class DjangoScheduleStore(RowStore):
     def transaction(self, action: str) -> Iterator[Rows]:
         from django.db import transaction
 
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatMeta
 
         with _db(action), transaction.atomic():
@@ -216,6 +223,7 @@ class DjangoScheduleStore(RowStore):
             yield _DjangoRows(self._clock)
 
     def entries(self) -> dict[str, EntryState]:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatState, PeriodicTask
 
         now = self._clock.time()
@@ -227,6 +235,7 @@ class DjangoScheduleStore(RowStore):
         return {name: _entry_state(name, tasks.get(name), states.get(name), now) for name in names}
 
     def version(self) -> int:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatMeta, PeriodicTasks
 
         with _db("read the schedule's version"):
@@ -245,6 +254,7 @@ class DjangoLease(LeaderLease):
     ) -> None:
         super().__init__(ttl=ttl, clock=clock)
         self.name = name
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatLease
 
         with _db("prepare the leader lease"):
@@ -253,6 +263,7 @@ class DjangoLease(LeaderLease):
     def acquire(self, holder: str) -> int | None:
         from django.db import transaction
 
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatLease
 
         now = self.clock.time()
@@ -269,6 +280,7 @@ class DjangoLease(LeaderLease):
             return token
 
     def renew(self, holder: str, token: int) -> bool:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatLease
 
         now = self.clock.time()
@@ -279,6 +291,7 @@ class DjangoLease(LeaderLease):
             return bool(live.update(expires_at=now + self.ttl))
 
     def release(self, holder: str, token: int) -> None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatLease
 
         with _db("release the beat leader lease"):
@@ -287,6 +300,7 @@ class DjangoLease(LeaderLease):
             )
 
     def current(self) -> LeaseState | None:
+        # lazy: Django models import only once Django's app registry is ready
         from celeriac.contrib.django.models import BeatLease
 
         with _db("read the beat leader lease"):

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from celeriac.app import _current
+from celeriac import _state
 from celeriac.app.base import Celery
 from celeriac.contrib.testing.clock import VirtualClock
 
@@ -53,7 +53,7 @@ def TestApp(
     A ``memory://`` broker or result store without a name gets one of its own for this app.
     ``clock=`` may be given; by default the app reads a new ``VirtualClock``.
     """
-    from celeriac.contrib.testing import tasks  # noqa: F401  (registers celery.ping)
+    # lazy: registers celery.ping only when a test app is made
 
     settings = {**DEFAULT_TEST_CONFIG, **(config or {})}
     if broker is not None:
@@ -90,13 +90,13 @@ def setup_default_app(app: Celery, use_trap: bool = False) -> Iterator[None]:
     """Run the block with ``app`` as the one test app; restore the current and default apps
     after. With ``use_trap`` the current app is a ``Trap`` until a test sets one."""
     saved = (
-        getattr(_current._state, "current", None), _current._default_app,
-        _current._last_current,
+        getattr(_state._state, "current", None), _state._default_app,
+        _state._last_current,
     )  # fmt: skip
     if use_trap:
         trap: Any = Trap()
-        _current._state.current = _current._default_app = _current._last_current = trap
+        _state._state.current = _state._default_app = _state._last_current = trap
     try:
         yield
     finally:
-        _current._state.current, _current._default_app, _current._last_current = saved
+        _state._state.current, _state._default_app, _state._last_current = saved

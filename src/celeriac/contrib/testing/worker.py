@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celeriac import signals
+from celeriac._imports import import_module
 from celeriac.app.base import Celery
 from celeriac.worker.controller import Worker
 
@@ -65,8 +66,6 @@ class TestWorkController(Worker):
         Tasks registered on the app after the worker started run with no reload, since the
         worker looks each task up by name when its message arrives.
         """
-        from celeriac._imports import import_module
-
         for name in modules or (*(self.app.conf.imports or ()), *(self.app.conf.include or ())):
             import_module(name)
 
@@ -134,7 +133,8 @@ def start_worker(
 
 
 def _start_beat(app: Celery) -> Any:
-    from celeriac.beat.service import EmbeddedBeat  # beat only when asked for
+    # lazy: beat only when asked for
+    from celeriac.beat.service import EmbeddedBeat
 
     beat = EmbeddedBeat(app)
     beat.start()
@@ -142,6 +142,7 @@ def _start_beat(app: Celery) -> Any:
 
 
 def _ensure_ping(app: Celery) -> None:
+    # lazy: registers celery.ping only when a test worker starts
     from celeriac.contrib.testing.tasks import ping
 
     if "celery.ping" not in app.tasks:

@@ -9,7 +9,7 @@ ints is taken as the values themselves. Day of week runs 0-6 from Sunday (7 is a
 which all five fields match, in order. Days must match day of month, month *and* day of
 week (Celery's rule, unlike cron(5), which ORs the two day fields when both are set).
 ``next_after`` turns those wall times into instants in a timezone, with the daylight-saving
-rules that ``celeriac.beat.schedules`` describes.
+rules that ``celeriac.periodic.schedules`` describes.
 """
 
 from __future__ import annotations
