@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from celeriac._redis.connection import RetryPolicy, pack, parse_url
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.message import Message
-from celeriac.transports._redis_connection import RetryPolicy, pack, parse_url
-from celeriac.transports._redis_layout import (
+from celeriac.transports.redis.layout import (
     BrokerOptions,
     Keys,
     decode_envelope,
@@ -146,7 +146,7 @@ def test_bad_urls_are_refused(url: str) -> None:
 
 
 def test_ssl_requirement_names() -> None:
-    from celeriac.transports._redis_connection import _tls_settings
+    from celeriac._redis.connection import _tls_settings
 
     address = parse_url("rediss://h/0?ssl_cert_reqs=none", what="broker")
     assert _tls_settings(address, None)["ssl_cert_reqs"] == ssl.CERT_NONE

@@ -10,7 +10,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from celeriac.transports._sqlite_db import (
+from celeriac.transports.base import Consumer, Delivery
+from celeriac.transports.sqlite.db import (
     _FIRST_PAUSE,
     _HELD,
     _LEASE,
@@ -26,7 +27,6 @@ from celeriac.transports._sqlite_db import (
     _poison_reason,
     _process_exists,
 )
-from celeriac.transports.base import Consumer, Delivery
 
 if TYPE_CHECKING:
     from celeriac.transports.sqlite import SQLiteTransport

@@ -14,12 +14,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from celeriac._redis.client import Connection, RedisError, pack
+from celeriac._redis.connection import RedisConnector
 from celeriac.exceptions import TransportError
 from celeriac.routing import matches
-from celeriac.transports._redis_client import Connection, RedisError, pack
-from celeriac.transports._redis_connection import RedisConnector
-from celeriac.transports._redis_layout import Keys, decode_envelope
 from celeriac.transports.base import Broadcast, Subscription
+from celeriac.transports.redis.layout import Keys, decode_envelope
 
 __all__ = ["RedisSubscription", "channel_patterns"]
 

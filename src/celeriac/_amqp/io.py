@@ -33,9 +33,9 @@ from concurrent.futures import Future
 from contextlib import suppress
 from typing import Any, TypeVar
 
+from celeriac._amqp.connection import RECOVERABLE, Connector, close_quietly, translate
+from celeriac._amqp.driver import amqp, amqp_errors
 from celeriac.exceptions import CeleryError, ImproperlyConfigured, TransportError
-from celeriac.transports._amqp_connection import RECOVERABLE, Connector, close_quietly, translate
-from celeriac.transports._amqp_driver import amqp, amqp_errors
 
 __all__ = ["IOConnection"]
 

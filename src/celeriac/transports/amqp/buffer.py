@@ -9,7 +9,7 @@ buffer's condition, which also wakes a waiting fetch::
     early   heap of (not_before, n, Received)      moved to ready once the injected clock
                                                    reaches not_before
     held    {delivery tag: Received}               taken, not yet settled (those handed
-                                                   over to a lease, ``_amqp_lease``, outlive
+                                                   over to a lease, ``lease``, outlive
                                                    a reconnection)
 
 A waiting fetch re-reads an injected clock (not the system clock) every 50 ms, since moving a

@@ -14,8 +14,8 @@ import sqlite3
 
 from celeriac.protocol.message import Message
 from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
-from celeriac.transports._sqlite_db import _PARTS, _Database, _stored_message
 from celeriac.transports.base import DeadLetter
+from celeriac.transports.sqlite.db import _PARTS, _Database, _stored_message
 
 __all__ = ["SQLiteDeadLetters"]
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from celeriac._amqp.connection import RECOVERABLE, Connector, close_quietly, translate
+from celeriac._amqp.driver import amqp, amqp_errors
 from celeriac.exceptions import TransportError
-from celeriac.transports._amqp_connection import RECOVERABLE, Connector, close_quietly, translate
-from celeriac.transports._amqp_driver import amqp, amqp_errors
 
 __all__ = ["ConnectionPool", "Session"]
 

@@ -18,9 +18,9 @@ up at the first failed (re)connection; on startup follows the first when unset);
 transport options ``interval_start`` (0.1 s), ``interval_step`` (0.5 s), ``interval_max``
 (5 s) spacing reconnection attempts, ``confirm_publish`` (True), ``confirm_timeout`` (10 s).
 
-Two kinds of connection exist: pooled ones (``_amqp_pool``), lent to one thread at a time for
-request/reply work, without heartbeats as Celery's producer connections; and consuming ones,
-each owned by an I/O thread (``_amqp_io``), which heartbeat.
+Two kinds of connection exist: pooled ones (``celeriac._amqp.pool``), lent to one thread at
+a time for request/reply work, without heartbeats as Celery's producer connections; and
+consuming ones, each owned by an I/O thread (``celeriac._amqp.io``), which heartbeat.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from celeriac._amqp.driver import amqp, amqp_errors
+from celeriac._masking import mask_url
+from celeriac._options import connection_retry, positive_option
 from celeriac.exceptions import CeleryError, ImproperlyConfigured, TransportError
-from celeriac.transports import connection_retry, mask_password, positive_option
-from celeriac.transports._amqp_driver import amqp, amqp_errors
 
 __all__ = ["RECOVERABLE", "Address", "Backoff", "Connector", "close_quietly", "translate"]
 
@@ -75,7 +76,7 @@ class Backoff:
 
 
 def _parse_address(url: str) -> tuple[Address, dict[str, str]]:
-    shown = mask_password(url)
+    shown = mask_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -35,12 +35,12 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from celeriac._redis.client import Connection, RedisError, ResponseError
 from celeriac._time import SystemClock
 from celeriac.exceptions import TransportError
-from celeriac.transports._redis_client import Connection, RedisError, ResponseError
-from celeriac.transports._redis_layout import decode_envelope
-from celeriac.transports._redis_scripts import ACK, GIVE_BACK, RECOVER, RENEW, TAKE
 from celeriac.transports.base import Consumer, Delivery
+from celeriac.transports.redis.layout import decode_envelope
+from celeriac.transports.redis.scripts import ACK, GIVE_BACK, RECOVER, RENEW, TAKE
 
 if TYPE_CHECKING:
     from celeriac.transports.redis import RedisTransport
@@ -248,7 +248,7 @@ class RedisConsumer(Consumer):
             except ValueError as exc:
                 broken.append((tag, claim, str(exc), queue))
                 continue
-            # "3", or "1r" once given back (see _redis_scripts)
+            # "3", or "1r" once given back (see scripts.py)
             counted = count.decode() if isinstance(count, bytes) else str(count)
             number = int(counted.rstrip("r"))
             deliveries.append(Delivery(

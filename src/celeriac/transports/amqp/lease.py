@@ -59,12 +59,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from celeriac._amqp.driver import amqp
+from celeriac._amqp.pool import Session
 from celeriac.exceptions import TransportError
 from celeriac.transports import positive_option
-from celeriac.transports._amqp_buffer import Received
-from celeriac.transports._amqp_driver import amqp
-from celeriac.transports._amqp_pool import Session
-from celeriac.transports._amqp_topology import (
+from celeriac.transports.amqp.buffer import Received
+from celeriac.transports.amqp.topology import (
     DELIVERIES,
     EXCHANGE,
     EXPIRATION,

@@ -1,7 +1,7 @@
 """The RabbitMQ broker over AMQP 0-9-1 (py-amqp), sharing a vhost with Celery 5.x.
 
 URLs: ``amqp://user:password@host:port/vhost``, ``pyamqp://`` (the same), ``amqps://`` (TLS,
-``broker_use_ssl``); connection settings are in ``_amqp_connection``. Transport options:
+``broker_use_ssl``); connection settings are in ``celeriac._amqp.connection``. Transport options:
 ``max_deliveries`` (10: a message delivered that often without being acknowledged is
 dead-lettered), ``delayed_delivery`` (True: ETAs wait in RabbitMQ, not in workers),
 ``delayed_delivery_queue_type`` (quorum, as Celery's
@@ -13,15 +13,15 @@ took in that time go back to their queue), ``confirm_publish`` (True), ``confirm
 over to a lease queue, None turns that off) and ``lease_timeout`` (60 s: how long a lease
 copy waits unrenewed before it goes back to its queue).
 
-On the broker (``_amqp_topology`` draws the delay levels)::
+On the broker (``topology`` draws the delay levels)::
 
     <exchange> --binding key--> <queue>     as declared by Queue/Exchange, flags as kombu's
     ""  (default exchange)  --queue name--> <queue>     direct queues are published here
     celery_delayed_27 .. 0 (topic) + queues --> celery_delayed_delivery --> celeriac.delayed
                           (headers: x-celeriac-queue) --> <queue>      ETA / defer
     celeriac.dead_letters (fanout) --> queue celeriac.dead_letters     reason in headers;
-                                       x-max-length, x-message-ttl (_amqp_dead_letters)
-    celeriac.lease.<owner>.<instance>.<queue>  --TTL, dead-lettered--> <queue>   (_amqp_lease)
+                                       x-max-length, x-message-ttl (dead_letters)
+    celeriac.lease.<owner>.<instance>.<queue>  --TTL, dead-lettered--> <queue>   (lease)
 
 Steps and their guarantees:
 
@@ -34,24 +34,25 @@ Steps and their guarantees:
                  rounded down: the consumer holds the last fraction); to a named exchange:
                  published now, and the consumer sends it through the delay levels (its
                  queue is only known there)
-    consume      ``_amqp_consumer``: prefetch per queue matched to the fetch window,
+    consume      ``consumer``: prefetch per queue matched to the fetch window,
                  deliveries counted, poison messages dead-lettered
     defer, dead_letter, counted redelivery   a confirmed copy, then the original acked
     renew        a delivery held for half of consumer_timeout: a confirmed copy to a lease
                  queue, then the original acked; the copy is renewed while the task runs,
                  dropped when it is settled, dead-lettered back if the worker dies
-    dead_letters (``_amqp_dead_letters``) read the dead-letter queue with ``basic.get`` and
+    dead_letters (``dead_letters``) read the dead-letter queue with ``basic.get`` and
                  close the channel, which puts every message back in order (so concurrent
                  readers may see fewer); requeue and purge ack what they remove first
-    broadcast    ``_amqp_broadcast``: Celery's pidbox (fanout) and event (topic) exchanges,
+    broadcast    ``broadcast``: Celery's pidbox (fanout) and event (topic) exchanges,
                  a queue per subscription
 
 Threads: py-amqp connections are not thread-safe, so no connection is ever used by two
-threads. Publishing and declaring borrow a connection from a pool (``_amqp_pool``), one thread
-at a time; each consumer, and the broadcast subscriptions, have a connection owned by an I/O
-thread (``_amqp_io``) that reads frames, answers heartbeats even while the worker is busy,
-and runs the acks and other commands that other threads queue for it, in order (AMQP delivery
-tags belong to the channel that received them, so acks must go out on that channel).
+threads. Publishing and declaring borrow a connection from a pool (``celeriac._amqp.pool``),
+one thread at a time; each consumer, and the broadcast subscriptions, have a connection owned
+by an I/O thread (``celeriac._amqp.io``) that reads frames, answers heartbeats even while the
+worker is busy, and runs the acks and other commands that other threads queue for it, in
+order (AMQP delivery tags belong to the channel that received them, so acks must go out on
+that channel).
 
 RabbitMQ returns the unacknowledged messages of a connection that closes (a worker killed
 with SIGKILL, a network cut); only deliveries held near ``consumer_timeout`` become leases
@@ -67,20 +68,21 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from celeriac._amqp.connection import Connector
+from celeriac._amqp.driver import amqp, amqp_errors
+from celeriac._amqp.pool import ConnectionPool, Session
 from celeriac._time import Clock, system_clock
 from celeriac.exceptions import EncodeError, ImproperlyConfigured
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
-from celeriac.transports import _amqp_dead_letters as dead_store
 from celeriac.transports import positive_option
-from celeriac.transports._amqp_broadcast import Broadcaster
-from celeriac.transports._amqp_connection import Connector
-from celeriac.transports._amqp_consumer import AmqpConsumer
-from celeriac.transports._amqp_dead_letters import declare_bounded
-from celeriac.transports._amqp_driver import amqp, amqp_errors
-from celeriac.transports._amqp_lease import LeasePolicy
-from celeriac.transports._amqp_pool import ConnectionPool, Session
-from celeriac.transports._amqp_topology import (
+from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog
+from celeriac.transports.amqp import dead_letters as dead_store
+from celeriac.transports.amqp.broadcast import Broadcaster
+from celeriac.transports.amqp.consumer import AmqpConsumer
+from celeriac.transports.amqp.dead_letters import declare_bounded
+from celeriac.transports.amqp.lease import LeasePolicy
+from celeriac.transports.amqp.topology import (
     DELAY_ENTRY,
     EXCHANGE,
     EXPIRATION,
@@ -96,7 +98,6 @@ from celeriac.transports._amqp_topology import (
     queue_exists,
     to_amqp,
 )
-from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog
 from celeriac.transports.base import (
     Capabilities,
     DeadLetter,

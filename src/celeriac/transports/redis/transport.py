@@ -1,8 +1,8 @@
 """The Redis broker, wire-compatible with kombu's Redis transport (Celery's workers and clients).
 
 URLs: ``redis://``, ``rediss://``, ``redis+socket://``, ``sentinel://`` (see
-``_redis_connection``). Options (``broker_transport_options``, Celery's names where Celery has
-one): ``global_keyprefix``, ``sep``, ``priority_steps`` ([0, 3, 6, 9]),
+``celeriac._redis.connection``). Options (``broker_transport_options``, Celery's names where
+Celery has one): ``global_keyprefix``, ``sep``, ``priority_steps`` ([0, 3, 6, 9]),
 ``queue_order_strategy`` (round_robin | priority | sorted), ``visibility_timeout`` (3600 s),
 ``fanout_prefix``, ``fanout_patterns``, ``unacked_key``, ``unacked_index_key``,
 ``socket_timeout``, ``socket_connect_timeout``, ``socket_keepalive``, ``client_name``,
@@ -30,20 +30,20 @@ Keys (every one behind ``global_keyprefix``; ``␆␖`` is ``sep``)::
     _celeriac.delayed.<queue>        ZSET  "<step><envelope>" -> not-before time (ETA, defer)
     _celeriac.dead_letters           LIST  {"queue", "reason", "at", "envelope_encoding",
                                            "envelope"} oldest first, bounded
-    _celeriac.dead_letters.limits    HASH  max_entries, dropped, unseen (_redis_dead_letters)
+    _celeriac.dead_letters.limits    HASH  max_entries, dropped, unseen (dead_letters)
     _celeriac.exchanges              HASH  exchange -> type (kombu keeps types in memory only)
     _celeriac.fanout.<exchange>      SET   queues Celeriac bound to a fanout exchange
-    _celeriac.sent.<publisher>       STR   the last publish of one thread (``_redis_publish``)
+    _celeriac.sent.<publisher>       STR   the last publish of one thread (``publish``)
     /<db>.<exchange>[/<routing key>] Pub/Sub channel of kombu's fanout, and of ``broadcast``
-                                     (remote control, events; see ``_redis_broadcast``)
+                                     (remote control, events; see ``broadcast``)
 
-Atomic steps, each one Lua script (``_redis_scripts``) or one MULTI:
+Atomic steps, each one Lua script (``scripts``) or one MULTI:
 
     publish      LPUSH of the envelope to each routed queue's step list, ETA tasks too (their
                  ``eta`` header says when, as Celery's); ZADD to the delayed set only for a
                  ``not_before`` ahead without an ``eta`` header; PUBLISH for fanout; a batch is
                  one MULTI, with a marker that keeps a retry from pushing it twice
-                 (``_redis_publish``)
+                 (``publish``)
     defer        a Celeriac worker that takes a task whose ETA is ahead gives it back into the
                  delayed set (GIVE_BACK, from its lease: no crash point loses it), so it waits
                  in Redis, not in worker memory; TAKE moves it back to its list when due
@@ -58,7 +58,7 @@ Atomic steps, each one Lua script (``_redis_scripts``) or one MULTI:
     declare, queue_length, purge   one MULTI each
 
 A waiting consumer never polls: Redis client-side tracking (``CLIENT TRACKING ... REDIRECT``)
-sends it an invalidation when a list or delayed set it read changes (``_redis_consumer``).
+sends it an invalidation when a list or delayed set it read changes (``consumer``).
 Celery workers consume the same lists with BRPOP and restore ``unacked`` after their
 visibility timeout; since a lease renewal also moves the ``unacked_index`` score, neither side
 restores a message whose task is still running.
@@ -72,25 +72,25 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from celeriac._redis.connection import PUBLISH_RETRY, RedisConnector, RetryPolicy
 from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured, TransportError
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import connection_retry
 from celeriac.transports._dead_letters import DeadLetterLimits
-from celeriac.transports._redis_broadcast import RedisSubscription
-from celeriac.transports._redis_connection import PUBLISH_RETRY, RedisConnector, RetryPolicy
-from celeriac.transports._redis_consumer import RedisConsumer
-from celeriac.transports._redis_dead_letters import RedisDeadLetters, letter_of
-from celeriac.transports._redis_layout import (
+from celeriac.transports.base import Capabilities, DeadLetter, Outgoing, Transport
+from celeriac.transports.redis.broadcast import RedisSubscription
+from celeriac.transports.redis.consumer import RedisConsumer
+from celeriac.transports.redis.dead_letters import RedisDeadLetters, letter_of
+from celeriac.transports.redis.layout import (
     BrokerOptions,
     Keys,
     decode_envelope,
     encode_envelope,
     topic_pattern,
 )
-from celeriac.transports._redis_publish import IdempotentPublish
-from celeriac.transports.base import Capabilities, DeadLetter, Outgoing, Transport
+from celeriac.transports.redis.publish import IdempotentPublish
 
 __all__ = ["RedisTransport"]
 

@@ -23,8 +23,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celeriac.transports._amqp_driver import amqp, amqp_errors
-from celeriac.transports._amqp_topology import (
+from celeriac._amqp.driver import amqp, amqp_errors
+from celeriac.transports._dead_letters import DeadLetterLimits
+from celeriac.transports.amqp.topology import (
     DEAD_AT,
     DEAD_LETTERS,
     QUEUE,
@@ -33,7 +34,6 @@ from celeriac.transports._amqp_topology import (
     from_amqp,
     to_amqp,
 )
-from celeriac.transports._dead_letters import DeadLetterLimits
 from celeriac.transports.base import DeadLetter
 
 __all__ = ["READ_LIMIT", "declare_bounded", "letter_of", "read", "requeue", "take_out"]

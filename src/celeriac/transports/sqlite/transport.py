@@ -28,7 +28,7 @@ Schema (prefixed ``celeriac_``: the result backend may keep its tables in the sa
     celeriac_bindings             exchange, exchange_type, binding_key, queue (together the key)
     celeriac_dead_letters         id, queue, exchange, routing_key, the message's five parts,
                                   reason, dead_lettered_at; bounded by dead_letter_max_entries
-                                  and dead_letter_max_age (``_sqlite_dead_letters``)
+                                  and dead_letter_max_age (``dead_letters``)
 
 Atomic steps, each one SQL transaction (``BEGIN IMMEDIATE`` takes the write lock first, so
 two consumers never claim the same row):
@@ -69,7 +69,7 @@ containers sharing the file (a volume) never release each other's live leases; t
 sharing the file over a network file system are not supported (SQLite's locking is
 unreliable there anyway).
 
-The SQL and the connection live in ``_sqlite_db``, the consumer in ``_sqlite_consumer``.
+The SQL and the connection live in ``db``, the consumer in ``consumer``.
 """
 
 from __future__ import annotations
@@ -84,10 +84,17 @@ from celeriac._time import Clock, system_clock
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue, matches
 from celeriac.transports import positive_option
-from celeriac.transports._broadcast import SQLiteBroadcaster
 from celeriac.transports._dead_letters import DeadLetterLimits
-from celeriac.transports._sqlite_consumer import SQLiteConsumer
-from celeriac.transports._sqlite_db import (
+from celeriac.transports.base import (
+    Capabilities,
+    DeadLetter,
+    Outgoing,
+    Subscription,
+    Transport,
+)
+from celeriac.transports.sqlite.broadcast import SQLiteBroadcaster
+from celeriac.transports.sqlite.consumer import SQLiteConsumer
+from celeriac.transports.sqlite.db import (
     _PARTS,
     _SCHEMA,
     _WAITING_ROWS,
@@ -98,14 +105,7 @@ from celeriac.transports._sqlite_db import (
     _parts,
     holder_identity,
 )
-from celeriac.transports._sqlite_dead_letters import SQLiteDeadLetters
-from celeriac.transports.base import (
-    Capabilities,
-    DeadLetter,
-    Outgoing,
-    Subscription,
-    Transport,
-)
+from celeriac.transports.sqlite.dead_letters import SQLiteDeadLetters
 
 __all__ = ["SQLiteConsumer", "SQLiteTransport"]
 

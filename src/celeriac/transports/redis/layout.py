@@ -137,7 +137,7 @@ class Keys:
         self._patterns = options.fanout_patterns
 
     def consumer_keys(self) -> list[str]:
-        """The first six KEYS of every consumer script (see ``_redis_scripts``)."""
+        """The first six KEYS of every consumer script (see ``scripts``)."""
         return [
             self.unacked, self.unacked_index, self.leases, self.claims, self.deliveries,
             self.dead_letters,

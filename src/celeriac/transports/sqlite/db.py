@@ -1,6 +1,6 @@
 """The SQLite broker's storage: schema, SQL, and one locked connection (see ``sqlite``).
 
-Shared by the transport (``sqlite``), its consumers (``_sqlite_consumer``) and broadcasts
+Shared by the transport (``sqlite``), its consumers (``consumer``) and broadcasts
 (``_broadcast``); the schema and the atomic steps are drawn in ``sqlite``'s docstring.
 """
 

@@ -29,7 +29,7 @@ messages of queues whose names share a suffix never cross. Celery's own delayed 
 
 Dead letters go to the fanout exchange ``celeriac.dead_letters`` and its queue of the same
 name, with the reason in headers. A consumer's lease queues (``celeriac.lease.*``, for
-deliveries held near RabbitMQ's consumer_timeout) are drawn in ``_amqp_lease``. Headers
+deliveries held near RabbitMQ's consumer_timeout) are drawn in ``lease``. Headers
 Celeriac adds (all ``x-celeriac-*``) are removed before a worker sees the message.
 """
 
@@ -38,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from celeriac._amqp.driver import amqp, amqp_errors
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.message import Message
 from celeriac.routing import Queue
-from celeriac.transports._amqp_driver import amqp, amqp_errors
 
 __all__ = [
     "DEAD_LETTERS",
@@ -64,7 +64,7 @@ PROPERTIES = "x-celeriac-properties"  # properties AMQP has no field for (or Non
 EXPIRATION = "x-celeriac-expiration"  # a per-message TTL put aside while the message waits
 REASON = "x-celeriac-reason"  # why a dead letter was set aside
 DEAD_AT = "x-celeriac-dead-lettered-at"
-LEASE = "x-celeriac-lease"  # the id of a lease copy (``_amqp_lease``)
+LEASE = "x-celeriac-lease"  # the id of a lease copy (``lease``)
 _BROKER_ANNOTATIONS = ("x-delivery-count", "x-death", "x-first-death-", "x-last-death-")
 
 DEAD_LETTERS = "celeriac.dead_letters"  # exchange (fanout) and queue

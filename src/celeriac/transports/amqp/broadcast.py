@@ -10,7 +10,8 @@ connection. Each subscription has a queue of its own::
     bound with each topic pattern (topic exchanges) or "" (fanout, patterns then filter here)
 
 All subscriptions of a transport share one connection, owned by an I/O thread
-(``_amqp_io``); their messages arrive without acks (a broadcast is for whoever listens now).
+(``celeriac._amqp.io``); their messages arrive without acks (a broadcast is for whoever
+listens now).
 After a reconnection every queue is declared and bound again; what was broadcast meanwhile
 is lost, as with Celery.
 """
@@ -24,13 +25,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from celeriac._amqp.connection import Connector
+from celeriac._amqp.driver import amqp
+from celeriac._amqp.io import IOConnection
+from celeriac._amqp.pool import ConnectionPool, Session
 from celeriac.protocol.message import Message
 from celeriac.routing import matches
-from celeriac.transports._amqp_connection import Connector
-from celeriac.transports._amqp_driver import amqp
-from celeriac.transports._amqp_io import IOConnection
-from celeriac.transports._amqp_pool import ConnectionPool, Session
-from celeriac.transports._amqp_topology import from_amqp, to_amqp
+from celeriac.transports.amqp.topology import from_amqp, to_amqp
 from celeriac.transports.base import Broadcast, Subscription
 
 __all__ = ["Broadcaster"]

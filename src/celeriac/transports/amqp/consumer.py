@@ -1,8 +1,8 @@
 """The AMQP consumer: RabbitMQ pushes deliveries, ``fetch`` hands them out within its window.
 
-An I/O thread (``_amqp_io``) owns the connection. It subscribes (``basic.consume``, manual
+An I/O thread (``celeriac._amqp.io``) owns the connection. It subscribes (``basic.consume``, manual
 acks) to each queue on one channel and puts what arrives in a ``DeliveryBuffer``
-(``_amqp_buffer``); ``fetch`` takes from it, queues in rotation, each queue's best priority
+(``buffer``); ``fetch`` takes from it, queues in rotation, each queue's best priority
 first. Acks, rejects and
 requeues are queued to the I/O thread and sent in order; ``defer`` and ``dead_letter``
 publish a copy (with confirms) before acknowledging the original, so a crash between the two
@@ -18,16 +18,9 @@ that no fetch takes within ``prefetch_timeout`` (a worker busy with long tasks) 
 (republished with their count unchanged) and the queue is unsubscribed until the next fetch,
 so they go to idle workers instead of waiting here into RabbitMQ's ``consumer_timeout``.
 
-Deliveries are counted so a message that keeps killing its worker is set aside: quorum queues
-say how often a message came back (``x-delivery-count``); classic queues only flag a
-redelivery, so a redelivered message is republished with the count in a header
-(``x-celeriac-deliveries``) and the original acknowledged. Only failed deliveries count (the
-worker died, its connection dropped): ``reject(requeue=True)`` sends a copy with the count
-unchanged to the end of the queue (flagged ``x-celeriac-returned``, so it is a redelivery) and
-acknowledges the original, and ``close`` gives back what it holds the same way, where
-RabbitMQ's own requeue would flag it redelivered; ``reject(requeue=True, failed=True)``
-counts it (a requeue by RabbitMQ where a quorum queue counts it itself). A message delivered
-``max_deliveries`` times already is dead-lettered instead.
+Deliveries are counted so a message that keeps killing its worker is set aside, and every
+copy the consumer publishes in place of a delivery (counted, returned, deferred, dead) carries
+its bookkeeping: both are drawn in ``copies``.
 
 A message carrying ``x-celeriac-not-before`` (an ETA from the delay levels, or published
 with ``not_before`` to a named exchange) is handed out only once the injected clock reaches
@@ -42,7 +35,7 @@ flight may be missed by a zero timeout (a worker always waits with a timeout).
 
 RabbitMQ's ``consumer_timeout`` would close the channel under a delivery held for longer (an
 ``acks_late`` task that runs for an hour), so ``renew`` hands deliveries held for half of it
-over to a lease queue and acknowledges them (``_amqp_lease``); settling a leased delivery then
+over to a lease queue and acknowledges them (``lease``); settling a leased delivery then
 drops its lease, and the I/O thread renews the leases still held.
 """
 
@@ -52,31 +45,19 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from celeriac._amqp.driver import amqp
+from celeriac._amqp.io import IOConnection
+from celeriac._amqp.pool import Session
 from celeriac.exceptions import TransportError
-from celeriac.transports._amqp_buffer import DeliveryBuffer, Received
-from celeriac.transports._amqp_driver import amqp
-from celeriac.transports._amqp_io import IOConnection
-from celeriac.transports._amqp_lease import LeaseKeeper
-from celeriac.transports._amqp_pool import Session
-from celeriac.transports._amqp_topology import (
-    DEAD_AT,
-    DEAD_LETTERS,
-    DELIVERIES,
-    EXCHANGE,
-    NOT_BEFORE,
-    QUEUE,
-    REASON,
-    RETURNED,
-    ROUTING_KEY,
-    Bookkeeping,
-    from_amqp,
-    to_amqp,
-)
+from celeriac.transports.amqp.buffer import DeliveryBuffer, Received
+from celeriac.transports.amqp.copies import copy_of, delivery_failures, poison_reason
+from celeriac.transports.amqp.lease import LeaseKeeper
+from celeriac.transports.amqp.topology import EXCHANGE, NOT_BEFORE, RETURNED, ROUTING_KEY, from_amqp
 from celeriac.transports.base import Consumer, Delivery
 
 if TYPE_CHECKING:
@@ -95,12 +76,6 @@ _CREDIT_GRACE = 0.05
 class _Subscription:
     consumer_tag: str
     prefetch: int
-
-
-def _poison_reason(count: int) -> str:
-    return (
-        f"delivered {count} times without being acknowledged (its worker probably died each time)"
-    )
 
 
 class AmqpConsumer(Consumer):
@@ -379,8 +354,8 @@ class AmqpConsumer(Consumer):
         )
         received = Received(delivery, info["delivery_tag"], consumer_tag, self._io.generation, book)
         if failures >= self._transport.max_deliveries:
-            self._redirect(received, 0, _poison_reason(failures))
-            self._transport.rejects.note(queue, _poison_reason(failures))
+            self._redirect(received, 0, poison_reason(failures))
+            self._transport.rejects.note(queue, poison_reason(failures))
         elif redelivered and broker_count is None:  # classic queue: keep the count in a copy
             self._redirect(received, None, None, failures=failures)
         else:
@@ -408,26 +383,10 @@ class AmqpConsumer(Consumer):
             return
         if received.lease is None and received.generation != self._io.generation:
             return  # from a connection that is gone: the broker has requeued it
-        delivery = received.delivery
-        book: Bookkeeping = {
-            EXCHANGE: delivery.exchange,
-            ROUTING_KEY: delivery.routing_key,
-            DELIVERIES: delivery.delivery_count - 1 if failures is None else failures,
-        }
-        if returned or RETURNED in received.bookkeeping:
-            book[RETURNED] = 1
-        if reason is not None:
-            self._transport.ensure_dead_letters(self._publisher.connection)
-            book.update({REASON: reason, QUEUE: delivery.queue, DEAD_AT: self._clock.time()})
-            target = (to_amqp(delivery.message, book), DEAD_LETTERS, delivery.queue)
-        elif until:
-            target = self._transport.delayed(
-                self._publisher.connection, delivery.message, delivery.queue, until, book
-            )
-        else:
-            if NOT_BEFORE in received.bookkeeping:
-                book[NOT_BEFORE] = received.bookkeeping[NOT_BEFORE]
-            target = (to_amqp(delivery.message, book), "", delivery.queue)
+        target = copy_of(
+            self._transport, self._publisher.connection, received, until, reason,
+            failures=failures, returned=returned,
+        )  # fmt: skip
         self._publisher.publish([target])
         self._settle(received, requeue=None)
         self._republished += 1
@@ -510,22 +469,3 @@ class AmqpConsumer(Consumer):
                     self._redirect(received, None, None, failures=failures, returned=returned)
         except TransportError as exc:  # the rest goes back with the channel, counted
             logger.warning("Could not give held messages back uncounted: %s", exc)
-
-
-def _count(value: Any) -> int:
-    """A delivery count from a header; one that is not a whole number counts as none."""
-    if isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
-        return 0
-    try:
-        return max(int(value), 0)
-    except ValueError:
-        return 0
-
-
-def delivery_failures(book: Mapping[str, Any], redelivered: bool) -> int:
-    """Earlier deliveries of a message that did not finish, from its bookkeeping headers
-    (RabbitMQ's ``x-delivery-count`` on quorum queues, else the ``redelivered`` flag), never
-    raising for a damaged or foreign header."""
-    broker_count = book.get("x-delivery-count")
-    failures = _count(book.get(DELIVERIES))
-    return failures + (_count(broker_count) if broker_count is not None else int(redelivered))

@@ -6,7 +6,7 @@
                                          aside), dropped, unseen (counters this module resets)
     _celeriac.dead_letters.unlogged LIST {"queue", "reason"} of the last 10 unlogged letters
 
-The consumer scripts (``_redis_scripts``) set letters aside: each makes room first, so the
+The consumer scripts (``scripts``) set letters aside: each makes room first, so the
 list never holds more than ``max_entries``, and counts what it dropped and what no Python
 caller will log (letters set aside inside Redis: queue entries that are not envelopes,
 messages delivered ``max_deliveries`` times), keeping the last ten of those in ``unlogged``.
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from celeriac.exceptions import TransportError
 from celeriac.protocol.message import Message
 from celeriac.transports._dead_letters import DeadLetterLimits, RejectLog, log_dropped
-from celeriac.transports._redis_layout import decode_envelope, encode_envelope
 from celeriac.transports.base import DeadLetter
+from celeriac.transports.redis.layout import decode_envelope, encode_envelope
 
 if TYPE_CHECKING:
     from celeriac.transports.redis import RedisTransport

@@ -1,7 +1,7 @@
 """Reaching Redis: URLs, connections, TLS, Sentinel, error translation and retries.
 
 Shared by the Redis broker (``celeriac.transports.redis``) and the Redis result backend
-(``celeriac.backends.redis``), on Celeriac's own RESP client (``_redis_client``): no Redis
+(``celeriac.backends.redis``), on Celeriac's own RESP client (``celeriac._redis.client``): no Redis
 client library is needed.
 
 URL forms (Celery's)::
@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from celeriac.exceptions import ImproperlyConfigured, OperationalError
-from celeriac.transports import mask_password
-from celeriac.transports._redis_client import (
+from celeriac._masking import mask_url
+from celeriac._redis.client import (
     AuthenticationError,
     CertificateError,
     ConnectFailed,
@@ -53,6 +52,7 @@ from celeriac.transports._redis_client import (
     pack,
     sentinel_locator,
 )
+from celeriac.exceptions import ImproperlyConfigured, OperationalError
 
 __all__ = ["PUBLISH_RETRY", "RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
 
@@ -100,7 +100,7 @@ def _db_number(raw: str, shown: str) -> int:
 
 def parse_url(url: str, *, what: str) -> RedisAddress:
     """Parse one Redis URL (several ``;``-separated ``sentinel://`` URLs make one address)."""
-    shown = ";".join(mask_password(part) for part in url.split(";"))
+    shown = ";".join(mask_url(part) for part in url.split(";"))
     parts = [urlsplit(part.strip()) for part in url.split(";") if part.strip()]
     schemes = {p.scheme.lower() for p in parts}
     if not parts or len(schemes) != 1 or not schemes <= set(_SCHEMES):
