@@ -4,18 +4,7 @@ Shared by the Redis broker (``celeriac.transports.redis``) and the Redis result 
 (``celeriac.backends.redis``), on Celeriac's own RESP client (``celeriac._redis.client``): no Redis
 client library is needed.
 
-URL forms (Celery's)::
-
-    redis://[[user]:password@]host[:port][/db][?socket_timeout=s&...]
-    rediss://...            TLS: ssl_cert_reqs (required|optional|none), ssl_ca_certs,
-                            ssl_certfile, ssl_keyfile, ssl_check_hostname in the query or in
-                            the ssl options (Celery's broker_use_ssl / redis_backend_use_ssl);
-                            the server's certificate must name the host of the URL unless
-                            ssl_check_hostname is false or ssl_cert_reqs none (redis-py 6)
-    redis+socket:///path/to/redis.sock[?virtual_host=db]       (``db=`` works too)
-    sentinel://[[user]:password@]host:port[/db][;sentinel://host2:port...]
-                            with option ``master_name``; ``sentinel_kwargs`` (password,
-                            username, socket_timeout) are for the sentinels themselves
+URLs and TLS settings are read by ``celeriac._redis.url``.
 
 Connections: each thread gets one connection of its own for ordinary commands (``execute``),
 and subscriptions or consumers ask for ``dedicated`` ones; nothing is shared between threads,
@@ -34,11 +23,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from celeriac._masking import mask_url
 from celeriac._redis.client import (
     AuthenticationError,
     CertificateError,
@@ -52,140 +39,15 @@ from celeriac._redis.client import (
     pack,
     sentinel_locator,
 )
+from celeriac._redis.url import TLS_KEYS, RedisAddress, parse_url, tls_context
 from celeriac.exceptions import ImproperlyConfigured, OperationalError
 
 __all__ = ["PUBLISH_RETRY", "RedisAddress", "RedisConnector", "RetryPolicy", "pack", "parse_url"]
 
 T = TypeVar("T")
 
-_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
-# ssl_cert_reqs names -> ssl.VerifyMode names (ssl is imported only when TLS is used).
-_CERT_REQS = {
-    "required": "CERT_REQUIRED",
-    "cert_required": "CERT_REQUIRED",
-    "optional": "CERT_OPTIONAL",
-    "cert_optional": "CERT_OPTIONAL",
-    "none": "CERT_NONE",
-    "cert_none": "CERT_NONE",
-}
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _RETRYABLE_CODES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN")
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """Where Redis is, parsed from a URL; ``shown`` is the URL with its password masked."""
-
-    shown: str
-    tls: bool
-    hosts: tuple[tuple[str, int], ...] = ()
-    socket_path: str | None = None
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    sentinel: bool = False
-    params: dict[str, str] = field(default_factory=dict)
-
-
-def _db_number(raw: str, shown: str) -> int:
-    try:
-        db = int(raw or 0)
-    except ValueError:
-        db = -1
-    if db < 0:
-        raise ImproperlyConfigured(f"{shown!r}: the database must be a number >= 0, not {raw!r}.")
-    return db
-
-
-def parse_url(url: str, *, what: str) -> RedisAddress:
-    """Parse one Redis URL (several ``;``-separated ``sentinel://`` URLs make one address)."""
-    shown = ";".join(mask_url(part) for part in url.split(";"))
-    parts = [urlsplit(part.strip()) for part in url.split(";") if part.strip()]
-    schemes = {p.scheme.lower() for p in parts}
-    if not parts or len(schemes) != 1 or not schemes <= set(_SCHEMES):
-        raise ImproperlyConfigured(
-            f"{shown!r} is not a Redis {what} URL: use redis://host:port/db, rediss://..., "
-            "redis+socket:///path/to/redis.sock or sentinel://host:port;sentinel://host2:port."
-        )
-    scheme = schemes.pop()
-    first = parts[0]
-    params = {k: v for p in parts for k, v in parse_qsl(p.query)}
-    if scheme != "sentinel" and len(parts) > 1:
-        raise ImproperlyConfigured(f"{shown!r}: only sentinel:// URLs may list several hosts.")
-    if scheme == "redis+socket":
-        if not first.path:
-            raise ImproperlyConfigured(f"{shown!r} names no socket: redis+socket:///path.sock")
-        db = _db_number(params.pop("virtual_host", params.pop("db", "0")), shown)
-        return RedisAddress(
-            shown, False, socket_path=unquote(first.path), db=db,
-            password=unquote(first.password) if first.password else None, params=params,
-        )  # fmt: skip
-    try:
-        hosts = tuple(
-            (p.hostname or "localhost", p.port or (26379 if scheme == "sentinel" else 6379))
-            for p in parts
-        )
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{shown!r}: bad port ({exc}).") from exc
-    return RedisAddress(
-        shown,
-        tls=scheme == "rediss",
-        hosts=hosts,
-        db=_db_number(first.path.strip("/"), shown),
-        username=unquote(first.username) if first.username else None,
-        password=unquote(first.password) if first.password else None,
-        sentinel=scheme == "sentinel",
-        params=params,
-    )
-
-
-def _tls_settings(address: RedisAddress, ssl_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ssl_* settings from the URL query and the ssl options, with cert_reqs as a constant."""
-    import ssl
-
-    settings: dict[str, Any] = {k: v for k, v in address.params.items() if k in _SSL_KEYS}
-    settings.update({k: v for k, v in (ssl_options or {}).items() if k in _SSL_KEYS})
-    reqs = settings.get("ssl_cert_reqs", ssl.CERT_REQUIRED)
-    if isinstance(reqs, str):
-        if reqs.lower() not in _CERT_REQS:
-            raise ImproperlyConfigured(
-                f"{address.shown!r}: ssl_cert_reqs must be required, optional or none, "
-                f"not {reqs!r}."
-            )
-        reqs = getattr(ssl, _CERT_REQS[reqs.lower()])
-    settings["ssl_cert_reqs"] = reqs
-    check = settings.get("ssl_check_hostname", True)
-    if isinstance(check, str):
-        if check.lower() not in _BOOLEANS:
-            raise ImproperlyConfigured(
-                f"{address.shown!r}: ssl_check_hostname must be true or false, not {check!r}."
-            )
-        check = _BOOLEANS[check.lower()]
-    settings["ssl_check_hostname"] = bool(check)
-    return settings
-
-
-def _tls_context(address: RedisAddress, ssl_options: Mapping[str, Any] | None) -> Any:
-    """An ``ssl.SSLContext`` for the client side of TLS, from the ssl_* settings."""
-    import ssl
-
-    settings = _tls_settings(address, ssl_options)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    verify = settings["ssl_cert_reqs"] != ssl.CERT_NONE
-    context.check_hostname = verify and settings["ssl_check_hostname"]
-    context.verify_mode = settings["ssl_cert_reqs"]
-    try:
-        if settings["ssl_cert_reqs"] != ssl.CERT_NONE:
-            if settings.get("ssl_ca_certs"):
-                context.load_verify_locations(cafile=settings["ssl_ca_certs"])
-            else:
-                context.load_default_certs()
-        if settings.get("ssl_certfile"):
-            context.load_cert_chain(settings["ssl_certfile"], settings.get("ssl_keyfile"))
-    except (OSError, ssl.SSLError) as exc:
-        raise ImproperlyConfigured(f"{address.shown!r}: cannot load the TLS files: {exc}") from exc
-    return context
+_SENTINEL_KEYS = ("username", "password", "socket_connect_timeout", "socket_timeout", "ssl")
 
 
 def _seconds(value: Any, name: str) -> float | None:
@@ -276,7 +138,12 @@ class RedisConnector:
         )
         if address.tls or ssl_options:
             extra = ssl_options if isinstance(ssl_options, Mapping) else None
-            self.settings.tls = _tls_context(address, extra)
+            self.settings.tls = tls_context(address, extra)
+        elif any(key in address.params for key in TLS_KEYS):
+            raise ImproperlyConfigured(
+                f"{address.shown!r} has TLS options but is no TLS URL: use rediss:// (or set "
+                "the ssl options, Celery's broker_use_ssl / redis_backend_use_ssl)."
+            )
         self.locate = self._locator(options)
         self._local = threading.local()
         self._own: list[tuple[threading.Thread, Connection]] = []  # to close them all
@@ -299,6 +166,12 @@ class RedisConnector:
                 "to the name of the monitored master."
             )
         extra = dict(options.get("sentinel_kwargs") or {})
+        unknown = sorted(str(k) for k in extra if k not in _SENTINEL_KEYS)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{address.shown!r}: Celeriac's Redis client does not support the "
+                f"sentinel_kwargs {', '.join(unknown)}; it reads {', '.join(_SENTINEL_KEYS)}."
+            )
         sentinel = ConnectSettings(
             username=extra.get("username"),
             password=extra.get("password"),
