@@ -20,7 +20,7 @@ from typing import Any
 
 from celeriac.protocol.message import Message, TaskMessage
 from celeriac.protocol.v2 import encode_task
-from celeriac.transports._redis_layout import encode_envelope
+from celeriac.transports.redis.layout import encode_envelope
 from tests import redis_support
 from tests.chaos.harness import Ledger, Report, Soak, judge
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from celeriac.exceptions import ContentDisallowed, DecodeError, InvalidTaskError
 from celeriac.protocol.message import Message, TaskMessage
 from celeriac.protocol.v2 import PROTOCOL_HEADERS, decode_task, encode_task
-from celeriac.transports._redis_layout import decode_envelope, encode_envelope
+from celeriac.transports.redis.layout import decode_envelope, encode_envelope
 
 pytestmark = pytest.mark.chaos
 
@@ -343,8 +343,8 @@ def test_amqp_messages_parse_without_escaping_errors(
     body: bytes, headers: dict[str, Any], props: dict[str, Any]
 ) -> None:
     amqp = pytest.importorskip("amqp")
-    from celeriac.transports._amqp_consumer import delivery_failures
-    from celeriac.transports._amqp_topology import from_amqp
+    from celeriac.transports.amqp.copies import delivery_failures
+    from celeriac.transports.amqp.topology import from_amqp
 
     raw = amqp.Message(body, application_headers=headers, **props)
     message, book = from_amqp(raw)

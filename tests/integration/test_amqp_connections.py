@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from celeriac._amqp.connection import Connector
 from celeriac.exceptions import ImproperlyConfigured, TransportError
 from celeriac.protocol.message import Message
 from celeriac.transports import create_transport
-from celeriac.transports._amqp_connection import Connector
 from celeriac.transports.base import Outgoing
 from tests import amqp_support
 

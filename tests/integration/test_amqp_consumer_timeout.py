@@ -3,7 +3,7 @@ consumer_timeout is 3 s (checked every half second) instead of the default 30 mi
 
 RabbitMQ closes a channel that keeps a delivery unacknowledged past consumer_timeout and
 requeues the delivery, so without help a long ``acks_late`` task runs twice. The consumer
-hands such a delivery over to a lease queue of its own (``_amqp_lease``): the task runs
+hands such a delivery over to a lease queue of its own (``lease``): the task runs
 once, and still runs again elsewhere when its worker is killed."""
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from celeriac._time import ManualClock
 from celeriac.protocol.message import Message
 from celeriac.transports import create_transport
 from celeriac.transports._dead_letters import RejectLog
-from celeriac.transports._redis_dead_letters import WATCH_INTERVAL
-from celeriac.transports._redis_layout import encode_envelope
 from celeriac.transports.base import Outgoing
 from celeriac.transports.redis import RedisTransport
+from celeriac.transports.redis.dead_letters import WATCH_INTERVAL
+from celeriac.transports.redis.layout import encode_envelope
 from tests import redis_support
 
 pytestmark = pytest.mark.integration

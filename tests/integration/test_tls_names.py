@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from celeriac import Celery
+from celeriac._amqp.connection import tls_options
 from celeriac.backends import create_backend
 from celeriac.exceptions import BackendError, TransportError
 from celeriac.routing import Queue
 from celeriac.transports import create_transport
-from celeriac.transports._amqp_connection import tls_options
 from tests import amqp_support, pki_support
 from tests.redis_support import HOST, free_port
 

@@ -1,4 +1,4 @@
-"""The AMQP lease settings and names (``_amqp_lease``); the behaviour is tested on RabbitMQ
+"""The AMQP lease settings and names (``lease``); the behaviour is tested on RabbitMQ
 in ``tests/integration/test_amqp_consumer_timeout.py``."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.transports._amqp_lease import LeaseKeeper, LeasePolicy
+from celeriac.transports.amqp.lease import LeaseKeeper, LeasePolicy
 
 
 def test_policy_defaults_follow_rabbitmq_s_consumer_timeout() -> None:

@@ -185,7 +185,6 @@ def test_redis_store_is_shared_by_clients_and_keeps_exact_times() -> None:
 
 
 def test_redis_store_without_a_server_says_so() -> None:
-    redis_support.require_redis()  # the client must be installed to reach the error
     store = RedisScheduleStore(redis_url(redis_support.free_port()), prefix="unused:")
     try:
         with pytest.raises(OperationalError, match="beat schedule store at Redis"):
@@ -194,7 +193,23 @@ def test_redis_store_without_a_server_says_so() -> None:
         store.close()
 
 
-def test_redis_store_without_the_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
-    with pytest.raises(ImproperlyConfigured, match=r"celeriac\[redis\]"):
-        RedisScheduleStore(redis_url(), prefix="unused:")
+def test_redis_store_needs_no_redis_client_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_support.require_redis()
+    prefix = redis_support.unique_prefix()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
+            store = RedisScheduleStore(redis_url(), prefix=prefix)
+            try:
+                store.request_run("a")
+                assert store.entries()["a"].run_requested
+                assert store.version() == 1
+            finally:
+                store.close()
+    finally:
+        redis_support.delete_prefix(REDIS_DB, prefix)
+
+
+def test_redis_store_refuses_a_url_that_is_not_redis() -> None:
+    with pytest.raises(ImproperlyConfigured, match="redis:// or rediss://"):
+        RedisScheduleStore("sentinel://localhost:26379/0", prefix="unused:")

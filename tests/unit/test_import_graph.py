@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "celeriac._sqlite",
             "celeriac._redis",
             "celeriac._amqp",
+            "celeriac._options",
             "celeriac._forkguard",
             "celeriac._gevent_patch",
             "celeriac._prometheus",
@@ -120,17 +121,6 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
 #: Cycles still to break, each the set of modules it may span. A cycle found must fit
 #: inside one of them; one that is gone must leave the list (so it only shrinks).
 KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # transports/: each consumer and dead-letter helper types its transport class;
-    # transports/ is being split into subpackages (issue 17, item 1), which breaks these.
-    frozenset({"celeriac.transports._amqp_consumer", "celeriac.transports.amqp"}),
-    frozenset(
-        {
-            "celeriac.transports._redis_consumer",
-            "celeriac.transports._redis_dead_letters",
-            "celeriac.transports.redis",
-        }
-    ),
-    frozenset({"celeriac.transports._sqlite_consumer", "celeriac.transports.sqlite"}),
     # The core: AppLike names the parts' concrete types (ResultStore, Producer, the
     # registry, Control, Events, AsyncResult, Task) and they take an AppLike back, so
     # the types loop; narrow protocols per part (as backends/_sqlite_chord has) break
@@ -228,12 +218,7 @@ KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = (
 )
 
 #: Packages whose function-level imports are left as they are, with why.
-DEFERRED_ELSEWHERE: dict[str, str] = {
-    "celeriac.transports": (
-        "transports/ is being split into subpackages (issue 17, item 1); its function-level "
-        "imports are settled there"
-    ),
-}
+DEFERRED_ELSEWHERE: dict[str, str] = {}
 
 
 def _allowed_upward(edge: Edge) -> bool:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from celeriac._redis.connection import RetryPolicy, pack, parse_url
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.message import Message
-from celeriac.transports._redis_connection import RetryPolicy, pack, parse_url
-from celeriac.transports._redis_layout import (
+from celeriac.transports.redis.layout import (
     BrokerOptions,
     Keys,
     decode_envelope,
@@ -146,15 +146,15 @@ def test_bad_urls_are_refused(url: str) -> None:
 
 
 def test_ssl_requirement_names() -> None:
-    from celeriac.transports._redis_connection import _tls_settings
+    from celeriac._redis.url import tls_settings
 
     address = parse_url("rediss://h/0?ssl_cert_reqs=none", what="broker")
-    assert _tls_settings(address, None)["ssl_cert_reqs"] == ssl.CERT_NONE
-    assert _tls_settings(address, {"ssl_cert_reqs": ssl.CERT_OPTIONAL})["ssl_cert_reqs"] == (
+    assert tls_settings(address, None)["ssl_cert_reqs"] == ssl.CERT_NONE
+    assert tls_settings(address, {"ssl_cert_reqs": ssl.CERT_OPTIONAL})["ssl_cert_reqs"] == (
         ssl.CERT_OPTIONAL
     )
     with pytest.raises(ImproperlyConfigured, match="ssl_cert_reqs"):
-        _tls_settings(parse_url("rediss://h/0?ssl_cert_reqs=maybe", what="broker"), None)
+        tls_settings(parse_url("rediss://h/0?ssl_cert_reqs=maybe", what="broker"), None)
 
 
 def test_pack_is_resp() -> None:

@@ -166,7 +166,7 @@ def test_file_is_in_wal_mode(transport: SQLiteTransport, tmp_path: Path) -> None
 def test_a_broker_file_from_before_give_back_counting_is_brought_up_to_date(
     tmp_path: Path,
 ) -> None:
-    from celeriac.transports._sqlite_db import _SCHEMA
+    from celeriac.transports.sqlite.db import _SCHEMA
 
     path = tmp_path / "old.sqlite"
     with closing(sqlite3.connect(path)) as conn:  # the tables as an older version made them

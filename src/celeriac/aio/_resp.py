@@ -1,7 +1,7 @@
 """An asyncio Redis connection speaking RESP2, for the async client API on Redis.
 
 It reuses the settings and locator of the app's ``RedisConnector`` (address, database,
-credentials, TLS, Sentinel) and the command packing of ``transports._redis_client``, so the
+credentials, TLS, Sentinel) and the command packing of ``celeriac._redis.client``, so the
 async path opens the same connection the sync one would, on the event loop: no thread per
 call. ``RedisPool`` keeps a few idle connections per event loop and connector; each call
 takes one, so concurrent coroutines never interleave their replies.
@@ -15,7 +15,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
-from celeriac.transports._redis_client import (
+from celeriac._redis.client import (
     Address,
     ConnectionError,
     ConnectSettings,

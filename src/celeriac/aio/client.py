@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celeriac import states
+from celeriac._redis.client import RedisError
 from celeriac.aio._resp import pool_for
 from celeriac.backends.redis import RedisBackend
 from celeriac.exceptions import TimeoutError as ResultTimeout
-from celeriac.transports._redis_client import RedisError
 
 if TYPE_CHECKING:
     from celeriac._app_protocol import AppLike

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from celeriac.transports._redis_connection import RedisConnector
+from celeriac._redis.connection import RedisConnector
 
 if TYPE_CHECKING:
     from celeriac.backends.chord import ChordPart

@@ -1,7 +1,7 @@
 """The Redis result backend, as Celery's: results that Celery clients and workers read as theirs.
 
 URLs: ``redis://``, ``rediss://``, ``redis+socket://``, ``sentinel://`` (see
-``celeriac.transports._redis_connection``). Options (``result_backend_transport_options``):
+``celeriac._redis.connection``). Options (``result_backend_transport_options``):
 ``global_keyprefix`` (Celery adds ``_`` unless it ends in one of ``:_-.``), ``retry_policy``
 (Celery's: max_retries 20, interval_start 0, interval_step 1, interval_max 1),
 ``master_name`` and ``sentinel_kwargs`` for Sentinel, ``max_connections``, ``socket_timeout``,
@@ -32,12 +32,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from celeriac._redis.client import Connection, RedisError, pack
+from celeriac._redis.connection import RedisConnector, RetryPolicy
 from celeriac._time import Clock, system_clock
 from celeriac.backends._redis_chord import RedisChordJoin
 from celeriac.backends.base import BackendCapabilities, ResultBackend
 from celeriac.exceptions import BackendError, TimeoutError
-from celeriac.transports._redis_client import Connection, RedisError, pack
-from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
 
 __all__ = ["RedisBackend"]
 

@@ -15,7 +15,7 @@ that is gone are dropped by RabbitMQ, as in Celery.
 
 Settings (``options``, which the app fills from its configuration): ``broker_url`` (the
 AMQP broker; ``rpc://user:password@host:port/vhost`` names one directly), the broker's
-connection settings (see ``celeriac.transports._amqp_connection``, whose pool and I/O thread
+connection settings (see ``celeriac._amqp.connection``, whose pool and I/O thread
 this backend reuses), ``result_serializer`` (the content type results are labelled with,
 ``json``), ``result_persistent`` (False), ``result_expires`` (86400 s), ``result_cache_max``
 (100 000 task ids kept).
@@ -33,6 +33,10 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from celeriac._amqp.connection import Connector
+from celeriac._amqp.driver import amqp
+from celeriac._amqp.io import IOConnection
+from celeriac._amqp.pool import ConnectionPool, Session
 from celeriac._masking import mask_url
 from celeriac._time import Clock, system_clock
 from celeriac.backends.base import BackendCapabilities, ResultBackend
@@ -47,10 +51,6 @@ from celeriac.exceptions import (
 )
 from celeriac.protocol.compression import decompress, split_compressed_result
 from celeriac.protocol.serializers import content_type_of
-from celeriac.transports._amqp_connection import Connector
-from celeriac.transports._amqp_driver import amqp
-from celeriac.transports._amqp_io import IOConnection
-from celeriac.transports._amqp_pool import ConnectionPool, Session
 
 __all__ = ["RpcBackend"]
 

@@ -1,23 +1,28 @@
-"""The Redis connection beat keeps its schedule store and leader lease in (redis-py, used directly).
+"""The Redis connection beat keeps its schedule store and leader lease in (Celeriac's client).
 
-``RedisConnection`` opens one client from a ``redis://`` or ``rediss://`` URL (the database
-is the URL's), imports redis-py only then (``ImproperlyConfigured`` naming the ``redis``
-extra when it is missing), loads Lua scripts, and turns every redis-py error into
+``RedisConnection`` reaches the Redis of a ``redis://`` or ``rediss://`` URL (the database is
+the URL's) through ``celeriac._redis``, the client the Redis broker and result backend use:
+no Redis client library is needed. It runs commands and Lua scripts (by SHA, loaded again if
+the server lost them), retries while Redis cannot be reached (up to 10 times, pauses growing
+to a second, as redis-py's default retry did), and turns every client error into
 ``OperationalError`` naming the server and what to do. ``default_prefix`` is where an app's
 beat keys live when nothing else is said, so several apps can share one Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from celeriac._redis.connection import RedisConnector, RetryPolicy
 from celeriac.exceptions import ImproperlyConfigured, OperationalError
 
 __all__ = ["RedisConnection", "default_prefix"]
 
+T = TypeVar("T")
+
 _TIMEOUT = 10.0
+_RETRY = RetryPolicy(max_retries=10, interval_start=0.0, interval_step=0.05, interval_max=1.0)
 
 
 def default_prefix(main: str | None, options: Mapping[str, Any] | None = None) -> str:
@@ -31,44 +36,52 @@ def default_prefix(main: str | None, options: Mapping[str, Any] | None = None) -
 
 
 class RedisConnection:
-    """One redis-py client for ``url``; ``call`` runs commands with errors translated."""
+    """Commands and scripts on the Redis of ``url``, with errors translated."""
 
     def __init__(self, url: str, *, what: str) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise ImproperlyConfigured(
-                f"the {what} is in Redis ({url.partition('://')[0]}://), but the redis client"
-                ' is not installed: pip install "celeriac[redis]"'
-            ) from exc
         self.what = what
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
-        try:
-            self.client: Any = redis.Redis.from_url(
-                url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+        if url.partition("://")[0].lower() not in ("redis", "rediss"):
+            raise ImproperlyConfigured(
+                f"cannot use the Redis URL of the {what}: it must be redis:// or rediss://; "
+                "use redis://host:port/db"
             )
-        except (ValueError, redis.RedisError) as exc:
+        timeouts = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
+        try:
+            self._connector = RedisConnector(
+                url, timeouts, what=what, error=OperationalError, retry=_RETRY
+            )
+        except ImproperlyConfigured as exc:
             raise ImproperlyConfigured(
                 f"cannot use the Redis URL of the {what}: {exc}; use redis://host:port/db"
             ) from exc
-        kwargs = self.client.connection_pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        self.server = f"{where}/{kwargs.get('db', 0)}"  # no password: it goes in messages
+        address = self._connector.address
+        host, port = address.hosts[0]
+        self.server = f"{host}:{port}/{address.db}"  # no password: it goes in messages
 
-    def script(self, source: str) -> Any:
-        """A Lua script, sent by SHA after its first use (redis-py reloads it if flushed)."""
-        return self.client.register_script(source)
+    def script(self, source: str) -> Callable[[str, Sequence[str], Sequence[Any]], Any]:
+        """A Lua script: ``run(action, keys, args)`` sends it by SHA."""
 
-    @contextmanager
-    def call(self, action: str) -> Iterator[Any]:
-        """The client; redis-py errors inside become ``OperationalError``."""
+        def run(action: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+            return self._run(action, lambda: self._connector.script(source, keys, args))
+
+        return run
+
+    def execute(
+        self, action: str, *commands: Sequence[Any], transaction: bool = False
+    ) -> list[Any]:
+        """The replies to ``commands``, sent in one round trip (one MULTI/EXEC when
+        ``transaction``)."""
+        return self._run(action, lambda: self._connector.execute(commands, transaction=transaction))
+
+    def _run(self, action: str, operation: Callable[[], T]) -> T:
         try:
-            yield self.client
-        except self._errors as exc:
+            return self._connector.run(action, operation)
+        except OperationalError as exc:  # the connector's wording; beat's says where and what
+            cause = exc.__cause__ or exc
             raise OperationalError(
-                f"could not {action} in the {self.what} at Redis {self.server}: {exc};"
+                f"could not {action} in the {self.what} at Redis {self.server}: {cause};"
                 " check that the Redis server is running and reachable"
-            ) from exc
+            ) from cause
 
     def close(self) -> None:
-        self.client.close()
+        self._connector.close()

@@ -82,26 +82,26 @@ class RedisLease(LeaderLease):
 
     def acquire(self, holder: str) -> int | None:
         expires_at = repr(self.clock.time() + self.ttl)
-        with self._redis.call("take the leader lease"):
-            token = self._acquire(keys=self._keys, args=[holder, self._ttl_ms, expires_at])
+        action = "take the leader lease"
+        token = self._acquire(action, self._keys, [holder, self._ttl_ms, expires_at])
         return None if token is None else int(token)
 
     def renew(self, holder: str, token: int) -> bool:
         expires_at = repr(self.clock.time() + self.ttl)
-        with self._redis.call("renew the leader lease"):
-            done = self._renew(keys=self._keys, args=[holder, str(token), self._ttl_ms, expires_at])
+        action = "renew the leader lease"
+        done = self._renew(action, self._keys, [holder, str(token), self._ttl_ms, expires_at])
         return bool(done)
 
     def release(self, holder: str, token: int) -> None:
-        with self._redis.call("release the leader lease"):
-            self._release(keys=self._keys, args=[holder, str(token)])
+        self._release("release the leader lease", self._keys, [holder, str(token)])
 
     def current(self) -> LeaseState | None:
-        with self._redis.call("read the leader lease") as client:
-            pipe = client.pipeline(transaction=True)
-            pipe.hmget(self._keys[0], "holder", "token", "expires_at")
-            pipe.get(self._keys[1])
-            (holder, token, expires_at), newest = pipe.execute()
+        (holder, token, expires_at), newest = self._redis.execute(
+            "read the leader lease",
+            ("HMGET", self._keys[0], "holder", "token", "expires_at"),
+            ("GET", self._keys[1]),
+            transaction=True,
+        )
         if holder is not None and token is not None:
             return LeaseState(holder.decode(), int(token), float(expires_at or 0.0))
         if newest is not None:

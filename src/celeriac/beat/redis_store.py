@@ -152,16 +152,14 @@ class RedisScheduleStore(ScheduleStore):
 
     def _run(self, script: str, action: str, name: str, *args: object) -> Any:
         keys = [f"{self.prefix}meta", f"{self.prefix}names", f"{self.prefix}entry:{name}"]
-        with self._redis.call(action):
-            return self._scripts[script](keys=keys, args=[name, *args])
+        return self._scripts[script](action, keys, [name, *args])
 
     def _claim(self, script: str, action: str, name: str, *args: object) -> Claim:
         answer = self._run(script, action, name, *args)
         return Claim(answer.decode() if isinstance(answer, bytes) else answer)
 
     def entries(self) -> dict[str, EntryState]:
-        with self._redis.call("read the schedule"):
-            flat = self._entries(keys=[f"{self.prefix}names"], args=[f"{self.prefix}entry:"])
+        flat = self._entries("read the schedule", [f"{self.prefix}names"], [f"{self.prefix}entry:"])
         states = {}
         for raw_name, raw_fields in zip(flat[::2], flat[1::2], strict=True):
             texts = [item.decode() for item in raw_fields]
@@ -170,8 +168,10 @@ class RedisScheduleStore(ScheduleStore):
         return states
 
     def version(self) -> int:
-        with self._redis.call("read the schedule's version") as client:
-            return int(client.hget(f"{self.prefix}meta", "version") or 0)
+        [version] = self._redis.execute(
+            "read the schedule's version", ("HGET", f"{self.prefix}meta", "version")
+        )
+        return int(version or 0)
 
     def add(
         self, name: str, definition: Mapping[str, Any], *, fingerprint: str, now: float

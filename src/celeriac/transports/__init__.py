@@ -12,7 +12,22 @@ implementation only then, so a broker's client library is needed only when it is
     amqp://  pyamqp://         celeriac.transports.amqp.AmqpTransport (RabbitMQ, shares a vhost
     amqps://                   with Celery; needs pip install "celeriac[amqp]")
 
-The interface every implementation follows is ``celeriac.transports.base``.
+The interface every implementation follows is ``celeriac.transports.base``. The layout::
+
+    transports/
+      base.py          the interface (Transport, Consumer, Delivery, Broadcast, DeadLetter)
+      memory.py        the in-process implementation tests and eager mode use
+      _broadcast.py    in-process broadcast hub (memory) and the pattern match all share
+      _dead_letters.py dead-letter limits, the reject log, records: broker-neutral
+      sqlite/          transport, consumer, db (SQL and connections), broadcast, dead_letters
+      redis/           transport, consumer, layout (keys, envelope), publish, broadcast,
+                       dead_letters, scripts (+ its .lua files)
+      amqp/            transport, consumer, buffer, lease, topology, broadcast, dead_letters
+
+Each broker package exports its transport class; its other modules are its own. The clients
+the brokers share with result backends and beat live below: ``celeriac._redis`` (RESP
+client, connector, retries, TLS and URL options) and ``celeriac._amqp`` (py-amqp driver,
+connections, I/O thread, pool).
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from celeriac._masking import mask_url
+from celeriac._options import connection_retry, positive_option
 from celeriac._time import Clock, system_clock
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.base import Transport
@@ -87,39 +103,3 @@ def mask_password(url: str) -> str:
     """``url`` with every credential masked (``celeriac._masking.mask_url``; for errors and
     logs): passwords of each URL in a ``;`` list and secret query parameters."""
     return mask_url(url)
-
-
-def positive_option(
-    options: Mapping[str, Any] | None, name: str, default: float, *, integer: bool = False
-) -> float:
-    """``options[name]`` as a positive number (``default`` when absent).
-
-    Raises ``ImproperlyConfigured`` naming the option when the value is not a positive number
-    (an integer when ``integer``).
-    """
-    value = (options or {}).get(name, default)
-    try:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        number = float(value)
-        if number <= 0 or (integer and number != int(number)):
-            raise ValueError(value)
-    except (TypeError, ValueError):
-        kind = "a positive integer" if integer else "a positive number of seconds"
-        raise ImproperlyConfigured(
-            f"broker_transport_options[{name!r}] must be {kind}, not {value!r}."
-        ) from None
-    return number
-
-
-def connection_retry(options: Mapping[str, Any] | None) -> tuple[bool, bool]:
-    """Whether to retry connecting (at startup, after a loss), as Celery decides.
-
-    ``broker_connection_retry`` (True) covers a connection that was lost;
-    ``broker_connection_retry_on_startup`` the first one, and follows
-    ``broker_connection_retry`` when it is not set (None).
-    """
-    opts = options or {}
-    after_loss = opts.get("broker_connection_retry") is not False
-    on_startup = opts.get("broker_connection_retry_on_startup")
-    return (after_loss if on_startup is None else on_startup is not False), after_loss
