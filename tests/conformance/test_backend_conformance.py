@@ -23,7 +23,7 @@ from celeriac.backends import ResultBackend, create_backend
 from celeriac.backends.memory import MemoryBackend, reset_store
 from celeriac.canvas.join import ChordJoin, ChordPart
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
-from tests import redis_support, sql_support
+from tests.support import redis_support, sql_support
 
 BackendFactory = Callable[[Path, Clock], AbstractContextManager[ResultBackend]]
 MakeBackend = Callable[[Clock], ResultBackend]

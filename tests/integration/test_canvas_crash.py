@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from celeriac import chord
-from tests import redis_support
+from tests.support import redis_support
+from tests.support.redis_project import RTASKS, RedisProject, open_project
 
 from .conftest import Project
-from .redis_project import RTASKS, RedisProject, open_project
 
 pytestmark = pytest.mark.integration
 

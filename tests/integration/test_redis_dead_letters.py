@@ -21,7 +21,7 @@ from celeriac.transports._redis_dead_letters import WATCH_INTERVAL
 from celeriac.transports._redis_layout import encode_envelope
 from celeriac.transports.base import Outgoing
 from celeriac.transports.redis import RedisTransport
-from tests import redis_support
+from tests.support import redis_support
 
 pytestmark = pytest.mark.integration
 

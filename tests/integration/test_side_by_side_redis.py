@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests import redis_support
-
-from .redis_project import RedisProject, open_project
+from tests.support import redis_support
+from tests.support.redis_project import RedisProject, open_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 

@@ -326,13 +326,13 @@ def test_the_live_feed_wakes_waiters_and_reports_gaps() -> None:
     assert [i.data["n"] for i in items] == [2, 3, 4] and gap  # 1 and 2 were dropped
     assert feed.since(2) == (items, False)
 
-    async def wait_for_one() -> list[int]:
+    async def receive_one() -> list[int]:
         publisher = threading.Timer(0.05, feed.publish, args=("worker", {"n": 5}))
         publisher.start()
         found, _ = await feed.wait(feed.last_seq, timeout=10)
         publisher.join()
         return [item.seq for item in found]
 
-    assert asyncio.run(wait_for_one()) == [6]
+    assert asyncio.run(receive_one()) == [6]
     feed.close()
     assert asyncio.run(feed.wait(feed.last_seq, timeout=10)) == ([], False)  # at once
