@@ -209,7 +209,7 @@ class Soak:
         lost), then ``settle`` seconds more for redeliveries still on their way (a lease that
         lapses, a requeue after a kill)."""
         wanted = set(ids)
-        poll(lambda: wanted <= Ledger.read(self.runlog).finished(), timeout, interval=0.25)
+        poll(lambda: wanted <= Ledger.read(self.runlog).finished(), timeout, 0.25)
         time.sleep(settle)
 
     def results(self, ids: Sequence[str]) -> dict[str, str]:

@@ -7,7 +7,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from tests.support import amqp_support
 from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
 
 
 def message(body: bytes = b"[]") -> Message:

@@ -19,12 +19,6 @@ from tests.support import amqp_support
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
-
-
 @pytest.fixture
 def transport(vhost: str) -> Iterator[Transport]:
     transport = create_transport(amqp_support.url(vhost), options={"max_deliveries": 3})

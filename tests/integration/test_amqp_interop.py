@@ -5,7 +5,6 @@ countdowns, rpc:// results and remote control included)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,12 +180,6 @@ def encode(name):
 def add(x, y):
     return x + y
 """
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
 
 
 def test_a_celery_client_uses_a_celeriac_worker(vhost: str, tmp_path: Path) -> None:

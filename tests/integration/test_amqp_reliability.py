@@ -41,12 +41,6 @@ def nap(seconds):
 """
 
 
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
-
-
 @pytest.fixture
 def project(vhost: str, tmp_path: Path) -> Iterator[WorkerProject]:
     source = TASKS.format(broker=amqp_support.url(vhost), folder=tmp_path)

@@ -32,12 +32,6 @@ TUTORIAL_QUEUES = (
 )
 
 
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
-
-
 @pytest.fixture
 def app(vhost: str) -> Iterator[Celery]:
     app = Celery("routing", broker=amqp_support.url(vhost), backend="memory://")

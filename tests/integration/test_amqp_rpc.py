@@ -20,12 +20,6 @@ from tests.support.workers import WorkerProject
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
-
-
 @pytest.fixture
 def backends(vhost: str) -> Iterator[list[RpcBackend]]:
     """Backends made by ``make()``-style calls; all closed after the test."""

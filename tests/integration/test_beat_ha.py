@@ -8,7 +8,6 @@ runs the schedule store recorded.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import signal
 import subprocess
@@ -52,13 +51,9 @@ class Beats:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
-        with open(self.project.root / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celeriac", "-A", "beatproj", "beat", "-l", "info",
-                 "--lease-ttl", "2"],
-                cwd=self.project.root, env=self.project.env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        argv = [sys.executable, "-m", "celeriac", "-A", "beatproj", "beat", "-l", "info",
+                "--lease-ttl", "2"]  # fmt: skip
+        proc = self.project.start(argv, name, ready=None)
         self.procs[proc.pid] = proc
 
     def stop_all(self) -> None:
@@ -66,12 +61,7 @@ class Beats:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            self.project.stop(proc, timeout=15)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -62,14 +61,9 @@ def get(url: str) -> Any:
 
 def start_dashboard(project: WorkerProject) -> str:
     port = redis_support.free_port()
-    with open(project.root / "dashboard.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
-             "--db", str(project.root / "dash.sqlite")],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)  # stopped with the workers
+    argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
+            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    proc = project.start(argv, "dashboard", ready=None)  # stopped with the workers
     eventually(lambda: proc.poll() is not None or redis_support.port_open(port))
     assert proc.poll() is None, (project.root / "dashboard.log").read_text()
     return f"http://127.0.0.1:{port}"

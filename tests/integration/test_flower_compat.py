@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -66,14 +65,11 @@ class Flower:
         self.port = redis_support.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = project.root / "flower.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "celtasks", "flower",
-                 f"--port={self.port}", "--address=127.0.0.1"],
-                cwd=project.root, env={**project.env, "FLOWER_UNAUTHENTICATED_API": "true"},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        project.workers.append(self.proc)  # stopped (SIGTERM, then its group killed) at the end
+        argv = [sys.executable, "-m", "celery", "-A", "celtasks", "flower",
+                f"--port={self.port}", "--address=127.0.0.1"]  # fmt: skip
+        # stopped (SIGTERM, then its group killed) at the end
+        env = {"FLOWER_UNAUTHENTICATED_API": "true"}
+        self.proc = project.start(argv, "flower", ready=None, env=env)
         eventually(lambda: self.proc.poll() is not None or redis_support.port_open(self.port))
         assert self.proc.poll() is None, self.log()[-3000:]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,15 +154,9 @@ def test_the_process_is_patched_before_the_tasks_load(project: Project, gtasks: 
 def test_the_console_script_patches_too(project: Project, gtasks: Any) -> None:
     # The console script calls celeriac.cli.main:main, not celeriac.__main__.
     script = "import sys; from celeriac.cli.main import main; sys.argv[0] = 'celeriac'; main()"
-    with open(project.root / "w1.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script, "-A", "tasks", "worker", "-Pgevent", "-n", "w1@%h",
-             "-l", "info", "--without-mingle"],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)
-    project.wait_for_log("w1", "ready.", proc)
+    argv = [sys.executable, "-c", script, "-A", "tasks", "worker", "-Pgevent", "-n", "w1@%h",
+            "-l", "info", "--without-mingle"]  # fmt: skip
+    project.start(argv, "w1")  # returns once its log says "ready."
     assert gtasks.patched.delay().get(timeout=20) == [True, True, True]
 
 

@@ -129,13 +129,10 @@ def test_pool_grow_then_shutdown(project: RedisProject, rtasks: Any) -> None:
 
 def test_events_dump_json(project: RedisProject, rtasks: Any) -> None:
     worker = project.celeriac_worker("-P", "prefork", "-c", "1", "-E")
-    out_path = project.root / "events.out"
-    with open(out_path, "wb") as out:
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "rtasks", "events", "--dump", "--json",
-             "--limit", "6", "--duration", "20"],
-            cwd=project.root, env=project.env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    out_path = project.root / "events.log"
+    argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "events", "--dump", "--json",
+            "--limit", "6", "--duration", "20"]  # fmt: skip
+    watcher = project.start(argv, "events", ready=None, new_session=False)
     try:
         eventually(lambda: "-> events: starting capture..." in out_path.read_text())
         assert rtasks.add.delay(2, 2).get(timeout=20) == 4
@@ -169,14 +166,9 @@ def test_events_dump_json(project: RedisProject, rtasks: Any) -> None:
 def _start_dashboard(project: RedisProject) -> tuple[subprocess.Popen[bytes], str]:
     port = redis_support.free_port()
     log_path = project.root / "dashboard.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "rtasks", "dashboard", "--port", str(port),
-             "--db", str(project.root / "dash.sqlite")],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)  # stopped with the workers
+    argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "dashboard", "--port", str(port),
+            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    proc = project.start(argv, "dashboard", ready=None)  # stopped with the workers
     eventually(lambda: proc.poll() is not None or redis_support.port_open(port))
     assert proc.poll() is None, log_path.read_text()
     return proc, f"http://127.0.0.1:{port}"

@@ -15,14 +15,22 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 
 
-def poll(check: Callable[[], T], timeout: float, interval: float = 0.02) -> T:
-    """Call ``check`` until it returns something truthy or ``timeout`` seconds pass; return
-    its last value either way (falsy on timeout). For waits whose end is not a failure."""
+def poll(
+    check: Callable[[], T],
+    timeout: float,
+    interval: float = 0.02,
+    until: Callable[[T], object] = bool,
+) -> tuple[bool, T]:
+    """Call ``check`` until ``until(value)`` holds (the value is truthy, by default) or
+    ``timeout`` seconds pass; whether it held, and the last value. For waits whose end is
+    not a failure."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
-        if value or time.monotonic() > deadline:
-            return value
+        if until(value):
+            return True, value
+        if time.monotonic() > deadline:
+            return False, value
         time.sleep(interval)
 
 
@@ -32,11 +40,13 @@ def eventually(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = 0.02,
+    until: Callable[[T], object] = bool,
 ) -> T:
-    """Call ``check`` until it returns something truthy, and return that; fail with
-    ``AssertionError`` naming ``what`` (or the check) and its last value after ``timeout`` s."""
-    value = poll(check, timeout, interval)
-    if not value:
+    """Call ``check`` until its value is truthy (or ``until(value)`` holds), and return the
+    value; after ``timeout`` s fail with ``AssertionError`` naming ``what`` (or the check)
+    and the last value."""
+    held, value = poll(check, timeout, interval, until)
+    if not held:
         label = what or getattr(check, "__qualname__", repr(check))
         raise AssertionError(f"{label}: still {value!r} after {timeout} s")
     return value

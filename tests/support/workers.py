@@ -165,7 +165,7 @@ class WorkerProject:
                 raise AssertionError(f"{name} exited early:\n{self.log(name)[-LOG_TAIL:]}")
             return False
 
-        if not poll(seen, timeout, interval=0.05):
+        if not poll(seen, timeout, interval=0.05)[0]:
             raise AssertionError(
                 f"{text!r} not in the log of {name} after {timeout}s:\n{self.log(name)[-LOG_TAIL:]}"
             )
@@ -220,14 +220,14 @@ class WorkerProject:
     def stop(
         self, proc: subprocess.Popen[bytes], *, warm: bool = True, timeout: float | None = None
     ) -> int:
-        """SIGTERM (warm: running tasks finish) or SIGQUIT (cold) and wait for the exit;
-        then its process group is killed (no pool child outlives it). Its exit code."""
+        """SIGTERM (warm: running tasks finish) or SIGQUIT (cold) and wait for the exit (up
+        to ``timeout``); then its process group is killed (no pool child outlives it, nor the
+        process itself when it did not exit in time). Its exit code."""
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM if warm else signal.SIGQUIT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout or self.stop_timeout)
-        finally:
-            self._kill_group(proc)
+        self._kill_group(proc)
         return proc.wait(timeout=10)
 
     def kill9(self, proc: subprocess.Popen[bytes]) -> None:

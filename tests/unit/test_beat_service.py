@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +15,17 @@ from celeriac.beat.lease import MemoryLease
 from celeriac.beat.scheduler import Scheduler
 from celeriac.beat.service import Beat, EmbeddedBeat, describe_entries, store_location
 from celeriac.beat.store import MemoryScheduleStore
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 from tests.support.polling import eventually
 
 
 @pytest.fixture
-def memory_app() -> Iterator[Celery]:
-    name = f"beat-{uuid.uuid4().hex}"
-    app = Celery("proj", broker=f"memory://{name}", set_as_current=False)
+def memory_app(make_app: AppFactory) -> Celery:
+    app = make_app("memory", "proj", results=False, set_as_current=False)
     app.conf.beat_schedule = {
         "often": {"task": "proj.tasks.often", "schedule": dt.timedelta(seconds=0.05)}
     }
-    try:
-        yield app
-    finally:
-        app.close()
-        MemoryTransport.reset(name)
+    return app
 
 
 def test_where_the_schedule_store_lives(tmp_path: Path) -> None:
