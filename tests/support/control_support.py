@@ -1,4 +1,5 @@
-"""An app with tasks to steer, and a worker running in this process, for the control tests."""
+"""An app with tasks to steer, and a worker running in this process, for the control tests
+(unit, compat and integration tiers)."""
 
 from __future__ import annotations
 
