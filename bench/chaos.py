@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402  (the test helpers skip with pytest's exception)
-from tests import amqp_support, redis_support  # noqa: E402
 from tests.chaos import bad_input, harness  # noqa: E402
+from tests.support import amqp_support, redis_support  # noqa: E402
 
 Scenario = Callable[[Path], harness.Report]
 DEFAULT_SCENARIOS = "kills,restarts,bad"

@@ -21,8 +21,8 @@ from typing import Any
 from celeriac.protocol.message import Message, TaskMessage
 from celeriac.protocol.v2 import encode_task
 from celeriac.transports.redis.layout import encode_envelope
-from tests import redis_support
 from tests.chaos.harness import Ledger, Report, Soak, judge
+from tests.support import redis_support
 
 # kind -> (the message, the fragment its dead letter's reason must contain)
 MessageKind = Callable[[str], Message]

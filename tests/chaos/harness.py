@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from celeriac.exceptions import OperationalError
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
+from tests.support.polling import poll
+from tests.support.workers import WorkerProject
 
 TASKS = """
 import json
@@ -137,7 +139,7 @@ class Soak:
             "CHAOS_QUEUE": queue,
             "CHAOS_RUNLOG": str(self.runlog),
         }
-        self.project = amqp_support.WorkerProject(root, TASKS, env)
+        self.project = WorkerProject(root, TASKS, env)
         saved = {name: os.environ.get(name) for name in env}
         os.environ.update(env)  # the client app, imported here, reads the same settings
         try:
@@ -202,15 +204,12 @@ class Soak:
     def send(self, count: int, max_ms: int = 50) -> list[str]:
         return [self.tasks.work.delay(max_ms).id for _ in range(count)]
 
-    def wait_until_done(self, ids: Sequence[str], timeout: float, settle: float) -> None:
-        """Until every id has run to its end (or ``timeout``), then ``settle`` seconds more
-        for redeliveries still on their way (a lease that lapses, a requeue after a kill)."""
-        deadline = time.monotonic() + timeout
+    def finish(self, ids: Sequence[str], timeout: float, settle: float) -> None:
+        """Until every id has run to its end (or ``timeout``: ``judge`` then counts what is
+        lost), then ``settle`` seconds more for redeliveries still on their way (a lease that
+        lapses, a requeue after a kill)."""
         wanted = set(ids)
-        while time.monotonic() < deadline:
-            if wanted <= Ledger.read(self.runlog).finished():
-                break
-            time.sleep(0.25)
+        poll(lambda: wanted <= Ledger.read(self.runlog).finished(), timeout, 0.25)
         time.sleep(settle)
 
     def results(self, ids: Sequence[str]) -> dict[str, str]:
@@ -363,7 +362,7 @@ def worker_kills(
         if set(ids) <= Ledger.read(soak.runlog).finished():
             break
         soak.kill_and_restart(rng)
-    soak.wait_until_done(ids, max(deadline - time.monotonic(), 1.0), settle)
+    soak.finish(ids, max(deadline - time.monotonic(), 1.0), settle)
     return judge(soak, "worker kills", ids, time.monotonic() - began)
 
 
@@ -477,7 +476,7 @@ def broker_restarts(
     sender.join(timeout)
     after = soak.send(max(count // 20, 5))  # sent once all is calm: the workers still consume
     ids = sender.sent + after
-    soak.wait_until_done(ids, timeout, settle)
+    soak.finish(ids, timeout, settle)
     report = judge(soak, "broker restarts", ids, time.monotonic() - began)
     report.send_errors = len(sender.errors) + len(sender.unclear)
     report.unclear_errors = len(sender.unclear)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import amqp_support
 from tests.chaos import harness
+from tests.support import amqp_support
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

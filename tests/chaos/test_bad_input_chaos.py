@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests import redis_support
 from tests.chaos import bad_input, harness
+from tests.support import redis_support
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -27,7 +27,7 @@ consumer.TaskConsumer.step = broken_step  # only in this project's worker proces
 
 
 def test_a_crashed_consumer_loop_exits_non_zero(tmp_path: Path) -> None:
-    project = amqp_support.WorkerProject(tmp_path, TASKS.format(folder=tmp_path))
+    project = WorkerProject(tmp_path, TASKS.format(folder=tmp_path))
     try:
         worker = project.start_worker("-P", "solo")
         assert worker.wait(timeout=30) == 1

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import redis_support
 from tests.chaos import harness
+from tests.support import redis_support
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

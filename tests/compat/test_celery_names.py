@@ -22,7 +22,8 @@ from celeriac.contrib.testing.manager import Manager
 from celeriac.utils import nodenames
 from celeriac.worker import state as worker_state
 from celeriac.worker.control import control_command, inspect_command
-from tests.unit.control_support import NODE, Project, eventually
+from tests.support.control_support import NODE, Project
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.compat]
 

@@ -18,8 +18,8 @@ from kombu import Queue as KombuQueue
 from kombu.pidbox import Mailbox, Node
 
 from celeriac.transports.base import Subscription
-
-from ..unit.control_support import NODE, Project, eventually
+from tests.support.control_support import NODE, Project
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.compat
 
@@ -48,7 +48,7 @@ def bodies(sub: Subscription, until: str, timeout: float = 10) -> list[Any]:
         flat = [e for b in found for e in (b if isinstance(b, list) else [b])]
         return any(event["type"] == until for event in flat)
 
-    eventually(more, timeout)
+    eventually(more, timeout=timeout)
     return found
 
 

@@ -16,7 +16,7 @@ from celery import Celery as CeleryApp
 from celeriac import Celery
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.compression import COMPRESSED_RESULT_MAGIC
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
 
 pytestmark = [pytest.mark.compat]
 

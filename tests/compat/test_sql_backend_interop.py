@@ -14,7 +14,7 @@ from celeriac import Celery as Celeriac
 from celeriac import states
 from celeriac.request import Context
 from celeriac.result import GroupResult
-from tests import sql_support
+from tests.support import sql_support
 
 pytestmark = pytest.mark.compat
 

@@ -27,7 +27,7 @@ from celeriac.backends import BackendCapabilities, ResultBackend, create_backend
 from celeriac.backends.chord import ChordJoin, ChordPart
 from celeriac.backends.memory import MemoryBackend, reset_store
 from celeriac.exceptions import BackendCapabilityError, ImproperlyConfigured, TimeoutError
-from tests import amqp_support, redis_support, sql_support
+from tests.support import amqp_support, redis_support, sql_support
 
 BackendFactory = Callable[[Path, Clock], AbstractContextManager[ResultBackend]]
 MakeBackend = Callable[[Clock], ResultBackend]

@@ -22,7 +22,7 @@ from celeriac.transports import create_transport
 from celeriac.transports.base import Outgoing, Transport
 from celeriac.transports.memory import MemoryTransport
 from celeriac.transports.sqlite import SQLiteTransport
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
 
 Factory = Callable[[Path, Clock, dict[str, Any]], AbstractContextManager[Transport]]
 

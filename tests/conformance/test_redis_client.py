@@ -25,7 +25,7 @@ from celeriac._redis.client import (
 from celeriac._redis.connection import RedisConnector, RetryPolicy
 from celeriac._redis.url import parse_url
 from celeriac.exceptions import BackendError, ImproperlyConfigured
-from tests import redis_support
+from tests.support import redis_support
 
 DB = 15
 URL = f"redis://{redis_support.HOST}:{redis_support.PORT}/{DB}"

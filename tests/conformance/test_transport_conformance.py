@@ -23,7 +23,7 @@ from celeriac.transports import create_transport
 from celeriac.transports.base import Consumer, Delivery, Outgoing, Transport
 from celeriac.transports.memory import MemoryTransport
 from celeriac.transports.sqlite import SQLiteTransport
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
 
 LEASE_TIMEOUT = 30.0
 MAX_DELIVERIES = 4

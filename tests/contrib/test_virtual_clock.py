@@ -6,7 +6,6 @@ import datetime as dt
 import itertools
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,7 @@ from celeriac import Celery
 from celeriac.contrib.testing import VirtualClock, start_worker
 from celeriac.contrib.testing.app import TestApp
 from celeriac.exceptions import TimeoutError as ResultTimeout
+from tests.support.polling import eventually, poll
 
 DAY = 86_400.0
 
@@ -87,7 +87,7 @@ def test_retries_back_off_in_virtual_time(app: Celery) -> None:
     with start_worker(app, pool="threads"):
         result = flaky.delay()
         for seen in range(1, 4):
-            _wait_for(lambda seen=seen: len(attempts) >= seen)
+            eventually(lambda seen=seen: len(attempts) >= seen, "a new attempt")
             clock.advance(600)  # past the longest countdown (240 s)
         assert result.get(timeout=10) == 4
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
@@ -126,21 +126,7 @@ def test_beat_sends_each_time_the_clock_passes_the_schedule(app: Celery) -> None
         for _ in range(6):
             seen = len(ticks)
             clock.advance(3600)
-            if _came(lambda seen=seen: len(ticks) > seen, timeout=3.0) and len(ticks) == 3:
+            if poll(lambda seen=seen: len(ticks) > seen, 3.0)[0] and len(ticks) == 3:
                 break
     assert len(ticks) == 3
     assert all(b - a >= 3600 for a, b in itertools.pairwise(ticks))
-
-
-def _came(condition: Any, timeout: float = 10.0) -> bool:
-    """Poll (in real time) until ``condition()``; False after ``timeout`` real seconds."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return True
-        pause.wait(0.02)
-    return bool(condition())
-
-
-def _wait_for(condition: Any, timeout: float = 10.0) -> None:
-    assert _came(condition, timeout), "the condition was not met in time"

@@ -7,7 +7,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,10 @@ from celeriac.exceptions import ImproperlyConfigured, TransportError
 from celeriac.protocol.message import Message
 from celeriac.transports import create_transport
 from celeriac.transports.base import Outgoing
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
 
 
 def message(body: bytes = b"[]") -> Message:
@@ -209,7 +203,7 @@ def test_a_busy_worker_keeps_heartbeating(vhost: str, tmp_path: Path) -> None:
     source = TASKS.format(
         broker=amqp_support.url(vhost), results=tmp_path / "r.sqlite", heartbeat=1
     )
-    project = amqp_support.WorkerProject(tmp_path, source)
+    project = WorkerProject(tmp_path, source)
     try:
         tasks = project.load_tasks()
         project.start_worker("-P", "solo")
@@ -230,7 +224,7 @@ def test_workers_and_producers_come_back_after_a_network_cut(vhost: str, tmp_pat
     with amqp_support.TcpProxy() as proxy:
         broker = amqp_support.url(vhost, port=proxy.port)
         source = TASKS.format(broker=broker, results=tmp_path / "r.sqlite", heartbeat=10)
-        project = amqp_support.WorkerProject(tmp_path, source)
+        project = WorkerProject(tmp_path, source)
         try:
             tasks = project.load_tasks()
             project.start_worker("-c", "2")

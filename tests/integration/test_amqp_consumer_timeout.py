@@ -18,7 +18,9 @@ import pytest
 from celeriac.protocol.message import Message
 from celeriac.transports import create_transport
 from celeriac.transports.base import Consumer, Delivery, Outgoing, Transport
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.polling import eventually
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -69,20 +71,20 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[amqp_support.Priv
         yield private
 
 
-ProjectFactory = Callable[[dict[str, Any]], amqp_support.WorkerProject]
+ProjectFactory = Callable[[dict[str, Any]], WorkerProject]
 
 
 @pytest.fixture
 def make_project(
     node: amqp_support.PrivateNode, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[ProjectFactory]:
-    projects: list[amqp_support.WorkerProject] = []
+    projects: list[WorkerProject] = []
 
-    def make(options: dict[str, Any]) -> amqp_support.WorkerProject:
+    def make(options: dict[str, Any]) -> WorkerProject:
         source = TASKS.format(
             broker=node.url(), folder=tmp_path, queue=queue_of(request), options=options
         )
-        project = amqp_support.WorkerProject(tmp_path, source)
+        project = WorkerProject(tmp_path, source)
         projects.append(project)
         return project
 
@@ -110,14 +112,6 @@ def queues(node: amqp_support.PrivateNode, queue: str) -> dict[str, tuple[int, i
         for name, ready, unacked in rows
         if name == queue or (name.startswith("celeriac.lease.") and name.endswith(f".{queue}"))
     }
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout} s")
-        time.sleep(0.2)
 
 
 def settled(node: amqp_support.PrivateNode, queue: str) -> Callable[[], bool]:
@@ -150,7 +144,7 @@ def test_without_hand_over_consumer_timeout_runs_a_long_task_twice(
     project.start_worker("-P", "solo")
     result = tasks.long_late.delay(LONG)
     assert result.get(timeout=40) == result.id
-    wait_until(settled(node, queue_of(request)), "settled")
+    eventually(settled(node, queue_of(request)), "settled", timeout=40, interval=0.2)
     assert len(runs(tmp_path, "start")) == 2
     assert "PRECONDITION_FAILED" in project.log("w1")  # the delivery acknowledgement timeout
 
@@ -167,7 +161,7 @@ def test_long_acks_late_task_runs_once(
     project.start_worker("-P", "solo")
     result = tasks.long_late.delay(LONG)  # three consumer_timeouts
     assert result.get(timeout=40) == result.id
-    wait_until(settled(node, queue), "settled")
+    eventually(settled(node, queue), "settled", timeout=40, interval=0.2)
     assert len(runs(tmp_path, "start")) == len(runs(tmp_path, "done")) == 1
     assert len(queues(node, queue)) == 2  # the queue and the lease queue the task went through
     log = project.log("w1")
@@ -186,11 +180,11 @@ def test_killed_worker_s_handed_over_task_runs_again_elsewhere(
     first = project.start_worker("-P", "solo", name="w1")
     result = tasks.long_late.delay(LONG)
 
-    wait_until(only_a_lease_copy(node, queue), "handed over")
+    eventually(only_a_lease_copy(node, queue), "handed over", timeout=40, interval=0.2)
     project.start_worker("-P", "solo", name="w2")
     project.kill9(first)  # mid-task: the copy expires and goes back to the queue
     assert result.get(timeout=40) == result.id
-    wait_until(settled(node, queue), "settled")
+    eventually(settled(node, queue), "settled", timeout=40, interval=0.2)
     started, done = runs(tmp_path, "start"), runs(tmp_path, "done")
     assert len(started) == 2 and started[0] == str(first.pid)
     assert done == [started[1]]  # finished once, by the second worker
@@ -208,7 +202,7 @@ def test_short_acks_late_task_is_not_handed_over(
     project.start_worker("-P", "solo")
     result = tasks.long_late.delay(CONSUMER_TIMEOUT / 6)
     assert result.get(timeout=20) == result.id
-    wait_until(settled(node, queue), "settled")
+    eventually(settled(node, queue), "settled", timeout=40, interval=0.2)
     assert list(queues(node, queue)) == [queue]  # no lease queue was ever declared
     assert len(runs(tmp_path, "start")) == 1
 
@@ -240,7 +234,7 @@ def handed_over(
     [delivery] = consumer.fetch(1, timeout=10)
     time.sleep(0.25)  # held for more than half of consumer_timeout
     consumer.renew([delivery])
-    wait_until(only_a_lease_copy(node, queue), "handed over")
+    eventually(only_a_lease_copy(node, queue), "handed over", timeout=40, interval=0.2)
     return consumer, delivery
 
 
@@ -250,7 +244,7 @@ def test_acked_leased_delivery_drops_its_copy(
     queue = queue_of(request)
     consumer, delivery = handed_over(transport, node, queue)
     consumer.ack(delivery)
-    wait_until(settled(node, queue), "settled")
+    eventually(settled(node, queue), "settled", timeout=40, interval=0.2)
     consumer.close()
     assert transport.queue_length(queue) == 0
 
@@ -264,7 +258,9 @@ def test_requeued_leased_delivery_goes_back_at_once_uncounted(
     [again] = consumer.fetch(1, timeout=10)
     assert (again.message, again.redelivered, again.delivery_count) == (SENT, True, 1)
     consumer.ack(again)
-    wait_until(settled(node, queue), "settled")  # the lease copy is gone too
+    eventually(
+        settled(node, queue), "settled", timeout=40, interval=0.2
+    )  # the lease copy is gone too
     consumer.close()
 
 
@@ -276,7 +272,7 @@ def test_dead_lettered_leased_delivery_drops_its_copy(
     consumer.dead_letter(delivery, "gave up")
     [dead] = transport.dead_letters(queue)
     assert (dead.message, dead.reason) == (SENT, "gave up")
-    wait_until(settled(node, queue), "settled")
+    eventually(settled(node, queue), "settled", timeout=40, interval=0.2)
     consumer.close()
 
 
@@ -316,13 +312,13 @@ def test_lease_outlives_a_reconnection() -> None:
                 found = left()
                 return found.pop("q") == 0 and list(found.values()) == [1]  # only the copy
 
-            wait_until(handed_over, "handed over")
+            eventually(handed_over, "handed over", timeout=40, interval=0.2)
             before = proxy.accepted
             proxy.cut()
             proxy.restore()
-            wait_until(lambda: proxy.accepted > before, "reconnected")
+            eventually(lambda: proxy.accepted > before, "reconnected", timeout=40, interval=0.2)
             consumer.ack(delivery)
-            wait_until(lambda: not any(left().values()), "settled")
+            eventually(lambda: not any(left().values()), "settled", timeout=40, interval=0.2)
             [lease] = [name for name in left() if name != "q"]
             assert lease.startswith("celeriac.lease.t1.")
             consumer.close()

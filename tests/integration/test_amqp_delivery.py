@@ -14,15 +14,9 @@ from celeriac.protocol.message import Message
 from celeriac.routing import Exchange, Queue
 from celeriac.transports import create_transport
 from celeriac.transports.base import Consumer, Outgoing, Transport
-from tests import amqp_support
+from tests.support import amqp_support
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ countdowns, rpc:// results and remote control included)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,8 @@ from celeriac.backends.rpc import RpcBackend
 from celeriac.protocol.message import Message
 from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Outgoing
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -182,16 +182,8 @@ def add(x, y):
 """
 
 
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
-
-
 def test_a_celery_client_uses_a_celeriac_worker(vhost: str, tmp_path: Path) -> None:
-    project = amqp_support.WorkerProject(
-        tmp_path, CELERIAC_WORKER.format(broker=amqp_support.url(vhost))
-    )
+    project = WorkerProject(tmp_path, CELERIAC_WORKER.format(broker=amqp_support.url(vhost)))
     client = celery_client(vhost)
     try:
         project.start_worker("-c", "2")  # no -Q: every queue of task_queues, as Celery
@@ -221,9 +213,7 @@ def close_celery(app: CeleryApp) -> None:
 
 
 def test_a_celeriac_client_uses_a_celery_worker(vhost: str, tmp_path: Path) -> None:
-    project = amqp_support.WorkerProject(
-        tmp_path, CELERY_WORKER.format(broker=amqp_support.url(vhost))
-    )
+    project = WorkerProject(tmp_path, CELERY_WORKER.format(broker=amqp_support.url(vhost)))
     client = celeriac_client(vhost)
     try:
         project.start_celery_worker("-Q", "default,videos")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +41,10 @@ def nap(seconds):
 """
 
 
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
-
-
 @pytest.fixture
-def project(vhost: str, tmp_path: Path) -> Iterator[amqp_support.WorkerProject]:
+def project(vhost: str, tmp_path: Path) -> Iterator[WorkerProject]:
     source = TASKS.format(broker=amqp_support.url(vhost), folder=tmp_path)
-    project = amqp_support.WorkerProject(tmp_path, source)
+    project = WorkerProject(tmp_path, source)
     yield project
     project.stop_all()
 
@@ -60,7 +55,7 @@ def runs(folder: Path) -> list[str]:
 
 
 def test_tasks_of_a_killed_worker_run_to_completion_elsewhere(
-    project: amqp_support.WorkerProject, tmp_path: Path
+    project: WorkerProject, tmp_path: Path
 ) -> None:
     tasks = project.load_tasks()
     first = project.start_worker("-c", "2", name="w1")
@@ -78,7 +73,7 @@ def test_tasks_of_a_killed_worker_run_to_completion_elsewhere(
 
 
 def test_running_and_waiting_tasks_hold_no_unacknowledged_message(
-    project: amqp_support.WorkerProject, vhost: str
+    project: WorkerProject, vhost: str
 ) -> None:
     """consumer_timeout (30 min by default) closes a channel that keeps a delivery unacked
     that long. A task is acknowledged when it starts (unless acks_late) and an ETA waits in

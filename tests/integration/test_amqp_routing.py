@@ -14,7 +14,8 @@ from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.message import Message
 from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Outgoing
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +30,6 @@ TUTORIAL_QUEUES = (
     Queue("everyone_a", EVERYONE),
     Queue("everyone_b", EVERYONE),
 )
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
 
 
 @pytest.fixture
@@ -124,7 +119,7 @@ def test_missing_queues_are_created_unless_forbidden(app: Celery) -> None:
 
 def test_a_worker_consumes_the_queues_it_is_given(vhost: str, tmp_path: Path) -> None:
     source = WORKER_TASKS.format(broker=amqp_support.url(vhost), results=tmp_path / "r.sqlite")
-    project = amqp_support.WorkerProject(tmp_path, source)
+    project = WorkerProject(tmp_path, source)
     try:
         client = project.load_tasks().app
         project.start_worker("-Q", "videos,topical", "-P", "threads", "-c", "2")

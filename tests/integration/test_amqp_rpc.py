@@ -14,15 +14,10 @@ from celeriac import Celery, chain
 from celeriac.backends import create_backend
 from celeriac.backends.rpc import RpcBackend
 from celeriac.exceptions import BackendStoreError, ImproperlyConfigured, TimeoutError
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    with amqp_support.vhost() as name:
-        yield name
 
 
 @pytest.fixture
@@ -169,9 +164,7 @@ def flaky(self):
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_a_plain_app_gets_results_from_a_worker(vhost: str, tmp_path: Path, pool: str) -> None:
     """``Celery(broker='amqp://...', backend='rpc://')``, nothing else: ``delay().get()``."""
-    project = amqp_support.WorkerProject(
-        tmp_path, WORKER_TASKS.format(broker=amqp_support.url(vhost))
-    )
+    project = WorkerProject(tmp_path, WORKER_TASKS.format(broker=amqp_support.url(vhost)))
     try:
         tasks = project.load_tasks()
         project.start_worker("-P", pool, "-c", "2")  # each process sends results on its own

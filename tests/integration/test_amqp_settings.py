@@ -12,7 +12,8 @@ import pytest
 from celeriac import Celery
 from celeriac.protocol.message import Message
 from celeriac.transports.base import Outgoing
-from tests import amqp_support
+from tests.support import amqp_support
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -76,9 +77,7 @@ def where(name):
 
 
 def test_a_worker_consumes_every_defined_queue_but_the_excluded(vhost: str, tmp_path: Path) -> None:
-    project = amqp_support.WorkerProject(
-        tmp_path, QUEUE_TASKS.format(broker=amqp_support.url(vhost))
-    )
+    project = WorkerProject(tmp_path, QUEUE_TASKS.format(broker=amqp_support.url(vhost)))
     try:
         tasks = project.load_tasks()
         project.start_worker("-X", "gamma", "-P", "threads", "-c", "2")

@@ -13,7 +13,7 @@ import pytest
 from celeriac import Celery, group
 from celeriac.contrib.testing import start_worker
 from celeriac.exceptions import TimeoutError as ResultTimeout
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
 
 pytestmark = pytest.mark.integration
 

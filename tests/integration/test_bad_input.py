@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from typing import Any
 
 import pytest
@@ -13,20 +12,11 @@ from celeriac.protocol.message import Message, TaskMessage
 from celeriac.protocol.v2 import encode_task
 from celeriac.transports.base import Outgoing
 from celeriac.transports.sqlite import SQLiteTransport
+from tests.support.polling import eventually
 
 from .conftest import Project
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_dead_letters(transport: SQLiteTransport, count: int, timeout: float = 20) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        letters = transport.dead_letters("celery")
-        if len(letters) >= count:
-            return letters
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} dead letters, got {transport.dead_letters('celery')}")
 
 
 def test_malformed_disallowed_and_unknown_messages_are_set_aside(
@@ -50,7 +40,10 @@ def test_malformed_disallowed_and_unknown_messages_are_set_aside(
         unknown = encode_task(TaskMessage("tasks.nope", "u1", ()))
         bad = (garbage, pickled, wrong_body, dict_body, unknown)
         transport.publish([Outgoing(m, "", "celery") for m in bad])
-        letters = _wait_dead_letters(transport, 5)
+        letters = eventually(
+            lambda: transport.dead_letters("celery"), "5 dead letters", timeout=20,
+            until=lambda found: len(found) >= 5,
+        )  # fmt: skip
     finally:
         transport.close()
     reasons = " | ".join(letter.reason for letter in letters)

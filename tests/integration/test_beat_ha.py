@@ -8,14 +8,13 @@ runs the schedule store recorded.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from celeriac.beat.lease import SQLiteLease
 from celeriac.beat.store import SQLiteScheduleStore
 from celeriac.protocol.message import Message
 from celeriac.transports.sqlite import SQLiteTransport
+from tests.support.polling import eventually
 
 from .conftest import Project
 
@@ -51,13 +51,9 @@ class Beats:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
-        with open(self.project.root / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celeriac", "-A", "beatproj", "beat", "-l", "info",
-                 "--lease-ttl", "2"],
-                cwd=self.project.root, env=self.project.env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        argv = [sys.executable, "-m", "celeriac", "-A", "beatproj", "beat", "-l", "info",
+                "--lease-ttl", "2"]  # fmt: skip
+        proc = self.project.start(argv, name, ready=None)
         self.procs[proc.pid] = proc
 
     def stop_all(self) -> None:
@@ -65,12 +61,7 @@ class Beats:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            self.project.stop(proc, timeout=15)
 
 
 @pytest.fixture
@@ -81,14 +72,6 @@ def beats(project: Project) -> Iterator[Beats]:
         yield group
     finally:
         group.stop_all()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def runs(db: Path) -> dict[str, int]:
@@ -128,15 +111,15 @@ def test_three_beats_send_every_run_once_across_a_leader_kill(
 ) -> None:
     for name in ("beat1", "beat2", "beat3"):
         beats.start(name)
-    wait_until(lambda: runs(project.db).get("fast", 0) >= 8, "the first sends")
+    eventually(lambda: runs(project.db).get("fast", 0) >= 8, "the first sends")
     first = leader_pid(project.db)
     assert first in beats.procs
     os.kill(first, signal.SIGKILL)  # no chance to release the lease
     beats.procs[first].wait(timeout=10)
     at_kill = runs(project.db)["fast"]
-    wait_until(lambda: leader_pid(project.db) not in (None, first), "a standby to take over")
+    eventually(lambda: leader_pid(project.db) not in (None, first), "a standby to take over")
     successor = leader_pid(project.db)
-    wait_until(lambda: runs(project.db)["fast"] >= at_kill + 10, "sends after the takeover")
+    eventually(lambda: runs(project.db)["fast"] >= at_kill + 10, "sends after the takeover")
     beats.stop_all()
 
     messages = sent_messages(project.db)

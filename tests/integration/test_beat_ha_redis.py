@@ -25,10 +25,11 @@ from celeriac.beat.redis_store import RedisScheduleStore
 from celeriac.beat.service import open_store, store_location
 from celeriac.protocol.message import Message
 from celeriac.transports.redis import RedisTransport
-from tests import redis_support
+from tests.support import redis_support
+from tests.support.polling import eventually
 
 from .conftest import Project
-from .test_beat_ha import Beats, wait_until
+from .test_beat_ha import Beats
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +126,7 @@ def test_three_beats_on_redis_send_every_run_once_across_a_leader_fault(
 ) -> None:
     for name in ("beat1", "beat2", "beat3"):
         beats.start(name)
-    wait_until(lambda: setup.runs().get("fast", 0) >= 8, "the first sends")
+    eventually(lambda: setup.runs().get("fast", 0) >= 8, "the first sends")
     first = setup.leader_pid()
     assert first in beats.procs
     if fault == "killed":
@@ -135,14 +136,14 @@ def test_three_beats_on_redis_send_every_run_once_across_a_leader_fault(
         os.kill(first, signal.SIGSTOP)  # a stalled leader: it wakes up after being replaced
     at_fault = setup.runs()["fast"]
     fault_at = time.monotonic()
-    wait_until(lambda: setup.leader_pid() not in (None, first), "a standby to take over")
+    eventually(lambda: setup.leader_pid() not in (None, first), "a standby to take over")
     assert time.monotonic() - fault_at < 15  # the lease ttl is 2 s: seconds, not minutes
     successor = setup.leader_pid()
     if fault == "paused":
         os.kill(first, signal.SIGCONT)
-    wait_until(lambda: setup.runs()["fast"] >= at_fault + 10, "sends after the takeover")
+    eventually(lambda: setup.runs()["fast"] >= at_fault + 10, "sends after the takeover")
     if fault == "paused":
-        wait_until(lambda: stepped_down(project, first), "the paused leader to step down")
+        eventually(lambda: stepped_down(project, first), "the paused leader to step down")
     beats.stop_all()
 
     messages = setup.sent_messages()

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import collections
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from celeriac import chord
-from tests import redis_support
+from tests.support import redis_support
+from tests.support.polling import eventually
+from tests.support.redis_project import RTASKS, RedisProject, open_project
 
 from .conftest import Project
-from .redis_project import RTASKS, RedisProject, open_project
 
 pytestmark = pytest.mark.integration
 
@@ -82,23 +82,6 @@ def _arm(runlog: Path, when: str) -> None:
     Path(f"{runlog}.crash-{when}").touch()
 
 
-def _wait_for_exit(proc: Any, timeout: float = 30) -> int:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        assert time.monotonic() < deadline, "the worker did not crash at the body's send"
-        time.sleep(0.02)
-    return int(proc.returncode)
-
-
-def _wait_for_body_runs(runs: Callable[[], list[str]], body_id: str, count: int) -> None:
-    """The body records its run as it starts; ``result.get()`` may return before a second
-    run (the documented duplicate) has: wait for the expected number."""
-    deadline = time.monotonic() + 30
-    while runs().count(f"body-{body_id}") < count:
-        assert time.monotonic() < deadline, f"fewer than {count} runs of the body"
-        time.sleep(0.02)
-
-
 def _check_runs(runs: list[str], body_id: str, when: str, body_runs: int) -> None:
     counted = collections.Counter(runs)
     assert counted[f"crash-{when}"] == 1
@@ -130,13 +113,18 @@ def test_sqlite_a_crash_after_the_claim_does_not_lose_the_body(
     _arm(project.runlog, when)
     header = [tasks.crash_member.s(index) for index in range(SIZE)]
     result = chord(header, tasks.crash_body.s()).apply_async()
-    assert _wait_for_exit(victim) == CRASH_EXIT
+    eventually(lambda: victim.poll() is not None, "the worker to crash at the body's send")
+    assert victim.returncode == CRASH_EXIT
     project.start_worker("-P", "threads", "-c", "2", name="rescuer")
     assert result.get(timeout=60) == [index * 10 for index in range(SIZE)]
     # "before": the body had not gone out; the member's second run sent it, once. "after":
     # it had, and the member's second run sends it again, with the same task id (the one
     # duplicate this window allows: the body's send happened, its record did not).
-    _wait_for_body_runs(project.runs, result.id, body_runs)
+    eventually(
+        lambda: project.runs().count(f"body-{result.id}"),
+        f"{body_runs} runs of the body",
+        until=lambda n: n >= body_runs,
+    )
     _check_runs(project.runs(), result.id, when, body_runs)
 
 
@@ -165,14 +153,17 @@ def test_redis_a_crash_after_the_claim_does_not_lose_the_body(redis_project: Red
     _arm(redis_project.runlog, "before")
     header = [rtasks.crash_member.s(index) for index in range(SIZE)]
     result = chord(header, rtasks.crash_body.s()).apply_async()
-    assert _wait_for_exit(victim) == CRASH_EXIT
+    eventually(lambda: victim.poll() is not None, "the worker to crash at the body's send")
+    assert victim.returncode == CRASH_EXIT
     redis_project.celeriac_worker("-P", "threads", "-c", "2", name="rescuer", TEST_LEASE="1")
     assert result.get(timeout=60) == [index * 10 for index in range(SIZE)]
 
     def runs() -> list[str]:
         return [tid for tid, _ in redis_project.runs()]
 
-    _wait_for_body_runs(runs, result.id, 1)
+    eventually(
+        lambda: runs().count(f"body-{result.id}"), "1 run of the body", until=lambda n: n >= 1
+    )
     _check_runs(runs(), result.id, "before", 1)
     # The body's send was recorded: Celery 5.7's done marker, nothing else left of the join.
     conn = redis_support.client(redis_project.db)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -45,14 +44,6 @@ def canvas_tasks(project: Project) -> Any:
     return tasks
 
 
-def wait_for_runs(project: Project, prefix: str, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(run.startswith(prefix) for run in project.runs()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"fewer than {count} {prefix!r} runs after {timeout} s")
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("kill_after", [3, 9])
 def test_a_chord_completes_once_when_a_worker_is_killed(project: Project, kill_after: int) -> None:
     tasks = canvas_tasks(project)
@@ -61,7 +52,7 @@ def test_a_chord_completes_once_when_a_worker_is_killed(project: Project, kill_a
     victim = project.start_worker("-P", "prefork", "-c", "4", name="victim")
     header = [tasks.member.s(index, 0.3) for index in range(12)]
     result = chord(header, tasks.collect.s()).apply_async()
-    wait_for_runs(project, "member-", kill_after)
+    project.wait_for_runs(kill_after, prefix="member-")
     project.kill9(victim)  # members running, others leased or waiting
     project.start_worker("-P", "prefork", "-c", "4", name="rescuer")
     assert result.get(timeout=90) == list(range(12))

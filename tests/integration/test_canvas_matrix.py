@@ -10,7 +10,6 @@ they say what they saw in a log file the tests read.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +19,9 @@ import pytest
 from celeriac import Celery, chain, chord, group
 from celeriac.exceptions import ChordError, ImproperlyConfigured
 from celeriac.result import AsyncResult, GroupResult
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
+from tests.support.polling import eventually
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ def waits(allowed):
 class Flow:
     """A project folder on one pairing, its worker, and its tasks module as a client loads it."""
 
-    def __init__(self, project: amqp_support.WorkerProject, runlog: Path, env: dict[str, str]):
+    def __init__(self, project: WorkerProject, runlog: Path, env: dict[str, str]):
         self.project = project
         self.runlog = runlog
         with pytest.MonkeyPatch.context() as patch:  # the module reads them as it loads
@@ -178,11 +179,9 @@ class Flow:
     def records(self) -> list[str]:
         return self.runlog.read_text().splitlines() if self.runlog.exists() else []
 
-    def wait_for_record(self, line: str, timeout: float = T, prefix: bool = False) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(r.startswith(line) if prefix else r == line for r in self.records()):
-            assert time.monotonic() < deadline, f"{line!r} not in {self.records()}"
-            time.sleep(0.05)
+    def matching(self, line: str, prefix: bool = False) -> list[str]:
+        """The records equal to ``line`` (with ``prefix``: that start with it)."""
+        return [r for r in self.records() if (r.startswith(line) if prefix else r == line)]
 
 
 @pytest.fixture(scope="class")
@@ -211,7 +210,7 @@ def flow(
             vhost = amqp_support.take_vhost()
             env["TEST_BROKER"] = amqp_support.url(vhost)
             cleanup.append(lambda: amqp_support.drop_vhost(vhost))
-    project = amqp_support.WorkerProject(root, TASKS, env)
+    project = WorkerProject(root, TASKS, env)
     try:
         flow = Flow(project, runlog, env)
         project.start_worker("-P", "prefork", "-c", "4")
@@ -375,12 +374,14 @@ class _Cases:
         with pytest.raises(KeyError):
             failed.get(timeout=T)
         assert errback_result.get(timeout=T) == f"failed: {failed.id}"
-        flow.wait_for_record(f"errback {failed.id} KeyError 'broken'")
+        eventually(lambda: flow.matching(f"errback {failed.id} KeyError 'broken'"), timeout=T)
         # An errback on a chain hears of the step that failed.
         in_chain = (t.add.s(1, 1) | t.fail.s() | t.add.s(1)).on_error(t.on_error_new.s()).delay()
         with pytest.raises(KeyError):
             in_chain.get(timeout=T, follow_parents=False)
-        flow.wait_for_record(f"errback {in_chain.parent.id} KeyError 'broken'")
+        eventually(
+            lambda: flow.matching(f"errback {in_chain.parent.id} KeyError 'broken'"), timeout=T
+        )
 
     # -- replace --------------------------------------------------------------------------------
 
@@ -483,7 +484,7 @@ class _Cases:
         outer = chord([inner, t.add.s(2, 2)], outer_body).delay()
         with pytest.raises(ChordError):
             outer.get(timeout=T, follow_parents=False)
-        flow.wait_for_record(f"errback {outer.id} ChordError", prefix=True)
+        eventually(lambda: flow.matching(f"errback {outer.id} ChordError", prefix=True), timeout=T)
         failing_chain = t.add.s(1, 1) | t.fail.s() | t.add.s(1)
         in_chain = chord([failing_chain, t.add.s(2, 2)], t.collect.s()).delay()
         with pytest.raises(ChordError):

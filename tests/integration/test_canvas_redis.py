@@ -15,9 +15,8 @@ from celeriac import chain, chord, group
 from celeriac.backends._redis_chord import RedisChordJoin
 from celeriac.backends.redis import RedisBackend
 from celeriac.canvas.join import ChordJoin, ChordPart
-from tests import redis_support
-
-from .redis_project import CELTASKS, RTASKS, RedisProject, open_project
+from tests.support import redis_support
+from tests.support.redis_project import CELTASKS, RTASKS, RedisProject, open_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests import redis_support
-
-from .redis_project import RedisProject, redis_project_fixture  # noqa: F401
+from tests.support import redis_support
+from tests.support.redis_project import RedisProject, redis_project_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -158,7 +157,7 @@ def test_include_config_and_log_formats(
     argv = [sys.executable, "-m", system, "-A", APPS[system], "--config", "logcfg", "worker",
             "-l", "info", "-P", "solo", "-I", "logtasks", "-n", "w1@%h"]  # fmt: skip
     argv += ["--without-mingle", "--without-gossip"] if system == "celery" else ["--without-mingle"]
-    redis_project._start(argv, "w1", "ready.")
+    redis_project.start(argv, "w1", "ready.")
     result = rtasks_app.send_task("interop.shout", ("hi",))
     assert result.get(timeout=20) == "HI"
     redis_project.wait_for_log("w1", f"T|interop.shout|{result.id}|shouting hi")
@@ -176,7 +175,7 @@ def test_quiet_hides_the_banner_and_spawn_is_refused(redis_project: RedisProject
     for name, flags in (("loud", []), ("quiet", ["-q"])):
         argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", *flags, "worker", "-P",
                 "solo", "-l", "info", "--without-mingle", "-n", f"{name}@%h"]  # fmt: skip
-        redis_project._start(argv, name, "ready.")
+        redis_project.start(argv, name, "ready.")
     assert "[queues]" in redis_project.log("loud")
     assert "[queues]" not in redis_project.log("quiet")
     quiet = redis_project.celeriac("-q", "purge", "-f")

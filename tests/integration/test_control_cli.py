@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from typing import Any
 
 import pytest
 
 from celeriac import states
 from celeriac.exceptions import TaskRevokedError
+from tests.support.polling import eventually
 
 from .conftest import Project
 
@@ -26,16 +26,6 @@ def ask(project: Project, *args: str) -> Any:
     return json.loads(done.stdout)[NODE]
 
 
-def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{check} still false after {timeout}s")
-
-
 def test_status_and_inspect(project: Project, tasks: Any) -> None:
     project.start_worker("-P", "prefork", "-c", "1")
     status = project.celeriac("-A", "tasks", "status", "-d", NODE)
@@ -45,7 +35,7 @@ def test_status_and_inspect(project: Project, tasks: Any) -> None:
     assert ask(project, "inspect", "ping") == {"ok": "pong"}
     assert "tasks.add" in ask(project, "inspect", "registered")
     running = tasks.sleepy.delay(30)
-    [active] = wait_for(lambda: ask(project, "inspect", "active"))
+    [active] = eventually(lambda: ask(project, "inspect", "active"))
     assert (active["id"], active["name"], active["args"]) == (running.id, "tasks.sleepy", [30])
     stats = ask(project, "inspect", "stats")
     assert stats["pool"]["implementation"] == "celeriac.worker.prefork:PreforkPool"
@@ -63,7 +53,7 @@ def test_rate_limit_then_a_rate_limited_run(project: Project, tasks: Any) -> Non
     assert reply == {"ok": "new rate limit set successfully"}
     first, second = tasks.tracked.delay(), tasks.tracked.delay()
     assert first.get(timeout=20) == first.id
-    [waiting] = wait_for(lambda: ask(project, "inspect", "reserved"))
+    [waiting] = eventually(lambda: ask(project, "inspect", "reserved"))
     assert waiting["id"] == second.id and project.runs() == [first.id]
     assert ask(project, "control", "rate_limit", "tasks.tracked", "") == {
         "ok": "rate limit disabled successfully"
@@ -74,12 +64,12 @@ def test_rate_limit_then_a_rate_limited_run(project: Project, tasks: Any) -> Non
 def test_revoke_terminate_kills_the_prefork_child(project: Project, tasks: Any) -> None:
     project.start_worker("-P", "prefork", "-c", "1")
     running = tasks.sleepy.delay(60)
-    [active] = wait_for(lambda: ask(project, "inspect", "active"))
+    [active] = eventually(lambda: ask(project, "inspect", "active"))
     child = active["worker_pid"]
     done = project.celeriac("-A", "tasks", "control", "revoke", running.id, "--terminate",
                             "--signal", "SIGKILL", "-d", NODE)  # fmt: skip
     assert done.returncode == 0 and f"terminate: {running.id}" in done.stdout, done.stderr
-    wait_for(lambda: str(tasks.app.AsyncResult(running.id).result) == "terminated")
+    eventually(lambda: str(tasks.app.AsyncResult(running.id).result) == "terminated")
     assert tasks.app.AsyncResult(running.id).state == states.REVOKED
     with pytest.raises(TaskRevokedError, match="terminated"):
         tasks.app.AsyncResult(running.id).get(timeout=5)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
+from tests.support.polling import eventually
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +39,14 @@ def fail():
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[amqp_support.WorkerProject]:
+def project(tmp_path: Path) -> Iterator[WorkerProject]:
     redis_support.require_redis()
     prefix = redis_support.unique_prefix(tmp_path)
     db = redis_support.BACKEND_DB
     backend = f"redis://{redis_support.HOST}:{redis_support.PORT}/{db}"
     with amqp_support.vhost() as vhost:
         source = TASKS.format(broker=amqp_support.url(vhost), backend=backend, prefix=prefix)
-        project = amqp_support.WorkerProject(tmp_path, source)
+        project = WorkerProject(tmp_path, source)
         try:
             yield project
         finally:
@@ -54,38 +54,23 @@ def project(tmp_path: Path) -> Iterator[amqp_support.WorkerProject]:
             redis_support.delete_prefix(db, prefix)
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{check} still false after {timeout}s")
-
-
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
 
 
-def start_dashboard(project: amqp_support.WorkerProject) -> str:
+def start_dashboard(project: WorkerProject) -> str:
     port = redis_support.free_port()
-    with open(project.root / "dashboard.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
-             "--db", str(project.root / "dash.sqlite")],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)  # stopped with the workers
-    wait_for(lambda: proc.poll() is not None or redis_support.port_open(port))
+    argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
+            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    proc = project.start(argv, "dashboard", ready=None)  # stopped with the workers
+    eventually(lambda: proc.poll() is not None or redis_support.port_open(port))
     assert proc.poll() is None, (project.root / "dashboard.log").read_text()
     return f"http://127.0.0.1:{port}"
 
 
 def test_dashboard_shows_tasks_and_workers_of_a_rabbitmq_worker(
-    project: amqp_support.WorkerProject,
+    project: WorkerProject,
 ) -> None:
     tasks = project.load_tasks()
     base = start_dashboard(project)
@@ -99,7 +84,7 @@ def test_dashboard_shows_tasks_and_workers_of_a_rabbitmq_worker(
         listed = get(f"{base}/api/tasks?limit=50")["tasks"]
         return {t["uuid"]: t["state"] for t in listed if t["uuid"] in (ok.id, bad.id)}
 
-    wait_for(lambda: states() == {ok.id: "SUCCESS", bad.id: "FAILURE"})
+    eventually(lambda: states() == {ok.id: "SUCCESS", bad.id: "FAILURE"})
     detail = get(f"{base}/api/tasks/{ok.id}")
     assert (detail["name"], detail["state"]) == ("tasks.add", "SUCCESS")
 
@@ -107,4 +92,4 @@ def test_dashboard_shows_tasks_and_workers_of_a_rabbitmq_worker(
         workers = get(f"{base}/api/workers")["workers"]
         return [w for w in workers if w["hostname"] == NODE and w["online"]]
 
-    wait_for(online)
+    eventually(online)

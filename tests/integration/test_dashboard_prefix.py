@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import http.client
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.support.polling import eventually
 
 from .conftest import Project
 from .test_dashboard_browser import _free_port, expect, page  # noqa: F401 - the page fixture
@@ -24,29 +24,22 @@ def prefixed_fixture(project: Project) -> Iterator[int]:
     """The dashboard under /celeriac on a free loopback port; its port."""
     port = _free_port()
     log_path = project.root / "dashboard.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
-             "--url-prefix", "/celeriac/", "--db", str(project.root / "dash.sqlite")],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
+            "--url-prefix", "/celeriac/", "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    proc = project.start(argv, "dashboard", ready=None)
+
+    def listening() -> bool:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        assert proc.poll() is None, log_path.read_text()
+        return False
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.05)
+        eventually(listening, "the dashboard to listen", timeout=20, interval=0.05)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        project.stop(proc, timeout=10)
 
 
 def _get(port: int, path: str, host: str) -> tuple[int, bytes]:

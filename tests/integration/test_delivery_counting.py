@@ -12,8 +12,8 @@ import pytest
 from celeriac import Celery
 from celeriac.exceptions import Reject
 from celeriac.worker.controller import Worker
-from tests import redis_support
-from tests.unit.control_support import eventually
+from tests.support import redis_support
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -8,20 +8,18 @@ handling on MariaDB."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import sql_support
+from tests.support import sql_support
+from tests.support.workers import WorkerProject
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +52,13 @@ class Site:
     def __init__(self, root: Path, db: sql_support.Database) -> None:
         self.root = root
         shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite*"))
-        self.env = {
-            **os.environ,
+        env = {
             "DATABASE_URL": f"{db.kind}://{db.user}@{sql_support.HOST}:{db.port}/{db.name}",
             "CELERY_BROKER_URL": f"sqlite:///{root / 'broker.sqlite'}",
             "DJANGO_SETTINGS_MODULE": "proj.settings",
-            "PYTHONPATH": str(root),
         }
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.processes = WorkerProject(root, None, env, app="proj")
+        self.env = self.processes.env  # the same dict: a change reaches later processes
 
     def run(self, *args: str, timeout: float = 60) -> str:
         done = subprocess.run(
@@ -77,33 +74,15 @@ class Site:
         return json.loads(out.strip().splitlines()[-1])
 
     def start(self, name: str, *args: str, ready: str) -> subprocess.Popen[bytes]:
-        log = self.root / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celeriac", "-A", "proj", *args], cwd=self.root,
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self.procs.append(proc)
-        deadline = time.monotonic() + 30
-        while ready not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.1)
-        return proc
+        """``celeriac -A proj <args>``, returned once its log says ``ready``."""
+        argv = [sys.executable, "-m", "celeriac", "-A", "proj", *args]
+        return self.processes.start(argv, name, ready)
 
     def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
+        return self.processes.log(name)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        self.processes.stop_all()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests import sql_support
+from tests.support import sql_support
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 

@@ -17,7 +17,7 @@ from celeriac.cli.main import cli
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import encode_task
 from celeriac.transports.base import Outgoing, Transport
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
+from tests.support.redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
+from tests.support.workers import WorkerProject
 
-from .redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
 from .test_amqp_interop import CELERIAC_WORKER, celery_client, close_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
@@ -135,9 +136,7 @@ def test_amqp_kill9_of_a_celeriac_worker_holding_a_celery_eta_task_loses_nothing
     the delay levels (not in the worker), so killing that worker loses nothing."""
     amqp_support.require_rabbitmq()
     with amqp_support.vhost() as vhost:
-        project = amqp_support.WorkerProject(
-            tmp_path, CELERIAC_WORKER.format(broker=amqp_support.url(vhost))
-        )
+        project = WorkerProject(tmp_path, CELERIAC_WORKER.format(broker=amqp_support.url(vhost)))
         client = celery_client(vhost)
         try:
             first = project.start_worker("-P", "solo", name="w1")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -20,25 +18,15 @@ NODE = f"w1@{socket.gethostname()}"
 
 
 class Watcher:
-    """``celeriac events <args>`` in the background, its output in a file."""
+    """``celeriac events <args>`` in the background, its output in ``events.log``."""
 
     def __init__(self, project: Project, *args: str) -> None:
-        self.path = project.root / "events.out"
-        with open(self.path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celeriac", "-A", "tasks", "events", *args],
-                cwd=project.root, env=project.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        self.project = project
+        argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "events", *args]
+        self.proc = project.start(argv, "events", ready=None, new_session=False)
 
     def text(self) -> str:
-        return self.path.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.text():
-            assert time.monotonic() < deadline, f"{text!r} not in:\n{self.text()}"
-            assert self.proc.poll() is None, f"events exited early:\n{self.text()}"
-            time.sleep(0.05)
+        return self.project.log("events")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -54,14 +42,16 @@ def events_of(watcher: Watcher) -> list[dict[str, Any]]:
 def test_dump_shows_worker_and_task_events(project: Project, tasks: Any) -> None:
     watcher = Watcher(project, "--dump", "--json")
     try:
-        watcher.wait_for("-> events: starting capture...")  # (on stderr with --json)
+        project.wait_for_log(
+            "events", "-> events: starting capture...", watcher.proc, timeout=20
+        )  # (on stderr with --json)
         worker = project.start_worker("-P", "prefork", "-c", "1", "-E")
         assert tasks.add.delay(2, 2).get(timeout=20) == 4
         tasks.app.control.heartbeat()
-        watcher.wait_for('"worker-heartbeat"')
+        project.wait_for_log("events", '"worker-heartbeat"', watcher.proc, timeout=20)
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=20)
-        watcher.wait_for('"worker-offline"')
+        project.wait_for_log("events", '"worker-offline"', watcher.proc, timeout=20)
     finally:
         assert watcher.stop() == 0
     found = events_of(watcher)
@@ -87,9 +77,9 @@ def test_text_dump_and_live_view(project: Project, tasks: Any) -> None:
     project.start_worker("-P", "threads", "-E")
     watcher = Watcher(project, "--dump")
     try:
-        watcher.wait_for("-> events: starting capture...")
+        project.wait_for_log("events", "-> events: starting capture...", watcher.proc, timeout=20)
         result = tasks.add.delay(20, 22)
-        watcher.wait_for("task-succeeded")
+        project.wait_for_log("events", "task-succeeded", watcher.proc, timeout=20)
     finally:
         watcher.stop()
     line = next(line for line in watcher.text().splitlines() if "task-succeeded" in line)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from celeriac.contrib.testing import start_worker
-from tests import amqp_support, redis_support
+from tests.support import amqp_support, redis_support
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests import redis_support
-
-from .redis_project import RedisProject, open_project
+from tests.support import redis_support
+from tests.support.polling import eventually
+from tests.support.redis_project import RedisProject, open_project
 
 pytestmark = pytest.mark.integration
 
@@ -49,16 +47,6 @@ def rtasks_fixture(project: RedisProject) -> Any:
     return module
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{check} still false after {timeout}s")
-
-
 def require_flower() -> None:
     """Skip (locally) or fail (in CI) unless Flower is installed (it is in the dev extra)."""
     try:
@@ -77,15 +65,12 @@ class Flower:
         self.port = redis_support.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = project.root / "flower.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "celtasks", "flower",
-                 f"--port={self.port}", "--address=127.0.0.1"],
-                cwd=project.root, env={**project.env, "FLOWER_UNAUTHENTICATED_API": "true"},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        project.workers.append(self.proc)  # stopped (SIGTERM, then its group killed) at the end
-        wait_for(lambda: self.proc.poll() is not None or redis_support.port_open(self.port))
+        argv = [sys.executable, "-m", "celery", "-A", "celtasks", "flower",
+                f"--port={self.port}", "--address=127.0.0.1"]  # fmt: skip
+        # stopped (SIGTERM, then its group killed) at the end
+        env = {"FLOWER_UNAUTHENTICATED_API": "true"}
+        self.proc = project.start(argv, "flower", ready=None, env=env)
+        eventually(lambda: self.proc.poll() is not None or redis_support.port_open(self.port))
         assert self.proc.poll() is None, self.log()[-3000:]
 
     def log(self) -> str:
@@ -128,10 +113,10 @@ class Flower:
             info = self.get("/api/workers", refresh=1, **query).get(NODE, {})
             return info if ready(info) else None
 
-        return wait_for(check)
+        return eventually(check)
 
-    def wait_for_state(self, task_id: str, state: str) -> None:
-        wait_for(lambda: (self.task(task_id) or {}).get("state") == state)
+    def state(self, task_id: str) -> str | None:
+        return (self.task(task_id) or {}).get("state")
 
 
 def ask(project: RedisProject, *args: str) -> Any:
@@ -146,7 +131,7 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     worker = project.celeriac_worker("-P", "prefork", "-c", "1", "-E")
     flower = Flower(project)
     # Flower hears the worker's events: its heartbeats make it "online".
-    wait_for(lambda: flower.get("/api/workers", status=1).get(NODE) is True)
+    eventually(lambda: flower.get("/api/workers", status=1).get(NODE) is True)
 
     # Workers: Flower's inspect broadcasts (stats, registered, active_queues, conf) answered.
     info = flower.inspected(
@@ -169,7 +154,7 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     with pytest.raises(KeyError):
         bad.get(timeout=20)
     for result, state in ((ok, "SUCCESS"), (bad, "FAILURE"), (flaky, "SUCCESS")):
-        flower.wait_for_state(result.id, state)
+        eventually(lambda r=result, s=state: flower.state(r.id) == s)
     listed = flower.get("/api/tasks")
     assert set(listed) == {ok.id, bad.id, flaky.id}
     assert {task["worker"] for task in listed.values()} == {NODE}
@@ -217,7 +202,7 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
 
     # One worker's task lists, inspected by Flower while a task runs; its page renders them.
     running = rtasks.record.delay(60)
-    flower.wait_for_state(running.id, "STARTED")
+    eventually(lambda: flower.state(running.id) == "STARTED")
     [active] = flower.inspected(lambda info: info.get("active"), workername=NODE)["active"]
     assert (active["id"], active["name"], active["args"]) == (running.id, "interop.record", "(60,)")
     page = flower.page(f"/worker/{NODE}")
@@ -227,15 +212,15 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     assert flower.post(f"/api/task/revoke/{running.id}", terminate="true", signal="SIGKILL") == {
         "message": f"Revoked '{running.id}'"
     }  # fmt: skip
-    flower.wait_for_state(running.id, "REVOKED")
+    eventually(lambda: flower.state(running.id) == "REVOKED")
     assert running.id in ask(project, "inspect", "revoked")
     flower.inspected(lambda info: running.id in info.get("revoked", ()), workername=NODE)
-    wait_for(lambda: str(rtasks.app.AsyncResult(running.id).result) == "terminated")
+    eventually(lambda: str(rtasks.app.AsyncResult(running.id).result) == "terminated")
 
     assert flower.post(f"/api/worker/pool/grow/{NODE}", n=1) == {
         "message": f"Growing '{NODE}' worker's pool by 1"
     }  # fmt: skip
-    wait_for(lambda: len(ask(project, "inspect", "stats")["pool"]["processes"]) == 2)
+    eventually(lambda: len(ask(project, "inspect", "stats")["pool"]["processes"]) == 2)
     assert flower.post(
         "/api/task/rate-limit/interop.add", body={"ratelimit": "100/m", "workername": NODE}
     ) == {"message": "new rate limit set successfully"}
@@ -245,7 +230,7 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     assert flower.post(f"/api/worker/shutdown/{NODE}") == {"message": "Shutting down!"}
     assert worker.wait(timeout=20) == 0
     assert "Got shutdown from remote" in project.log("w1")
-    wait_for(lambda: flower.get("/api/workers", status=1).get(NODE) is False)  # worker-offline
+    eventually(lambda: flower.get("/api/workers", status=1).get(NODE) is False)  # worker-offline
     # Flower logged no failed inspection nor error about anything the worker sent.
     complaints = [
         line for line in flower.log().splitlines()

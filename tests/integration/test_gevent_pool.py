@@ -10,10 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import pytest
 
 from celeriac import states
 from celeriac.exceptions import TaskRevokedError, TimeLimitExceeded
+from tests.support.polling import eventually
 
 from .conftest import Project
 
@@ -85,13 +83,6 @@ def gtasks(project: Project) -> Any:
     return module
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_fifty_sleeping_tasks_run_side_by_side(project: Project, gtasks: Any) -> None:
     results = [gtasks.overlapping.delay(1.0) for _ in range(50)]  # waiting before the worker
     proc = project.start_worker("-P", "gevent", "-c", "50")
@@ -133,7 +124,7 @@ def test_revoke_terminate_kills_the_greenlet(project: Project, gtasks: Any) -> N
     project.start_worker("-P", "gevent", "-c", "4")
     running = gtasks.tracked.delay(30)
     beside = gtasks.overlapping.delay(1)
-    wait_for(lambda: running.id in project.runs(), "the task to start")
+    eventually(lambda: running.id in project.runs(), "the task to start")
     node = f"w1@{socket.gethostname()}"
     replies = gtasks.app.control.revoke(
         running.id, terminate=True, reply=True, timeout=10, destination=[node]
@@ -149,7 +140,7 @@ def test_revoke_terminate_kills_the_greenlet(project: Project, gtasks: Any) -> N
 def test_warm_shutdown_waits_for_running_greenlets(project: Project, gtasks: Any) -> None:
     proc = project.start_worker("-P", "gevent", "-c", "10")
     running = [gtasks.tracked.delay(1.0) for _ in range(5)]
-    wait_for(lambda: len(project.runs()) == 5, "five tasks to start")
+    eventually(lambda: len(project.runs()) == 5, "five tasks to start")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     assert [result.get(timeout=10) for result in running] == [r.id for r in running]
@@ -163,15 +154,9 @@ def test_the_process_is_patched_before_the_tasks_load(project: Project, gtasks: 
 def test_the_console_script_patches_too(project: Project, gtasks: Any) -> None:
     # The console script calls celeriac.cli.main:main, not celeriac.__main__.
     script = "import sys; from celeriac.cli.main import main; sys.argv[0] = 'celeriac'; main()"
-    with open(project.root / "w1.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script, "-A", "tasks", "worker", "-Pgevent", "-n", "w1@%h",
-             "-l", "info", "--without-mingle"],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)
-    project.wait_for_log("w1", "ready.", proc)
+    argv = [sys.executable, "-c", script, "-A", "tasks", "worker", "-Pgevent", "-n", "w1@%h",
+            "-l", "info", "--without-mingle"]  # fmt: skip
+    project.start(argv, "w1")  # returns once its log says "ready."
     assert gtasks.patched.delay().get(timeout=20) == [True, True, True]
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from celeriac import states
 from celeriac.exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
+from tests.support.redis_project import RedisProject, redis_project_fixture  # noqa: F401
 
-from .redis_project import RedisProject, redis_project_fixture  # noqa: F401
 from .test_gevent_pool import GREEN_TASKS, require_gevent
 
 pytestmark = pytest.mark.integration

@@ -10,18 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.polling import eventually
+
 from .conftest import Project
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_warm_shutdown_finishes_running_and_returns_prefetched(
@@ -30,7 +23,7 @@ def test_warm_shutdown_finishes_running_and_returns_prefetched(
     worker = project.start_worker("-P", "prefork", "-c", "1", "-O", "default", name="a")
     running = tasks.sleepy.delay(1.5)
     queued = [tasks.add.delay(i, i) for i in range(3)]
-    _wait(lambda: project.log("a").count("received") >= 4)
+    eventually(lambda: project.log("a").count("received") >= 4)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     assert running.get(timeout=5) == "finished"  # the running task completed
@@ -55,7 +48,7 @@ def test_detach_with_pidfile(project: Project, tasks: Any) -> None:
         "--logfile", str(project.root / "d1.log"), "-P", "threads", "-l", "info",
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
-    _wait(pidfile.exists)
+    eventually(pidfile.exists)
     pid = int(pidfile.read_text())
     try:
         assert tasks.add.delay(3, 4).get(timeout=20) == 7
@@ -65,7 +58,7 @@ def test_detach_with_pidfile(project: Project, tasks: Any) -> None:
         assert again.returncode != 0 and "running process" in again.stderr
     finally:
         os.kill(pid, signal.SIGTERM)
-    _wait(lambda: not pidfile.exists())
+    eventually(lambda: not pidfile.exists())
     assert "ready." in (project.root / "d1.log").read_text()
 
 
@@ -77,7 +70,7 @@ def test_multi_start_show_stop(project: Project, tasks: Any) -> None:
     assert started.returncode == 0, started.stdout + started.stderr
     pids = [Path(project.root / f"{n}.pid") for n in ("n1", "n2")]
     try:
-        _wait(lambda: all(p.exists() for p in pids))
+        eventually(lambda: all(p.exists() for p in pids))
         assert [tasks.add.delay(i, 0).get(timeout=20) for i in range(4)] == [0, 1, 2, 3]
     finally:
         stopped = project.celeriac("multi", "stop", "n1", "n2", timeout=90)
@@ -88,9 +81,9 @@ def test_multi_start_show_stop(project: Project, tasks: Any) -> None:
 def test_second_signal_stops_at_once(project: Project, tasks: Any) -> None:
     worker = project.start_worker("-P", "prefork", "-c", "1", name="a")
     running = tasks.sleepy.delay(30)
-    _wait(lambda: "received" in project.log("a"))
+    eventually(lambda: "received" in project.log("a"))
     worker.send_signal(signal.SIGTERM)  # warm: would wait 30 s for the task
-    _wait(lambda: "Warm shutdown" in project.log("a"))
+    eventually(lambda: "Warm shutdown" in project.log("a"))
     worker.send_signal(signal.SIGTERM)  # cold: now
     assert worker.wait(timeout=10) != 0
     assert "Cold shutdown" in project.log("a")

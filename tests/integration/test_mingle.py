@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
+
 from .conftest import Project
-from .redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ import pytest
 
 from celeriac import states
 from celeriac.exceptions import TaskRevokedError
-from tests import redis_support
-
-from .redis_project import RedisProject, open_project
+from tests.support import redis_support
+from tests.support.polling import eventually
+from tests.support.redis_project import RedisProject, open_project
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +54,6 @@ def ask(project: RedisProject, *args: str) -> Any:
     return json.loads(done.stdout)[NODE]
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{check} still false after {timeout}s")
-
-
 def test_status_inspect_and_revoke_terminate(project: RedisProject, rtasks: Any) -> None:
     project.celeriac_worker("-P", "prefork", "-c", "1")
     status = project.celeriac("status", "-d", NODE, "-t", "5")
@@ -74,7 +63,7 @@ def test_status_inspect_and_revoke_terminate(project: RedisProject, rtasks: Any)
     assert ask(project, "inspect", "ping") == {"ok": "pong"}
     assert {"interop.add", "interop.record"} <= set(ask(project, "inspect", "registered"))
     running = rtasks.record.delay(60)
-    [active] = wait_for(lambda: ask(project, "inspect", "active"))
+    [active] = eventually(lambda: ask(project, "inspect", "active"))
     assert (active["id"], active["name"], active["args"]) == (running.id, "interop.record", [60])
     stats = ask(project, "inspect", "stats")
     assert stats["pool"]["implementation"] == "celeriac.worker.prefork:PreforkPool"
@@ -85,7 +74,7 @@ def test_status_inspect_and_revoke_terminate(project: RedisProject, rtasks: Any)
     )
     assert replies == [{NODE: {"ok": f"terminate: {running.id}"}}]
     # The client stores REVOKED "revoked" at once; the worker "terminated" once the child died.
-    wait_for(lambda: str(rtasks.app.AsyncResult(running.id).result) == "terminated")
+    eventually(lambda: str(rtasks.app.AsyncResult(running.id).result) == "terminated")
     assert rtasks.app.AsyncResult(running.id).state == states.REVOKED
     with pytest.raises(TaskRevokedError, match="terminated"):
         running.get(timeout=5)
@@ -115,7 +104,7 @@ def test_rate_limit_then_shutdown(project: RedisProject, rtasks: Any) -> None:
     assert reply == {"ok": "new rate limit set successfully"}
     first, second = rtasks.record.delay(), rtasks.record.delay()
     assert first.get(timeout=20) == first.id
-    [waiting] = wait_for(lambda: ask(project, "inspect", "reserved"))
+    [waiting] = eventually(lambda: ask(project, "inspect", "reserved"))
     assert waiting["id"] == second.id
     assert [task_id for task_id, _ in project.runs()] == [first.id]
     assert ask(project, "control", "rate_limit", "interop.record", "") == {
@@ -140,15 +129,12 @@ def test_pool_grow_then_shutdown(project: RedisProject, rtasks: Any) -> None:
 
 def test_events_dump_json(project: RedisProject, rtasks: Any) -> None:
     worker = project.celeriac_worker("-P", "prefork", "-c", "1", "-E")
-    out_path = project.root / "events.out"
-    with open(out_path, "wb") as out:
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "rtasks", "events", "--dump", "--json",
-             "--limit", "6", "--duration", "20"],
-            cwd=project.root, env=project.env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    out_path = project.root / "events.log"
+    argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "events", "--dump", "--json",
+            "--limit", "6", "--duration", "20"]  # fmt: skip
+    watcher = project.start(argv, "events", ready=None, new_session=False)
     try:
-        wait_for(lambda: "-> events: starting capture..." in out_path.read_text())
+        eventually(lambda: "-> events: starting capture..." in out_path.read_text())
         assert rtasks.add.delay(2, 2).get(timeout=20) == 4
         rtasks.app.control.heartbeat()
         assert watcher.wait(timeout=25) == 0  # stopped by --limit (or, failing, --duration)
@@ -180,15 +166,10 @@ def test_events_dump_json(project: RedisProject, rtasks: Any) -> None:
 def _start_dashboard(project: RedisProject) -> tuple[subprocess.Popen[bytes], str]:
     port = redis_support.free_port()
     log_path = project.root / "dashboard.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac", "-A", "rtasks", "dashboard", "--port", str(port),
-             "--db", str(project.root / "dash.sqlite")],
-            cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)  # stopped with the workers
-    wait_for(lambda: proc.poll() is not None or redis_support.port_open(port))
+    argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "dashboard", "--port", str(port),
+            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    proc = project.start(argv, "dashboard", ready=None)  # stopped with the workers
+    eventually(lambda: proc.poll() is not None or redis_support.port_open(port))
     assert proc.poll() is None, log_path.read_text()
     return proc, f"http://127.0.0.1:{port}"
 
@@ -209,7 +190,7 @@ def test_dashboard_api_fed_by_a_redis_worker(project: RedisProject, rtasks: Any)
         tasks = json.loads(_get(f"{base}/api/tasks?limit=50"))["tasks"]
         return any(t["uuid"] == result.id and t["state"] == "SUCCESS" for t in tasks)
 
-    wait_for(succeeded)
+    eventually(succeeded)
     task = json.loads(_get(f"{base}/api/tasks/{result.id}"))
     assert task["name"] == "interop.add" and task["state"] == "SUCCESS"
 
@@ -217,5 +198,5 @@ def test_dashboard_api_fed_by_a_redis_worker(project: RedisProject, rtasks: Any)
         workers = json.loads(_get(f"{base}/api/workers"))["workers"]
         return [w for w in workers if w["hostname"] == NODE and w["online"]]
 
-    wait_for(worker_online)
+    eventually(worker_online)
     assert "interop.add" in _get(f"{base}/metrics").decode()

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from celeriac import Celery
 from celeriac.contrib.opentelemetry import CeleriacInstrumentor
 from celeriac.contrib.testing import start_worker
-from tests import redis_support
+from tests.support import redis_support
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from celeriac._time import ManualClock
 from celeriac.app._publish_retry import PublishRetry
 from celeriac.exceptions import OperationalError
 from celeriac.transports.redis import RedisTransport
-from tests import redis_support
+from tests.support import redis_support
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
+from tests.support.redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from celeriac.backends import create_backend
 from celeriac.protocol.message import Message
 from celeriac.transports import create_transport
 from celeriac.transports.base import Outgoing
-from tests import redis_support
+from tests.support import redis_support
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -52,19 +52,12 @@ def _server(tmp_path: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(10)
 
 
-def _wait(check: object, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{what} did not come up"
-        time.sleep(0.02)
-
-
 def test_unix_socket(tmp_path: Path) -> None:
     sock = tmp_path / "redis.sock"
     server = _server(tmp_path, "--port", "0", "--unixsocket", str(sock))
     next(server)
     try:
-        _wait(sock.exists, "the unix socket")
+        eventually(sock.exists, "the unix socket", timeout=10)
         _roundtrip(f"redis+socket://{sock}?virtual_host=3")
     finally:
         server.close()
@@ -92,7 +85,7 @@ def test_tls(tmp_path: Path) -> None:
     )  # fmt: skip
     next(server)
     try:
-        _wait(lambda: redis_support.port_open(port), "the TLS port")
+        eventually(lambda: redis_support.port_open(port), "the TLS port", timeout=10)
         _roundtrip(f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={cert}")
         # Celery's broker_use_ssl / redis_backend_use_ssl dicts work too.
         ssl = {"ssl_cert_reqs": "CERT_REQUIRED", "ssl_ca_certs": str(cert)}
@@ -115,7 +108,7 @@ def test_sentinel(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        _wait(lambda: redis_support.port_open(sentinel_port), "the sentinel")
+        eventually(lambda: redis_support.port_open(sentinel_port), "the sentinel", timeout=10)
         url = f"sentinel://127.0.0.1:{redis_support.free_port()};sentinel://127.0.0.1:{sentinel_port}/2"
         _roundtrip(url, master_name="main")
     finally:

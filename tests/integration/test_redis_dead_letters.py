@@ -21,7 +21,7 @@ from celeriac.transports.base import Outgoing
 from celeriac.transports.redis import RedisTransport
 from celeriac.transports.redis.dead_letters import WATCH_INTERVAL
 from celeriac.transports.redis.layout import encode_envelope
-from tests import redis_support
+from tests.support import redis_support
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from celeriac import Celery
-from tests import redis_support
-
-from .redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
+from tests.support import redis_support
+from tests.support.redis_project import RedisProject, redis_project_fixture, rtasks_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 

@@ -18,7 +18,7 @@ import pytest
 from celeriac.protocol.message import Message
 from celeriac.transports import create_transport
 from celeriac.transports.base import Outgoing
-from tests import redis_support
+from tests.support import redis_support
 
 pytestmark = pytest.mark.integration
 

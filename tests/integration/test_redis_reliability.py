@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from celeriac.transports import create_transport
-from tests import redis_support
-
-from .redis_project import RedisProject, open_project, redis_project_fixture, rtasks_fixture  # noqa: F401
+from tests.support import redis_support
+from tests.support.redis_project import (  # noqa: F401
+    RedisProject,
+    open_project,
+    redis_project_fixture,
+    rtasks_fixture,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from celeriac.routing import Exchange, Queue
 from celeriac.transports import create_transport
 from celeriac.transports.base import Outgoing, Transport
 from celeriac.transports.redis import RedisTransport
-from tests import redis_support
+from tests.support import redis_support
 
 pytestmark = pytest.mark.integration
 

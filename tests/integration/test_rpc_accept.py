@@ -14,7 +14,7 @@ import pytest
 from celeriac.backends import create_backend
 from celeriac.backends.rpc import RpcBackend
 from celeriac.exceptions import TimeoutError
-from tests import amqp_support
+from tests.support import amqp_support
 
 pytestmark = pytest.mark.integration
 

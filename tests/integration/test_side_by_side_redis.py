@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests import redis_support
-
-from .redis_project import RedisProject, open_project
+from tests.support import redis_support
+from tests.support.redis_project import RedisProject, open_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -280,13 +279,7 @@ def _flask_worker(project: RedisProject, lib: str, pool: str) -> subprocess.Pope
         argv += ["-c", "2"]
     if lib == "celery":
         argv += ["--without-gossip", "--without-heartbeat"]
-    with open(project.root / f"{lib}-{pool}.log", "ab") as log:
-        proc = subprocess.Popen(
-            argv, cwd=project.root, env=project.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    project.workers.append(proc)
-    return proc
+    return project.start(argv, f"{lib}-{pool}", ready=None)  # appends to the log, as before
 
 
 def test_flasks_task_class_wraps_every_run_in_every_pool(project: RedisProject) -> None:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import pki_support, redis_support
-
-from .redis_project import RedisProject, open_project
+from tests.support import pki_support, redis_support
+from tests.support.redis_project import RedisProject, open_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -112,7 +111,7 @@ def _worker(project: RedisProject, program: str, module: str, name: str) -> None
     argv += ["-n", f"{name}@%h", "--without-mingle"]
     if program == "celery":
         argv += ["--without-gossip", "--without-heartbeat"]
-    project._start(argv, name, "ready.")
+    project.start(argv, name, "ready.")
 
 
 def test_celery_client_signs_for_a_celeriac_worker(project: RedisProject) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from celeriac import chord, group
-from tests import sql_support
+from tests.support import sql_support
 
 from .conftest import Project
 

@@ -23,8 +23,8 @@ from celeriac.backends import create_backend
 from celeriac.exceptions import BackendError, TransportError
 from celeriac.routing import Queue
 from celeriac.transports import create_transport
-from tests import amqp_support, pki_support
-from tests.redis_support import HOST, free_port
+from tests.support import amqp_support, pki_support
+from tests.support.redis_support import HOST, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from celeriac._time import ManualClock
 from celeriac.beat.lease import LeaderLease, LeaseState, MemoryLease, SQLiteLease
 from celeriac.beat.redis_lease import RedisLease
-from tests import redis_support
+from tests.support import redis_support
 
 REDIS_DB = 14
 REDIS_URL = f"redis://{redis_support.HOST}:{redis_support.PORT}/{REDIS_DB}"

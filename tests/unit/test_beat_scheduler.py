@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from celeriac.beat.scheduler import Scheduler
 from celeriac.beat.schedules import crontab
 from celeriac.beat.store import MemoryScheduleStore, SQLiteScheduleStore
 from celeriac.exceptions import TransportError
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 
 START = dt.datetime(2024, 3, 8, 12, 0, tzinfo=dt.UTC).timestamp()
 
@@ -47,14 +46,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def app(clock: ManualClock) -> Iterator[Celery]:
-    name = f"beat-{uuid.uuid4().hex}"
-    application = Celery("proj", broker=f"memory://{name}", clock=clock, set_as_current=False)
-    try:
-        yield application
-    finally:
-        application.close()
-        MemoryTransport.reset(name)
+def app(clock: ManualClock, make_app: AppFactory) -> Celery:
+    return make_app("memory", "proj", results=False, clock=clock, set_as_current=False)
 
 
 @pytest.fixture

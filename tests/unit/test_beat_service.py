@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +15,17 @@ from celeriac.beat.lease import MemoryLease
 from celeriac.beat.scheduler import Scheduler
 from celeriac.beat.service import Beat, EmbeddedBeat, describe_entries, store_location
 from celeriac.beat.store import MemoryScheduleStore
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
+from tests.support.polling import eventually
 
 
 @pytest.fixture
-def memory_app() -> Iterator[Celery]:
-    name = f"beat-{uuid.uuid4().hex}"
-    app = Celery("proj", broker=f"memory://{name}", set_as_current=False)
+def memory_app(make_app: AppFactory) -> Celery:
+    app = make_app("memory", "proj", results=False, set_as_current=False)
     app.conf.beat_schedule = {
         "often": {"task": "proj.tasks.often", "schedule": dt.timedelta(seconds=0.05)}
     }
-    try:
-        yield app
-    finally:
-        app.close()
-        MemoryTransport.reset(name)
+    return app
 
 
 def test_where_the_schedule_store_lives(tmp_path: Path) -> None:
@@ -46,20 +39,13 @@ def test_where_the_schedule_store_lives(tmp_path: Path) -> None:
     assert store_location(other) == "celerybeat-schedule"
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_beat_service_runs_until_stopped_and_hands_the_lease_back(memory_app: Celery) -> None:
     service = Beat(memory_app, lease_ttl=1.0, poll_interval=0.02, import_modules=False)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
     try:
-        wait_for(lambda: memory_app.transport.queue_length("celery") >= 2)
+        eventually(lambda: memory_app.transport.queue_length("celery") >= 2)
     finally:
         stop.set()
         thread.join(10)
@@ -72,7 +58,7 @@ def test_embedded_beat_for_worker_minus_b(memory_app: Celery) -> None:
     embedded = EmbeddedBeat(memory_app, lease_ttl=1.0, poll_interval=0.02)
     embedded.start()
     try:
-        wait_for(lambda: memory_app.transport.queue_length("celery") >= 2)
+        eventually(lambda: memory_app.transport.queue_length("celery") >= 2)
         assert embedded.alive
     finally:
         embedded.stop()

@@ -11,7 +11,7 @@ import pytest
 from celeriac.beat.redis_store import RedisScheduleStore
 from celeriac.beat.store import Claim, MemoryScheduleStore, ScheduleStore, SQLiteScheduleStore
 from celeriac.exceptions import ImproperlyConfigured, OperationalError
-from tests import redis_support
+from tests.support import redis_support
 
 REDIS_DB = 14  # beat's Redis tests; each under a key prefix of its own
 

@@ -3,10 +3,9 @@ and workflows in eager mode, run by an in-process worker on ``memory://``."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from celeriac.exceptions import ChordError
 from celeriac.request import Context
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import Worker
+from tests.support.polling import eventually
 
 NAME = f"test-canvas-callbacks-{uuid.uuid4().hex}"
 URL = f"memory://{NAME}"
@@ -29,14 +29,6 @@ seen: defaultdict[str, list[Any]] = defaultdict(list)
 
 def token() -> str:
     return uuid.uuid4().hex
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + T
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {T} s")
-        time.sleep(0.005)
 
 
 @app.task
@@ -104,7 +96,7 @@ def test_a_callback_gets_the_result_first(worker: Worker) -> None:
     key = token()
     result = add.apply_async((1, 1), link=record.s(key))
     assert result.get(timeout=T) == 2
-    wait_until(lambda: seen[key] == [2], "the callback")
+    eventually(lambda: seen[key] == [2], "the callback")
     [child] = result.children
     assert child.get(timeout=T) == 2
 
@@ -112,13 +104,13 @@ def test_a_callback_gets_the_result_first(worker: Worker) -> None:
 def test_many_callbacks_each_get_the_result(worker: Worker) -> None:
     keys = [token(), token()]
     add.apply_async((2, 2), link=[record.s(keys[0]), record.s(keys[1])]).get(timeout=T)
-    wait_until(lambda: seen[keys[0]] == [4] and seen[keys[1]] == [4], "both callbacks")
+    eventually(lambda: seen[keys[0]] == [4] and seen[keys[1]] == [4], "both callbacks")
 
 
 def test_an_immutable_callback_keeps_its_arguments(worker: Worker) -> None:
     key = token()
     add.apply_async((2, 2), link=record.si("fixed", key)).get(timeout=T)
-    wait_until(lambda: seen[key] == ["fixed"], "the callback")
+    eventually(lambda: seen[key] == ["fixed"], "the callback")
 
 
 def test_callbacks_on_a_signature_and_a_chain(worker: Worker) -> None:
@@ -129,7 +121,7 @@ def test_callbacks_on_a_signature_and_a_chain(worker: Worker) -> None:
     flow = chain(add.s(1, 2), add.s(3))
     flow.link(record.s(key))
     flow.delay()
-    wait_until(lambda: sorted(seen[key]) == [2, 6], "the callbacks of the last steps")
+    eventually(lambda: sorted(seen[key]) == [2, 6], "the callbacks of the last steps")
 
 
 # -- link_error ----------------------------------------------------------------------------
@@ -140,7 +132,7 @@ def test_old_style_errbacks_get_the_failed_task_id(worker: Worker) -> None:
     result = fail.apply_async(link_error=log_failed.s(key))
     with pytest.raises(KeyError):
         result.get(timeout=T)
-    wait_until(lambda: seen[key] == [result.id], "the errback")
+    eventually(lambda: seen[key] == [result.id], "the errback")
 
 
 def test_new_style_errbacks_run_in_the_worker_with_the_request(worker: Worker) -> None:
@@ -148,7 +140,7 @@ def test_new_style_errbacks_run_in_the_worker_with_the_request(worker: Worker) -
     result = fail.apply_async(link_error=on_error.s(key))
     with pytest.raises(KeyError):
         result.get(timeout=T)
-    wait_until(lambda: seen[key] == [(result.id, "KeyError", "'broken'")], "the errback")
+    eventually(lambda: seen[key] == [(result.id, "KeyError", "'broken'")], "the errback")
 
 
 def test_a_chains_errback_hears_of_the_step_that_failed(worker: Worker) -> None:
@@ -156,7 +148,7 @@ def test_a_chains_errback_hears_of_the_step_that_failed(worker: Worker) -> None:
     result = chain(add.s(1, 1), fail.s(), add.s(1)).on_error(log_failed.s(key)).apply_async()
     with pytest.raises(KeyError):
         result.get(timeout=T)
-    wait_until(lambda: seen[key] == [result.parent.id], "the errback")
+    eventually(lambda: seen[key] == [result.parent.id], "the errback")
 
 
 def test_a_failed_chord_member_reaches_the_body_errbacks(worker: Worker) -> None:
@@ -167,7 +159,7 @@ def test_a_failed_chord_member_reaches_the_body_errbacks(worker: Worker) -> None
         result.get(timeout=T)
     with pytest.raises(ChordError):  # the body's own stored failure
         result.get(timeout=T, follow_parents=False)
-    wait_until(lambda: len(seen[new]) == 1 and seen[old] == [result.id], "both errbacks")
+    eventually(lambda: len(seen[new]) == 1 and seen[old] == [result.id], "both errbacks")
     [(failed_id, exc_type, message)] = seen[new]
     assert (failed_id, exc_type) == (result.id, "ChordError")
     assert result.parent.results[1].id in message
@@ -238,5 +230,5 @@ def test_eager_callbacks_and_errbacks(eager: Celery) -> None:
 def test_apply_with_link_sends_the_callback(worker: Worker) -> None:
     key = token()
     assert add.apply((4, 4), link=record.s(key)).get() == 8
-    wait_until(lambda: seen[key] == [8], "the callback sent by apply()")
+    eventually(lambda: seen[key] == [8], "the callback sent by apply()")
     assert add.s(2).apply((3,)).state == states.SUCCESS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from celeriac.canvas.join import (
     prepare_chord,
 )
 from celeriac.request import Context
+from tests.support.apps import AppFactory
 
 KINDS = ["memory", "sqlite", "counter"]  # counter: CounterJoin on the SQLite backend
 
@@ -40,12 +41,9 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def app(kind: str, tmp_path: Path) -> Iterator[Celery]:
-    name = uuid.uuid4().hex
-    url = f"memory://{name}" if kind == "memory" else f"sqlite:///{tmp_path}/r.sqlite"
-    with Celery("join", broker=f"memory://{name}", backend=url, set_as_current=False) as app:
-        yield app
-    reset_store(name)
+def app(kind: str, tmp_path: Path, make_app: AppFactory) -> Celery:
+    results = {} if kind == "memory" else {"backend": f"sqlite:///{tmp_path}/r.sqlite"}
+    return make_app("memory", "join", set_as_current=False, **results)
 
 
 class Chord:

@@ -14,7 +14,7 @@ from celeriac import Celery
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import Worker
-from tests.unit.control_support import eventually
+from tests.support.polling import eventually
 
 #: Nothing listens on port 1: every use of this backend fails at once (no retries).
 DEAD_REDIS = "redis://127.0.0.1:1/0"

@@ -9,8 +9,8 @@ import pytest
 
 from celeriac import signals, states
 from celeriac.exceptions import TaskRevokedError
-
-from .control_support import NODE, Project, eventually
+from tests.support.control_support import NODE, Project
+from tests.support.polling import eventually
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from celeriac import states
 from celeriac.events.state import State
 from celeriac.transports.base import Subscription
-
-from .control_support import NODE, Project, eventually
+from tests.support.control_support import NODE, Project
+from tests.support.polling import eventually
 
 
 @pytest.fixture

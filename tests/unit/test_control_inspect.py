@@ -13,8 +13,8 @@ from celeriac import states
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import encode_task
 from celeriac.transports.base import Outgoing
-
-from .control_support import NODE, Project, eventually
+from tests.support.control_support import NODE, Project
+from tests.support.polling import eventually
 
 
 @pytest.fixture

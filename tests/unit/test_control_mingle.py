@@ -16,8 +16,7 @@ import pytest
 from celeriac import Celery
 from celeriac.worker.controller import Worker
 from celeriac.worker.mingle import revoked_ids
-
-from .control_support import NODE, Project
+from tests.support.control_support import NODE, Project
 
 NEWCOMER = "w2@test"
 

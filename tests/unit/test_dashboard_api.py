@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,17 +32,16 @@ from celeriac.dashboard.server import STATIC, create_app
 from celeriac.dashboard.store import DashboardStore
 from celeriac.exceptions import CeleryWarning
 from celeriac.protocol.message import Message
+from tests.support.apps import AppFactory
+from tests.support.polling import eventually
 from tests.unit.test_dashboard_store import T0, event, received
 
 LOCAL = "http://127.0.0.1:5555"
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"dash-{uuid.uuid4().hex[:8]}"
-    celeriac_app = Celery("proj", broker=f"memory://{name}", set_as_current=False)
-    yield celeriac_app
-    celeriac_app.close()
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "proj", results=False, set_as_current=False)
 
 
 @pytest.fixture
@@ -215,14 +213,10 @@ def _broadcast(app: Celery, routing_key: str, body: Any) -> None:
     app.transport.broadcast("celeryev", routing_key, message)
 
 
-def _wait_for(client: TestClient, path: str, check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get(path)
-        if response.status_code == 200 and check(response.json()):
-            return response.json()
-        assert time.monotonic() < deadline, f"{path}: {response.text}"
-        time.sleep(0.02)
+def _fetch(client: TestClient, path: str) -> Any:
+    """The JSON at ``path``, or {"state": None, "progress": None} while it is not there."""
+    response = client.get(path)
+    return response.json() if response.status_code == 200 else {"state": None, "progress": None}
 
 
 def test_the_collector_folds_broadcast_events(app: Celery, store: DashboardStore) -> None:
@@ -230,12 +224,15 @@ def test_the_collector_folds_broadcast_events(app: Celery, store: DashboardStore
     with TestClient(make(app, store, collect=True)) as client:
         _broadcast(app, "task.multi", [received(task_id), event("task-started", task_id)])
         _broadcast(app, "worker.heartbeat", event("worker-heartbeat", hostname="w1@host"))
-        _wait_for(client, f"/api/tasks/{task_id}", lambda t: t["state"] == "STARTED")
+        path = f"/api/tasks/{task_id}"
+        eventually(lambda: _fetch(client, path), path, until=lambda t: t["state"] == "STARTED")
         progress = {"current": 2, "total": 8}
         app.results.store(task_id, "PROGRESS", progress)
-        _wait_for(client, f"/api/tasks/{task_id}", lambda t: t["progress"] == progress)
+        eventually(lambda: _fetch(client, path), path, until=lambda t: t["progress"] == progress)
         app.results.store(task_id, "SUCCESS", 4)  # its event is missed: the store tells
-        done = _wait_for(client, f"/api/tasks/{task_id}", lambda t: t["state"] == "SUCCESS")
+        done = eventually(
+            lambda: _fetch(client, path), path, until=lambda t: t["state"] == "SUCCESS"
+        )
         assert done["result"] == "4"
         assert client.get("/api/workers").json()["workers"][0]["hostname"] == "w1@host"
 
@@ -326,13 +323,13 @@ def test_the_live_feed_wakes_waiters_and_reports_gaps() -> None:
     assert [i.data["n"] for i in items] == [2, 3, 4] and gap  # 1 and 2 were dropped
     assert feed.since(2) == (items, False)
 
-    async def wait_for_one() -> list[int]:
+    async def receive_one() -> list[int]:
         publisher = threading.Timer(0.05, feed.publish, args=("worker", {"n": 5}))
         publisher.start()
         found, _ = await feed.wait(feed.last_seq, timeout=10)
         publisher.join()
         return [item.seq for item in found]
 
-    assert asyncio.run(wait_for_one()) == [6]
+    assert asyncio.run(receive_one()) == [6]
     feed.close()
     assert asyncio.run(feed.wait(feed.last_seq, timeout=10)) == ([], False)  # at once

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from celeriac.dashboard.store import DashboardStore
 from celeriac.protocol.message import Message, TaskMessage
 from celeriac.protocol.v2 import encode_task
 from celeriac.transports.base import Outgoing
+from tests.support.apps import AppFactory
 
 T0 = 1_700_000_000.0
 LOCAL = "http://127.0.0.1:5555"
@@ -24,10 +24,8 @@ TOKEN = {"Authorization": "Bearer tok", "Origin": LOCAL}
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    celeriac_app = Celery("proj", broker=f"memory://dlq-{uuid.uuid4().hex[:8]}")
-    yield celeriac_app
-    celeriac_app.close()
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "proj", results=False)
 
 
 @pytest.fixture

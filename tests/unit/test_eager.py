@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from celeriac import Celery, EagerResult, Task, states
-from celeriac.backends.memory import reset_store
 from celeriac.exceptions import EncodeError, MaxRetriesExceededError
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 
 
 class InvoiceError(Exception):
@@ -21,13 +18,8 @@ class InvoiceError(Exception):
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"test-eager-{uuid.uuid4().hex}"
-    url = f"memory://{name}"
-    with Celery("eager", broker=url, backend=url, task_always_eager=True) as app:
-        yield app
-    MemoryTransport.reset(name)
-    reset_store(name)
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "eager", task_always_eager=True)
 
 
 def test_delay_runs_in_place_and_returns_an_eager_result(app: Celery) -> None:

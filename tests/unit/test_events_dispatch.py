@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,17 +12,12 @@ from celeriac import Celery
 from celeriac._time import ManualClock
 from celeriac.protocol.message import Message
 from celeriac.transports.base import Broadcast, Subscription
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"events-{uuid.uuid4().hex}"
-    app = Celery("events", broker=f"memory://{name}", backend=f"memory://{name}",
-                 set_as_current=False, clock=ManualClock(1_800_000_000.0))  # fmt: skip
-    yield app
-    app.close()
-    MemoryTransport.reset(name)
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "events", set_as_current=False, clock=ManualClock(1_800_000_000.0))
 
 
 @pytest.fixture

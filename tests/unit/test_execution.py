@@ -14,7 +14,6 @@ import pytest
 
 from celeriac import Celery, Task, signals, states
 from celeriac._time import ManualClock
-from celeriac.backends.memory import reset_store
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.execution import (
     ExceptionInfo,
@@ -26,17 +25,12 @@ from celeriac.execution import (
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import decode_task
 from celeriac.request import Context
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"test-execution-{uuid.uuid4().hex}"
-    url = f"memory://{name}"
-    with Celery("exec", broker=url, backend=url, clock=ManualClock(), set_as_current=False) as app:
-        yield app
-    MemoryTransport.reset(name)
-    reset_store(name)
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "exec", clock=ManualClock(), set_as_current=False)
 
 
 def request_for(task: Task[Any, Any], *args: Any, **fields: Any) -> Context:

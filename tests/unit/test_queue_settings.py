@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +14,15 @@ from click.testing import CliRunner
 
 from celeriac import Celery, Exchange, Queue
 from celeriac.app._connection_options import backend_options, transport_options
-from celeriac.backends.memory import reset_store
 from celeriac.cli.main import cli
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import select_queues
+from tests.support.apps import AppFactory
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"test-queue-settings-{uuid.uuid4().hex}"
-    with Celery("queues", broker=f"memory://{name}", set_as_current=False) as app:
-        yield app
-    MemoryTransport.reset(name)
-    reset_store(name)
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "queues", results=False, set_as_current=False)
 
 
 def arguments(queue: Queue) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,24 +15,20 @@ from celeriac.app._result_retry import backoff
 from celeriac.exceptions import EncodeError
 from celeriac.execution import execute
 from celeriac.request import Context
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 
 #: Nothing listens on port 1: every store fails at once with "connection refused".
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"test-result-retry-{uuid.uuid4().hex}"
+def app(make_app: AppFactory) -> Celery:
     clock = ManualClock()  # the backoff pauses move it instead of sleeping
-    with Celery(
-        "retry", broker=f"memory://{name}", backend=DEAD_REDIS, clock=clock,
-        set_as_current=False,
+    return make_app(
+        "memory", "retry", backend=DEAD_REDIS, clock=clock, set_as_current=False,
         result_backend_transport_options={"retry_policy": {"max_retries": 0}},
         result_backend_max_retries=3,
-    ) as app:  # fmt: skip
-        yield app
-    MemoryTransport.reset(name)
+    )  # fmt: skip
 
 
 def request(name: str) -> Context:

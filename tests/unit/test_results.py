@@ -27,6 +27,7 @@ from celeriac.request import Context
 from celeriac.result import AsyncResult
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import Worker
+from tests.support.apps import AppFactory
 
 NAME = f"test-results-{uuid.uuid4().hex}"
 URL = f"memory://{NAME}"
@@ -85,16 +86,9 @@ def worker() -> Iterator[Worker]:
 
 
 @pytest.fixture
-def local_app() -> Iterator[Celery]:
+def local_app(make_app: AppFactory) -> Celery:
     """An app with a manual clock, used without a worker (tasks run through ``execute``)."""
-    name = f"test-results-local-{uuid.uuid4().hex}"
-    with Celery(
-        "local", broker=f"memory://{name}", backend=f"memory://{name}", clock=ManualClock(),
-        set_as_current=False,
-    ) as local:  # fmt: skip
-        yield local
-    MemoryTransport.reset(name)
-    reset_store(name)
+    return make_app("memory", "local", clock=ManualClock(), set_as_current=False)
 
 
 def run_here(task: Task[Any, Any], *args: Any, **context: Any) -> str:

@@ -7,7 +7,6 @@ import re
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,12 @@ from celeriac import Celery, Exchange, Queue
 from celeriac.app.routes import Router
 from celeriac.exceptions import ImproperlyConfigured, QueueNotFound
 from celeriac.protocol.v2 import decode_task
-from celeriac.transports.memory import MemoryTransport
+from tests.support.apps import AppFactory
 
 
 @pytest.fixture
-def app() -> Iterator[Celery]:
-    name = f"test-routes-{uuid.uuid4().hex}"
-    with Celery("routes", broker=f"memory://{name}", set_as_current=False) as app:
-        yield app
-    MemoryTransport.reset(name)
+def app(make_app: AppFactory) -> Celery:
+    return make_app("memory", "routes", results=False, set_as_current=False)
 
 
 def queue_of(app: Celery, name: str, **options: Any) -> str:

@@ -147,7 +147,8 @@ def test_redis_backend_settings_reach_its_connection() -> None:
 
 
 def test_acks_on_failure_and_inherit_parent_priority_in_a_worker() -> None:
-    from tests.unit.control_support import Project, eventually
+    from tests.support.control_support import Project
+    from tests.support.polling import eventually
 
     project = Project()
     app = project.app

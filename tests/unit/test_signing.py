@@ -14,7 +14,7 @@ from celeriac.exceptions import ContentDisallowed, DecodeError, ImproperlyConfig
 from celeriac.protocol import serializers
 from celeriac.protocol.serializers import dumps, loads
 from celeriac.protocol.signing import Certificate, CertStore, Signer
-from tests import pki_support
+from tests.support import pki_support
 
 TASK_BODY = [[2, 3], {"z": "é"}, {"callbacks": None, "errbacks": None, "chain": None}]
 

@@ -19,7 +19,7 @@ from celeriac.beat.scheduler import Scheduler
 from celeriac.beat.store import MemoryScheduleStore
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.result_meta import build_meta, encode_meta
-from tests import sql_support
+from tests.support import sql_support
 
 
 def _app(url: str, **settings: object) -> Celery:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from celeriac.protocol.v2 import decode_task
 from celeriac.transports.base import Delivery
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import Worker
+from tests.support.polling import eventually
 
 NAME = f"test-tasks-{uuid.uuid4().hex}"
 URL = f"memory://{NAME}"
@@ -47,14 +47,6 @@ def gate(token: str) -> threading.Event:
 
 def token() -> str:
     return uuid.uuid4().hex
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within 10 s")
-        time.sleep(0.005)
 
 
 def wait_finished(task_id: str) -> None:
@@ -332,7 +324,7 @@ def test_update_state_is_visible_while_the_task_runs(worker: Worker) -> None:
     key = token()
     result = progress.delay(key)
     try:
-        wait_until(lambda: result.state == "PROGRESS", "PROGRESS state")
+        eventually(lambda: result.state == "PROGRESS", "PROGRESS state")
         assert result.info == {"current": 1, "total": 2}
         assert not result.ready()
     finally:
@@ -345,7 +337,7 @@ def test_track_started_shows_started_while_running(worker: Worker) -> None:
     key = token()
     result = tracked.delay(key)
     try:
-        wait_until(lambda: result.state == "STARTED", "STARTED state")
+        eventually(lambda: result.state == "STARTED", "STARTED state")
         assert result.info["hostname"] == worker.hostname
     finally:
         gate(key).set()
@@ -356,7 +348,7 @@ def test_without_track_started_the_state_stays_pending_while_running(worker: Wor
     key = token()
     result = progress.apply_async((key,))
     try:
-        wait_until(lambda: result.state == "PROGRESS", "the task to start")
+        eventually(lambda: result.state == "PROGRESS", "the task to start")
     finally:
         gate(key).set()
     result.get(timeout=10)
@@ -383,7 +375,7 @@ def test_retry_shows_retry_state_calls_on_retry_then_succeeds(worker: Worker) ->
     key = token()
     result = flaky.delay(key)
     try:
-        wait_until(lambda: result.state == "RETRY", "RETRY state")
+        eventually(lambda: result.state == "RETRY", "RETRY state")
         assert isinstance(result.info, KeyError)
         assert "KeyError" in (result.traceback or "")
     finally:
@@ -427,7 +419,7 @@ def test_reject_dead_letters_the_message_and_stores_failure(worker: Worker) -> N
     """As Celery 5.7: a task rejected for good stores FAILURE, so get() does not hang."""
     key = token()
     result = rejecting.delay(key)
-    wait_until(
+    eventually(
         lambda: any(d.message.headers["id"] == result.id for d in app.transport.dead_letters()),
         "the rejected message to be dead-lettered",
     )

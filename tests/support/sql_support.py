@@ -3,7 +3,7 @@
 ``database(kind)`` creates a database with a unique name on the machine's server
 (PostgreSQL at 127.0.0.1:5432 as ``postgres``, trust; MariaDB at 127.0.0.1:3306 as ``root``,
 no password), yields its parts, and drops it after. A server that does not answer skips the
-test locally and fails it in CI (``CI=true``), as tests/redis_support.py does for Redis.
+test locally and fails it in CI (``CI=true``), as redis_support.py does for Redis.
 """
 
 from __future__ import annotations

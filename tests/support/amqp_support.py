@@ -9,8 +9,7 @@ one process at a time on the machine (a file lock).
 Names are ``celeriac-test-<pid>-<n>``; at the first batch, vhosts left by test processes that
 no longer exist (killed runs) are deleted too.
 
-``WorkerProject`` runs real worker processes (``python -m celeriac -A tasks worker``, or
-Celery's) in a folder of its own, as ``tests/integration/conftest.py`` does for SQLite.
+Worker processes on a vhost are started with tests/support/workers.py (``WorkerProject``).
 ``TcpProxy`` stands between clients and RabbitMQ so a test can cut the network (or add TLS).
 ``private_node(folder, settings)`` runs a RabbitMQ node of the test's own (free loopback
 ports, its data under ``folder``, ``settings`` in its rabbitmq.conf) for broker settings the
@@ -23,7 +22,6 @@ import asyncio
 import atexit
 import contextlib
 import fcntl
-import importlib.util
 import os
 import random
 import re
@@ -32,9 +30,7 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -224,106 +220,6 @@ def list_queues(vhost: str, *fields: str) -> list[list[str]]:
     """``rabbitmqctl list_queues`` rows (tab-separated fields) of ``vhost``."""
     out = rabbitmqctl("list_queues", "-p", vhost, "--silent", "--no-table-headers", *fields)
     return [line.split("\t") for line in out.splitlines() if line.strip()]
-
-
-class WorkerProject:
-    """A folder with a ``tasks.py`` module and the worker processes started on it."""
-
-    def __init__(self, root: Path, tasks_source: str, env: dict[str, str] | None = None) -> None:
-        self.root = root
-        (root / "tasks.py").write_text(textwrap.dedent(tasks_source))
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(root),
-            "CELERIAC_TEST_WORKER": "1",
-            **(env or {}),
-        }
-        self.workers: list[subprocess.Popen[bytes]] = []
-        self._loaded: list[Any] = []
-        self._celery: set[int] = set()  # pids of Celery's workers
-
-    def load_tasks(self) -> Any:
-        """The project's ``tasks`` module imported in this process (named ``tasks``, as in the
-        workers, so task names match; not put in ``sys.modules``); ``stop_all`` closes its app.
-        Worker processes have ``CELERIAC_TEST_WORKER=1`` in their environment; this one not."""
-        spec = importlib.util.spec_from_file_location("tasks", self.root / "tasks.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        self._loaded.append(module)
-        if hasattr(module.app, "results"):  # Celeriac's: make the result store (its tables)
-            module.app.backend  # noqa: B018 - before workers start, so they never race for it
-        return module
-
-    def start_worker(
-        self, *args: str, name: str = "w1", ready: str = "ready.", mingle: bool = False
-    ) -> subprocess.Popen[bytes]:
-        """A CLI worker; without startup mingle (a 1 s wait for neighbours) unless asked."""
-        quiet = () if mingle else ("--without-mingle",)
-        with open(self.root / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celeriac", "-A", "tasks", "worker", "-l", "info",
-                 "-n", f"{name}@%h", *quiet, *args],
-                cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        self.workers.append(proc)
-        self.wait_for_log(name, ready, proc)
-        return proc
-
-    def start_celery_worker(self, *args: str, name: str = "celery") -> subprocess.Popen[bytes]:
-        with open(self.root / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "solo",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
-                 "-n", f"{name}@%h", *args],
-                cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        self.workers.append(proc)
-        self._celery.add(proc.pid)
-        self.wait_for_log(name, "ready.", proc)
-        return proc
-
-    def log(self, name: str) -> str:
-        path = self.root / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def wait_for_log(
-        self, name: str, text: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log(name):
-                return
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"worker {name} exited early:\n{self.log(name)}")
-            time.sleep(0.05)
-        raise AssertionError(
-            f"{text!r} not in the log of {name} after {timeout}s:\n{self.log(name)}"
-        )
-
-    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for module in self._loaded:
-            app = getattr(module, "app", None)
-            if app is not None:
-                app.close()
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:  # Celery's worker takes about 10 s to shut down: no need to wait for that
-                proc.wait(timeout=2 if proc.pid in self._celery else 20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        for proc in self.workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class TcpProxy:

@@ -11,20 +11,16 @@ deleted then.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
 import subprocess
 import sys
-import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import redis_support
+from tests.support import redis_support
+from tests.support.workers import WorkerProject
 
 # The task bodies, shared by both apps; KIND says which system runs them.
 _TASK_BODIES = """
@@ -113,120 +109,43 @@ app.conf.worker_hijack_root_logger = False
     + _TASK_BODIES
 )
 
-CELERY_WORKER_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
-
-class RedisProject:
+class RedisProject(WorkerProject):
     """A folder with both apps, the workers started on it, and its key prefix."""
 
     def __init__(self, root: Path, url: str, db: int, port: int = redis_support.PORT) -> None:
-        self.root = root
         self.url = url
         self.db = db
         self.port = port
         self.prefix = redis_support.unique_prefix()
-        self.runlog = root / "runs.log"
-        (root / "rtasks.py").write_text(textwrap.dedent(RTASKS))
-        (root / "celtasks.py").write_text(textwrap.dedent(CELTASKS))
-        self.env = {
-            **os.environ,
-            "TEST_REDIS_URL": url,
-            "TEST_PREFIX": self.prefix,
-            "TEST_RUNLOG": str(self.runlog),
-            "PYTHONPATH": str(root),
-        }
-        self.workers: list[subprocess.Popen[bytes]] = []
-
-    def _start(self, argv: list[str], name: str, ready: str, **env: str) -> subprocess.Popen[bytes]:
-        with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                argv, cwd=self.root, env={**self.env, **env}, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self.workers.append(proc)
-        self.wait_for_log(name, ready, proc)
-        return proc
+        runlog = root / "runs.log"
+        env = {"TEST_REDIS_URL": url, "TEST_PREFIX": self.prefix, "TEST_RUNLOG": str(runlog)}
+        super().__init__(
+            root, {"rtasks": RTASKS, "celtasks": CELTASKS}, env, app="rtasks", cli_app="rtasks",
+            append_logs=True, runlog=runlog, stop_timeout=15.0,
+        )  # fmt: skip
+        self.env.pop("CELERIAC_TEST_WORKER")  # these tasks run the same in both processes
 
     def celeriac_worker(
         self, *args: str, name: str = "w1", mingle: bool = False, **env: str
     ) -> subprocess.Popen[bytes]:
         """A Celeriac worker; without startup mingle (a 1 s wait) unless asked."""
-        argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "worker", "-l", "info"]
-        quiet = [] if mingle else ["--without-mingle"]
-        return self._start([*argv, "-n", f"{name}@%h", *quiet, *args], name, "ready.", **env)
+        return self.start_worker(*args, name=name, mingle=mingle, env=env)
 
     def celery_worker(
         self, *args: str, name: str = "c1", mingle: bool = False, pool: str = "prefork"
     ) -> subprocess.Popen[bytes]:
         """A Celery 5.7 worker (2 processes unless ``pool`` says otherwise), without gossip
         and heartbeats, and without mingle unless asked."""
-        flags = [f for f in CELERY_WORKER_FLAGS if not (mingle and f == "--without-mingle")]
-        argv = [sys.executable, "-m", "celery", "-A", "celtasks", "worker", "-l", "info"]
-        argv += ["-P", pool, *(["-c", "2"] if pool == "prefork" else []), *flags]
-        return self._start([*argv, "-n", f"{name}@%h", *args], name, "ready.")
-
-    def run_script(self, code: str, timeout: float = 60) -> Any:
-        """Run ``code`` in a fresh interpreter in the project; its stdout parsed as JSON."""
-        done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)], cwd=self.root, env=self.env,
-            capture_output=True, text=True, timeout=timeout,
+        concurrency = 2 if pool == "prefork" else None
+        return self.start_celery_worker(
+            *args, name=name, app="celtasks", pool=pool, concurrency=concurrency, mingle=mingle,
+            quick_stop=False,
         )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    def celeriac(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "celeriac", "-A", "rtasks", *args], cwd=self.root,
-            env=self.env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-
-    def log(self, name: str) -> str:
-        path = self.root / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def wait_for_log(
-        self, name: str, text: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log(name):
-                return
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"worker {name} exited early:\n{self.log(name)[-3000:]}")
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} not in the log of {name}:\n{self.log(name)[-3000:]}")
 
     def runs(self) -> list[tuple[str, str]]:
         """(task id, kind) of every run so far, in order."""
-        if not self.runlog.exists():
-            return []
-        lines = self.runlog.read_text().splitlines()
-        return [(parts[0], parts[1]) for parts in (line.split() for line in lines) if parts]
-
-    def wait_for_runs(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.runs()) < count:
-            assert time.monotonic() < deadline, f"only {len(self.runs())} of {count} runs"
-            time.sleep(0.02)
-
-    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the worker and its pool children (its whole process group)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9(proc)
-        for proc in self.workers:  # no pool child may outlive its test
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        return [(fields[0], fields[1]) for fields in self.run_lines()]
 
 
 @contextlib.contextmanager

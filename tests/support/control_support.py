@@ -1,4 +1,5 @@
-"""An app with tasks to steer, and a worker running in this process, for the control tests."""
+"""An app with tasks to steer, and a worker running in this process, for the control tests
+(unit, compat and integration tiers)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -103,15 +104,3 @@ class Project:
         )
         assert replies, f"{NODE} did not answer {command}"
         return replies[0][NODE]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout}s")
-        time.sleep(0.01)
