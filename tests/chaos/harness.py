@@ -351,12 +351,19 @@ def worker_kills(
     timeout: float = 600.0,
     settle: float = 4.0,
 ) -> Report:
-    """``count`` tasks through ``workers`` prefork workers, one killed every ``every`` s."""
+    """``count`` tasks through ``workers`` prefork workers, one killed every ``every`` s.
+
+    The first kill comes while three quarters of the tasks are still to be sent, as soon as
+    one task has started, so a loaded machine that sends slowly still sees a worker die
+    mid-run (a fixed first pause could outlast the whole drain)."""
     rng = random.Random(seed)
     soak.start_workers(workers)
     began = time.monotonic()
-    ids = soak.send(count)
     deadline = time.monotonic() + timeout
+    ids = soak.send(max(count // 4, 1))
+    poll(lambda: bool(Ledger.read(soak.runlog).starts), timeout, 0.02)
+    soak.kill_and_restart(rng)
+    ids += soak.send(count - len(ids))
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(*every))
         if set(ids) <= Ledger.read(soak.runlog).finished():
