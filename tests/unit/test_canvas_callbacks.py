@@ -17,7 +17,7 @@ from celeriac.contrib.testing import start_worker
 from celeriac.exceptions import ChordError
 from celeriac.request import Context
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 
 NAME = f"test-canvas-callbacks-{uuid.uuid4().hex}"
 URL = f"memory://{NAME}"

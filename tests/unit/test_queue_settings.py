@@ -20,7 +20,7 @@ from celeriac.backends.memory import reset_store
 from celeriac.cli.main import cli
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import select_queues
+from celeriac.worker.lifecycle import select_queues
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from celeriac.exceptions import (
 from celeriac.protocol.v2 import decode_task
 from celeriac.transports.base import Delivery
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 
 NAME = f"test-tasks-{uuid.uuid4().hex}"
 URL = f"memory://{NAME}"

@@ -297,7 +297,7 @@ def worker(
     from celeriac.cli.daemon import Pidfile, expand_node_pattern
     from celeriac.cli.daemon import detach as daemonize
     from celeriac.log import LogFormats, setup_logging
-    from celeriac.worker.controller import Worker, expand_hostname
+    from celeriac.worker.lifecycle import Worker, expand_hostname
 
     mask = options.parse_umask(umask)
     node_name = expand_hostname(hostname)

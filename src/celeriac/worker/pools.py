@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
 from celeriac.worker.job import Job, JobResult, run_job
-from celeriac.worker.timelimits import Watchdog, raise_in_thread
+from celeriac.worker.timelimits.threads import Watchdog, raise_in_thread
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery

@@ -28,12 +28,12 @@ from celeriac.routing import Queue
 from celeriac.worker import state as worker_state
 from celeriac.worker.banner import banner
 from celeriac.worker.consumer import TaskConsumer
-from celeriac.worker.control import WorkerControl
 from celeriac.worker.events import WorkerEvents
 from celeriac.worker.metrics import MetricsServer, WorkerMetrics
-from celeriac.worker.mingle import MINGLE_TIMEOUT, sync_with_neighbors
 from celeriac.worker.pools import Pool, create_pool
 from celeriac.worker.queues import QueueSwitch
+from celeriac.worker.remote.control import WorkerControl
+from celeriac.worker.remote.mingle import MINGLE_TIMEOUT, sync_with_neighbors
 from celeriac.worker.statedb import SAVE_INTERVAL, StateDB
 
 if TYPE_CHECKING:
