@@ -149,8 +149,10 @@ class PreforkPool(Pool):
         hostname: str = "",
         min_concurrency: int | None = None,
         keepalive: float = 30.0,
+        time_limits: tuple[float | None, float | None] = (None, None),
     ) -> None:
         super().__init__(app, concurrency, on_start, on_done)
+        self.time_limits = time_limits  # the worker's (soft, hard), for stats
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child
         # Autoscale: between min_concurrency and concurrency children, by load.
@@ -416,12 +418,12 @@ class PreforkPool(Pool):
             return [c.process.pid for c in self._children if c.process.pid is not None]
 
     def info(self) -> dict[str, Any]:
-        conf = self.app.conf
+        soft, hard = self.time_limits
         return {
             **super().info(),
             "max-tasks-per-child": self.max_tasks_per_child or "N/A",
             "put-guarded-by-semaphore": False,
-            "timeouts": [conf.task_soft_time_limit or 0, conf.task_time_limit or 0],
+            "timeouts": [soft or 0, hard or 0],
             "writes": "N/A",
         }
 

@@ -86,7 +86,10 @@ def kill_past_deadline(children: Iterable[Timed], lock: threading.Lock) -> None:
         if job is not None:
             logger.error(
                 "Hard time limit (%ss) exceeded for %s[%s]: killing pid %s",
-                job.time_limit, job.message.task, job.message.id, child.process.pid,
-            )  # fmt: skip
+                job.time_limit,
+                job.message.task,
+                job.message.id,
+                child.process.pid,
+            )
         if child.process.pid is not None:
             os.kill(child.process.pid, signal.SIGKILL)
