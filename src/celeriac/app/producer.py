@@ -130,6 +130,22 @@ def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
     return [d for d in (_as_dict(item) for item in items) if d is not None]
 
 
+def _eta_and_expires(opts: Mapping[str, Any], now: dt.datetime) -> tuple[Any, Any]:
+    """``eta`` (``countdown`` from now wins) and ``expires`` (seconds from now, or a time),
+    ISO strings parsed; anything else is passed on for ``_build`` to drop."""
+    eta = opts.get("eta")
+    if opts.get("countdown") is not None:
+        eta = now + dt.timedelta(seconds=float(opts["countdown"]))
+    elif isinstance(eta, str):
+        eta = dt.datetime.fromisoformat(eta)
+    expires = opts.get("expires")
+    if isinstance(expires, (int, float)):
+        expires = now + dt.timedelta(seconds=float(expires))
+    elif isinstance(expires, str):
+        expires = dt.datetime.fromisoformat(expires)
+    return eta, expires
+
+
 @dataclass(frozen=True, slots=True)
 class Sending:
     """A task message on its way: built and routed, not yet published."""
@@ -339,18 +355,8 @@ class Producer:
     ) -> TaskMessage:
         app = self._app
         settings = self.options
-        now = app.now()
         task_id = opts.get("task_id") or str(uuid.uuid4())
-        eta = opts.get("eta")
-        if opts.get("countdown") is not None:
-            eta = now + dt.timedelta(seconds=float(opts["countdown"]))
-        elif isinstance(eta, str):
-            eta = dt.datetime.fromisoformat(eta)
-        expires = opts.get("expires")
-        if isinstance(expires, (int, float)):
-            expires = now + dt.timedelta(seconds=float(expires))
-        elif isinstance(expires, str):
-            expires = dt.datetime.fromisoformat(expires)
+        eta, expires = _eta_and_expires(opts, app.now())
         parent = current_request()
         parent_id = opts.get("parent_id") or (parent.id if parent is not None else None)
         root_id = opts.get("root_id") or (
