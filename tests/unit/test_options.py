@@ -111,6 +111,19 @@ def test_hostname_expands_and_include_keeps_order() -> None:
     assert (opts.include, opts.queues, opts.exclude_queues) == (("b", "a"), ("q1",), ("q2",))
 
 
+def test_at_start_reads_the_start_time_settings_again_unless_a_flag_decided() -> None:
+    conf = Settings({"task_time_limit": 30})
+    made = WorkerOptions.from_settings(conf, soft_time_limit=4.0)
+    conf.update(task_time_limit=60, task_soft_time_limit=50, worker_eta_task_limit=7)
+    conf.worker_disable_rate_limits = True  # as a celeryd_init handler may set them
+    started = made.at_start(conf)
+    assert (made.time_limit, started.time_limit) == (30.0, 60.0)
+    assert started.soft_time_limit == 4.0  # the argument still wins
+    assert (started.eta_task_limit, started.rate_limits) == (7, False)
+    direct = WorkerOptions(hostname="w@h", time_limit=5.0)
+    assert direct.at_start(conf) is direct
+
+
 def test_worker_options_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         options().concurrency = 2  # type: ignore[misc]

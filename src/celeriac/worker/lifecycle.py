@@ -151,6 +151,7 @@ class Worker:
         signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
         app.import_default_modules(extra=self.options.include)
         annotate_tasks(app)  # task_annotations, once every task is registered
+        self.options = self.options.at_start(app.conf)
         transport = app.transport
         # A result backend that cannot be made (unknown scheme, missing client library) stops
         # the worker here, named, rather than failing every task it would run.

@@ -29,6 +29,10 @@ autoscale_keepalive    autoscale_keepalive             30 s (the CLI reads
                                                        CELERIAC_AUTOSCALE_KEEPALIVE)
 =====================  ==============================  =====================================
 
+The settings the worker used to read as it starts (the time limits, ``worker_eta_task_limit``,
+``worker_disable_rate_limits``) are read again then (``at_start``), after ``celeryd_init``
+handlers and the task modules had their say, where no argument decided them.
+
 As before these options existed, an argument of 0 for a count (``concurrency``,
 ``max_tasks_per_child``, ``max_memory_per_child``) or for ``heartbeat_interval`` means "not
 given"; ``prefetch_multiplier=0`` is a value (no limit). A value that cannot be right raises
@@ -37,10 +41,11 @@ given"; ``prefetch_multiplier=0`` is a value (no limit). A value that cannot be 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from celeriac.app.settings import as_seconds
@@ -138,11 +143,38 @@ class WorkerOptions:
     eta_task_limit: int | None = None  # early ETAs held in the worker before it stops fetching
     rate_limits: bool = True
     include: tuple[str, ...] = ()  # -I: imported after the app's imports and include
+    #: The arguments ``from_settings`` was given (None: made directly), for ``at_start``.
+    given: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def prefetch_limit(self) -> int:
         """Messages held at once (0: no limit): the multiplier times the concurrency."""
         return self.prefetch_multiplier * self.concurrency
+
+    def at_start(self, conf: Mapping[str, Any]) -> WorkerOptions:
+        """The options once the worker starts: the settings it has always read then rather
+        than when it was made (after ``celeryd_init`` handlers and the task modules, which
+        may set them) read again where no argument decided them: the time limits,
+        ``worker_eta_task_limit`` and ``worker_disable_rate_limits``. Options made directly
+        (not by ``from_settings``) are kept as they are."""
+        given = self.given
+        if given is None:
+            return self
+        return dataclasses.replace(
+            self,
+            time_limit=(
+                self.time_limit
+                if "time_limit" in given
+                else _seconds("time_limit", None, conf, "task_time_limit")
+            ),
+            soft_time_limit=(
+                self.soft_time_limit
+                if "soft_time_limit" in given
+                else _seconds("soft_time_limit", None, conf, "task_soft_time_limit")
+            ),
+            eta_task_limit=_count("eta_task_limit", None, conf, "worker_eta_task_limit"),
+            rate_limits=not conf["worker_disable_rate_limits"],
+        )
 
     @classmethod
     def from_settings(
@@ -202,6 +234,7 @@ class WorkerOptions:
             eta_task_limit=_count("eta_task_limit", None, conf, "worker_eta_task_limit"),
             rate_limits=not conf["worker_disable_rate_limits"],
             include=tuple(args.get("include") or ()),
+            given=frozenset(name for name, value in args.items() if value is not None),
         )
 
 
