@@ -118,6 +118,56 @@ class Worker:
         self.metrics_server: MetricsServer | None = None
         self.started_at = app.clock.time()
 
+    # -- the options under the names the worker always had (read-only) -----------------------
+
+    @property
+    def fair(self) -> bool:
+        return self.options.fair
+
+    @property
+    def max_tasks_per_child(self) -> int | None:
+        return self.options.max_tasks_per_child
+
+    @property
+    def max_memory_per_child(self) -> int | None:
+        return self.options.max_memory_per_child
+
+    @property
+    def autoscale_keepalive(self) -> float:
+        return self.options.autoscale_keepalive
+
+    @property
+    def task_events(self) -> bool:
+        return self.options.task_events
+
+    @property
+    def heartbeat(self) -> bool:
+        return self.options.heartbeat
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.options.heartbeat_interval
+
+    @property
+    def remote_control(self) -> bool:
+        return self.options.remote_control
+
+    @property
+    def mingle(self) -> bool:
+        return self.options.mingle
+
+    @property
+    def mingle_timeout(self) -> float:
+        return self.options.mingle_timeout
+
+    @property
+    def state_db_path(self) -> str | None:
+        return self.options.state_db
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return self.options.metrics_address
+
     def start(self) -> None:
         """Start consuming; returns once the worker is ready."""
         app = self.app
