@@ -4,16 +4,16 @@ once, checked, and frozen.
 Each value comes from the first of: the argument (a ``celeriac beat`` or ``worker -B`` flag,
 or the keyword of ``Beat(app, ...)``/``EmbeddedBeat(app, ...)``), the setting, the default.
 
-==============  ========================  ===========================================
-field           argument (flag)           setting, then default
-==============  ========================  ===========================================
-schedule        schedule (-s)             where the store is: ``celeriac.beat.service``
+==============  ==========================  =========================================
+field           argument (flag)             setting, then default
+==============  ==========================  =========================================
+schedule        schedule (-s)               where the store is: celeriac.beat.service
 scheduler       scheduler (-S/--scheduler)  beat_scheduler, Celery's PersistentScheduler
-max_interval    max_interval              beat_max_loop_interval, 300 s
-lease_ttl       lease_ttl (--lease-ttl)   15 s
-poll_interval   poll_interval             1 s (at most a third of the lease TTL)
-import_modules  import_modules            on (beat in a worker: off, the worker did it)
-==============  ========================  ===========================================
+max_interval    max_interval                beat_max_loop_interval, 300 s
+lease_ttl       lease_ttl (--lease-ttl)     15 s
+poll_interval   poll_interval               1 s (at most a third of the lease TTL)
+import_modules  import_modules              on (beat in a worker: off, the worker did)
+==============  ==========================  =========================================
 """
 
 from __future__ import annotations
