@@ -11,7 +11,7 @@ import pytest
 
 from celeriac import Celery
 from celeriac.exceptions import Reject
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 from tests.support import redis_support
 from tests.support.polling import eventually
 

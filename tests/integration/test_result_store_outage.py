@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from celeriac import Celery
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 from tests.support import redis_support
 from tests.support.polling import eventually
 

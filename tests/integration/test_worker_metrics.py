@@ -13,7 +13,7 @@ import pytest
 
 from celeriac import Celery
 from celeriac.contrib.testing.app import TestApp
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 
 pytestmark = pytest.mark.integration
 

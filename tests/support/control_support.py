@@ -15,7 +15,7 @@ from celeriac import Celery
 from celeriac.backends.memory import reset_store
 from celeriac.exceptions import SoftTimeLimitExceeded
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 
 NODE = "w1@test"
 

@@ -16,7 +16,7 @@ from celeriac.contrib.testing import start_worker
 from celeriac.exceptions import ChordError
 from celeriac.request import Context
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 from tests.support.polling import eventually
 
 NAME = f"test-canvas-callbacks-{uuid.uuid4().hex}"

@@ -15,7 +15,7 @@ from celeriac.contrib.testing import start_worker
 from celeriac.exceptions import ChordError
 from celeriac.result import AsyncResult, GroupResult, ResultSet, allow_join_result
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 
 NAME = f"test-canvas-workflows-{uuid.uuid4().hex}"
 URL = f"memory://{NAME}"

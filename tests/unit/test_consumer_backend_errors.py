@@ -13,7 +13,7 @@ import pytest
 from celeriac import Celery
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 from tests.support.polling import eventually
 
 #: Nothing listens on port 1: every use of this backend fails at once (no retries).

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from celeriac import Celery
-from celeriac.worker.controller import Worker
-from celeriac.worker.mingle import revoked_ids
+from celeriac.worker.lifecycle import Worker
+from celeriac.worker.remote.mingle import revoked_ids
 from tests.support.control_support import NODE, Project
 
 NEWCOMER = "w2@test"

@@ -175,17 +175,18 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.worker.prefork",
         }
     ),
-    # The worker's parts type the Worker controller that holds them; a WorkerLike
+    # The worker's parts type the Worker (worker/lifecycle) that holds them; a WorkerLike
     # protocol (as AppLike for the app) breaks it, after the worker redesign lands.
     frozenset(
         {
             "celeriac.worker._scheduled",
-            "celeriac.worker.commands",
             "celeriac.worker.consumer",
-            "celeriac.worker.control",
-            "celeriac.worker.controller",
+            "celeriac.worker.lifecycle",
             "celeriac.worker.metrics",
-            "celeriac.worker.mingle",
+            "celeriac.worker.options",
+            "celeriac.worker.remote.commands",
+            "celeriac.worker.remote.control",
+            "celeriac.worker.remote.mingle",
             "celeriac.worker.state",
         }
     ),

@@ -16,7 +16,7 @@ from celeriac import Celery, Exchange, Queue
 from celeriac.app._connection_options import backend_options, transport_options
 from celeriac.cli.main import cli
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.worker.controller import select_queues
+from celeriac.worker.lifecycle import select_queues
 from tests.support.apps import AppFactory
 
 

@@ -26,7 +26,7 @@ from celeriac.protocol.result_meta import build_meta, encode_meta
 from celeriac.request import Context
 from celeriac.result import AsyncResult
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 from tests.support.apps import AppFactory
 
 NAME = f"test-results-{uuid.uuid4().hex}"

@@ -27,7 +27,7 @@ from celeriac.exceptions import (
 from celeriac.protocol.v2 import decode_task
 from celeriac.transports.base import Delivery
 from celeriac.transports.memory import MemoryTransport
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 from tests.support.polling import eventually
 
 NAME = f"test-tasks-{uuid.uuid4().hex}"

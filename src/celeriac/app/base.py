@@ -184,8 +184,9 @@ class Celery:
             return []
         return discover(packages, related_name)
 
-    def import_default_modules(self) -> list[Any]:
-        """Import the modules named by ``imports`` and ``include`` (what a worker runs).
+    def import_default_modules(self, extra: Sequence[str] = ()) -> list[Any]:
+        """Import the modules named by ``imports`` and ``include`` (what a worker runs), then
+        ``extra`` (the worker's ``-I``).
 
         Runs the autodiscovery waiting for it too.
         """
@@ -193,7 +194,7 @@ class Celery:
         pending, self._autodiscover = self._autodiscover, []
         for packages, related_name in pending:
             self.autodiscover_tasks(packages, related_name, force=True)
-        names = [*(self.conf.imports or ()), *(self.conf.include or ())]
+        names = [*(self.conf.imports or ()), *(self.conf.include or ()), *extra]
         modules = [import_module(name) for name in names]
         self.Task  # noqa: B018  # the task class, and the shared tasks waiting for it
         return modules

@@ -10,7 +10,7 @@ return ``{nodename: reply}``: ``active()``, ``stats()``, ``registered()``, ...
 Revoking also marks a task REVOKED in the result store when it has not started (PENDING,
 RECEIVED, RETRY, REJECTED), so the revocation holds for workers that are offline now, start
 later, or restart. The wire format is in ``celeriac.app._pidbox``; the commands run in
-``celeriac.worker.commands``.
+``celeriac.worker.remote.commands``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
@@ -35,10 +35,18 @@ from celeriac.transports.base import Outgoing, Transport
 
 if TYPE_CHECKING:
     from celeriac._app_protocol import AppLike
+    from celeriac.app.settings import Settings
     from celeriac.result import AsyncResult
     from celeriac.task import Task
 
-__all__ = ["CALL_OPTIONS", "TASK_EXEC_OPTIONS", "Producer", "Sending", "hold_publishes"]
+__all__ = [
+    "CALL_OPTIONS",
+    "TASK_EXEC_OPTIONS",
+    "Producer",
+    "ProducerOptions",
+    "Sending",
+    "hold_publishes",
+]
 
 logger = logging.getLogger("celeriac.producer")
 
@@ -123,6 +131,22 @@ def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
     return [d for d in (_as_dict(item) for item in items) if d is not None]
 
 
+def _eta_and_expires(opts: Mapping[str, Any], now: dt.datetime) -> tuple[Any, Any]:
+    """``eta`` (``countdown`` from now wins) and ``expires`` (seconds from now, or a time),
+    ISO strings parsed; anything else is passed on for ``_build`` to drop."""
+    eta = opts.get("eta")
+    if opts.get("countdown") is not None:
+        eta = now + dt.timedelta(seconds=float(opts["countdown"]))
+    elif isinstance(eta, str):
+        eta = dt.datetime.fromisoformat(eta)
+    expires = opts.get("expires")
+    if isinstance(expires, (int, float)):
+        expires = now + dt.timedelta(seconds=float(expires))
+    elif isinstance(expires, str):
+        expires = dt.datetime.fromisoformat(expires)
+    return eta, expires
+
+
 @dataclass(frozen=True, slots=True)
 class Sending:
     """A task message on its way: built and routed, not yet published."""
@@ -135,12 +159,58 @@ class Sending:
     options: Mapping[str, Any]
 
 
-class Producer:
-    """Builds and publishes task messages for one app."""
+@dataclass(frozen=True, slots=True)
+class ProducerOptions:
+    """What sending reads from the settings, below the call's, task's and route's options."""
 
-    def __init__(self, app: AppLike) -> None:
+    serializer: str = "json"  # task_serializer
+    compression: str | None = None  # task_compression
+    send_sent_event: bool = False  # task_send_sent_event
+    inherit_parent_priority: bool = False  # task_inherit_parent_priority
+    default_priority: int | None = None  # task_default_priority
+    default_delivery_mode: int | str = 2  # task_default_delivery_mode (2: persistent)
+    publish_retry: bool = True  # task_publish_retry
+    # task_publish_retry_policy: the settings' own mapping, so a change made in place shows
+    publish_retry_policy: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, conf: Mapping[str, Any]) -> ProducerOptions:
+        return cls(
+            serializer=str(conf["task_serializer"]),
+            compression=conf["task_compression"] or None,
+            send_sent_event=bool(conf["task_send_sent_event"]),
+            inherit_parent_priority=bool(conf["task_inherit_parent_priority"]),
+            default_priority=conf["task_default_priority"],
+            default_delivery_mode=conf["task_default_delivery_mode"],
+            publish_retry=bool(conf["task_publish_retry"]),
+            publish_retry_policy=conf["task_publish_retry_policy"] or {},
+        )
+
+
+class Producer:
+    """Builds and publishes task messages for one app.
+
+    Given ``options``, it sends with them; without, it follows the app's settings, building
+    its ``ProducerOptions`` once per settings generation (``conf.generation``).
+    """
+
+    def __init__(self, app: AppLike, *, options: ProducerOptions | None = None) -> None:
         self._app = app
+        self._fixed = options
+        # (the settings, their generation, the options built from them)
+        self._options: tuple[Settings, int, ProducerOptions] | None = None
         self._declared: weakref.WeakKeyDictionary[Transport, set[str]] = weakref.WeakKeyDictionary()
+
+    @property
+    def options(self) -> ProducerOptions:
+        """The options sending reads (see the class docstring)."""
+        if self._fixed is not None:
+            return self._fixed
+        conf = self._app.conf
+        cached = self._options
+        if cached is None or cached[0] is not conf or cached[1] != conf.generation:
+            cached = self._options = (conf, conf.generation, ProducerOptions.from_settings(conf))
+        return cached[2]
 
     def send(
         self,
@@ -186,11 +256,11 @@ class Producer:
                 stacklevel=_caller_stacklevel(),
             )
         app = self._app
-        conf = app.conf
+        settings = self.options
         merged = self._merge_options(name, args, kwargs, task, options)
         message = self._build(name, args, kwargs, task, merged)
-        serializer = merged.get("serializer") or conf.task_serializer
-        compression = merged.get("compression") or conf.task_compression
+        serializer = merged.get("serializer") or settings.serializer
+        compression = merged.get("compression") or settings.compression
         wire = encode_task(message, serializer=serializer, compression=compression, now=app.now())
         dest = app.router.destination(
             merged.get("queue"), merged.get("exchange"), merged.get("routing_key")
@@ -225,7 +295,7 @@ class Producer:
             exchange=exchange,
             routing_key=routing_key,
         )
-        if app.conf.task_send_sent_event:  # a task-sent event for monitors (celeriac.events)
+        if self.options.send_sent_event:  # a task-sent event for monitors (celeriac.events)
             app.events.task_sent(
                 sending.message,
                 queue=sending.queue.name,
@@ -283,29 +353,19 @@ class Producer:
         opts: dict[str, Any],
     ) -> TaskMessage:
         app = self._app
-        conf = app.conf
-        now = app.now()
+        settings = self.options
         task_id = opts.get("task_id") or str(uuid.uuid4())
-        eta = opts.get("eta")
-        if opts.get("countdown") is not None:
-            eta = now + dt.timedelta(seconds=float(opts["countdown"]))
-        elif isinstance(eta, str):
-            eta = dt.datetime.fromisoformat(eta)
-        expires = opts.get("expires")
-        if isinstance(expires, (int, float)):
-            expires = now + dt.timedelta(seconds=float(expires))
-        elif isinstance(expires, str):
-            expires = dt.datetime.fromisoformat(expires)
+        eta, expires = _eta_and_expires(opts, app.now())
         parent = current_request()
         parent_id = opts.get("parent_id") or (parent.id if parent is not None else None)
         root_id = opts.get("root_id") or (
             (parent.root_id or parent.id) if parent is not None else None
         )
         priority = opts.get("priority")
-        if priority is None and parent is not None and conf.task_inherit_parent_priority:
+        if priority is None and parent is not None and settings.inherit_parent_priority:
             priority = (parent.delivery_info or {}).get("priority")
         if priority is None:
-            priority = conf.task_default_priority
+            priority = settings.default_priority
         ignore_result = opts.get("ignore_result")
         if ignore_result is None:
             ignore_result = bool(task.option("ignore_result")) if task else False
@@ -341,7 +401,7 @@ class Producer:
             reply_to=opts.get("reply_to") or self.reply_to(),
             priority=priority,
             delivery_mode=_delivery_mode(
-                opts.get("delivery_mode") or conf.task_default_delivery_mode
+                opts.get("delivery_mode") or settings.default_delivery_mode
             ),
         )
 
@@ -401,9 +461,9 @@ class Producer:
 
     def _publish(self, outgoing: Outgoing, queue: Queue, opts: Mapping[str, Any]) -> None:
         """Declare ``queue`` and publish, retrying ``TransportError`` per the retry policy."""
-        conf = self._app.conf
-        retry = opts.get("retry", conf.task_publish_retry)
-        policy = {**(conf.task_publish_retry_policy or {}), **(opts.get("retry_policy") or {})}
+        settings = self.options
+        retry = opts.get("retry", settings.publish_retry)
+        policy = {**settings.publish_retry_policy, **(opts.get("retry_policy") or {})}
 
         def attempt() -> None:
             self._declare(queue)

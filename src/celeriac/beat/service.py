@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from celeriac.backends.sqlite import database_path
 from celeriac.beat._redis import default_prefix
 from celeriac.beat.lease import DEFAULT_LEASE_TTL, LeaderLease, MemoryLease, SQLiteLease
+from celeriac.beat.options import BeatOptions
 from celeriac.beat.redis_lease import RedisLease
 from celeriac.beat.redis_store import RedisScheduleStore
 from celeriac.beat.scheduler import Scheduler
@@ -77,10 +78,11 @@ class StoreOpener(Protocol):
     def open(self, app: Celery, *, lease_ttl: float) -> tuple[ScheduleStore, LeaderLease]: ...
 
 
-def database_scheduler(app: Celery) -> StoreOpener | None:
-    """The Django database scheduler when ``beat_scheduler`` names it, else None (beat's own
-    store, chosen as the module docstring says). Any other value is refused."""
-    name = str(app.conf.beat_scheduler or _BUILTIN_SCHEDULERS[0]).strip()
+def database_scheduler(app: Celery, scheduler: str | None = None) -> StoreOpener | None:
+    """The Django database scheduler when ``scheduler`` (``-S``, else ``beat_scheduler``)
+    names it, else None (beat's own store, chosen as the module docstring says). Any other
+    value is refused."""
+    name = str(scheduler or app.conf.beat_scheduler or _BUILTIN_SCHEDULERS[0]).strip()
     if name in _BUILTIN_SCHEDULERS:
         return None
     if name in _DJANGO_SCHEDULERS:
@@ -105,10 +107,12 @@ def _redis_store(app: Celery, schedule: str | None) -> tuple[str, str] | None:
     return app.broker_url, default_prefix(app.main, app.conf.broker_transport_options)
 
 
-def store_location(app: Celery, schedule: str | None = None) -> str | None:
+def store_location(
+    app: Celery, schedule: str | None = None, *, scheduler: str | None = None
+) -> str | None:
     """Where ``app``'s schedule store is: an SQLite path, a Redis URL (no password) and key
     prefix, or None for memory (see the module doc)."""
-    database = database_scheduler(app)
+    database = database_scheduler(app, scheduler)
     if database is not None:
         return str(database.location)
     if schedule:
@@ -129,10 +133,14 @@ def store_location(app: Celery, schedule: str | None = None) -> str | None:
 
 
 def open_store(
-    app: Celery, schedule: str | None = None, *, lease_ttl: float = DEFAULT_LEASE_TTL
+    app: Celery,
+    schedule: str | None = None,
+    *,
+    scheduler: str | None = None,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> tuple[ScheduleStore, LeaderLease]:
     """The schedule store and leader lease of ``app`` (see ``store_location``)."""
-    database = database_scheduler(app)
+    database = database_scheduler(app, scheduler)
     if database is not None:
         return database.open(app, lease_ttl=lease_ttl)
     redis = _redis_store(app, schedule)
@@ -144,7 +152,7 @@ def open_store(
         except BaseException:
             redis_store.close()
             raise
-    path = store_location(app, schedule)
+    path = store_location(app, schedule, scheduler=scheduler)
     if path is None:
         return MemoryScheduleStore(), MemoryLease(ttl=lease_ttl, clock=app.clock)
     store = SQLiteScheduleStore(path)
@@ -209,27 +217,33 @@ def describe_entries(app: Celery, store: ScheduleStore) -> list[EntryView]:
 
 
 class Beat:
-    """The beat service: ``Beat(app).run(stop)`` sends due tasks until ``stop`` is set."""
+    """The beat service: ``Beat(app).run(stop)`` sends due tasks until ``stop`` is set.
+
+    It takes the keywords of ``BeatOptions.from_settings`` (``schedule``, ``scheduler``,
+    ``max_interval``, ``lease_ttl``, ...) or ``options`` built already.
+    """
 
     def __init__(
-        self,
-        app: Celery,
-        *,
-        schedule: str | None = None,
-        max_interval: float | None = None,
-        lease_ttl: float = DEFAULT_LEASE_TTL,
-        poll_interval: float = 1.0,
-        import_modules: bool = True,
+        self, app: Celery, *, options: BeatOptions | None = None, **arguments: Any
     ) -> None:
+        if options is None:
+            options = BeatOptions.from_settings(app.conf, **arguments)
+        elif arguments:
+            raise TypeError("Beat() takes options or keyword arguments, not both")
         self.app = app
-        prepare_app(app, import_modules=import_modules)
-        self.location = store_location(app, schedule)
-        self.store, self.lease = open_store(app, schedule, lease_ttl=lease_ttl)
+        self.options = options
+        prepare_app(app, import_modules=options.import_modules)
+        where = {"schedule": options.schedule, "scheduler": options.scheduler}
+        self.location = store_location(app, **where)
+        self.store, self.lease = open_store(app, **where, lease_ttl=options.lease_ttl)
         try:
             self.scheduler = Scheduler(
-                app, store=self.store, lease=self.lease, max_interval=max_interval,
-                poll_interval=min(poll_interval, lease_ttl / 3),
-            )  # fmt: skip
+                app,
+                store=self.store,
+                lease=self.lease,
+                max_interval=options.max_interval,
+                poll_interval=min(options.poll_interval, options.lease_ttl / 3),
+            )
         except BaseException:
             self.close()
             raise
@@ -252,21 +266,42 @@ class Beat:
         self.lease.close()
 
 
-def run_embedded_beat(app: Celery, stop_event: threading.Event, **options: Any) -> None:
+def run_embedded_beat(
+    app: Celery,
+    stop_event: threading.Event,
+    *,
+    options: BeatOptions | None = None,
+    **arguments: Any,
+) -> None:
     """Run beat in this thread until ``stop_event`` is set (``worker -B``).
 
-    ``options`` are ``Beat``'s (``schedule``, ``max_interval``, ``lease_ttl``, ...); the
-    worker has already imported the task modules, so they are not imported again.
+    ``options``, or ``arguments`` for ``BeatOptions.from_settings`` (``schedule``,
+    ``max_interval``, ``lease_ttl``, ...); the worker has already imported the task modules,
+    so by default they are not imported again.
     """
-    options.setdefault("import_modules", False)
-    Beat(app, **options).run(stop_event)
+    if options is None:
+        arguments.setdefault("import_modules", False)
+        options = BeatOptions.from_settings(app.conf, **arguments)
+    elif arguments:
+        raise TypeError("run_embedded_beat() takes options or keyword arguments, not both")
+    Beat(app, options=options).run(stop_event)
 
 
 class EmbeddedBeat:
-    """Beat in a daemon thread of another process: ``start()``, later ``stop()``."""
+    """Beat in a daemon thread of another process: ``start()``, later ``stop()``.
 
-    def __init__(self, app: Celery, **options: Any) -> None:
+    ``options`` (a ``BeatOptions``), else ``arguments`` as ``run_embedded_beat`` takes them.
+    """
+
+    def __init__(
+        self, app: Celery, *, options: BeatOptions | None = None, **arguments: Any
+    ) -> None:
         self.app = app
+        if options is None:
+            arguments.setdefault("import_modules", False)
+            options = BeatOptions.from_settings(app.conf, **arguments)
+        elif arguments:
+            raise TypeError("EmbeddedBeat() takes options or keyword arguments, not both")
         self.options = options
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -278,7 +313,7 @@ class EmbeddedBeat:
 
     def _main(self) -> None:
         try:
-            run_embedded_beat(self.app, self._stop, **self.options)
+            run_embedded_beat(self.app, self._stop, options=self.options)
         except Exception:
             logger.exception("beat: the embedded beat stopped on an error")
 

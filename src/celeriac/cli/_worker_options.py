@@ -1,5 +1,6 @@
-"""The worker options that act before the worker is made: Celery's ``-I/--include``,
-``--scheduler`` (with ``-B``), ``--uid``/``--gid``/``--umask`` and ``--pool-start-method``.
+"""The worker options that act before the worker is made: ``--uid``/``--gid``/``--umask``
+and ``--pool-start-method``; and the environment the worker reads, read here at the edge
+(``CELERIAC_AUTOSCALE_KEEPALIVE``) and passed down in ``WorkerOptions``.
 
 Privileges are dropped as Celery's ``maybe_drop_privileges`` does it: the group first (and the
 user's supplementary groups), then the user, so the process cannot get root back; a name or a
@@ -11,21 +12,29 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from collections.abc import Sequence
 
 import click
 
 from celeriac.app.base import Celery
 
-__all__ = ["apply_pool_start_method", "drop_privileges", "parse_umask", "take_includes"]
+__all__ = ["apply_pool_start_method", "autoscale_keepalive", "drop_privileges", "parse_umask"]
 
 POOL_START_METHODS = ("fork", "spawn")
 
 
-def take_includes(app: Celery, modules: Sequence[str] | None) -> None:
-    """``-I mod1,mod2``: more modules for the worker to import, after ``include``."""
-    if modules:
-        app.conf.include = (*(app.conf.include or ()), *modules)
+def autoscale_keepalive() -> float:
+    """``CELERIAC_AUTOSCALE_KEEPALIVE``: seconds extra autoscaled children may stay idle
+    (Celery's ``AUTOSCALE_KEEPALIVE``), 30 by default."""
+    value = os.environ.get("CELERIAC_AUTOSCALE_KEEPALIVE", "30")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise click.UsageError(
+            f"CELERIAC_AUTOSCALE_KEEPALIVE={value!r} is not valid; expected seconds >= 0"
+        )
+    return seconds
 
 
 def apply_pool_start_method(app: Celery, method: str | None, pool: str | None) -> None:

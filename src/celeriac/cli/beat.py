@@ -26,6 +26,7 @@ import click
 
 from celeriac._version import __version__
 from celeriac.beat.lease import DEFAULT_LEASE_TTL
+from celeriac.beat.options import BeatOptions
 from celeriac.beat.service import Beat, describe_entries, open_store, prepare_app, store_location
 from celeriac.beat.store import ScheduleStore
 from celeriac.cli.daemon import Pidfile
@@ -51,11 +52,10 @@ def _app(ctx: click.Context) -> Any:
 def _editing(ctx: click.Context, schedule: str | None) -> Iterator[tuple[Any, ScheduleStore]]:
     """The app (configured, tasks imported) and its schedule store, errors made readable."""
     app = _app(ctx)
-    group_options = ctx.find_object(_BeatOptions)
-    schedule = schedule or (group_options.schedule if group_options else None)
+    schedule, scheduler = _where(ctx, schedule)
     try:
         prepare_app(app)
-        store, lease = open_store(app, schedule)
+        store, lease = open_store(app, schedule, scheduler=scheduler)
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -67,9 +67,20 @@ def _editing(ctx: click.Context, schedule: str | None) -> Iterator[tuple[Any, Sc
         lease.close()
 
 
-class _BeatOptions:
-    def __init__(self, schedule: str | None) -> None:
+class _BeatFlags:
+    """The group's ``-s`` and ``-S``, for the subcommands."""
+
+    def __init__(self, schedule: str | None, scheduler: str | None) -> None:
         self.schedule = schedule
+        self.scheduler = scheduler
+
+
+def _where(ctx: click.Context, schedule: str | None) -> tuple[str | None, str | None]:
+    """(schedule, scheduler): the subcommand's ``-s``, else the group's; the group's ``-S``."""
+    group = ctx.find_object(_BeatFlags)
+    if group is None:
+        return schedule, None
+    return schedule or group.schedule, group.scheduler
 
 
 schedule_option = click.option("-s", "--schedule", "schedule", metavar="PATH", help=_SCHEDULE_HELP)
@@ -114,9 +125,7 @@ def beat(
     Run several for high availability: they share the schedule store, one leads and sends
     each due task once, and another takes over within the lease TTL if it dies.
     """
-    ctx.obj = _BeatOptions(schedule)
-    if scheduler:
-        _app(ctx).conf["beat_scheduler"] = scheduler
+    ctx.obj = _BeatFlags(schedule, scheduler)
     if ctx.invoked_subcommand is not None:
         return
     # lazy: the CLI loads only what the command it runs needs
@@ -138,7 +147,14 @@ def beat(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        service = Beat(app, schedule=schedule, max_interval=max_interval, lease_ttl=lease_ttl)
+        options = BeatOptions.from_settings(
+            app.conf,
+            schedule=schedule,
+            scheduler=scheduler,
+            max_interval=max_interval,
+            lease_ttl=lease_ttl,
+        )
+        service = Beat(app, options=options)
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
     if not detach:
@@ -359,5 +375,6 @@ def run_now(ctx: click.Context, name: str, schedule: str | None) -> None:
         if state is not None and not state.enabled:
             raise click.ClickException(f"{name!r} is disabled; `beat enable` it first")
         store.request_run(name)
-    location = store_location(app, schedule) or "memory"
+    schedule, scheduler = _where(ctx, schedule)
+    location = store_location(app, schedule, scheduler=scheduler) or "memory"
     click.echo(f"Asked the leading beat on {location} to send {name} now.")

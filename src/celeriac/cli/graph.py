@@ -1,6 +1,6 @@
 """``celeriac graph``: the worker's parts and the cluster as Graphviz dot, as Celery prints.
 
-``graph bootsteps`` draws the parts a worker starts (``celeriac.worker.controller`` starts them
+``graph bootsteps`` draws the parts a worker starts (``celeriac.worker.lifecycle`` starts them
 in this order; an edge points at what a part needs), in place of Celery's bootstep blueprint:
 Celeriac has no bootsteps, so the names are its own. ``graph workers`` draws the broker, the
 result backend, and each worker with its pool processes, from ``inspect stats`` replies or

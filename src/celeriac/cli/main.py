@@ -14,7 +14,7 @@ import os
 import platform
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,10 @@ from celeriac.app.base import Celery
 from celeriac.cli.loading import find_app
 from celeriac.exceptions import CeleryError
 from celeriac.worker.banner import describe_url
+
+if TYPE_CHECKING:
+    from celeriac.beat.service import EmbeddedBeat
+    from celeriac.worker.lifecycle import Worker
 
 __all__ = ["main"]
 
@@ -295,21 +299,15 @@ def worker(
     broker); a second one stops at once.
     """
     # lazy: the CLI loads only what the command it runs needs
-    from celeriac.cli import _worker_options as options
+    from celeriac.cli import _worker_options as flags
 
     # lazy: the CLI loads only what the command it runs needs
-    from celeriac.cli.daemon import Pidfile, expand_node_pattern
+    from celeriac.cli.daemon import expand_node_pattern
 
     # lazy: the CLI loads only what the command it runs needs
-    from celeriac.cli.daemon import detach as daemonize
+    from celeriac.worker.lifecycle import Worker, WorkerOptions, expand_hostname
 
-    # lazy: the CLI loads only what the command it runs needs
-    from celeriac.log import LogFormats, setup_logging
-
-    # lazy: the CLI loads only what the command it runs needs
-    from celeriac.worker.controller import Worker, expand_hostname
-
-    mask = options.parse_umask(umask)
+    mask = flags.parse_umask(umask)
     node_name = expand_hostname(hostname)
     if logfile:
         logfile = os.path.abspath(expand_node_pattern(logfile, node_name))
@@ -317,6 +315,54 @@ def worker(
         pidfile = os.path.abspath(expand_node_pattern(pidfile, node_name))
     if statedb:  # before --detach changes directory
         statedb = os.path.abspath(expand_node_pattern(statedb, node_name))
+    _become_daemon(detach, logfile, pidfile, mask)
+    app = ctx.app
+    flags.apply_pool_start_method(app, pool_start_method, pool)
+    flags.drop_privileges(uid, gid)  # as Celery: before the log, state files and pool
+    _worker_logging(ctx, app, loglevel, logfile, log_format)
+    try:
+        options = WorkerOptions.from_settings(
+            app.conf,
+            hostname=hostname,
+            concurrency=concurrency,
+            pool=pool,
+            queues=_names(queues),
+            exclude_queues=_names(exclude_queues),
+            prefetch_multiplier=prefetch_multiplier,
+            max_tasks_per_child=max_tasks_per_child,
+            fair=disable_prefetch or optimization != "default",
+            max_memory_per_child=max_memory_per_child,
+            autoscale=_parse_autoscale(autoscale),
+            autoscale_keepalive=flags.autoscale_keepalive(),
+            quiet=ctx.quiet,
+            task_events=True if task_events else None,
+            heartbeat=not without_heartbeat,
+            heartbeat_interval=heartbeat_interval,
+            mingle=not without_mingle,
+            state_db=statedb,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+            include=_names(include),
+        )
+        beat = _embedded_beat(app, schedule, scheduler) if embed_beat else None
+        node = Worker(app, options=options)
+    except CeleryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _run_worker(app, node, purge=purge, beat=beat)
+
+
+def _become_daemon(
+    detach: bool, logfile: str | None, pidfile: str | None, mask: int | None
+) -> None:
+    """``--detach``, ``--umask``, ``--pidfile``, in Celery's order."""
+    # lazy: the CLI loads only what the command it runs needs
+    from celeriac.cli.daemon import Pidfile
+
+    # lazy: the CLI loads only what the command it runs needs
+    from celeriac.cli.daemon import detach as daemonize
+
     if detach:
         if not logfile:
             raise click.UsageError("--detach needs --logfile: a detached worker has no terminal")
@@ -327,12 +373,14 @@ def worker(
         os.umask(mask)
     if pidfile:
         Pidfile(pidfile).acquire()
-    app = ctx.app
-    options.take_includes(app, _names(include))
-    options.apply_pool_start_method(app, pool_start_method, pool)
-    if scheduler and embed_beat:
-        app.conf.beat_scheduler = scheduler
-    options.drop_privileges(uid, gid)  # as Celery: before the log, state files and pool
+
+
+def _worker_logging(
+    ctx: Context, app: Celery, loglevel: str, logfile: str | None, log_format: str
+) -> None:
+    # lazy: the CLI loads only what the command it runs needs
+    from celeriac.log import LogFormats, setup_logging
+
     color = app.conf.worker_log_color
     try:
         setup_logging(
@@ -344,24 +392,24 @@ def worker(
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--loglevel") from exc
-    if time_limit is not None:
-        app.conf.task_time_limit = time_limit
-    if soft_time_limit is not None:
-        app.conf.task_soft_time_limit = soft_time_limit
-    try:
-        node = Worker(
-            app, hostname=hostname, concurrency=concurrency, pool=pool,
-            queues=_names(queues), exclude_queues=_names(exclude_queues),
-            prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
-            fair=disable_prefetch or optimization != "default",
-            max_memory_per_child=max_memory_per_child,
-            autoscale=_parse_autoscale(autoscale), quiet=ctx.quiet,
-            task_events=True if task_events else None, heartbeat=not without_heartbeat,
-            heartbeat_interval=heartbeat_interval, mingle=not without_mingle, state_db=statedb,
-            metrics_port=metrics_port, metrics_host=metrics_host,
-        )  # fmt: skip
-    except CeleryError as exc:
-        raise click.ClickException(str(exc)) from exc
+
+
+def _embedded_beat(app: Celery, schedule: str | None, scheduler: str | None) -> EmbeddedBeat:
+    """``-B``: beat in a thread of the worker, with ``-s`` and ``--scheduler``."""
+    # lazy: beat only when --beat asks for it
+    from celeriac.beat.options import BeatOptions
+
+    # lazy: beat only when --beat asks for it
+    from celeriac.beat.service import EmbeddedBeat
+
+    options = BeatOptions.from_settings(
+        app.conf, schedule=schedule, scheduler=scheduler, import_modules=False
+    )
+    return EmbeddedBeat(app, options=options)
+
+
+def _run_worker(app: Celery, node: Worker, *, purge: bool, beat: EmbeddedBeat | None) -> None:
+    """Start ``node`` (and ``beat``), run until a signal or a remote shutdown, stop warmly."""
     signalled: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -382,12 +430,7 @@ def worker(
         node.start()
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
-    beat = None
-    if embed_beat:  # after start(), so the prefork pool has forked before beat's thread runs
-        # lazy: beat only when --beat asks for it
-        from celeriac.beat.service import EmbeddedBeat
-
-        beat = EmbeddedBeat(app, schedule=schedule)
+    if beat is not None:  # after start(), so the prefork pool has forked before beat's thread
         beat.start()
     while not signalled and not node.stopping:
         node.wait(0.2)

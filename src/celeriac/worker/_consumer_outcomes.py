@@ -54,11 +54,18 @@ class Outcomes:
     #: the broadcast; the log covers those revoked while this worker was down or deaf.
     revoked_log_interval = 1.0
 
-    def __init__(self, app: Celery, hostname: str, revoked: RevokedSet) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        hostname: str,
+        revoked: RevokedSet,
+        *,
+        events: WorkerEvents | None = None,
+    ) -> None:
         self.app = app
         self.hostname = hostname
         self.revoked = revoked
-        self.events: WorkerEvents | None = None
+        self.events = events
         self._skip_revoked_checks_until = 0.0
         self._revoked_cursor: str | None = None  # read up to here in the revocation log
         self._next_revoked_read = 0.0

@@ -20,7 +20,7 @@ from celeriac.protocol.v2 import decode_task
 from celeriac.transports.base import Delivery
 
 if TYPE_CHECKING:
-    from celeriac.worker.controller import Worker
+    from celeriac.worker.lifecycle import Worker
 
 __all__ = ["ETA_TIMER_PRIORITY", "broker_scheduled"]
 

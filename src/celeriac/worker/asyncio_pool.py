@@ -18,14 +18,14 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
-from celeriac.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celeriac.execution import awaitables_run_by
 from celeriac.worker.job import Job, JobResult, run_job
 from celeriac.worker.pools import OnDone, OnStart, Terminated, ThreadPool
+from celeriac.worker.timelimits.coroutines import run_limited
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -33,31 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioPool"]
 
 DEFAULT_CONCURRENCY = 100
-
-
-async def _limited(
-    awaitable: Awaitable[Any],
-    soft: float | None,
-    hard: float | None,
-    started: Callable[[asyncio.Future[Any]], None] = lambda task: None,
-) -> Any:
-    """Await ``awaitable`` under its limits, turning a cancellation into the limit's error."""
-    task = asyncio.ensure_future(awaitable)
-    started(task)
-    limit = soft or hard
-    if not limit:
-        return await task
-    done, _ = await asyncio.wait({task}, timeout=limit)
-    if done:
-        return task.result()
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    else:  # the coroutine swallowed the cancellation and finished anyway
-        return task.result()
-    raise SoftTimeLimitExceeded() if soft and limit == soft else TimeLimitExceeded(hard)
 
 
 class AsyncioPool(ThreadPool):
@@ -94,7 +69,7 @@ class AsyncioPool(ThreadPool):
                 self._coroutines[job.key] = (job, task)
 
         def on_loop(awaitable: Awaitable[Any]) -> Any:
-            coro: Coroutine[Any, Any, Any] = _limited(
+            coro: Coroutine[Any, Any, Any] = run_limited(
                 awaitable, job.soft_time_limit, job.time_limit, started
             )
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -38,7 +38,12 @@ def banner(
     concurrency: int,
     queues: Sequence[Queue],
     transport: Transport,
+    prefetch_multiplier: int | None = None,
 ) -> str:
+    """The start-up summary; ``prefetch_multiplier`` is the worker's (default: the setting)."""
+    if prefetch_multiplier is None:
+        prefetch_multiplier = app.conf.worker_prefetch_multiplier
+
     lines = [
         f"celeriac {__version__} -- {hostname}",
         f"  {platform.platform()}",
@@ -49,7 +54,7 @@ def banner(
         f"  .> results:     {describe_url(app.result_backend_url)}",
         f"  .> concurrency: {concurrency} ({pool})",
         f"  .> acks:        {'late' if app.conf.task_acks_late else 'early'}"
-        f"  prefetch: {app.conf.worker_prefetch_multiplier} x concurrency",
+        f"  prefetch: {prefetch_multiplier} x concurrency",
         "",
         "[queues]",
     ]

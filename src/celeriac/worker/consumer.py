@@ -25,6 +25,7 @@ import os
 import signal
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
@@ -42,60 +43,78 @@ from celeriac.worker._consumer_held import HeldDeliveries, RateLimits, waits_for
 from celeriac.worker._consumer_outcomes import Outcomes
 from celeriac.worker._consumer_outcomes import job_exit as job_exit
 from celeriac.worker.job import Job, JobResult
-from celeriac.worker.pools import Pool
+from celeriac.worker.pools import OnDone, OnStart, Pool
 from celeriac.worker.revoked import RevokedSet, RevokedStamps
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
     from celeriac.worker.events import WorkerEvents
     from celeriac.worker.metrics import WorkerMetrics
+    from celeriac.worker.options import WorkerOptions
 
-__all__ = ["TaskConsumer"]
+__all__ = ["PoolFactory", "TaskConsumer"]
 
 logger = logging.getLogger("celeriac.worker")
 
 _waits_for_eta = waits_for_eta  # its old name here, which worker.commands imports
 
 
+#: Makes the pool that runs the consumer's jobs, given the consumer's ``on_start`` and
+#: ``on_done`` (the pool reports to the consumer that owns it).
+PoolFactory = Callable[[OnStart, OnDone], Pool]
+
+
 class TaskConsumer:
-    """Feeds a pool from a transport consumer and acknowledges per policy."""
+    """Feeds a pool from a transport consumer and acknowledges per policy.
+
+    Its parts are given at construction: the pool (made by ``make_pool`` with this
+    consumer's callbacks), where events go, the metrics, the revoked set (shared with the
+    state file); ``options`` are the worker's (fair scheduling, timer and rate limits, the
+    worker's time limits).
+    """
 
     def __init__(
-        self, app: Celery, consumer: Consumer, *, hostname: str, prefetch_limit: int
+        self,
+        app: Celery,
+        consumer: Consumer,
+        *,
+        hostname: str,
+        options: WorkerOptions,
+        make_pool: PoolFactory,
+        events: WorkerEvents | None = None,
+        metrics: WorkerMetrics | None = None,
+        revoked: RevokedSet | None = None,
     ) -> None:
         self.app = app
         self.consumer = consumer
         self.hostname = hostname
-        self.prefetch_limit = prefetch_limit  # 0 = unlimited
+        self.options = options
+        self.prefetch_limit = options.prefetch_limit  # 0 = unlimited
         # fair: take messages only for idle pool slots (see window()).
-        self.fair = True
-        self.concurrency = 1
+        self.fair = options.fair
+        self.concurrency = options.concurrency
         self._inflight = 0
-        self.pool: Pool | None = None
         self._lock = threading.Condition()
         self._held = HeldDeliveries(consumer, self._lock)  # not yet settled; with the timer
         self.processed = 0
         self.consumer_defers = app.transport.capabilities.delayed_delivery
-        if app.conf.worker_eta_task_limit:  # early ETAs held here (no broker-side delay)
-            self.max_timer_held = int(app.conf.worker_eta_task_limit)
+        if options.eta_task_limit:  # early ETAs held here (no broker-side delay)
+            self.max_timer_held = options.eta_task_limit
         self._rate_limits = RateLimits(app.clock)
-        self.rate_limits = not app.conf.worker_disable_rate_limits
-        self.revoked = RevokedSet(clock=app.clock)
+        self.rate_limits = options.rate_limits
+        self.revoked = RevokedSet(clock=app.clock) if revoked is None else revoked
         self.revoked_stamps = RevokedStamps()  # revoke_by_stamped_headers
         self.jobs: dict[int, Job] = {}  # handed to the pool: reserved or running, by key
         self.total: Counter[str] = Counter()  # jobs started, by task name
-        self.metrics: WorkerMetrics | None = None  # worker --metrics-port
+        self.metrics = metrics  # worker --metrics-port
         # The result store, followups, signals and events of tasks settled here.
-        self.outcomes = Outcomes(app, hostname, self.revoked)
+        self.outcomes = Outcomes(app, hostname, self.revoked, events=events)
+        self.pool: Pool = make_pool(self.on_start, self.on_done)
 
     @property
     def events(self) -> WorkerEvents | None:
         """Where worker events go (``celeriac.worker.events``); None sends none."""
         return self.outcomes.events
-
-    @events.setter
-    def events(self, events: WorkerEvents | None) -> None:
-        self.outcomes.events = events
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -238,7 +257,6 @@ class TaskConsumer:
         return True
 
     def _dispatch(self, delivery: Delivery, message: TaskMessage, task: Any) -> None:
-        assert self.pool is not None
         if self._rate_limited(delivery, message, task):
             return
         with self._lock:
@@ -251,8 +269,10 @@ class TaskConsumer:
         }  # fmt: skip
         job = Job(
             message, info, self.hostname, key,
-            time_limit=_limit(message.time_limit, task.option("time_limit")),
-            soft_time_limit=_limit(message.soft_time_limit, task.option("soft_time_limit")),
+            time_limit=_limit(message.time_limit, task.time_limit, self.options.time_limit),
+            soft_time_limit=_limit(
+                message.soft_time_limit, task.soft_time_limit, self.options.soft_time_limit
+            ),
             describe=self.events is not None and self.events.describes_tasks,
         )  # fmt: skip
         with self._lock:
@@ -340,7 +360,6 @@ class TaskConsumer:
         wanted = set(task_ids)
         for delivery, message in self._held.withdraw(wanted):
             self._discard(delivery, message, self.app.tasks[message.task], expired=False)
-        assert self.pool is not None
         for job in self.pool.withdraw(wanted):
             with self._lock:
                 queued = self._held.pop(job.key)
@@ -371,9 +390,10 @@ class TaskConsumer:
         return jobs, timer
 
 
-def _limit(call: float | None, default: Any) -> float | None:
-    """A per-call limit wins over the task's (or the setting's)."""
-    value = call if call is not None else default
+def _limit(call: float | None, task: Any, worker: float | None) -> float | None:
+    """A per-call limit wins over the task's, which wins over the worker's (its flag, else
+    its setting: ``WorkerOptions``)."""
+    value = call if call is not None else task if task is not None else worker
     return float(value) if value else None
 
 

@@ -7,12 +7,8 @@ lets the others run, so one process runs ``concurrency`` I/O-bound tasks at once
 ``concurrency`` greenlets run jobs; more jobs (``-O default`` prefetch) wait in a queue, and
 with fair prefetch (the default) the consumer takes messages only for idle greenlets.
 
-Limits are ``gevent.Timeout``s armed in the job's greenlet, so they arrive at the task's next
-cooperative switch; code that never yields (a CPU-bound loop, a long C call) delays them,
-and every other greenlet with it. Soft: ``SoftTimeLimitExceeded`` is raised in the task,
-which may catch it. Hard: the ``Timeout`` itself, a ``BaseException`` that ``except Exception``
-lets through, unwinds the greenlet (its ``finally`` blocks run) and the job ends FAILURE
-``TimeLimitExceeded``, as a killed prefork child's does. ``revoke(terminate=True)`` throws
+Limits are ``gevent.Timeout`` objects armed in the job's greenlet (``celeriac.worker.timelimits``
+has how every pool enforces them). ``revoke(terminate=True)`` throws
 ``Terminated`` into the greenlet the same way and the job ends REVOKED. A warm stop hands
 queued jobs back and waits for the running greenlets.
 """
@@ -27,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac import states
 from celeriac._gevent_patch import GEVENT_MISSING
-from celeriac.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.worker.job import Job, JobResult, run_job
 from celeriac.worker.pools import OnDone, OnStart, Pool, Terminated
+from celeriac.worker.timelimits import greenlets
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -96,18 +93,14 @@ class GeventPool(Pool):
     def _execute(self, job: Job) -> JobResult:
         """``run_job`` under the job's limits, terminable; how it ended."""
         gevent = self._gevent
-        soft = hard = None
-        if job.soft_time_limit:
-            soft = gevent.Timeout.start_new(job.soft_time_limit, SoftTimeLimitExceeded())
-        if job.time_limit:
-            hard = gevent.Timeout.start_new(job.time_limit)
+        limits = greenlets.arm(gevent, job)
         self._in_task[job.key] = (job, gevent.getcurrent())
         try:
             return run_job(self.app, job)
         except Terminated:
             return self._terminated(job)
         except gevent.Timeout as exc:
-            if exc is not hard:  # the task's own Timeout, let out: gevent's, not a limit
+            if exc is not limits.hard:  # the task's own Timeout, let out: gevent's, not a limit
                 logger.error("Task %s[%s] let out a gevent.Timeout: %r", job.name, job.id, exc)
                 return JobResult(states.FAILURE, detail=repr(exc))
             logger.error(
@@ -121,9 +114,7 @@ class GeventPool(Pool):
         finally:
             # No switch since run_job ended: nothing can be thrown in past this point.
             self._in_task.pop(job.key, None)
-            for timeout in (soft, hard):
-                if timeout is not None:
-                    timeout.close()
+            limits.close()
 
     def terminate_job(self, task_id: str, signum: int) -> bool:
         for key, (job, greenlet) in list(self._in_task.items()):

@@ -34,8 +34,8 @@ from celeriac._prometheus import BUCKETS, CONTENT_TYPE, Family, histogram
 from celeriac.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
-    from celeriac.worker.controller import Worker
     from celeriac.worker.job import Job, JobResult
+    from celeriac.worker.lifecycle import Worker
 
 __all__ = ["MetricsServer", "WorkerMetrics"]
 

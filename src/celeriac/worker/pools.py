@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac import signals, states
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.worker.job import Job, JobResult, run_job
-from celeriac.worker.timelimits import Watchdog, raise_in_thread
+from celeriac.worker.timelimits.threads import Watchdog, raise_in_thread
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -259,9 +259,20 @@ POOLS = ("prefork", "threads", "solo", "asyncio", "gevent")
 
 
 def create_pool(
-    name: str, app: Celery, concurrency: int, on_start: OnStart, on_done: OnDone, **options: object
+    name: str,
+    app: Celery,
+    concurrency: int,
+    on_start: OnStart,
+    on_done: OnDone,
+    *,
+    max_tasks_per_child: int | None = None,
+    max_memory_per_child: int | None = None,
+    hostname: str = "",
+    min_concurrency: int | None = None,
+    keepalive: float = 30.0,
+    time_limits: tuple[float | None, float | None] = (None, None),
 ) -> Pool:
-    """The pool named ``name`` (``-P``)."""
+    """The pool named ``name`` (``-P``); the keywords are the prefork pool's."""
     if name == "solo":
         return SoloPool(app, 1, on_start, on_done)
     if name == "threads":
@@ -280,17 +291,17 @@ def create_pool(
         # lazy: the prefork pool loads only when -P prefork names it
         from celeriac.worker.prefork import PreforkPool
 
-        max_tasks = options.get("max_tasks_per_child")
-        max_memory = options.get("max_memory_per_child")
-        min_concurrency = options.get("min_concurrency")
-        keepalive = options.get("keepalive")
         return PreforkPool(
-            app, concurrency, on_start, on_done,
-            max_tasks_per_child=max_tasks if isinstance(max_tasks, int) else None,
-            max_memory_per_child=max_memory if isinstance(max_memory, int) else None,
-            hostname=str(options.get("hostname") or ""),
-            min_concurrency=min_concurrency if isinstance(min_concurrency, int) else None,
-            keepalive=float(keepalive) if isinstance(keepalive, (int, float)) else 30.0,
-        )  # fmt: skip
+            app,
+            concurrency,
+            on_start,
+            on_done,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            hostname=hostname,
+            min_concurrency=min_concurrency,
+            keepalive=keepalive,
+            time_limits=time_limits,
+        )
 
     raise ImproperlyConfigured(f"Unknown pool {name!r}: choose one of {', '.join(POOLS)}")

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
 from celeriac._forkguard import forking
-from celeriac.exceptions import SoftTimeLimitExceeded
 from celeriac.worker.job import Job, JobResult, run_job
 from celeriac.worker.pools import OnDone, OnStart, Pool
+from celeriac.worker.timelimits import prefork as timelimits
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -59,7 +59,7 @@ def _child_main(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGALRM, _soft_time_limit)
+    timelimits.install_soft_limit_handler()
     signals.worker_process_init.send(sender=hostname)
     done = 0
     exitcode = 0
@@ -78,14 +78,13 @@ def _child_main(
             if job is None:  # the parent's request to exit
                 break
             conn.send(("started", job.key, os.getpid()))
-            if job.soft_time_limit:
-                signal.setitimer(signal.ITIMER_REAL, job.soft_time_limit)
+            timelimits.arm_soft_limit(job)
             try:
                 result = run_job(app, job)
             except Exception as exc:
                 result = JobResult(states.FAILURE, detail=repr(exc))
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                timelimits.disarm_soft_limit()
             done += 1
             # Say whether this child exits now, in the same message, so the parent never
             # hands a job to a child that is on its way out.
@@ -121,10 +120,6 @@ def _leave(app: Celery, conn: Connection, exitcode: int) -> None:
         os._exit(exitcode)
 
 
-def _soft_time_limit(signum: int, frame: object) -> None:
-    raise SoftTimeLimitExceeded()
-
-
 class _Child:
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
@@ -154,8 +149,10 @@ class PreforkPool(Pool):
         hostname: str = "",
         min_concurrency: int | None = None,
         keepalive: float = 30.0,
+        time_limits: tuple[float | None, float | None] = (None, None),
     ) -> None:
         super().__init__(app, concurrency, on_start, on_done)
+        self.time_limits = time_limits  # the worker's (soft, hard), for stats
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child
         # Autoscale: between min_concurrency and concurrency children, by load.
@@ -227,7 +224,7 @@ class PreforkPool(Pool):
         while True:
             now = time.monotonic()
             if now >= next_housekeeping:
-                self._enforce_hard_limits()
+                timelimits.kill_past_deadline(self._children, self._lock)
                 self._reap_retired()
                 self._autoscale()
                 next_housekeeping = now + self.housekeeping_interval
@@ -258,8 +255,7 @@ class PreforkPool(Pool):
             return True
         if kind == "started":
             job.worker_pid = payload
-            if job.time_limit:
-                child.deadline = time.monotonic() + job.time_limit
+            timelimits.start_deadline(child, job)
             self.on_start(job)
         elif kind == "done":
             payload, child.exiting = payload
@@ -327,23 +323,6 @@ class PreforkPool(Pool):
         with contextlib.suppress(BrokenPipeError, OSError):
             child.conn.send(None)
         self._retired.append(child)
-
-    def _enforce_hard_limits(self) -> None:
-        """Kill children whose job ran past its hard time limit (they are then replaced)."""
-        now = time.monotonic()
-        with self._lock:
-            late = [c for c in self._children if c.deadline is not None and c.deadline <= now]
-        for child in late:
-            child.deadline = None
-            child.timed_out = True
-            job = child.job
-            if job is not None:
-                logger.error(
-                    "Hard time limit (%ss) exceeded for %s[%s]: killing pid %s",
-                    job.time_limit, job.message.task, job.message.id, child.process.pid,
-                )  # fmt: skip
-            if child.process.pid is not None:
-                os.kill(child.process.pid, signal.SIGKILL)
 
     def _replace(self, child: _Child) -> None:
         child.process.join(timeout=5)
@@ -439,12 +418,12 @@ class PreforkPool(Pool):
             return [c.process.pid for c in self._children if c.process.pid is not None]
 
     def info(self) -> dict[str, Any]:
-        conf = self.app.conf
+        soft, hard = self.time_limits
         return {
             **super().info(),
             "max-tasks-per-child": self.max_tasks_per_child or "N/A",
             "put-guarded-by-semaphore": False,
-            "timeouts": [conf.task_soft_time_limit or 0, conf.task_time_limit or 0],
+            "timeouts": [soft or 0, hard or 0],
             "writes": "N/A",
         }
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from celeriac.worker.events import _software_info
 
 if TYPE_CHECKING:
-    from celeriac.worker.controller import Worker
     from celeriac.worker.job import Job
+    from celeriac.worker.lifecycle import Worker
 
 __all__ = [
     "SOFTWARE_INFO",

@@ -20,7 +20,7 @@ from typing import Any
 from celeriac import signals
 from celeriac._imports import import_module
 from celeriac.app.base import Celery
-from celeriac.worker.controller import Worker
+from celeriac.worker.lifecycle import Worker
 
 __all__ = ["TestWorkController", "start_worker"]
 

@@ -5,7 +5,7 @@ Each command is a function ``(worker, **arguments) -> reply`` registered in ``CO
 Celery's clients parse: ``{"ok": "pong"}`` / ``{"error": "..."}`` for control commands,
 data for inspection (``registered`` a list of names, ``active`` a list of request dicts,
 ``query_task`` ``{id: [state, request]}``, ``stats`` a dict, ...). ``WorkerControl``
-(``celeriac.worker.control``) runs them in the worker's pidbox thread.
+(``celeriac.worker.remote.control``) runs them in the worker's pidbox thread.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from celeriac.transports.base import Delivery
 from celeriac.worker._scheduled import ETA_TIMER_PRIORITY, broker_scheduled
 from celeriac.worker.banner import describe_url
 from celeriac.worker.consumer import _waits_for_eta
-from celeriac.worker.mingle import revoked_ids
+from celeriac.worker.remote.mingle import revoked_ids
 
 if TYPE_CHECKING:
-    from celeriac.worker.controller import Worker
+    from celeriac.worker.lifecycle import Worker
 
 __all__ = ["COMMANDS", "Command", "nok", "ok", "parse_signal"]
 
@@ -281,7 +281,7 @@ def query_task(worker: Worker, ids: list[str] | str | None = None, **_: Any) -> 
 
 @_register("inspect")
 def hello(worker: Worker, from_node: str = "", revoked: Any = None, **_: Any) -> Any:
-    """A starting worker's mingle (``celeriac.worker.mingle``): merge its revoked ids, answer
+    """A starting worker's mingle (``worker.remote.mingle``): merge its revoked ids, answer
     with ours (ids only, oldest first, expired ones left out) and our clock, as Celery."""
     if from_node == worker.hostname:
         return None

@@ -8,8 +8,8 @@ name and its revoked ids, and collects replies for a second (as Celery does)::
 
 It adds the ids of every reply to its revoked set and moves its Lamport clock past the
 clocks it got. The running workers answer with the ``hello`` command
-(``celeriac.worker.commands``) and merge the newcomer's ids in turn, so Celery and Celeriac
-workers mingle with each other. Celery 5.7 sends the ids as a list, oldest first; earlier
+(``celeriac.worker.remote.commands``) and merge the newcomer's ids in turn, so Celery and
+Celeriac workers mingle with each other. Celery 5.7 sends the ids as a list, oldest first; earlier
 versions sent the set's ``{id: stamp}`` mapping, which is read as its keys (stamps taken on
 another host mean nothing here, so every merged id lives ``REVOKE_EXPIRES`` from now).
 """
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.exceptions import CeleryError
 
 if TYPE_CHECKING:
-    from celeriac.worker.controller import Worker
+    from celeriac.worker.lifecycle import Worker
 
 __all__ = ["MINGLE_TIMEOUT", "revoked_ids", "sync_with_neighbors"]
 

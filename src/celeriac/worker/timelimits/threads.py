@@ -5,7 +5,7 @@ passes, and ``TimeLimitExceeded`` when the hard limit passes, using CPython's as
 exception (``PyThreadState_SetAsyncExc``). The exception arrives at the next Python bytecode
 the thread runs: a task blocked inside one long C call (a socket read without timeout) sees it
 only when that call returns. The prefork pool does better (SIGALRM in the child for the soft
-limit, SIGKILL of the child for the hard one); see ``prefork``.
+limit, SIGKILL of the child for the hard one); see ``celeriac.worker.timelimits``.
 """
 
 from __future__ import annotations

@@ -13,13 +13,12 @@ for running jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import socket
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from celeriac import signals
 from celeriac.app._annotations import annotate_tasks
@@ -28,30 +27,22 @@ from celeriac.routing import Queue
 from celeriac.worker import state as worker_state
 from celeriac.worker.banner import banner
 from celeriac.worker.consumer import TaskConsumer
-from celeriac.worker.control import WorkerControl
 from celeriac.worker.events import WorkerEvents
 from celeriac.worker.metrics import MetricsServer, WorkerMetrics
-from celeriac.worker.mingle import MINGLE_TIMEOUT, sync_with_neighbors
+from celeriac.worker.options import WorkerArguments, WorkerOptions, expand_hostname
 from celeriac.worker.pools import Pool, create_pool
 from celeriac.worker.queues import QueueSwitch
+from celeriac.worker.remote.control import WorkerControl
+from celeriac.worker.remote.mingle import sync_with_neighbors
+from celeriac.worker.revoked import RevokedSet
 from celeriac.worker.statedb import SAVE_INTERVAL, StateDB
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
-__all__ = ["Worker", "expand_hostname", "select_queues"]
+__all__ = ["Worker", "WorkerOptions", "expand_hostname", "select_queues"]
 
 logger = logging.getLogger("celeriac.worker")
-
-
-def expand_hostname(name: str | None) -> str:
-    """Celery's ``-n`` expansion: ``%h`` host, ``%n`` short name, ``%d`` domain."""
-    host = socket.gethostname()
-    short, _, domain = host.partition(".")
-    if not name:
-        return f"celeriac@{host}"
-    expanded = name.replace("%h", host).replace("%n", short).replace("%d", domain)
-    return expanded if "@" in expanded else f"{expanded}@{host}"
 
 
 def select_queues(
@@ -86,93 +77,131 @@ def select_queues(
 
 
 class Worker:
-    """One worker node: a consumer feeding a pool."""
+    """One worker node: a consumer feeding a pool.
+
+    ``Worker(app, concurrency=2, pool="threads")`` takes the keywords of ``WorkerArguments``
+    (the flags of ``celeriac worker``) and builds its ``WorkerOptions`` from them and the
+    app's settings; ``Worker(app, options=WorkerOptions.from_settings(app.conf, ...))``
+    takes options built elsewhere.
+    """
 
     def __init__(
         self,
         app: Celery,
         *,
-        hostname: str | None = None,
-        concurrency: int | None = None,
-        pool: str | None = None,
-        queues: Sequence[str] | None = None,
-        exclude_queues: Sequence[str] | None = None,
-        prefetch_multiplier: int | None = None,
-        max_tasks_per_child: int | None = None,
-        fair: bool | None = None,
-        max_memory_per_child: int | None = None,
-        autoscale: tuple[int, int] | None = None,
-        quiet: bool = True,
-        task_events: bool | None = None,
-        heartbeat: bool = True,
-        heartbeat_interval: float | None = None,
-        remote_control: bool | None = None,
-        mingle: bool = False,
-        mingle_timeout: float = MINGLE_TIMEOUT,
-        state_db: str | None = None,
-        metrics_port: int | None = None,
-        metrics_host: str = "127.0.0.1",
+        options: WorkerOptions | None = None,
+        **arguments: Unpack[WorkerArguments],
     ) -> None:
-        conf = app.conf
+        if options is None:
+            options = WorkerOptions.from_settings(app.conf, **arguments)
+        elif arguments:
+            raise TypeError("Worker() takes options or keyword arguments, not both")
         self.app = app
-        self.hostname = expand_hostname(hostname)
-        self.pool_name = pool or conf.worker_pool or "prefork"
-        default = {"solo": 1, "asyncio": 100}.get(self.pool_name, os.cpu_count() or 1)
-        self.concurrency = int(concurrency or conf.worker_concurrency or default)
-        self.min_concurrency: int | None = None
-        if autoscale is not None:  # (max, min), as Celery's --autoscale=max,min
-            self.concurrency, self.min_concurrency = autoscale
-        self.max_memory_per_child = max_memory_per_child or conf.worker_max_memory_per_child
-        # How long extra autoscaled children may stay idle (Celery's AUTOSCALE_KEEPALIVE).
-        self.autoscale_keepalive = float(os.environ.get("CELERIAC_AUTOSCALE_KEEPALIVE", "30"))
-        multiplier = (
-            conf.worker_prefetch_multiplier
-            if prefetch_multiplier is None
-            else (prefetch_multiplier)
-        )
-        self.prefetch_multiplier = int(multiplier)
-        self.prefetch_limit = self.prefetch_multiplier * self.concurrency
-        self.queues: list[Queue] = select_queues(app, queues, exclude_queues)
-        self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
-        self.quiet = quiet
-        # worker_disable_prefetch (Celery 5.6) asks for what fair scheduling does already.
-        self.fair = True if fair is None or conf.worker_disable_prefetch else fair
+        self.options = options
+        self.hostname = options.hostname
+        self.pool_name = options.pool
+        self.concurrency = options.concurrency  # changes with pool_grow/pool_shrink
+        self.min_concurrency = options.min_concurrency
+        self.prefetch_multiplier = options.prefetch_multiplier
+        self.prefetch_limit = options.prefetch_limit
+        self.queues: list[Queue] = select_queues(app, options.queues, options.exclude_queues)
+        self.quiet = options.quiet
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self.crashed = False  # the consumer loop died of an error: the CLI exits non-zero
         self._threads: list[threading.Thread] = []
         self.pool: Pool | None = None
         self.consumer: TaskConsumer | None = None
-        # -E / worker_send_task_events; --without-heartbeat; worker_enable_remote_control.
-        self.task_events = bool(
-            conf.worker_send_task_events if task_events is None else task_events
-        )
-        self.heartbeat = heartbeat
-        self.heartbeat_interval = heartbeat_interval or 2.0
-        self.remote_control = bool(
-            conf.worker_enable_remote_control if remote_control is None else remote_control
-        )
-        # Sync with the running workers at start; the CLI turns it on unless --without-mingle,
-        # in-process workers (tests, start_worker) leave it off, as Celery's start_worker does.
-        self.mingle = mingle
-        self.mingle_timeout = mingle_timeout
-        # -S/--statedb / worker_state_db: revoked ids and the clock kept across restarts.
-        self.state_db_path: str | None = state_db or conf.worker_state_db or None
         self.state_db: StateDB | None = None
         self.events: WorkerEvents | None = None
         self.control: WorkerControl | None = None
-        # --metrics-port: this worker's Prometheus endpoint (celeriac.worker.metrics).
-        self.metrics_address = None if metrics_port is None else (metrics_host, metrics_port)
         self.metrics_server: MetricsServer | None = None
         self.started_at = app.clock.time()
+
+    # -- the options under the names the worker always had (read-only) -----------------------
+
+    @property
+    def fair(self) -> bool:
+        return self.options.fair
+
+    @property
+    def max_tasks_per_child(self) -> int | None:
+        return self.options.max_tasks_per_child
+
+    @property
+    def max_memory_per_child(self) -> int | None:
+        return self.options.max_memory_per_child
+
+    @property
+    def autoscale_keepalive(self) -> float:
+        return self.options.autoscale_keepalive
+
+    @property
+    def task_events(self) -> bool:
+        return self.options.task_events
+
+    @property
+    def heartbeat(self) -> bool:
+        return self.options.heartbeat
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.options.heartbeat_interval
+
+    @property
+    def remote_control(self) -> bool:
+        return self.options.remote_control
+
+    @property
+    def mingle(self) -> bool:
+        return self.options.mingle
+
+    @property
+    def mingle_timeout(self) -> float:
+        return self.options.mingle_timeout
+
+    @property
+    def state_db_path(self) -> str | None:
+        return self.options.state_db
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return self.options.metrics_address
 
     def start(self) -> None:
         """Start consuming; returns once the worker is ready."""
         app = self.app
+        self._prepare()
+        self.started_at = app.clock.time()
+        self.consumer = self._make_consumer()
+        self.pool = self.consumer.pool
+        self.pool.start()  # before any thread starts, so forked children inherit none
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=app.conf)
+        assert self.events is not None
+        self.events.start()
+        if self.options.remote_control:
+            self.control = WorkerControl(self)
+            self.control.start()
+        if self.options.mingle and app.transport.capabilities.broadcast:  # before any message
+            sync_with_neighbors(self, self.options.mingle_timeout)
+        self._spawn(self._consume, "Consumer")
+        if app.transport.lease_renew_interval is not None:
+            self._spawn(self._renew, "LeaseRenewer")
+        if self.state_db is not None:
+            self._spawn(self._save_state_periodically, "StateDB")
+        worker_state.register(self)  # celeriac.worker.state's views see this worker
+        self._serve_metrics()
+        logger.info("%s ready.", self.hostname)
+        signals.worker_ready.send(sender=self)
+
+    def _prepare(self) -> None:
+        """Import the tasks, check the result backend, declare the queues, print the banner."""
+        app = self.app
         app.set_current()
         signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
-        app.import_default_modules()
+        app.import_default_modules(extra=self.options.include)
         annotate_tasks(app)  # task_annotations, once every task is registered
+        self.options = self.options.at_start(app.conf)
         transport = app.transport
         # A result backend that cannot be made (unknown scheme, missing client library) stops
         # the worker here, named, rather than failing every task it would run.
@@ -185,56 +214,56 @@ class Worker:
             out.write(banner(
                 app, hostname=self.hostname, pool=self.pool_name, concurrency=self.concurrency,
                 queues=self.queues, transport=transport,
+                prefetch_multiplier=self.prefetch_multiplier,
             ) + "\n")  # fmt: skip
             out.flush()
-        self.started_at = app.clock.time()
-        consumer = QueueSwitch(transport, [q.name for q in self.queues], owner=self.hostname)
-        self.consumer = TaskConsumer(
-            app, consumer, hostname=self.hostname, prefetch_limit=self.prefetch_limit
-        )
-        if self.state_db_path:  # before remote control and mingle, so all three merge
-            self.state_db = StateDB(self.state_db_path, self.consumer.revoked, app.lamport_clock)
+
+    def _make_consumer(self) -> TaskConsumer:
+        """The consumer with its parts: state file, events, metrics and pool."""
+        app, options = self.app, self.options
+        revoked = RevokedSet(clock=app.clock)
+        if options.state_db:  # before remote control and mingle, so all three merge
+            self.state_db = StateDB(options.state_db, revoked, app.lamport_clock)
             self.state_db.load()
         self.events = WorkerEvents(
-            app, self.hostname, task_events=self.task_events, heartbeat=self.heartbeat,
-            freq=self.heartbeat_interval, load=self._load,
+            app, self.hostname, task_events=options.task_events, heartbeat=options.heartbeat,
+            freq=options.heartbeat_interval, load=self._load,
         )  # fmt: skip
-        self.consumer.events = self.events
-        if self.metrics_address is not None:
-            self.consumer.metrics = WorkerMetrics(self)
-        self.pool = create_pool(
-            self.pool_name, app, self.concurrency, self.consumer.on_start, self.consumer.on_done,
-            max_tasks_per_child=self.max_tasks_per_child, hostname=self.hostname,
-            max_memory_per_child=self.max_memory_per_child, min_concurrency=self.min_concurrency,
-            keepalive=self.autoscale_keepalive,
-        )  # fmt: skip
-        self.consumer.pool = self.pool
-        self.consumer.fair = self.fair
-        self.consumer.concurrency = self.concurrency
-        self.pool.start()  # before any thread starts, so forked children inherit none
-        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=app.conf)
-        self.events.start()
-        if self.remote_control:
-            self.control = WorkerControl(self)
-            self.control.start()
-        if self.mingle and transport.capabilities.broadcast:  # before the first message
-            sync_with_neighbors(self, self.mingle_timeout)
-        self._spawn(self._consume, "Consumer")
-        if transport.lease_renew_interval is not None:
-            self._spawn(self._renew, "LeaseRenewer")
-        if self.state_db is not None:
-            self._spawn(self._save_state_periodically, "StateDB")
-        worker_state.register(self)  # celeriac.worker.state's views see this worker
-        if self.consumer.metrics is not None and self.metrics_address is not None:
-            # After the pool forked, so no child inherits the listening socket.
-            try:
-                self.metrics_server = MetricsServer(self.consumer.metrics, *self.metrics_address)
-            except ImproperlyConfigured:
-                self.stop(warm=False)
-                raise
-            self.metrics_server.start()
-        logger.info("%s ready.", self.hostname)
-        signals.worker_ready.send(sender=self)
+        make_pool = functools.partial(
+            create_pool,
+            options.pool,
+            app,
+            options.concurrency,
+            max_tasks_per_child=options.max_tasks_per_child,
+            hostname=self.hostname,
+            max_memory_per_child=options.max_memory_per_child,
+            min_concurrency=options.min_concurrency,
+            keepalive=options.autoscale_keepalive,
+            time_limits=(options.soft_time_limit, options.time_limit),
+        )
+        return TaskConsumer(
+            app,
+            QueueSwitch(app.transport, [q.name for q in self.queues], owner=self.hostname),
+            hostname=self.hostname,
+            options=options,
+            make_pool=make_pool,
+            events=self.events,
+            metrics=None if options.metrics_address is None else WorkerMetrics(self),
+            revoked=revoked,
+        )
+
+    def _serve_metrics(self) -> None:
+        """``--metrics-port``: after the pool forked, so no child inherits the socket."""
+        assert self.consumer is not None
+        address = self.options.metrics_address
+        if self.consumer.metrics is None or address is None:
+            return
+        try:
+            self.metrics_server = MetricsServer(self.consumer.metrics, *address)
+        except ImproperlyConfigured:
+            self.stop(warm=False)
+            raise
+        self.metrics_server.start()
 
     def _spawn(self, target: object, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
