@@ -31,6 +31,7 @@ def test_top_level_all_is_pinned() -> None:
         "signature",
         "states",
         "subtask",
+        "uuid",
         "xmap",
         "xstarmap",
     ]
@@ -71,6 +72,10 @@ def test_every_name_in_all_exists() -> None:
         ("celeriac.signals", "before_task_publish"),
         ("celeriac.utils.log", "get_task_logger"),
         ("celeriac.app.task", "Task"),
+        ("celeriac.app.task", "Context"),
+        ("celeriac.canvas", "_chain"),
+        ("celeriac.backends.base", "BaseKeyValueStoreBackend"),
+        ("celeriac.backends.base", "states"),
         ("celeriac.contrib.testing", "start_worker"),
         ("celeriac.contrib.testing.worker", "start_worker"),
     ],

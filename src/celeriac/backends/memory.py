@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BaseKeyValueStoreBackend
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
 
 if TYPE_CHECKING:  # for the signature only: backends never import the canvas at run time
@@ -117,7 +117,7 @@ def _expired(expires_at: float | None, now: float) -> bool:
     return expires_at is not None and expires_at <= now
 
 
-class MemoryBackend(ResultBackend):
+class MemoryBackend(BaseKeyValueStoreBackend):
     """Results kept in this process, shared by every backend made from the same URL."""
 
     notifies = True

@@ -34,7 +34,7 @@ from typing import Any
 
 from celeriac._time import Clock, system_clock
 from celeriac.backends._redis_chord import RedisChordJoin
-from celeriac.backends.base import ResultBackend
+from celeriac.backends.base import BaseKeyValueStoreBackend
 from celeriac.exceptions import BackendError, TimeoutError
 from celeriac.transports._redis_client import Connection, RedisError, pack
 from celeriac.transports._redis_connection import RedisConnector, RetryPolicy
@@ -47,7 +47,7 @@ _IDLE_SUBSCRIBERS = 4  # connections kept for the next wait_for
 _REVOKED_KEEP = 86400.0  # seconds a revocation is logged when no ttl is given
 
 
-class RedisBackend(ResultBackend):
+class RedisBackend(BaseKeyValueStoreBackend):
     """Task results in Redis, in Celery's keys and format (module docstring)."""
 
     notifies = True
