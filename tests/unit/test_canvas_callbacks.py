@@ -143,6 +143,22 @@ def test_old_style_errbacks_get_the_failed_task_id(worker: Worker) -> None:
     wait_until(lambda: seen[key] == [result.id], "the errback")
 
 
+def test_old_style_errbacks_with_keyword_arguments_get_the_failed_task_id(worker: Worker) -> None:
+    key = token()
+    result = fail.apply_async(link_error=log_failed.s(key=key))  # (task_id, key): old style
+    with pytest.raises(KeyError):
+        result.get(timeout=T)
+    wait_until(lambda: seen[key] == [result.id], "the errback")
+
+
+def test_new_style_errbacks_with_keyword_arguments_get_the_request(worker: Worker) -> None:
+    key = token()
+    result = fail.apply_async(link_error=on_error.s(key=key))
+    with pytest.raises(KeyError):
+        result.get(timeout=T)
+    wait_until(lambda: seen[key] == [(result.id, "KeyError", "'broken'")], "the errback")
+
+
 def test_new_style_errbacks_run_in_the_worker_with_the_request(worker: Worker) -> None:
     key = token()
     result = fail.apply_async(link_error=on_error.s(key))

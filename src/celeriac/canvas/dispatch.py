@@ -243,9 +243,13 @@ def _takes_request(app: Celery, sig: Signature[Any]) -> bool:
         parameters = task._call_signature().parameters.values()
     except (TypeError, ValueError):
         return False
-    kinds = [p.kind for p in parameters]
-    if inspect.Parameter.VAR_POSITIONAL in kinds:
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
         return True
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    count = sum(kind in positional for kind in kinds)
-    return count - (0 if sig.immutable else len(sig.args)) > 1
+    names = [p.name for p in parameters if p.kind in positional]
+    if sig.immutable:
+        return len(names) > 1
+    # Count what the failure still supplies, as Celery does: a parameter the signature binds
+    # by keyword (and every one after it) is no longer positional, nor are its stored args.
+    bound = next((i for i, name in enumerate(names) if name in sig.kwargs), len(names))
+    return bound - len(sig.args) > 1
