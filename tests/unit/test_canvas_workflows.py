@@ -301,3 +301,12 @@ def test_sig_delay_and_invert(worker: Worker) -> None:
     result = add.s(2).delay(3)
     assert isinstance(result, AsyncResult) and result.get(timeout=T) == 5
     assert ~add.s(4, 4) == 8
+
+
+def test_group_of_one_chain_ending_in_a_group_gives_the_inner_group(worker: Worker) -> None:
+    """group(a | group(b, c)): the result is the inner group's, as Celery special-cases it."""
+    result = group(add.s(1, 2) | group(add.s(1), add.s(2))).apply_async()
+    assert isinstance(result, GroupResult)
+    assert result.get(timeout=10) == [4, 5]
+    two = group(add.s(1, 2) | group(add.s(1), add.s(2)), add.s(0, 0)).apply_async()
+    assert len(two.results) == 2  # more than one member: nothing is flattened

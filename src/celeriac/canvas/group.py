@@ -169,6 +169,10 @@ class group(TaskList[list[Any]]):
             options["route_name"] = route_name
         for task in sending.tasks:
             task.apply_async(partial_args, kwargs, add_to_parent=False, **options)
+        # group(a | group(b, c)), a group of one chain that ends in a group: its result is
+        # the inner group's, as in Celery (only that nesting of group results is flattened).
+        if len(result.results) == 1 and isinstance(result.results[0], type(result)):
+            result = result.results[0]
         parent = current_request()
         if add_to_parent and parent is not None and parent.id:
             parent.children.append(result.as_tuple())
