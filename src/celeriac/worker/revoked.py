@@ -50,6 +50,11 @@ class RevokedSet:
     def add(self, task_id: str) -> None:
         self.update([task_id])
 
+    def discard(self, task_id: str) -> None:
+        """Forget ``task_id`` (nothing happens when it is not here)."""
+        with self._lock:
+            self._added.pop(task_id, None)
+
     def items(self) -> list[tuple[str, float]]:
         """``(task id, when revoked)`` of the live ids, oldest first (to persist them)."""
         self.purge()
@@ -104,6 +109,16 @@ class RevokedStamps:
             for name, value in headers.items():
                 known = self._values.setdefault(name, [])
                 known.extend(v for v in _values(value) if v not in known)
+
+    def clear(self) -> None:
+        """Forget every revoked stamp."""
+        with self._lock:
+            self._values.clear()
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """The revoked values, by stamped header name."""
+        with self._lock:
+            return {name: list(values) for name, values in self._values.items()}
 
     def matches(self, stamps: Mapping[str, Any]) -> bool:
         """Whether one of ``stamps`` (a value, or a list of them) has a revoked value."""
