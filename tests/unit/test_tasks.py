@@ -397,6 +397,32 @@ def test_retry_shows_retry_state_calls_on_retry_then_succeeds(worker: Worker) ->
     assert (task_id, args, kwargs) == (result.id, (key,), {})
 
 
+@app.task(bind=True, max_retries=1)
+def retry_positionally(self: Task[Any, Any], foo: int, bar: int, label: str = "") -> Any:
+    if not self.request.retries:
+        raise self.retry(args=(foo + 1, bar + 1), countdown=0)
+    return [foo, bar, label, self.request.retries]
+
+
+@app.task(bind=True, max_retries=1)
+def retry_by_keyword(self: Task[Any, Any], foo: int, bar: int) -> Any:
+    if not self.request.retries:
+        raise self.retry(kwargs={"foo": foo + 1}, countdown=0)
+    return [foo, bar, self.request.retries]
+
+
+def test_retry_with_new_args_drops_the_kwargs_they_replace(worker: Worker) -> None:
+    """Celery 5.7: called with kwargs, retried with args: the rest of the kwargs stay."""
+    result = retry_positionally.apply_async(kwargs={"foo": 1, "bar": 2, "label": "kept"})
+    assert result.get(timeout=10) == [2, 3, "kept", 1]
+
+
+def test_retry_with_new_kwargs_replaces_those_positional_args(worker: Worker) -> None:
+    """Celery 5.7: called with args, retried with kwargs naming one of them."""
+    result = retry_by_keyword.apply_async(args=(1, 2))
+    assert result.get(timeout=10) == [2, 2, 1]
+
+
 def test_max_retries_exceeded(worker: Worker) -> None:
     key = token()
     result = always_retry.delay(key)
