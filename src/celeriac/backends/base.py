@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from celeriac import states
 from celeriac.exceptions import OperationalError
@@ -23,8 +24,23 @@ from celeriac.exceptions import OperationalError
 __all__ = ["BaseKeyValueStoreBackend", "ResultBackend", "states"]
 
 
+class _AppResults(Protocol):
+    """What the Celery-named methods need of the app (``celeriac.app.results.ResultStore``)."""
+
+    def store(
+        self, task_id: str, state: str, result: Any, *, request: Any = None,
+        traceback: str | None = None,
+    ) -> None: ...  # fmt: skip
+    def get_meta(self, task_id: str) -> dict[str, Any]: ...
+    def value_of(self, meta: dict[str, Any]) -> Any: ...
+
+
 class ResultBackend(ABC):
     """Where task results and states are kept."""
+
+    #: The app's encoder and decoder of task meta, set when an app makes this backend; the
+    #: Celery-named methods below (``store_result``, ``get_task_meta``...) go through it.
+    app_results: _AppResults | None = None
 
     #: Whether ``wait_for`` is woken by notification rather than polling.
     notifies: bool = False
@@ -125,6 +141,36 @@ class ResultBackend(ABC):
         """Raise ``NotImplementedError`` (Celery's error) when this backend cannot join a
         chord; every backend that stores results can."""
         return None
+
+    # -- Celery's Backend methods, for code written against them (``app.backend``) ----------
+
+    def _app_results(self) -> _AppResults:
+        if self.app_results is None:
+            raise RuntimeError(f"{type(self).__name__} was made outside an app: no serializer")
+        return self.app_results
+
+    def store_result(
+        self, task_id: str, result: Any, state: str, traceback: str | None = None,
+        request: Any = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Store ``state`` with ``result`` (an exception for failure states), as Celery's."""
+        self._app_results().store(task_id, state, result, request=request, traceback=traceback)
+        return result
+
+    def get_task_meta(self, task_id: str, cache: bool = True) -> dict[str, Any]:
+        """The decoded meta of ``task_id`` (PENDING meta when nothing is stored)."""
+        return self._app_results().get_meta(task_id)
+
+    def get_state(self, task_id: str) -> str:
+        """The state of ``task_id`` (``PENDING`` when nothing is stored)."""
+        return str(self.get_task_meta(task_id)["status"])
+
+    get_status = get_state
+
+    def get_result(self, task_id: str) -> Any:
+        """The result of ``task_id``: its value, or its exception for failure states."""
+        results = self._app_results()
+        return results.value_of(results.get_meta(task_id))
 
     @abstractmethod
     def cleanup(self) -> int:
