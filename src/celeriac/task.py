@@ -242,9 +242,9 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
         self.check_arguments(args, kwargs)
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
-            raise ValueError(
-                f"{self.name}: soft_time_limit ({self.soft_time_limit}) must be less than or "
-                f"equal to time_limit ({self.time_limit})"
+            raise ValueError(  # Celery's words first: callers match on them
+                f"soft_time_limit must be less than or equal to time_limit ({self.name}: "
+                f"{self.soft_time_limit} > {self.time_limit})"
             )
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)

@@ -608,7 +608,7 @@ def test_soft_time_limit_above_time_limit_is_refused() -> None:
     @app.task(name="limits.bad", time_limit=5, soft_time_limit=10)
     def bad() -> None: ...
 
-    with pytest.raises(ValueError, match="soft_time_limit"):
+    with pytest.raises(ValueError, match="soft_time_limit must be less than or equal to time"):
         bad.delay()
     del app.tasks["limits.bad"]
 
