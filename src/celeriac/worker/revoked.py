@@ -108,7 +108,7 @@ class RevokedStamps:
         with self._lock:
             for name, value in headers.items():
                 known = self._values.setdefault(name, [])
-                known.extend(v for v in _values(value) if v not in known)
+                known.extend(v for v in stamp_values(value) if v not in known)
 
     def clear(self) -> None:
         """Forget every revoked stamp."""
@@ -128,9 +128,9 @@ class RevokedStamps:
             return any(
                 v in self._values.get(name, ())
                 for name, value in stamps.items()
-                for v in _values(value)
+                for v in stamp_values(value)
             )
 
 
-def _values(value: Any) -> list[Any]:
+def stamp_values(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
