@@ -310,6 +310,21 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
         """Mark the task revoked: a worker that has not started it will not run it."""
         self.app.control_revoke(self.id, terminate=terminate, signal=signal)
 
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Revoke every task stamped with one of ``headers``' values (not only this one), as
+        Celery's method: ``app.control.revoke_by_stamped_headers``; ``wait`` for replies."""
+        self.app.control.revoke_by_stamped_headers(
+            headers, terminate=terminate, signal=signal, reply=wait, timeout=timeout or 1.0
+        )
+
     def as_tuple(self) -> tuple[tuple[str, Any], None]:
         parent = self.parent.as_tuple() if self.parent is not None else None
         return ((self.id, parent), None)
