@@ -310,3 +310,18 @@ def test_group_of_one_chain_ending_in_a_group_gives_the_inner_group(worker: Work
     assert result.get(timeout=10) == [4, 5]
     two = group(add.s(1, 2) | group(add.s(1), add.s(2)), add.s(0, 0)).apply_async()
     assert len(two.results) == 2  # more than one member: nothing is flattened
+
+
+def test_empty_groups_and_chains_are_no_steps(worker: Worker) -> None:
+    """As Celery (its issue 9772): an empty group or chain in a chain or group is skipped,
+    and the partial arguments reach the first real step."""
+    two = group(add.s(2, 2), add.s(4, 4))
+    assert chain(two, group(), group()).apply_async().get(timeout=T) == [4, 8]
+    assert chain(two.clone(), group(), group(), tsum.s()).apply_async().get(timeout=T) == 12
+    assert chain(group(), add.s(10)).apply_async((5,)).get(timeout=T) == 15
+    assert chain(chain(), add.s(10)).apply_async((5,)).get(timeout=T) == 15
+    nested = chain(chain(group(), add.s(10)), add.s(20))
+    assert nested.apply_async((5,)).get(timeout=T) == 35
+    members = group(chain(), add.s(1, 2), chain(), add.s(3, 4)).apply_async()
+    assert len(members.results) == 2
+    assert members.get(timeout=T) == [3, 7]

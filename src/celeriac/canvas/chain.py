@@ -141,10 +141,13 @@ class chain(TaskList[Any]):
         return results[0] if results else None
 
     def _flattened(self, clone: bool) -> list[Signature[Any]]:
-        """The steps with nested chains spliced in (copies when ``clone``)."""
+        """The steps with nested chains spliced in (copies when ``clone``); empty groups and
+        chains are no steps at all (Celery skips them: the next step gets the arguments)."""
         flat: list[Signature[Any]] = []
         for task in self.tasks:
             task = maybe_signature(task, app=self._app)
+            if _is_empty_group(task):
+                continue
             if isinstance(task, chain):
                 flat.extend(task._flattened(clone))
             else:
@@ -258,6 +261,11 @@ class chain(TaskList[Any]):
 
     def __repr__(self) -> str:
         return " | ".join(repr(task) for task in self.tasks) if self.tasks else "chain(<empty>)"
+
+
+def _is_empty_group(task: Signature[Any]) -> bool:
+    """A group with no members (a lazily read header is never taken for empty)."""
+    return isinstance(task, group) and isinstance(task.tasks, (list, tuple)) and not task.tasks
 
 
 def _makes_a_chord(steps: Sequence[Signature[Any]]) -> bool:

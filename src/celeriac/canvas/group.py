@@ -101,6 +101,8 @@ class group(TaskList[list[Any]]):
                 task = group([part.set(**options) for part in parts], app=self._app)
             if isinstance(task, group):
                 yield from task._unrolled()
+            elif task.subtask_type == "chain" and not task.tasks:  # type: ignore[attr-defined]
+                continue  # an empty chain is no member (Celery: a no-op)
             else:
                 yield task
 
