@@ -38,6 +38,7 @@ SITE = Path(__file__).resolve().parent / "site"
 REDIS_DBS = {"celeriac": 14, "celery": 15}
 PER_TEST_TIMEOUT = 90
 KINDS = ("passed", "failed", "error", "skipped")
+LONG_FILES = ("test_inspect.py", "test_tasks.py", "test_canvas.py")
 
 INI = """\
 [pytest]
@@ -126,9 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help="test files of t/integration (default: all)")
     parser.add_argument("--target", choices=["celeriac", "celery", "both"], default="both")
     parser.add_argument("--no-report", action="store_true", help="do not write bench/results")
+    parser.add_argument(
+        "--dbs", default="14,15", help="Redis databases of the Celeriac and Celery runs (9-15)"
+    )
     args = parser.parse_args(argv)
+    REDIS_DBS.update(
+        zip(("celeriac", "celery"), (int(db) for db in args.dbs.split(",")), strict=True)
+    )
+    if not all(9 <= db <= 15 for db in REDIS_DBS.values()):
+        parser.error("the suite may use Redis databases 9-15 only")
     suite = fetch_suite()
-    files = args.files or sorted(p.name for p in (suite / "t" / "integration").glob("test_*.py"))
+    found = sorted(p.name for p in (suite / "t" / "integration").glob("test_*.py"))
+    # The long files last, so that a run's first figures come early.
+    files = args.files or sorted(found, key=lambda name: (name in LONG_FILES, name))
     targets = ["celeriac", "celery"] if args.target == "both" else [args.target]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     workdir = CACHE / "runs" / stamp

@@ -20,7 +20,7 @@ Outcomes = dict[str, dict[str, dict[str, dict[str, str]]]]
 def _counts(outcomes: dict[str, dict[str, str]], *, applicable: bool | None) -> Counter[str]:
     counts: Counter[str] = Counter()
     for nodeid, record in outcomes.items():
-        is_na = reason_for(nodeid) is not None and record.get("when") != "collect"
+        is_na = reason_for(nodeid) is not None
         if applicable is None or applicable != is_na:
             counts[record["outcome"]] += 1
     return counts
@@ -103,7 +103,7 @@ def write_report(workdirs: list[Path]) -> Path:
     for test_file in files:
         for nodeid, record in sorted(celeriac.get(test_file, {}).items()):
             reason = reason_for(nodeid)
-            if reason is not None and record.get("when") != "collect":
+            if reason is not None:
                 celery_outcome = celery.get(test_file, {}).get(nodeid, {}).get("outcome", "-")
                 lines.append(f"| `{nodeid}` | {reason} | {record['outcome']} | {celery_outcome} |")
     raw = ", ".join(f"`{w.relative_to(ROOT)}/outcomes.json`" for w in workdirs)
