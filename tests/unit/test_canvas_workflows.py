@@ -13,7 +13,13 @@ from celeriac import Celery, Task, chain, chord, group, states
 from celeriac.backends.memory import reset_store
 from celeriac.contrib.testing import start_worker
 from celeriac.exceptions import ChordError
-from celeriac.result import AsyncResult, GroupResult, ResultSet, allow_join_result
+from celeriac.result import (
+    AsyncResult,
+    GroupResult,
+    ResultSet,
+    allow_join_result,
+    result_from_tuple,
+)
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.controller import Worker
 
@@ -325,3 +331,21 @@ def test_empty_groups_and_chains_are_no_steps(worker: Worker) -> None:
     members = group(chain(), add.s(1, 2), chain(), add.s(3, 4)).apply_async()
     assert len(members.results) == 2
     assert members.get(timeout=T) == [3, 7]
+
+
+@app.task
+def return_a_result() -> Any:
+    return add.delay(1, 1)
+
+
+@app.task
+def return_a_group_result() -> Any:
+    return group(add.s(2, 2), add.s(3, 3)).delay()
+
+
+def test_a_task_returning_results_stores_their_tuples(worker: Worker) -> None:
+    """As Celery: an AsyncResult or GroupResult a task returns is stored as its tuple."""
+    one = return_a_result.delay().get(timeout=T)
+    assert one == [[one[0][0], None], None]
+    restored = result_from_tuple(return_a_group_result.delay().get(timeout=T), app=app)
+    assert isinstance(restored, GroupResult) and restored.get(timeout=T) == [4, 6]
