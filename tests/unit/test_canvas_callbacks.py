@@ -256,3 +256,24 @@ def test_apply_with_link_sends_the_callback(worker: Worker) -> None:
     assert add.apply((4, 4), link=record.s(key)).get() == 8
     wait_until(lambda: seen[key] == [8], "the callback sent by apply()")
     assert add.s(2).apply((3,)).state == states.SUCCESS
+
+
+@app.task(bind=True)
+def replace_with_nothing(self: Task[Any, Any]) -> Any:
+    return self.replace(chain())
+
+
+def test_replacing_with_an_empty_chain_fails_with_celerys_message(worker: Worker) -> None:
+    from celeriac.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="Cannot replace with an empty chain"):
+        replace_with_nothing.delay().get(timeout=T)
+
+
+def test_a_nested_chain_keeps_its_callbacks_when_flattened(worker: Worker) -> None:
+    """chain(inner, c) where inner was linked: the link runs after inner's last step."""
+    key = token()
+    inner = chain(add.s(1, 1), add.s(1))
+    inner.link(record.s(key))
+    assert chain(inner, mul.s(10)).apply_async().get(timeout=T) == 30
+    wait_until(lambda: seen[key] == [3], "the inner chain's callback")

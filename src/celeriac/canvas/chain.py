@@ -148,8 +148,14 @@ class chain(TaskList[Any]):
             task = maybe_signature(task, app=self._app)
             if _is_empty_group(task):
                 continue
-            if isinstance(task, chain):
-                flat.extend(task._flattened(clone))
+            if isinstance(task, chain):  # its callbacks stay: on its last step, errbacks on all
+                inner = task._flattened(clone)
+                for callback in as_list(task.options.get("link")) if inner else ():
+                    inner[-1].link(callback)
+                for errback in as_list(task.options.get("link_error")):
+                    for step in inner:
+                        step.link_error(errback)
+                flat.extend(inner)
             else:
                 flat.append(task.clone() if clone else task)
         if not clone:
