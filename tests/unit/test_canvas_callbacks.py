@@ -277,3 +277,16 @@ def test_a_nested_chain_keeps_its_callbacks_when_flattened(worker: Worker) -> No
     inner.link(record.s(key))
     assert chain(inner, mul.s(10)).apply_async().get(timeout=T) == 30
     wait_until(lambda: seen[key] == [3], "the inner chain's callback")
+
+
+def test_what_follows_a_chord_with_a_group_body_runs_once(worker: Worker) -> None:
+    """chain(chord(h, group(a, b)), c, d): c and d run once, after a and b (Celery 5958)."""
+    body, after = token(), token()
+    workflow = chain(
+        chord([add.si(1, 1), add.si(2, 2)], group(record.si(1, body), record.si(2, body))),
+        group(record.si("c", after)),
+        record.si("d", after),
+    )
+    assert workflow.apply_async().get(timeout=T) == "d"
+    assert sorted(seen[body]) == [1, 2]  # both body members ran before c and d
+    assert seen[after] == ["c", "d"]

@@ -198,6 +198,12 @@ class chain(TaskList[Any]):
             if isinstance(task, group) and prev_task is not None:
                 task, prev_res = self._chord_of(task, steps, results, prev_res)
                 prev_task = steps[-1] if steps else None
+            elif _body_is_a_group(task) and prev_task is not None:
+                # chord(h, group(...)) | next: next waits for the whole body group, once (a
+                # chord of the body), not once per body member (Celery's issue 5958).
+                assert isinstance(task, chord) and isinstance(task.body, group)
+                task.body, prev_res = self._chord_of(task.body, steps, results, prev_res)
+                prev_task = steps[-1] if steps else None
             if not steps and not results and prev_task is None:
                 res = task.freeze(
                     last_task_id, root_id=root_id, group_id=group_id, chord=chord_body,
@@ -267,6 +273,10 @@ class chain(TaskList[Any]):
 
     def __repr__(self) -> str:
         return " | ".join(repr(task) for task in self.tasks) if self.tasks else "chain(<empty>)"
+
+
+def _body_is_a_group(task: Signature[Any]) -> bool:
+    return isinstance(task, chord) and isinstance(task.body, group) and len(task.body.tasks) > 1
 
 
 def _is_empty_group(task: Signature[Any]) -> bool:
