@@ -91,7 +91,7 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
         self.app = app
         self.id = id
         self.task_id = id
-        self.backend = backend
+        self._backend = backend
         self.task_name = task_name
         self.parent: AsyncResult[Any] | GroupResult | None = parent
         self._cache: dict[str, Any] | None = None
@@ -309,6 +309,16 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
     ) -> None:
         """Mark the task revoked: a worker that has not started it will not run it."""
         self.app.control_revoke(self.id, terminate=terminate, signal=signal)
+
+    @property
+    def backend(self) -> Any:
+        """The result backend this result reads (the app's unless one was given), as Celery's
+        ``AsyncResult.backend``: ``result.backend.get_task_meta(result.id)``."""
+        return self._backend if self._backend is not None else self.app.backend
+
+    @backend.setter
+    def backend(self, value: Any) -> None:
+        self._backend = value
 
     def revoke_by_stamped_headers(
         self,

@@ -747,3 +747,13 @@ def test_task_received_request_has_celerys_request_attributes(worker: Worker) ->
     assert [r.id for r in received if r.name == add.name] == [result.id]
     mine = next(r for r in received if r.id == result.id)
     assert (mine.args, mine.kwargs) == ((6, 6), {})
+    assert (mine.retries, mine.replaced_task_nesting, mine.stamps) == (0, 0, {})
+    assert (mine.root_id, mine.parent_id, mine.group) == (result.id, None, None)
+
+
+def test_async_result_backend_is_the_apps(worker: Worker) -> None:
+    """As Celery's: ``result.backend.get_task_meta(result.id)`` reads the app's backend."""
+    result = add.delay(2, 3)
+    assert result.get(timeout=10) == 5
+    assert result.backend is app.backend
+    assert result.backend.get_task_meta(result.id)["result"] == 5
