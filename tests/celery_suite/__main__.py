@@ -86,6 +86,8 @@ def run_file(suite: Path, target: str, test_file: str, prefix: str, out: Path) -
                CELERY_SUITE_OUTCOMES=str(out), CELERY_SUITE_TIMEOUT=str(PER_TEST_TIMEOUT),
                PYTHONPATH=os.pathsep.join([str(SITE), str(ROOT), str(suite)]))  # fmt: skip
     env.pop("PYTEST_ADDOPTS", None)
+    # Tests run the `celery` command: the venv's (its script imports celery, hooked or not).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     command = [sys.executable, "-m", "pytest", "-c", str(suite / "pytest.ini"),
                "--rootdir", str(suite), "-p", "tests.celery_suite.plugin",
                "-p", "celery.contrib.pytest", "-q", f"t/integration/{test_file}"]  # fmt: skip
