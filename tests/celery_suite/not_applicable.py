@@ -132,7 +132,7 @@ NOT_APPLICABLE: dict[str, str] = {
 def reason_for(nodeid: str) -> str | None:
     """The reason a test is not applicable, or ``None``; the most specific key wins."""
     for key, reason in NOT_APPLICABLE.items():
-        if "[" in key and fnmatch.fnmatchcase(nodeid, key):
+        if "[" in key and fnmatch.fnmatchcase(nodeid, key.replace("[", "[[]")):
             return reason
     base = nodeid.split("[", 1)[0]
     parts = base.split("::")
