@@ -27,7 +27,7 @@ from celeriac.app._publish_retry import PublishRetry
 from celeriac.canvas.stamping import stamps_of
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
-from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
+from celeriac.protocol.v2 import MESSAGE_PROPERTIES, body_of, encode_task
 from celeriac.request import Context, current_request
 from celeriac.routing import Queue
 from celeriac.transports.base import Outgoing, Transport
@@ -197,7 +197,7 @@ class Producer:
         not_before = message.eta.timestamp() if message.eta else None
         signals.before_task_publish.send(
             sender=name,
-            body=wire.body,
+            body=body_of(message),  # Celery's handlers get (args, kwargs, embed), not bytes
             exchange=dest.exchange,
             routing_key=dest.routing_key,
             headers=wire.headers,
@@ -219,7 +219,7 @@ class Producer:
         exchange, routing_key = sending.outgoing.exchange, sending.outgoing.routing_key
         signals.after_task_publish.send(
             sender=sending.name,
-            body=wire.body,
+            body=body_of(sending.message),
             headers=wire.headers,
             exchange=exchange,
             routing_key=routing_key,
