@@ -515,6 +515,28 @@ def test_connect_is_idempotent_and_disconnect_stops_delivery(
     assert len(receiver.calls) == 1
 
 
+def test_bound_methods_of_each_object_are_separate_receivers() -> None:
+    """As Celery: ``obj.method`` connects once per object and ``disconnect(obj.method)``
+    removes that object's receiver only (each access makes a new bound-method object)."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_signal(self, **kwargs: Any) -> None:
+            self.calls += 1
+
+    signal = signals.Signal("test_bound")
+    one, two = Recorder(), Recorder()
+    for recorder in (one, two, one):  # ``one`` again: no effect
+        signal.connect(recorder.on_signal)
+    signal.send(sender=None)
+    assert (one.calls, two.calls) == (1, 1)
+    assert signal.disconnect(two.on_signal)
+    signal.send(sender=None)
+    assert (one.calls, two.calls) == (2, 1)
+
+
 def test_dispatch_uid_connects_once() -> None:
     calls: list[str] = []
     first = signals.Signal("test_signal")
