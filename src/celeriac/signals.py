@@ -97,10 +97,10 @@ class Signal:
     def _same(entry: tuple[Receiver, Any, Any], fun: Any, sender: Any, uid: Any) -> bool:
         receiver, wanted, entry_uid = entry
         if uid is not None:
-            same = entry_uid == uid
+            same = bool(entry_uid == uid)
         else:
             same = _same_receiver(receiver, fun) and entry_uid is None
-        return same and wanted == sender
+        return same and bool(wanted == sender)
 
     def disconnect(
         self, receiver: Receiver | None = None, *, sender: Any = None, dispatch_uid: Any = None
