@@ -349,3 +349,11 @@ def test_a_task_returning_results_stores_their_tuples(worker: Worker) -> None:
     assert one == [[one[0][0], None], None]
     restored = result_from_tuple(return_a_group_result.delay().get(timeout=T), app=app)
     assert isinstance(restored, GroupResult) and restored.get(timeout=T) == [4, 6]
+
+
+def test_tasks_given_as_members_are_their_signatures(worker: Worker) -> None:
+    """As Celery: ``chord([tsum, tsum], body)`` takes the tasks as signatures with no args."""
+    header = group([tsum, tsum])
+    assert [member.task for member in header.tasks] == [tsum.name, tsum.name]
+    workflow = chord([add.s(0, 1)], chord([tsum, tsum], tsum.s()))
+    assert workflow.apply_async().get(timeout=T) == 2

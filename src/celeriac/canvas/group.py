@@ -38,7 +38,10 @@ def _members(tasks: Any, app: Celery | None) -> list[Signature[Any]]:
             return [only.clone()]
         if not isinstance(only, Mapping) and isinstance(only, Iterable):
             tasks = list(only)
-    return [maybe_signature(task, app=app) for task in tasks]
+    from celeriac.task import Task  # the task module imports the canvas
+
+    # A task given as a member is its signature with no arguments (``group([tsum, tsum])``).
+    return [t.s() if isinstance(t, Task) else maybe_signature(t, app=app) for t in tasks]
 
 
 @Signature.register_type("group")
