@@ -162,7 +162,8 @@ class ResultSet(AsyncResultSetMixin):
         on_interval: Any = None,
     ) -> list[Any]:
         """Wait for every member, in order; their values in order (with ``callback``, each
-        is handed to ``callback(task_id, value)`` instead and the list is empty).
+        is handed to ``callback(task_id, value)`` instead and the list is empty). As Celery's
+        native join, a member's own failure is raised, not its parents'.
 
         Raises ``celeriac.exceptions.TimeoutError`` when ``timeout`` seconds pass first.
         """
@@ -178,10 +179,16 @@ class ResultSet(AsyncResultSetMixin):
             remaining = None if deadline is None else deadline - clock.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out: join() waited too long")
-            value = result.get(
-                timeout=remaining, propagate=propagate, interval=interval,
-                disable_sync_subtasks=False,
-            )  # fmt: skip
+            if isinstance(result, ResultSet):
+                value = result.get(
+                    timeout=remaining, propagate=propagate, interval=interval,
+                    disable_sync_subtasks=False,
+                )  # fmt: skip
+            else:  # a native join (Celery's): each member's own state, not its parents'
+                value = result.get(
+                    timeout=remaining, propagate=propagate, interval=interval,
+                    disable_sync_subtasks=False, follow_parents=False,
+                )  # fmt: skip
             if callback is not None:
                 callback(result.id or "", value)
             else:

@@ -12,7 +12,7 @@ import pytest
 from celeriac import Celery, Task, chain, chord, group, states
 from celeriac.backends.memory import reset_store
 from celeriac.contrib.testing import start_worker
-from celeriac.exceptions import ChordError
+from celeriac.exceptions import ChordError, TimeoutError
 from celeriac.result import (
     AsyncResult,
     GroupResult,
@@ -357,3 +357,15 @@ def test_tasks_given_as_members_are_their_signatures(worker: Worker) -> None:
     assert [member.task for member in header.tasks] == [tsum.name, tsum.name]
     workflow = chord([add.s(0, 1)], chord([tsum, tsum], tsum.s()))
     assert workflow.apply_async().get(timeout=T) == 2
+
+
+def test_group_get_waits_for_the_members_not_their_parents(worker: Worker) -> None:
+    """As Celery's native join: a member whose parent failed is still waited for."""
+    failed = fail.delay()
+    with pytest.raises(KeyError):
+        failed.get(timeout=T)
+    child = AsyncResult(str(uuid.uuid4()), app=app, parent=failed)
+    with pytest.raises(TimeoutError):
+        GroupResult(str(uuid.uuid4()), [child], app=app).get(timeout=0.3)
+    with pytest.raises(KeyError):
+        child.get(timeout=0.3)  # a member alone still follows its parents
