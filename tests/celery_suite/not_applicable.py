@@ -122,6 +122,11 @@ NOT_APPLICABLE: dict[str, str] = {
         "when a task is sent (`PUBSUB CHANNELS` right after `delay()`); Celeriac's backend "
         "subscribes only while `get()` waits"
     ),
+    "t/integration/test_inspect.py::test_Inspect::test_hello_stamps_received_revoked_ids_locally": (
+        "asserts that Celery's `LimitedSet` stamps revoked ids with `time.monotonic()` "
+        "(`worker_state.revoked.as_dict()`); Celeriac's revoked set keeps the times of the "
+        "app's clock"
+    ),
     "t/integration/test_tasks.py::test_tasks::test_task_sent_event_respects_publish_retry_limit": (
         "patches kombu's `producer.channel.basic_publish` and reads Celery's "
         "`app.amqp._event_dispatcher._outbound_buffer`"
