@@ -204,6 +204,11 @@ class ResultSet(AsyncResultSetMixin):
             yield result.id or "", value
 
     @property
+    def backend(self) -> Any:
+        """The result backend the members are read from (the app's), as Celery's."""
+        return self.app.backend
+
+    @property
     def supports_native_join(self) -> bool:
         return True
 

@@ -130,6 +130,7 @@ def test_group_result_reads_all_members(worker: Worker) -> None:
     assert result.ready() and result.successful() and not result.failed()
     assert result.completed_count() == 5 and not result.waiting()
     assert len(result) == 5 and result[1].get(timeout=T) == 2
+    assert result.backend is app.backend
     assert [r.id for r in result] == [r.id for r in result.results]
     assert list(result.iter_native(timeout=T)) == [(r.id, r.get()) for r in result.results]
 
