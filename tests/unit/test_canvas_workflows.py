@@ -370,3 +370,12 @@ def test_group_get_waits_for_the_members_not_their_parents(worker: Worker) -> No
         GroupResult(str(uuid.uuid4()), [child], app=app).get(timeout=0.3)
     with pytest.raises(KeyError):
         child.get(timeout=0.3)  # a member alone still follows its parents
+
+
+def test_a_frozen_chord_is_sent_with_its_task_id_given_again(worker: Worker) -> None:
+    """``c.freeze(id)`` then ``c.apply_async(task_id=id)``: the body's id, as in Celery."""
+    expected = str(uuid.uuid4())
+    workflow = chord([add.si(1, 1), add.si(2, 2)], chain(tsum.s(), add.s(1)))
+    assert workflow.freeze(expected).id == expected
+    result = workflow.apply_async(task_id=expected)
+    assert result.id == expected and result.get(timeout=T) == 7
