@@ -379,3 +379,14 @@ def test_a_frozen_chord_is_sent_with_its_task_id_given_again(worker: Worker) -> 
     assert workflow.freeze(expected).id == expected
     result = workflow.apply_async(task_id=expected)
     assert result.id == expected and result.get(timeout=T) == 7
+
+
+def test_a_group_body_of_a_failed_chord_gets_the_members_error(worker: Worker) -> None:
+    """As Celery: each member of a group body is stored FAILURE with the failed header
+    member's own exception; a single-task body keeps the ChordError."""
+    as_group = chord([add.si(1, 1), fail.si()], group(add.si(1, 1), add.si(2, 2)))
+    with pytest.raises(KeyError):
+        as_group.apply_async().get(timeout=T)
+    single = chord([add.si(1, 1), fail.si()], tsum.s()).apply_async()
+    with pytest.raises(ChordError):
+        single.get(timeout=T, follow_parents=False)

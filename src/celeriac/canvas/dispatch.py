@@ -138,7 +138,9 @@ def _complete(app: Celery, group_id: str, body: Signature[Any], entries: Sequenc
         if state in states.PROPAGATE_STATES:
             reason = f"Dependency {task_id} raised {value!r}"
             logger.error("Chord %s: %s", group_id, reason)
-            chord_error(app, body, ChordError(reason))
+            error = ChordError(reason)
+            error.__cause__ = value if isinstance(value, Exception) else None
+            chord_error(app, body, error)
             return
     try:
         body.apply_async(([value for _, _, value in parts],))
@@ -149,10 +151,13 @@ def _complete(app: Celery, group_id: str, body: Signature[Any], entries: Sequenc
 
 def chord_error(app: Celery, body: Signature[Any] | Mapping[str, Any], exc: Exception) -> None:
     """A chord's body that will never run: stored FAILURE with ``exc``, its errbacks run,
-    and what was chained after it failed too."""
+    and what was chained after it failed too. The members of a group body get the failed
+    header member's own exception (``exc.__cause__``), as in Celery."""
     try:
         sig = _rebuild(app, body)
-        _fail(app, sig, exc, errbacks=True)
+        cause = exc.__cause__
+        own = cause if isinstance(sig, group) and isinstance(cause, Exception) else exc
+        _fail(app, sig, own, errbacks=True)
         fail_chain(app, sig.options.get("chain"), exc)
     except Exception:
         logger.exception("Chord body %r: could not record its failure", body)
