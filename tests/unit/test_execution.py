@@ -148,6 +148,24 @@ def test_before_start_raising_fails_the_task(app: Celery) -> None:
     assert ran == []
 
 
+def test_a_failure_log_record_does_not_hold_the_exception(
+    app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that keeps records must not keep the traceback's frames (Celery #8882)."""
+
+    def broken() -> None:
+        raise RuntimeError("kept?")
+
+    task = app.task(name="exec.broken")(broken)
+    with caplog.at_level(logging.ERROR, logger="celeriac.task"):
+        outcome = execute(task, request_for(task))
+    assert outcome.state == states.FAILURE
+    records = [r for r in caplog.records if "raised unexpected" in r.getMessage()]
+    assert len(records) == 1
+    assert "RuntimeError('kept?')" in records[0].getMessage()
+    assert not any(isinstance(arg, BaseException) for arg in records[0].args or ())
+
+
 def test_a_handler_that_raises_does_not_change_the_outcome(
     app: Celery, caplog: pytest.LogCaptureFixture
 ) -> None:
