@@ -330,9 +330,11 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
         timeout: float | None = None,
     ) -> None:
         """Revoke every task stamped with one of ``headers``' values (not only this one), as
-        Celery's method: ``app.control.revoke_by_stamped_headers``; ``wait`` for replies."""
+        Celery's method: ``app.control.revoke_by_stamped_headers``, which waits for the
+        workers' replies (``timeout``, 1 s by default) so the revocation is in place before
+        the next task is sent; ``wait`` is accepted for Celery's signature."""
         self.app.control.revoke_by_stamped_headers(
-            headers, terminate=terminate, signal=signal, reply=wait, timeout=timeout or 1.0
+            headers, terminate=terminate, signal=signal, timeout=timeout or 1.0
         )
 
     def as_tuple(self) -> tuple[tuple[str, Any], None]:

@@ -92,8 +92,9 @@ def test_revoke_by_stamped_headers_replies_as_celery(project: Project) -> None:
             "ok": "headers defaultdict(<class 'set'>, {'mon': {'x'}}) revoked"
         }
         eventually(lambda: running.state == states.REVOKED)
-        # AsyncResult's method, as Celery's: it revokes by stamp whichever result it is on.
-        running.revoke_by_stamped_headers({"mon": "later"}, wait=True)
+        # AsyncResult's method, as Celery's: it revokes by stamp whichever result it is on,
+        # in place before the next task is sent.
+        running.revoke_by_stamped_headers({"mon": "later"})
         late = hold.s("late").stamp(mon="later").apply_async()
         with pytest.raises(TaskRevokedError):
             late.get(timeout=10)

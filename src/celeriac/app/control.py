@@ -239,8 +239,12 @@ class Control(AsyncControlMixin):
     ) -> Any:
         """Revoke the tasks stamped (``sig.stamp``) with one of ``headers``' values, on the
         workers now and as they arrive later; each worker revokes (and marks REVOKED in the
-        result store) the tasks it holds. Replies as Celery's workers do (``reply=True``)."""
+        result store) the tasks it holds. Replies as Celery's workers do. It waits for the
+        replies by default (``reply=True``, up to ``timeout``): a Celeriac worker takes
+        control messages and tasks on separate connections, so waiting is what makes the
+        revocation be in place before the next task is sent, as it is in Celery."""
         arguments = {"headers": headers, "terminate": terminate, "signal": signal or "SIGTERM"}
+        kwargs.setdefault("reply", True)
         return self._cast("revoke_by_stamped_headers", destination, arguments=arguments, **kwargs)
 
     def terminate(
