@@ -424,6 +424,19 @@ def test_retry_with_new_kwargs_replaces_those_positional_args(worker: Worker) ->
     assert result.get(timeout=10) == [2, 2, 1]
 
 
+@app.task(bind=True, max_retries=1)
+def retry_keeping_stamps(self: Task[Any, Any]) -> Any:
+    if not self.request.retries:
+        raise self.retry(countdown=0)
+    return [dict(self.request.stamps), list(self.request.stamped_headers or ())]
+
+
+def test_a_retry_keeps_the_stamps(worker: Worker) -> None:
+    """As Celery: the retried message carries the task's stamps."""
+    result = retry_keeping_stamps.si().stamp(mon="42").apply_async()
+    assert result.get(timeout=10) == [{"mon": "42"}, ["mon"]]
+
+
 def test_max_retries_exceeded(worker: Worker) -> None:
     key = token()
     result = always_retry.delay(key)

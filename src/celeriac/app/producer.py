@@ -380,6 +380,7 @@ class Producer:
             "root_id": request.root_id, "parent_id": request.parent_id or request.id,
             "time_limit": request.time_limit, "soft_time_limit": request.soft_time_limit,
             "headers": request.headers, "ignore_result": request.ignore_result or None,
+            "stamped_headers": request.stamped_headers, "stamps": request.stamps or None,
             "queue": request.delivery_info.get("routing_key") or None,
             "priority": request.delivery_info.get("priority"), "add_to_parent": False,
             "reply_to": request.reply_to,

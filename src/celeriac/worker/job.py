@@ -96,6 +96,14 @@ class Job:
     def stamps(self) -> dict[str, Any]:
         return self.message.stamps
 
+    @property
+    def callbacks(self) -> list[Any] | None:
+        return self.message.embed.callbacks
+
+    @property
+    def errbacks(self) -> list[Any] | None:
+        return self.message.embed.errbacks
+
     def info_dict(self, *, safe: bool = False, acknowledged: bool = False) -> dict[str, Any]:
         """What ``inspect active``/``reserved`` show for this request (Celery's ``info()``);
         ``safe`` gives the arguments' reprs instead of the arguments."""
