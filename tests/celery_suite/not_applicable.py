@@ -87,6 +87,9 @@ NOT_APPLICABLE: dict[str, str] = {
         "reads Celery's result meta and chord keys directly (`AsyncResult._get_task_meta`, "
         "`backend.get_key_for_group`)"
     ),
+    "t/integration/test_canvas.py::test_stamping_mechanism::test_linking_stamped_sig": (
+        "reads the message body through Celery's private `Request._Request__payload`"
+    ),
     "t/integration/test_logfile_format.py": (
         "its script imports Celery's internal `celery.apps.multi.Node` (for every case) to "
         "build the argv of `celery multi`"
