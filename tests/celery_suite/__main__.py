@@ -126,7 +126,9 @@ def read_outcomes(path: Path) -> dict[str, dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.celery_suite")
-    parser.add_argument("files", nargs="*", help="test files of t/integration (default: all)")
+    parser.add_argument(
+        "files", nargs="*", help="test files of t/integration, or FILE::TEST (default: all)"
+    )
     parser.add_argument("--target", choices=["celeriac", "celery", "both"], default="both")
     parser.add_argument("--no-report", action="store_true", help="do not write bench/results")
     parser.add_argument(
@@ -160,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 durations[target, test_file] = run_file(suite, target, test_file, prefix, out)
             finally:
                 delete_new_keys(REDIS_DBS[target], before)
-            results[target][test_file] = read_outcomes(out)
-            print(f"{target:9} {test_file:45} {summary(results[target][test_file])}", flush=True)
+            outcomes = read_outcomes(out)
+            results[target].setdefault(test_file.split("::")[0], {}).update(outcomes)
+            print(f"{target:9} {test_file:45} {summary(outcomes)}", flush=True)
 
     write_config(suite)
     threads = [threading.Thread(target=run_target, args=(t,)) for t in targets]

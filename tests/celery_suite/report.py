@@ -31,7 +31,8 @@ def _cell(counts: Counter[str]) -> str:
 
 
 def load_runs(workdirs: list[Path]) -> tuple[Outcomes, dict[str, str], list[str], list[str]]:
-    """The outcomes of one or more runs; a later run's file replaces an earlier run's."""
+    """The outcomes of one or more runs; a later run's outcome of a test replaces an earlier
+    run's (a run of chosen tests, ``FILE::TEST``, updates those tests only)."""
     results: Outcomes = {}
     commits: dict[str, str] = {}
     files: list[str] = []
@@ -40,9 +41,15 @@ def load_runs(workdirs: list[Path]) -> tuple[Outcomes, dict[str, str], list[str]
         run = json.loads((workdir / "outcomes.json").read_text())
         argvs.append(" ".join(run["argv"]))
         for target, per_file in run["results"].items():
-            results.setdefault(target, {}).update(per_file)
-        commits.update(run["commits"])
-        files += [f for f in run["files"] if f not in files]
+            for test_file, tests in per_file.items():
+                results.setdefault(target, {}).setdefault(test_file, {}).update(tests)
+        for key, commit in run["commits"].items():
+            base = key.split("::")[0]
+            if base == key:
+                commits[key] = commit
+            elif f"{commit} (chosen tests)" not in commits.get(base, ""):
+                commits[base] = f"{commits.get(base, '-')}, {commit} (chosen tests)"
+        files += [f for f in (name.split("::")[0] for name in run["files"]) if f not in files]
     return results, commits, sorted(files), argvs
 
 
@@ -57,7 +64,11 @@ def write_report(workdirs: list[Path]) -> Path:
         "",
         "Command: "
         + "; then ".join(f"`python -m tests.celery_suite {a}`".replace(" `", "`") for a in argvs)
-        + (" (a later run's file replaces the earlier one's)" if len(argvs) > 1 else ""),
+        + (
+            " (a later run's outcome of a test replaces the earlier one's)"
+            if len(argvs) > 1
+            else ""
+        ),
         "",
         f"Machine: {platform.node()}, Python {platform.python_version()}, Redis on 127.0.0.1:6379 "
         "(broker and result backend, databases 14 and 15, a key prefix per file). Each file runs "
