@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs unit clean chromium chaos
+.PHONY: demo test lint typecheck docs unit clean chromium chaos celery-suite
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,12 @@ test: $(STAMP) chromium lint typecheck docs
 # bad input on Redis, RabbitMQ (a private node) and SQLite; writes bench/results/chaos-<date>.md.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
+
+# Celery 5.7's own integration suite (t/integration, downloaded by pip into build/) against
+# Celeriac and against Celery on the machine's Redis (DBs 14 and 15, about 40 minutes):
+# writes bench/results/celery-suite-<date>.md. Not in CI; tests/unit/test_celery_suite_hook.py is.
+celery-suite: $(STAMP)
+	$(BIN)/python -m tests.celery_suite
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,7 @@ uses an embedded SQLite file, so nothing else needs to run.
 
 from __future__ import annotations
 
+import uuid as _uuid
 from typing import Any
 
 from celeriac import states
@@ -35,6 +36,12 @@ VERSION_BANNER = f"celeriac {__version__}"
 #: Celery's name for the app class; Celeriac is the same class.
 Celeriac = Celery
 
+
+def uuid() -> str:
+    """A new random task id (a UUID4 as text), as ``celery.uuid()`` gives."""
+    return str(_uuid.uuid4())
+
+
 current_app: Any = Proxy(_current_app)
 current_task: Any = Proxy(_current_task)
 
@@ -59,6 +66,7 @@ __all__ = [
     "signature",
     "states",
     "subtask",
+    "uuid",
     "xmap",
     "xstarmap",
 ]

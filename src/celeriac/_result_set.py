@@ -164,7 +164,8 @@ class ResultSet(AsyncResultSetMixin):
         on_interval: Any = None,
     ) -> list[Any]:
         """Wait for every member, in order; their values in order (with ``callback``, each
-        is handed to ``callback(task_id, value)`` instead and the list is empty).
+        is handed to ``callback(task_id, value)`` instead and the list is empty). As Celery's
+        native join, a member's own failure is raised, not its parents'.
 
         Raises ``celeriac.exceptions.TimeoutError`` when ``timeout`` seconds pass first.
         """
@@ -178,10 +179,16 @@ class ResultSet(AsyncResultSetMixin):
             remaining = None if deadline is None else deadline - clock.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out: join() waited too long")
-            value = result.get(
-                timeout=remaining, propagate=propagate, interval=interval,
-                disable_sync_subtasks=False,
-            )  # fmt: skip
+            if isinstance(result, ResultSet):
+                value = result.get(
+                    timeout=remaining, propagate=propagate, interval=interval,
+                    disable_sync_subtasks=False,
+                )  # fmt: skip
+            else:  # a native join (Celery's): each member's own state, not its parents'
+                value = result.get(
+                    timeout=remaining, propagate=propagate, interval=interval,
+                    disable_sync_subtasks=False, follow_parents=False,
+                )  # fmt: skip
             if callback is not None:
                 callback(result.id or "", value)
             else:
@@ -195,6 +202,11 @@ class ResultSet(AsyncResultSetMixin):
         """``(task_id, value)`` of each member, in order, once all are ready."""
         for result, value in zip(self.results, self.join(timeout=timeout, **kwargs), strict=True):
             yield result.id or "", value
+
+    @property
+    def backend(self) -> Any:
+        """The result backend the members are read from (the app's), as Celery's."""
+        return self.app.backend
 
     @property
     def supports_native_join(self) -> bool:

@@ -382,12 +382,15 @@ def _on_failure(
         kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
     )  # fmt: skip
     after_failure(task.app, request, exc, einfo)
+    # The log record gets the exception's repr, not the exception: a handler that keeps
+    # records (pytest's capture, a memory handler) must not keep its traceback's frames.
     if task.throws and isinstance(exc, task.throws):
-        logger.info("Task %s[%s] raised expected: %r", task.name, request.id, exc)
+        logger.info("Task %s[%s] raised expected: %s", task.name, request.id, repr(exc))
     else:
         logger.error(
-            "Task %s[%s] raised unexpected: %r\n%s", task.name, request.id, exc, einfo.traceback
-        )
+            "Task %s[%s] raised unexpected: %s\n%s",
+            task.name, request.id, repr(exc), einfo.traceback,
+        )  # fmt: skip
     runtime = time.monotonic() - started
     return Outcome(states.FAILURE, exc=exc, traceback=einfo.traceback, runtime=runtime)
 

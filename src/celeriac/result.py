@@ -62,7 +62,7 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
         self.app = app
         self.id = id
         self.task_id = id
-        self.backend = backend
+        self._backend = backend
         self.task_name = task_name
         self.parent: AsyncResult[Any] | GroupResult | None = parent
         self._cache: dict[str, Any] | None = None
@@ -280,6 +280,33 @@ class AsyncResult(AsyncResultMixin[R], Generic[R]):
     ) -> None:
         """Mark the task revoked: a worker that has not started it will not run it."""
         self.app.control_revoke(self.id, terminate=terminate, signal=signal)
+
+    @property
+    def backend(self) -> Any:
+        """The result backend this result reads (the app's unless one was given), as Celery's
+        ``AsyncResult.backend``: ``result.backend.get_task_meta(result.id)``."""
+        return self._backend if self._backend is not None else self.app.backend
+
+    @backend.setter
+    def backend(self, value: Any) -> None:
+        self._backend = value
+
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Revoke every task stamped with one of ``headers``' values (not only this one), as
+        Celery's method: ``app.control.revoke_by_stamped_headers``, which waits for the
+        workers' replies (``timeout``, 1 s by default) so the revocation is in place before
+        the next task is sent; ``wait`` is accepted for Celery's signature."""
+        self.app.control.revoke_by_stamped_headers(
+            headers, terminate=terminate, signal=signal, timeout=timeout or 1.0
+        )
 
     def as_tuple(self) -> tuple[tuple[str, Any], None]:
         parent = self.parent.as_tuple() if self.parent is not None else None

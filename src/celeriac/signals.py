@@ -8,6 +8,7 @@ bad handler cannot break task execution.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -95,8 +96,11 @@ class Signal:
     @staticmethod
     def _same(entry: tuple[Receiver, Any, Any], fun: Any, sender: Any, uid: Any) -> bool:
         receiver, wanted, entry_uid = entry
-        same = entry_uid == uid if uid is not None else (receiver is fun and entry_uid is None)
-        return same and wanted == sender
+        if uid is not None:
+            same = bool(entry_uid == uid)
+        else:
+            same = _same_receiver(receiver, fun) and entry_uid is None
+        return same and bool(wanted == sender)
 
     def disconnect(
         self, receiver: Receiver | None = None, *, sender: Any = None, dispatch_uid: Any = None
@@ -131,6 +135,17 @@ class Signal:
 
     def __repr__(self) -> str:
         return f"<Signal: {self.name}>"
+
+
+def _same_receiver(one: Any, other: Any) -> bool:
+    """The same function, or the same method of the same object: ``obj.method`` makes a new
+    bound-method object at each access, so ``disconnect(obj.method)`` must find it so."""
+    if one is other:
+        return True
+    return (
+        inspect.ismethod(one) and inspect.ismethod(other)
+        and one.__self__ is other.__self__ and one.__func__ is other.__func__
+    )  # fmt: skip
 
 
 def _sender_matches(wanted: Any, sender: Any) -> bool:

@@ -240,9 +240,9 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         args, kwargs = self._dump_models(tuple(args or ()), dict(kwargs or {}), options)
         self.check_arguments(args, kwargs)
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
-            raise ValueError(
-                f"{self.name}: soft_time_limit ({self.soft_time_limit}) must be less than or "
-                f"equal to time_limit ({self.time_limit})"
+            raise ValueError(  # Celery's words first: callers match on them
+                f"soft_time_limit must be less than or equal to time_limit ({self.name}: "
+                f"{self.soft_time_limit} > {self.time_limit})"
             )
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
@@ -390,6 +390,7 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
             when = delay
         else:
             when = eta
+        args, kwargs = _retry_arguments(self, request, args, kwargs)
         retry = Retry(exc=exc, when=when)
         retry.sig = RetrySpec(args, kwargs, eta, options)
         if not throw:  # the task goes on: send the retry now, and only now
@@ -465,3 +466,44 @@ def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
         return None
     required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
     return required, len(parameters)
+
+
+def _retry_arguments(
+    task: Task[Any, Any],
+    request: Any,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+) -> tuple[Sequence[Any] | None, Mapping[str, Any] | None]:
+    """What a retry is sent with when it gives only ``args`` or only ``kwargs`` (Celery 5.7).
+
+    The side not given is kept from the request, less what the new side now passes: new
+    ``args`` take over the parameters they fill by position from the request's kwargs; new
+    ``kwargs`` take over the request's positional values of the parameters they name (the
+    rest keep their positions). ``None`` for a side still means "the request's".
+    """
+    inherit_kwargs = args is not None and kwargs is None and request.kwargs
+    inherit_args = kwargs is not None and args is None and request.args
+    if not (inherit_kwargs or inherit_args):
+        return args, kwargs
+    try:
+        signature = task._call_signature()
+    except (TypeError, ValueError):
+        return args, kwargs  # the call is checked when the retry runs
+    by_name = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    if args is not None:
+        positional = [
+            p for p in signature.parameters.values()
+            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, by_name)
+        ]  # fmt: skip
+        taken = {p.name for p in positional[: len(args)] if p.kind is by_name}
+        return args, {k: v for k, v in request.kwargs.items() if k not in taken}
+    assert kwargs is not None
+    try:
+        bound = signature.bind_partial(*request.args)
+    except TypeError:
+        return args, kwargs
+    rest = dict(kwargs)
+    for name in list(rest):
+        if name in bound.arguments and signature.parameters[name].kind is by_name:
+            bound.arguments[name] = rest.pop(name)
+    return bound.args, {**bound.kwargs, **rest}

@@ -68,3 +68,22 @@ def test_autodiscover_ignores_and_refuses_what_celery_does(tmp_path: Path) -> No
     assert celeriac == celery
     assert celery["notasks"] == "ignored" and celery["withtasks"] == "found"
     assert celery["lazy"] == ["withtasks.tasks.ping"]
+
+
+def test_a_missing_package_raises_module_not_found_as_celery() -> None:
+    """Celery raises ``ModuleNotFoundError`` naming the missing top-level package; Celeriac's
+    error is that and ``ImproperlyConfigured``."""
+    import celery
+
+    import celeriac
+    from celeriac.exceptions import ImproperlyConfigured
+
+    theirs = celery.Celery("x", broker="memory://")
+    ours = celeriac.Celery("x", broker="memory://", set_as_current=False)
+    for app in (theirs, ours):
+        for package in ("nonexistent_pkg", "nonexistent_pkg.sub.deeper"):
+            with pytest.raises(ModuleNotFoundError) as raised:
+                app.autodiscover_tasks(["json", package], "tasks", force=True)
+            assert raised.value.name == "nonexistent_pkg"
+    with pytest.raises(ImproperlyConfigured):
+        ours.autodiscover_tasks(["nonexistent_pkg"], force=True)

@@ -144,10 +144,18 @@ def test_worker_state_manager_and_a_custom_control_command() -> None:
             assert held.id in {job.id for job in worker_state.active_requests}
             project.app.control.revoke("not-yet-sent")
             eventually(lambda: "not-yet-sent" in worker_state.revoked)
+            assert "not-yet-sent" in worker_state.revoked.as_dict()
+            worker_state.revoked.discard("not-yet-sent")
+            assert "not-yet-sent" not in worker_state.revoked
+            project.app.control.revoke_by_stamped_headers({"mon": "x"})
+            eventually(lambda: worker_state.revoked_stamps.as_dict() == {"mon": ["x"]})
+            worker_state.revoked_stamps.clear()
+            assert not worker_state.revoked_stamps
             assert project.ask("bump_for_test", n=2) == {"ok": f"{NODE} bumped by 2"}
             assert project.ask("queues_for_test") == ["celery"]
             project.gate("gate").set()
             assert manager.join(held) == ["gate"]
+            eventually(lambda: held.id in worker_state.successful_requests)
             manager.wait_until_idle()
             manager.ensure_not_for_a_while(
                 lambda: (_ for _ in ()).throw(KeyError("never")), KeyError, max_retries=2

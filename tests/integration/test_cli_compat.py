@@ -96,19 +96,22 @@ unrelated = 1
 
 @pytest.mark.parametrize("flags", [[], ["--django"]], ids=["plain", "django"])
 def test_upgrade_settings_rewrites_as_celery_does(tmp_path: Path, flags: list[str]) -> None:
-    results = {}
+    results, said = {}, {}
     for system in APPS:
         folder = tmp_path / system
         folder.mkdir()
         (folder / "settings.py").write_text(OLD_SETTINGS)
-        done = subprocess.run(
-            [sys.executable, "-m", system, "upgrade", "settings", "settings.py", *flags],
-            cwd=folder, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        command = [sys.executable, "-m", system, "upgrade", "settings", "settings.py", *flags]
+        first = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
         assert (folder / "settings.py.orig").read_text() == OLD_SETTINGS
         results[system] = (folder / "settings.py").read_text()
+        # The second time there is nothing left to change.
+        again = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=60)
+        said[system] = [first.stdout, again.stdout]
     assert results["celeriac"] == results["celery"]
+    assert said["celeriac"] == said["celery"]
+    assert said["celery"][0] == "Changes to your setting have been made!\n"
     assert ("result_backend" if not flags else "CELERY_RESULT_BACKEND") in results["celery"]
 
 

@@ -373,14 +373,15 @@ import json
 from {mod} import app, stamps
 
 seen = stamps.s().stamp(mark="kept", tags=["a", "b"]).apply_async().get(timeout=30)
-app.control.revoke_by_stamped_headers({{"mark": "doomed"}}, reply=True, timeout=2)
+reply = app.control.revoke_by_stamped_headers({{"mark": "doomed"}}, reply=True, timeout=2)
 doomed = stamps.s().stamp(mark="doomed").apply_async()
 try:
     doomed.get(timeout=30)
     raised = None
 except Exception as exc:
     raised = type(exc).__name__
-print(json.dumps({{"seen": seen, "raised": raised, "state": doomed.state}}))
+answers = [answer for node in reply for answer in node.values()]
+print(json.dumps({{"seen": seen, "raised": raised, "state": doomed.state, "answers": answers}}))
 """
 
 
@@ -389,6 +390,9 @@ def test_stamps_reach_the_worker_and_revoke_by_them(project: RedisProject) -> No
     assert theirs["seen"] == {"stamps": {"mark": "kept", "tags": ["a", "b"]},
                               "names": ["mark", "tags"]}  # fmt: skip
     assert (theirs["raised"], theirs["state"]) == ("TaskRevokedError", "REVOKED")
+    assert theirs["answers"] == [
+        {"ok": "headers {'mark': 'doomed'} flagged as revoked, but not terminated"}
+    ]
     assert ours == theirs
 
 

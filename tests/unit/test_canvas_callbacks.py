@@ -135,6 +135,22 @@ def test_old_style_errbacks_get_the_failed_task_id(worker: Worker) -> None:
     eventually(lambda: seen[key] == [result.id], "the errback")
 
 
+def test_old_style_errbacks_with_keyword_arguments_get_the_failed_task_id(worker: Worker) -> None:
+    key = token()
+    result = fail.apply_async(link_error=log_failed.s(key=key))  # (task_id, key): old style
+    with pytest.raises(KeyError):
+        result.get(timeout=T)
+    eventually(lambda: seen[key] == [result.id], "the errback")
+
+
+def test_new_style_errbacks_with_keyword_arguments_get_the_request(worker: Worker) -> None:
+    key = token()
+    result = fail.apply_async(link_error=on_error.s(key=key))
+    with pytest.raises(KeyError):
+        result.get(timeout=T)
+    eventually(lambda: seen[key] == [(result.id, "KeyError", "'broken'")], "the errback")
+
+
 def test_new_style_errbacks_run_in_the_worker_with_the_request(worker: Worker) -> None:
     key = token()
     result = fail.apply_async(link_error=on_error.s(key))
@@ -232,3 +248,37 @@ def test_apply_with_link_sends_the_callback(worker: Worker) -> None:
     assert add.apply((4, 4), link=record.s(key)).get() == 8
     eventually(lambda: seen[key] == [8], "the callback sent by apply()")
     assert add.s(2).apply((3,)).state == states.SUCCESS
+
+
+@app.task(bind=True)
+def replace_with_nothing(self: Task[Any, Any]) -> Any:
+    return self.replace(chain())
+
+
+def test_replacing_with_an_empty_chain_fails_with_celerys_message(worker: Worker) -> None:
+    from celeriac.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="Cannot replace with an empty chain"):
+        replace_with_nothing.delay().get(timeout=T)
+
+
+def test_a_nested_chain_keeps_its_callbacks_when_flattened(worker: Worker) -> None:
+    """chain(inner, c) where inner was linked: the link runs after inner's last step."""
+    key = token()
+    inner = chain(add.s(1, 1), add.s(1))
+    inner.link(record.s(key))
+    assert chain(inner, mul.s(10)).apply_async().get(timeout=T) == 30
+    eventually(lambda: seen[key] == [3], "the inner chain's callback")
+
+
+def test_what_follows_a_chord_with_a_group_body_runs_once(worker: Worker) -> None:
+    """chain(chord(h, group(a, b)), c, d): c and d run once, after a and b (Celery 5958)."""
+    body, after = token(), token()
+    workflow = chain(
+        chord([add.si(1, 1), add.si(2, 2)], group(record.si(1, body), record.si(2, body))),
+        group(record.si("c", after)),
+        record.si("d", after),
+    )
+    assert workflow.apply_async().get(timeout=T) == "d"
+    assert sorted(seen[body]) == [1, 2]  # both body members ran before c and d
+    assert seen[after] == ["c", "d"]

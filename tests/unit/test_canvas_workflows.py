@@ -12,8 +12,14 @@ import pytest
 from celeriac import Celery, Task, chain, chord, group, states
 from celeriac.backends.memory import reset_store
 from celeriac.contrib.testing import start_worker
-from celeriac.exceptions import ChordError
-from celeriac.result import AsyncResult, GroupResult, ResultSet, allow_join_result
+from celeriac.exceptions import ChordError, TimeoutError
+from celeriac.result import (
+    AsyncResult,
+    GroupResult,
+    ResultSet,
+    allow_join_result,
+    result_from_tuple,
+)
 from celeriac.transports.memory import MemoryTransport
 from celeriac.worker.lifecycle import Worker
 
@@ -124,6 +130,7 @@ def test_group_result_reads_all_members(worker: Worker) -> None:
     assert result.ready() and result.successful() and not result.failed()
     assert result.completed_count() == 5 and not result.waiting()
     assert len(result) == 5 and result[1].get(timeout=T) == 2
+    assert result.backend is app.backend
     assert [r.id for r in result] == [r.id for r in result.results]
     assert list(result.iter_native(timeout=T)) == [(r.id, r.get()) for r in result.results]
 
@@ -301,3 +308,85 @@ def test_sig_delay_and_invert(worker: Worker) -> None:
     result = add.s(2).delay(3)
     assert isinstance(result, AsyncResult) and result.get(timeout=T) == 5
     assert ~add.s(4, 4) == 8
+
+
+def test_group_of_one_chain_ending_in_a_group_gives_the_inner_group(worker: Worker) -> None:
+    """group(a | group(b, c)): the result is the inner group's, as Celery special-cases it."""
+    result = group(add.s(1, 2) | group(add.s(1), add.s(2))).apply_async()
+    assert isinstance(result, GroupResult)
+    assert result.get(timeout=10) == [4, 5]
+    two = group(add.s(1, 2) | group(add.s(1), add.s(2)), add.s(0, 0)).apply_async()
+    assert len(two.results) == 2  # more than one member: nothing is flattened
+
+
+def test_empty_groups_and_chains_are_no_steps(worker: Worker) -> None:
+    """As Celery (its issue 9772): an empty group or chain in a chain or group is skipped,
+    and the partial arguments reach the first real step."""
+    two = group(add.s(2, 2), add.s(4, 4))
+    assert chain(two, group(), group()).apply_async().get(timeout=T) == [4, 8]
+    assert chain(two.clone(), group(), group(), tsum.s()).apply_async().get(timeout=T) == 12
+    assert chain(group(), add.s(10)).apply_async((5,)).get(timeout=T) == 15
+    assert chain(chain(), add.s(10)).apply_async((5,)).get(timeout=T) == 15
+    nested = chain(chain(group(), add.s(10)), add.s(20))
+    assert nested.apply_async((5,)).get(timeout=T) == 35
+    members = group(chain(), add.s(1, 2), chain(), add.s(3, 4)).apply_async()
+    assert len(members.results) == 2
+    assert members.get(timeout=T) == [3, 7]
+
+
+@app.task
+def return_a_result() -> Any:
+    return add.delay(1, 1)
+
+
+@app.task
+def return_a_group_result() -> Any:
+    return group(add.s(2, 2), add.s(3, 3)).delay()
+
+
+def test_a_task_returning_results_stores_their_tuples(worker: Worker) -> None:
+    """As Celery: an AsyncResult or GroupResult a task returns is stored as its tuple."""
+    one = return_a_result.delay().get(timeout=T)
+    assert one == [[one[0][0], None], None]
+    restored = result_from_tuple(return_a_group_result.delay().get(timeout=T), app=app)
+    assert isinstance(restored, GroupResult) and restored.get(timeout=T) == [4, 6]
+
+
+def test_tasks_given_as_members_are_their_signatures(worker: Worker) -> None:
+    """As Celery: ``chord([tsum, tsum], body)`` takes the tasks as signatures with no args."""
+    header = group([tsum, tsum])
+    assert [member.task for member in header.tasks] == [tsum.name, tsum.name]
+    workflow = chord([add.s(0, 1)], chord([tsum, tsum], tsum.s()))
+    assert workflow.apply_async().get(timeout=T) == 2
+
+
+def test_group_get_waits_for_the_members_not_their_parents(worker: Worker) -> None:
+    """As Celery's native join: a member whose parent failed is still waited for."""
+    failed = fail.delay()
+    with pytest.raises(KeyError):
+        failed.get(timeout=T)
+    child = AsyncResult(str(uuid.uuid4()), app=app, parent=failed)
+    with pytest.raises(TimeoutError):
+        GroupResult(str(uuid.uuid4()), [child], app=app).get(timeout=0.3)
+    with pytest.raises(KeyError):
+        child.get(timeout=0.3)  # a member alone still follows its parents
+
+
+def test_a_frozen_chord_is_sent_with_its_task_id_given_again(worker: Worker) -> None:
+    """``c.freeze(id)`` then ``c.apply_async(task_id=id)``: the body's id, as in Celery."""
+    expected = str(uuid.uuid4())
+    workflow = chord([add.si(1, 1), add.si(2, 2)], chain(tsum.s(), add.s(1)))
+    assert workflow.freeze(expected).id == expected
+    result = workflow.apply_async(task_id=expected)
+    assert result.id == expected and result.get(timeout=T) == 7
+
+
+def test_a_group_body_of_a_failed_chord_gets_the_members_error(worker: Worker) -> None:
+    """As Celery: each member of a group body is stored FAILURE with the failed header
+    member's own exception; a single-task body keeps the ChordError."""
+    as_group = chord([add.si(1, 1), fail.si()], group(add.si(1, 1), add.si(2, 2)))
+    with pytest.raises(KeyError):
+        as_group.apply_async().get(timeout=T)
+    single = chord([add.si(1, 1), fail.si()], tsum.s()).apply_async()
+    with pytest.raises(ChordError):
+        single.get(timeout=T, follow_parents=False)

@@ -77,6 +77,29 @@ def test_terminate_stops_a_running_task_in_a_thread(project: Project, pool: str)
         assert project.tasks["add"].delay(2, 2).get(timeout=10) == 4  # the worker goes on
 
 
+def test_revoke_by_stamped_headers_replies_as_celery(project: Project) -> None:
+    hold = project.tasks["hold"]
+    with project.worker(pool="threads"):
+        running = hold.s("stamped").stamp(mon="x").apply_async()
+        eventually(lambda: project.ran == ["stamped"])
+        assert project.ask("revoke_by_stamped_headers", headers={"mon": "y"}) == {
+            "ok": "headers {'mon': 'y'} flagged as revoked, but not terminated"
+        }
+        assert project.ask("revoke_by_stamped_headers", headers={"mon": "z"}, terminate=True) == {
+            "ok": "headers {'mon': 'z'} were not terminated"
+        }
+        assert project.ask("revoke_by_stamped_headers", headers={"mon": "x"}, terminate=True) == {
+            "ok": "headers defaultdict(<class 'set'>, {'mon': {'x'}}) revoked"
+        }
+        eventually(lambda: running.state == states.REVOKED)
+        # AsyncResult's method, as Celery's: it revokes by stamp whichever result it is on,
+        # in place before the next task is sent.
+        running.revoke_by_stamped_headers({"mon": "later"})
+        late = hold.s("late").stamp(mon="later").apply_async()
+        with pytest.raises(TaskRevokedError):
+            late.get(timeout=10)
+
+
 def test_terminate_cancels_a_coroutine_in_the_asyncio_pool(project: Project) -> None:
     sleeper = project.tasks["sleep_async"]
     with project.worker(pool="asyncio", concurrency=4) as worker:

@@ -142,6 +142,24 @@ def test_before_start_raising_fails_the_task(app: Celery) -> None:
     assert ran == []
 
 
+def test_a_failure_log_record_does_not_hold_the_exception(
+    app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that keeps records must not keep the traceback's frames (Celery #8882)."""
+
+    def broken() -> None:
+        raise RuntimeError("kept?")
+
+    task = app.task(name="exec.broken")(broken)
+    with caplog.at_level(logging.ERROR, logger="celeriac.task"):
+        outcome = execute(task, request_for(task))
+    assert outcome.state == states.FAILURE
+    records = [r for r in caplog.records if "raised unexpected" in r.getMessage()]
+    assert len(records) == 1
+    assert "RuntimeError('kept?')" in records[0].getMessage()
+    assert not any(isinstance(arg, BaseException) for arg in records[0].args or ())
+
+
 def test_a_handler_that_raises_does_not_change_the_outcome(
     app: Celery, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -507,6 +525,28 @@ def test_connect_is_idempotent_and_disconnect_stops_delivery(
     assert signals.task_success.disconnect(receiver)
     execute(task, request_for(task))
     assert len(receiver.calls) == 1
+
+
+def test_bound_methods_of_each_object_are_separate_receivers() -> None:
+    """As Celery: ``obj.method`` connects once per object and ``disconnect(obj.method)``
+    removes that object's receiver only (each access makes a new bound-method object)."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_signal(self, **kwargs: Any) -> None:
+            self.calls += 1
+
+    signal = signals.Signal("test_bound")
+    one, two = Recorder(), Recorder()
+    for recorder in (one, two, one):  # ``one`` again: no effect
+        signal.connect(recorder.on_signal)
+    signal.send(sender=None)
+    assert (one.calls, two.calls) == (1, 1)
+    assert signal.disconnect(two.on_signal)
+    signal.send(sender=None)
+    assert (one.calls, two.calls) == (2, 1)
 
 
 def test_dispatch_uid_connects_once() -> None:

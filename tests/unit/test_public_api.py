@@ -31,6 +31,7 @@ def test_top_level_all_is_pinned() -> None:
         "signature",
         "states",
         "subtask",
+        "uuid",
         "xmap",
         "xstarmap",
     ]
@@ -71,6 +72,11 @@ def test_every_name_in_all_exists() -> None:
         ("celeriac.signals", "before_task_publish"),
         ("celeriac.utils.log", "get_task_logger"),
         ("celeriac.app.task", "Task"),
+        ("celeriac.app.task", "Context"),
+        ("celeriac.canvas", "_chain"),
+        ("celeriac.backends.base", "BaseKeyValueStoreBackend"),
+        ("celeriac.backends.base", "states"),
+        ("celeriac.utils.serialization", "UnpickleableExceptionWrapper"),
         ("celeriac.contrib.testing", "start_worker"),
         ("celeriac.contrib.testing.worker", "start_worker"),
     ],
@@ -120,3 +126,16 @@ def test_public_modules_declare_all() -> None:
 def test_version() -> None:
     assert celeriac.__version__ == "0.1.0"
     assert celeriac.VERSION_BANNER == "celeriac 0.1.0"
+
+
+def test_unpickleable_exception_wrapper_keeps_and_restores_the_exception() -> None:
+    from celeriac.utils.serialization import UnpickleableExceptionWrapper
+
+    wrapper = UnpickleableExceptionWrapper.from_exception(KeyError("k"))
+    assert (wrapper.exc_module, wrapper.exc_cls_name, wrapper.exc_args) == (
+        "builtins", "KeyError", ("'k'",),
+    )  # fmt: skip
+    restored = UnpickleableExceptionWrapper("builtins", "ValueError", ["boom"]).restore()
+    assert type(restored) is ValueError and restored.args == ("boom",)
+    missing = UnpickleableExceptionWrapper("no.such.module", "Gone", ["x"], "Gone('x')")
+    assert str(missing) == "Gone('x')" and str(missing.restore()) == "Gone('x')"

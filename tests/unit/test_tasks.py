@@ -27,6 +27,7 @@ from celeriac.exceptions import (
 from celeriac.protocol.v2 import decode_task
 from celeriac.transports.base import Delivery
 from celeriac.transports.memory import MemoryTransport
+from celeriac.utils.nodenames import anon_nodename
 from celeriac.worker.lifecycle import Worker
 from tests.support.polling import eventually
 
@@ -248,7 +249,7 @@ def test_bound_task_sees_its_request(worker: Worker) -> None:
     assert request["eta"] is None
     assert request["expires"] is None
     assert request["hostname"] == worker.hostname
-    assert request["hostname"].startswith("testworker@")
+    assert request["hostname"] == anon_nodename()  # start_worker's default name, as Celery's
     assert request["delivery_info"]["routing_key"] == "celery"
     assert request["delivery_info"]["redelivered"] is False
     assert request["correlation_id"] == result.id
@@ -387,6 +388,45 @@ def test_retry_shows_retry_state_calls_on_retry_then_succeeds(worker: Worker) ->
     _, exc, task_id, args, kwargs = retries[0]
     assert isinstance(exc, KeyError)
     assert (task_id, args, kwargs) == (result.id, (key,), {})
+
+
+@app.task(bind=True, max_retries=1)
+def retry_positionally(self: Task[Any, Any], foo: int, bar: int, label: str = "") -> Any:
+    if not self.request.retries:
+        raise self.retry(args=(foo + 1, bar + 1), countdown=0)
+    return [foo, bar, label, self.request.retries]
+
+
+@app.task(bind=True, max_retries=1)
+def retry_by_keyword(self: Task[Any, Any], foo: int, bar: int) -> Any:
+    if not self.request.retries:
+        raise self.retry(kwargs={"foo": foo + 1}, countdown=0)
+    return [foo, bar, self.request.retries]
+
+
+def test_retry_with_new_args_drops_the_kwargs_they_replace(worker: Worker) -> None:
+    """Celery 5.7: called with kwargs, retried with args: the rest of the kwargs stay."""
+    result = retry_positionally.apply_async(kwargs={"foo": 1, "bar": 2, "label": "kept"})
+    assert result.get(timeout=10) == [2, 3, "kept", 1]
+
+
+def test_retry_with_new_kwargs_replaces_those_positional_args(worker: Worker) -> None:
+    """Celery 5.7: called with args, retried with kwargs naming one of them."""
+    result = retry_by_keyword.apply_async(args=(1, 2))
+    assert result.get(timeout=10) == [2, 2, 1]
+
+
+@app.task(bind=True, max_retries=1)
+def retry_keeping_stamps(self: Task[Any, Any]) -> Any:
+    if not self.request.retries:
+        raise self.retry(countdown=0)
+    return [dict(self.request.stamps), list(self.request.stamped_headers or ())]
+
+
+def test_a_retry_keeps_the_stamps(worker: Worker) -> None:
+    """As Celery: the retried message carries the task's stamps."""
+    result = retry_keeping_stamps.si().stamp(mon="42").apply_async()
+    assert result.get(timeout=10) == [{"mon": "42"}, ["mon"]]
 
 
 def test_max_retries_exceeded(worker: Worker) -> None:
@@ -574,7 +614,7 @@ def test_soft_time_limit_above_time_limit_is_refused() -> None:
     @app.task(name="limits.bad", time_limit=5, soft_time_limit=10)
     def bad() -> None: ...
 
-    with pytest.raises(ValueError, match="soft_time_limit"):
+    with pytest.raises(ValueError, match="soft_time_limit must be less than or equal to time"):
         bad.delay()
     del app.tasks["limits.bad"]
 
@@ -712,3 +752,13 @@ def test_task_received_request_has_celerys_request_attributes(worker: Worker) ->
     assert [r.id for r in received if r.name == add.name] == [result.id]
     mine = next(r for r in received if r.id == result.id)
     assert (mine.args, mine.kwargs) == ((6, 6), {})
+    assert (mine.retries, mine.replaced_task_nesting, mine.stamps) == (0, 0, {})
+    assert (mine.root_id, mine.parent_id, mine.group) == (result.id, None, None)
+
+
+def test_async_result_backend_is_the_apps(worker: Worker) -> None:
+    """As Celery's: ``result.backend.get_task_meta(result.id)`` reads the app's backend."""
+    result = add.delay(2, 3)
+    assert result.get(timeout=10) == 5
+    assert result.backend is app.backend
+    assert result.backend.get_task_meta(result.id)["result"] == 5

@@ -81,6 +81,8 @@ class Connections:
                         if url
                         else None
                     )
+                    if self._backend is not None:
+                        self._backend.app_results = app.results
                     self._backend_made = True
         return self._backend
 

@@ -27,22 +27,29 @@ def discover(
     return [name for name in (_import_related(p, related_name) for p in packages) if name]
 
 
+class PackageNotFound(ImproperlyConfigured, ModuleNotFoundError):
+    """A module ``autodiscover_tasks`` needs does not exist: ``ImproperlyConfigured``, and
+    the ``ModuleNotFoundError`` (with its ``name``) Celery raises there."""
+
+
 def _import_related(package: str, related_name: str) -> str | None:
     """Import ``package.related_name``, as Celery's autodiscovery finds it; None when the
     package has no such module (ignored, as Celery does).
 
     A package that does not import is taken one level up (a Django ``INSTALLED_APPS`` entry
     may name a class, ``proj.apps.OrdersConfig``); a top-level package that does not exist,
-    or an import error inside the related module, raises ``ImproperlyConfigured``.
+    or an import error inside the related module, raises ``ImproperlyConfigured``
+    (``PackageNotFound``, also a ``ModuleNotFoundError``, for a package that is missing).
     """
     try:
         importlib.import_module(package)
     except ModuleNotFoundError as exc:
         parent = package.rpartition(".")[0]
         if not parent:
-            raise ImproperlyConfigured(
+            raise PackageNotFound(
                 f"autodiscover_tasks: package {package!r} does not exist ({exc}); check the "
-                "names given to autodiscover_tasks (or INSTALLED_APPS)."
+                "names given to autodiscover_tasks (or INSTALLED_APPS).",
+                name=exc.name,
             ) from exc
         package = parent
     except ImportError as exc:
@@ -54,6 +61,8 @@ def _import_related(package: str, related_name: str) -> str | None:
         missing = exc.__cause__
         if isinstance(missing, ModuleNotFoundError) and missing.name == name:
             return None
+        if isinstance(missing, ModuleNotFoundError):  # e.g. package "a" of "a.b.tasks"
+            raise PackageNotFound(str(exc), name=missing.name) from missing
         raise
     return name
 

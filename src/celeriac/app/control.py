@@ -236,17 +236,14 @@ class Control(AsyncControlMixin):
         **kwargs: Any,
     ) -> Any:
         """Revoke the tasks stamped (``sig.stamp``) with one of ``headers``' values, on the
-        workers now and as they arrive later; the tasks a worker held are revoked by id."""
+        workers now and as they arrive later; each worker revokes (and marks REVOKED in the
+        result store) the tasks it holds. Replies as Celery's workers do. It waits for the
+        replies by default (``reply=True``, up to ``timeout``): a Celeriac worker takes
+        control messages and tasks on separate connections, so waiting is what makes the
+        revocation be in place before the next task is sent, as it is in Celery."""
         arguments = {"headers": headers, "terminate": terminate, "signal": signal or "SIGTERM"}
         kwargs.setdefault("reply", True)
-        replies = self._cast(
-            "revoke_by_stamped_headers", destination, arguments=arguments, **kwargs
-        )
-        answers = [a for reply in replies or () for a in reply.values() if isinstance(a, dict)]
-        ids = sorted({task_id for answer in answers for task_id in answer.get("ok") or ()})
-        if ids:
-            mark_revoked(self.app, ids)
-        return replies
+        return self._cast("revoke_by_stamped_headers", destination, arguments=arguments, **kwargs)
 
     def terminate(
         self,

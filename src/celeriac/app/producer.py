@@ -27,7 +27,7 @@ from celeriac.app._publish_retry import PublishRetry
 from celeriac.canvas.stamping import stamps_of
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
-from celeriac.protocol.v2 import MESSAGE_PROPERTIES, encode_task
+from celeriac.protocol.v2 import MESSAGE_PROPERTIES, body_of, encode_task
 from celeriac.request import Context, current_request
 from celeriac.result import AsyncResult
 from celeriac.routing import Queue
@@ -268,7 +268,7 @@ class Producer:
         not_before = message.eta.timestamp() if message.eta else None
         signals.before_task_publish.send(
             sender=name,
-            body=wire.body,
+            body=body_of(message),  # Celery's handlers get (args, kwargs, embed), not bytes
             exchange=dest.exchange,
             routing_key=dest.routing_key,
             headers=wire.headers,
@@ -290,7 +290,7 @@ class Producer:
         exchange, routing_key = sending.outgoing.exchange, sending.outgoing.routing_key
         signals.after_task_publish.send(
             sender=sending.name,
-            body=wire.body,
+            body=body_of(sending.message),
             headers=wire.headers,
             exchange=exchange,
             routing_key=routing_key,
@@ -439,6 +439,7 @@ class Producer:
             "root_id": request.root_id, "parent_id": request.parent_id or request.id,
             "time_limit": request.time_limit, "soft_time_limit": request.soft_time_limit,
             "headers": request.headers, "ignore_result": request.ignore_result or None,
+            "stamped_headers": request.stamped_headers, "stamps": request.stamps or None,
             "queue": request.delivery_info.get("routing_key") or None,
             "priority": request.delivery_info.get("priority"), "add_to_parent": False,
             "reply_to": request.reply_to,

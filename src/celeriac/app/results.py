@@ -121,6 +121,8 @@ class ResultStore:
         ``reply_to`` (default: the request's) is where a message-based backend (rpc://)
         sends it: the queue the task's sender named.
         """
+        if self.serializer != "pickle" and _is_result(result):
+            result = result.as_tuple()  # a task returning a result: kept as its tuple (Celery)
         if isinstance(result, BaseException):
             if traceback is None and result.__traceback__ is not None:
                 traceback = "".join(tb_module.format_exception(result))
@@ -240,3 +242,10 @@ class ResultStore:
 
     def forget_group(self, group_id: str) -> None:
         self.backend.forget_group(group_id)
+
+
+def _is_result(value: Any) -> bool:
+    """Whether ``value`` is an ``AsyncResult`` or a ``GroupResult``."""
+    from celeriac.result import AsyncResult, GroupResult
+
+    return isinstance(value, (AsyncResult, GroupResult))

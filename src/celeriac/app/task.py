@@ -1,5 +1,6 @@
-"""Compatibility shim: ``from celeriac.app.task import Task`` as in Celery."""
+"""Compatibility shim: ``from celeriac.app.task import Task, Context`` as in Celery."""
 
+from celeriac.request import Context
 from celeriac.task import Task
 
-__all__ = ["Task"]
+__all__ = ["Context", "Task"]

@@ -25,11 +25,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from celeriac import states
 from celeriac.backends.chord import ChordJoin
 from celeriac.exceptions import BackendCapabilityError, OperationalError
 
-__all__ = ["BackendCapabilities", "ResultBackend"]
+__all__ = ["BackendCapabilities", "BaseKeyValueStoreBackend", "ResultBackend", "states"]
 
 _STORING = "Use a result backend that stores results (sqlite:///..., redis://...)."
 _NO_LOG = "Workers look up the stored state of each task they take instead."
@@ -62,11 +64,26 @@ class BackendCapabilities:
     revocation_log: bool = False
 
 
+class _AppResults(Protocol):
+    """What the Celery-named methods need of the app (``celeriac.app.results.ResultStore``)."""
+
+    def store(
+        self, task_id: str, state: str, result: Any, *, request: Any = None,
+        traceback: str | None = None,
+    ) -> None: ...  # fmt: skip
+    def get_meta(self, task_id: str) -> dict[str, Any]: ...
+    def value_of(self, meta: dict[str, Any]) -> Any: ...
+
+
 class ResultBackend(ABC):
     """Where task results and states are kept."""
 
     #: What this backend can do (module docstring); each implementation declares its own.
     capabilities: BackendCapabilities = BackendCapabilities()
+
+    #: The app's encoder and decoder of task meta, set when an app makes this backend; the
+    #: Celery-named methods below (``store_result``, ``get_task_meta``...) go through it.
+    app_results: _AppResults | None = None
 
     #: The queue this backend's client receives results on (rpc); producers put it in the
     #: message's ``reply_to`` property. None for backends that store results.
@@ -208,6 +225,36 @@ class ResultBackend(ABC):
         """Celery's name for ``capabilities.counters``."""
         return self.capabilities.counters
 
+    # -- Celery's Backend methods, for code written against them (``app.backend``) ----------
+
+    def _app_results(self) -> _AppResults:
+        if self.app_results is None:
+            raise RuntimeError(f"{type(self).__name__} was made outside an app: no serializer")
+        return self.app_results
+
+    def store_result(
+        self, task_id: str, result: Any, state: str, traceback: str | None = None,
+        request: Any = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Store ``state`` with ``result`` (an exception for failure states), as Celery's."""
+        self._app_results().store(task_id, state, result, request=request, traceback=traceback)
+        return result
+
+    def get_task_meta(self, task_id: str, cache: bool = True) -> dict[str, Any]:
+        """The decoded meta of ``task_id`` (PENDING meta when nothing is stored)."""
+        return self._app_results().get_meta(task_id)
+
+    def get_state(self, task_id: str) -> str:
+        """The state of ``task_id`` (``PENDING`` when nothing is stored)."""
+        return str(self.get_task_meta(task_id)["status"])
+
+    get_status = get_state
+
+    def get_result(self, task_id: str) -> Any:
+        """The result of ``task_id``: its value, or its exception for failure states."""
+        results = self._app_results()
+        return results.value_of(results.get_meta(task_id))
+
     @abstractmethod
     def cleanup(self) -> int:
         """Delete expired entries now; return how many. Stores that expire on their own return 0."""
@@ -215,3 +262,11 @@ class ResultBackend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+class BaseKeyValueStoreBackend(ResultBackend, ABC):
+    """The backends that keep each task's meta under a key (Redis, memory), as in Celery.
+
+    Celery's key-value backends share this base class and code written for Celery tests it
+    with ``isinstance``; it adds nothing to ``ResultBackend``.
+    """

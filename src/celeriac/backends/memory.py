@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celeriac._time import Clock, system_clock
-from celeriac.backends.base import BackendCapabilities, ResultBackend
+from celeriac.backends.base import BackendCapabilities, BaseKeyValueStoreBackend
 from celeriac.backends.chord import ChordPart
 from celeriac.exceptions import ImproperlyConfigured, TimeoutError
 
@@ -115,7 +115,7 @@ def _expired(expires_at: float | None, now: float) -> bool:
     return expires_at is not None and expires_at <= now
 
 
-class MemoryBackend(ResultBackend):
+class MemoryBackend(BaseKeyValueStoreBackend):
     """Results kept in this process, shared by every backend made from the same URL."""
 
     capabilities = BackendCapabilities(notifies=True, revocation_log=True)

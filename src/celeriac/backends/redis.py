@@ -36,7 +36,7 @@ from celeriac._redis.client import Connection, RedisError, pack
 from celeriac._redis.connection import RedisConnector, RetryPolicy
 from celeriac._time import Clock, system_clock
 from celeriac.backends._redis_chord import RedisChordJoin
-from celeriac.backends.base import BackendCapabilities, ResultBackend
+from celeriac.backends.base import BackendCapabilities, BaseKeyValueStoreBackend
 from celeriac.exceptions import BackendError, TimeoutError
 
 __all__ = ["RedisBackend"]
@@ -47,7 +47,7 @@ _IDLE_SUBSCRIBERS = 4  # connections kept for the next wait_for
 _REVOKED_KEEP = 86400.0  # seconds a revocation is logged when no ttl is given
 
 
-class RedisBackend(ResultBackend):
+class RedisBackend(BaseKeyValueStoreBackend):
     """Task results in Redis, in Celery's keys and format (module docstring)."""
 
     #: Redis deletes expired keys itself; chords are joined in Celery 5.7's keys.

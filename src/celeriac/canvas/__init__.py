@@ -22,6 +22,10 @@ from celeriac.canvas.maps import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature, maybe_signature, signature
 from celeriac.canvas.stamping import StampingVisitor
 
+#: Celery's name for the chain class itself (``chain(...)`` there may reduce to another
+#: primitive; here ``chain`` is the class already). Code written for Celery imports it.
+_chain = chain
+
 #: Celery's old name for ``signature``.
 subtask = signature
 

@@ -141,12 +141,21 @@ class chain(TaskList[Any]):
         return results[0] if results else None
 
     def _flattened(self, clone: bool) -> list[Signature[Any]]:
-        """The steps with nested chains spliced in (copies when ``clone``)."""
+        """The steps with nested chains spliced in (copies when ``clone``); empty groups and
+        chains are no steps at all (Celery skips them: the next step gets the arguments)."""
         flat: list[Signature[Any]] = []
         for task in self.tasks:
             task = maybe_signature(task, app=self._app)
-            if isinstance(task, chain):
-                flat.extend(task._flattened(clone))
+            if _is_empty_group(task):
+                continue
+            if isinstance(task, chain):  # its callbacks stay: on its last step, errbacks on all
+                inner = task._flattened(clone)
+                for callback in as_list(task.options.get("link")) if inner else ():
+                    inner[-1].link(callback)
+                for errback in as_list(task.options.get("link_error")):
+                    for step in inner:
+                        step.link_error(errback)
+                flat.extend(inner)
             else:
                 flat.append(task.clone() if clone else task)
         if not clone:
@@ -188,6 +197,12 @@ class chain(TaskList[Any]):
                     task = task.clone(args, kwargs)
             if isinstance(task, group) and prev_task is not None:
                 task, prev_res = self._chord_of(task, steps, results, prev_res)
+                prev_task = steps[-1] if steps else None
+            elif _body_is_a_group(task) and prev_task is not None:
+                # chord(h, group(...)) | next: next waits for the whole body group, once (a
+                # chord of the body), not once per body member (Celery's issue 5958).
+                assert isinstance(task, chord) and isinstance(task.body, group)
+                task.body, prev_res = self._chord_of(task.body, steps, results, prev_res)
                 prev_task = steps[-1] if steps else None
             if not steps and not results and prev_task is None:
                 res = task.freeze(
@@ -258,6 +273,15 @@ class chain(TaskList[Any]):
 
     def __repr__(self) -> str:
         return " | ".join(repr(task) for task in self.tasks) if self.tasks else "chain(<empty>)"
+
+
+def _body_is_a_group(task: Signature[Any]) -> bool:
+    return isinstance(task, chord) and isinstance(task.body, group) and len(task.body.tasks) > 1
+
+
+def _is_empty_group(task: Signature[Any]) -> bool:
+    """A group with no members (a lazily read header is never taken for empty)."""
+    return isinstance(task, group) and isinstance(task.tasks, (list, tuple)) and not task.tasks
 
 
 def _makes_a_chord(steps: Sequence[Signature[Any]]) -> bool:

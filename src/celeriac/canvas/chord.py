@@ -197,7 +197,8 @@ class chord(Signature[Any]):
         header_kwargs = {**self.kwargs.get("kwargs", {}), **(kwargs or {})}
         header_kwargs.pop("body", None)
         options = self._merged_options(options)
-        task_id = task_id or options.pop("task_id", None)
+        frozen_id = options.pop("task_id", None)  # from freeze(); the id given here wins
+        task_id = task_id or frozen_id
         if self.app.conf.task_always_eager:
             return self.apply(args, header_kwargs, body=body, **options)
         unread, self._unread = self._unread, None

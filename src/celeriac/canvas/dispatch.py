@@ -137,7 +137,9 @@ def _complete(app: AppLike, group_id: str, body: Signature[Any], entries: Sequen
         if state in states.PROPAGATE_STATES:
             reason = f"Dependency {task_id} raised {value!r}"
             logger.error("Chord %s: %s", group_id, reason)
-            chord_error(app, body, ChordError(reason))
+            error = ChordError(reason)
+            error.__cause__ = value if isinstance(value, Exception) else None
+            chord_error(app, body, error)
             return
     try:
         body.apply_async(([value for _, _, value in parts],))
@@ -148,10 +150,13 @@ def _complete(app: AppLike, group_id: str, body: Signature[Any], entries: Sequen
 
 def chord_error(app: AppLike, body: Signature[Any] | Mapping[str, Any], exc: Exception) -> None:
     """A chord's body that will never run: stored FAILURE with ``exc``, its errbacks run,
-    and what was chained after it failed too."""
+    and what was chained after it failed too. The members of a group body get the failed
+    header member's own exception (``exc.__cause__``), as in Celery."""
     try:
         sig = _rebuild(app, body)
-        _fail(app, sig, exc, errbacks=True)
+        cause = exc.__cause__
+        own = cause if isinstance(sig, group) and isinstance(cause, Exception) else exc
+        _fail(app, sig, own, errbacks=True)
         fail_chain(app, sig.options.get("chain"), exc)
     except Exception:
         logger.exception("Chord body %r: could not record its failure", body)
@@ -242,9 +247,13 @@ def _takes_request(app: AppLike, sig: Signature[Any]) -> bool:
         parameters = task._call_signature().parameters.values()
     except (TypeError, ValueError):
         return False
-    kinds = [p.kind for p in parameters]
-    if inspect.Parameter.VAR_POSITIONAL in kinds:
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
         return True
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    count = sum(kind in positional for kind in kinds)
-    return count - (0 if sig.immutable else len(sig.args)) > 1
+    names = [p.name for p in parameters if p.kind in positional]
+    if sig.immutable:
+        return len(names) > 1
+    # Count what the failure still supplies, as Celery does: a parameter the signature binds
+    # by keyword (and every one after it) is no longer positional, nor are its stored args.
+    bound = next((i for i, name in enumerate(names) if name in sig.kwargs), len(names))
+    return bound - len(sig.args) > 1

@@ -39,7 +39,14 @@ def _members(tasks: Any, app: AppLike | None) -> list[Signature[Any]]:
             return [only.clone()]
         if not isinstance(only, Mapping) and isinstance(only, Iterable):
             tasks = list(only)
-    return [maybe_signature(task, app=app) for task in tasks]
+    # A task given as a member is its signature with no arguments (``group([tsum, tsum])``):
+    # a task is no mapping (a signature is) and makes signatures with ``s``.
+    return [
+        t.s()
+        if not isinstance(t, Mapping) and callable(getattr(t, "s", None))
+        else maybe_signature(t, app=app)
+        for t in tasks
+    ]
 
 
 @Signature.register_type("group")
@@ -102,6 +109,8 @@ class group(TaskList[list[Any]]):
                 task = group([part.set(**options) for part in parts], app=self._app)
             if isinstance(task, group):
                 yield from task._unrolled()
+            elif task.subtask_type == "chain" and not task.tasks:  # type: ignore[attr-defined]
+                continue  # an empty chain is no member (Celery: a no-op)
             else:
                 yield task
 
@@ -168,6 +177,10 @@ class group(TaskList[list[Any]]):
             options["route_name"] = route_name
         for task in sending.tasks:
             task.apply_async(partial_args, kwargs, add_to_parent=False, **options)
+        # group(a | group(b, c)), a group of one chain that ends in a group: its result is
+        # the inner group's, as in Celery (only that nesting of group results is flattened).
+        if len(result.results) == 1 and isinstance(result.results[0], type(result)):
+            result = result.results[0]
         parent = current_request()
         if add_to_parent and parent is not None and parent.id:
             parent.children.append(result.as_tuple())

@@ -32,7 +32,7 @@ def replace_task(task: Task[Any, Any], sig: Signature[Any]) -> Any:
     if "chord" in sig.options:
         raise ImproperlyConfigured("A signature replacing a task must not be part of a chord")
     if isinstance(sig, chain) and not sig.tasks:
-        raise ImproperlyConfigured("Cannot replace a task with an empty chain")
+        raise ImproperlyConfigured("Cannot replace with an empty chain")  # Celery's words
     app = task.app
     accumulate = app.tasks["celery.accumulate"]
     sig = sig.clone()

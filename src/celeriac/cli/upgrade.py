@@ -63,7 +63,7 @@ def settings(filename: str, django: bool, compat: bool, no_backup: bool) -> None
         lines = source.readlines()
     results = [rewrite_line(line, namespaced=django or compat) for line in lines]
     if not any(changed for changed, _ in results):
-        click.echo("No changes needed.", err=True)
+        click.echo("Does not seem to require any changes :-)")  # Celery's words, on stdout
         return
     if not no_backup:
         backup = path.with_name(path.name + ".orig")
@@ -71,3 +71,4 @@ def settings(filename: str, django: bool, compat: bool, no_backup: bool) -> None
         backup.write_text("".join(lines), encoding="utf-8", newline="")
     with path.open("w", encoding="utf-8", newline="") as target:
         target.write("".join(line for _, line in results))
+    click.echo("Changes to your setting have been made!")

@@ -113,6 +113,18 @@ def _properties(task: TaskMessage, now: dt.datetime | None) -> dict[str, Any]:
     return {**task.extra_properties, **properties}
 
 
+def body_of(task: TaskMessage) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The body of ``task`` before serialization: ``(args, kwargs, embed)`` (wire.md), what
+    Celery's ``before_task_publish``/``after_task_publish`` handlers receive as ``body``."""
+    embed = {
+        "callbacks": task.embed.callbacks,
+        "errbacks": task.embed.errbacks,
+        "chain": task.embed.chain,
+        "chord": task.embed.chord,
+    }
+    return list(task.args), dict(task.kwargs), embed
+
+
 def encode_task(
     task: TaskMessage,
     *,
@@ -133,15 +145,7 @@ def encode_task(
         raise TypeError(f"task kwargs must be a mapping, got {type(task.kwargs).__name__}")
     headers = _headers(task)
     headers.update(task.extra_headers)
-    embed = {
-        "callbacks": task.embed.callbacks,
-        "errbacks": task.embed.errbacks,
-        "chain": task.embed.chain,
-        "chord": task.embed.chord,
-    }
-    body, content_type, content_encoding = dumps(
-        [list(task.args), dict(task.kwargs), embed], serializer
-    )
+    body, content_type, content_encoding = dumps(list(body_of(task)), serializer)
     if compression:
         body, headers["compression"] = compress(body, compression)
     return Message(

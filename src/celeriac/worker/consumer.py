@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["PoolFactory", "TaskConsumer"]
 
 logger = logging.getLogger("celeriac.worker")
+
+#: How many ids of succeeded tasks a worker remembers (``worker.state.successful_requests``).
+SUCCEEDED_MAX = 1000
 
 _waits_for_eta = waits_for_eta  # its old name here, which worker.commands imports
 
@@ -106,6 +109,7 @@ class TaskConsumer:
         self.revoked_stamps = RevokedStamps()  # revoke_by_stamped_headers
         self.jobs: dict[int, Job] = {}  # handed to the pool: reserved or running, by key
         self.total: Counter[str] = Counter()  # jobs started, by task name
+        self.succeeded: deque[str] = deque(maxlen=SUCCEEDED_MAX)  # ids of the last successes
         self.metrics = metrics  # worker --metrics-port
         # The result store, followups, signals and events of tasks settled here.
         self.outcomes = Outcomes(app, hostname, self.revoked, events=events)
@@ -331,6 +335,8 @@ class TaskConsumer:
         else:
             self._held.ack(job.key)
         with self._lock:
+            if result.state == states.SUCCESS:
+                self.succeeded.append(job.id)
             self.processed += 1
             self._inflight -= 1
             self.jobs.pop(job.key, None)

@@ -68,6 +68,42 @@ class Job:
     def delivery_info(self) -> dict[str, Any]:
         return self.info
 
+    @property
+    def retries(self) -> int:
+        return self.message.retries
+
+    @property
+    def root_id(self) -> str | None:
+        return self.message.root_id
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.message.parent_id
+
+    @property
+    def group(self) -> str | None:
+        return self.message.group
+
+    @property
+    def replaced_task_nesting(self) -> int:
+        return self.message.replaced_task_nesting
+
+    @property
+    def stamped_headers(self) -> list[str] | None:
+        return self.message.stamped_headers
+
+    @property
+    def stamps(self) -> dict[str, Any]:
+        return self.message.stamps
+
+    @property
+    def callbacks(self) -> list[Any] | None:
+        return self.message.embed.callbacks
+
+    @property
+    def errbacks(self) -> list[Any] | None:
+        return self.message.embed.errbacks
+
     def info_dict(self, *, safe: bool = False, acknowledged: bool = False) -> dict[str, Any]:
         """What ``inspect active``/``reserved`` show for this request (Celery's ``info()``);
         ``safe`` gives the arguments' reprs instead of the arguments."""

@@ -50,6 +50,11 @@ class RevokedSet:
     def add(self, task_id: str) -> None:
         self.update([task_id])
 
+    def discard(self, task_id: str) -> None:
+        """Forget ``task_id`` (nothing happens when it is not here)."""
+        with self._lock:
+            self._added.pop(task_id, None)
+
     def items(self) -> list[tuple[str, float]]:
         """``(task id, when revoked)`` of the live ids, oldest first (to persist them)."""
         self.purge()
@@ -103,7 +108,17 @@ class RevokedStamps:
         with self._lock:
             for name, value in headers.items():
                 known = self._values.setdefault(name, [])
-                known.extend(v for v in _values(value) if v not in known)
+                known.extend(v for v in stamp_values(value) if v not in known)
+
+    def clear(self) -> None:
+        """Forget every revoked stamp."""
+        with self._lock:
+            self._values.clear()
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """The revoked values, by stamped header name."""
+        with self._lock:
+            return {name: list(values) for name, values in self._values.items()}
 
     def matches(self, stamps: Mapping[str, Any]) -> bool:
         """Whether one of ``stamps`` (a value, or a list of them) has a revoked value."""
@@ -113,9 +128,9 @@ class RevokedStamps:
             return any(
                 v in self._values.get(name, ())
                 for name, value in stamps.items()
-                for v in _values(value)
+                for v in stamp_values(value)
             )
 
 
-def _values(value: Any) -> list[Any]:
+def stamp_values(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -2,10 +2,13 @@
 
 Celery keeps one worker's state in module globals; Celeriac keeps it in each ``Worker``,
 and this module offers live views over every worker started in this process (usually one):
-``revoked`` (ids flagged revoked: ``in``, iteration, ``add``/``update`` reach every running
-worker), ``active_requests`` and ``reserved_requests`` (the ``Job`` objects running, or
-taken and waiting for a slot), ``total_count`` (tasks started, by name), ``all_total_count``
-(``[total]``) and ``SOFTWARE_INFO``. A worker joins when it starts and leaves when it stops.
+``revoked`` (ids flagged revoked: ``in``, iteration, ``add``/``update``/``discard`` reach
+every running worker, ``as_dict()`` gives each id's time), ``revoked_stamps`` (the values
+revoked by ``revoke_by_stamped_headers``, ``clear()``-able), ``successful_requests`` (the ids
+of the last 1,000 tasks that succeeded in each worker), ``active_requests`` and
+``reserved_requests`` (the ``Job`` objects running, or taken and waiting for a slot),
+``total_count`` (tasks started, by name), ``all_total_count`` (``[total]``) and
+``SOFTWARE_INFO``. A worker joins when it starts and leaves when it stops.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ __all__ = [
     "register",
     "reserved_requests",
     "revoked",
+    "revoked_stamps",
+    "successful_requests",
     "total_count",
     "unregister",
     "workers",
@@ -93,8 +98,65 @@ class _Revoked:
             if worker.consumer is not None:
                 worker.consumer.revoked.update(ids)
 
+    def discard(self, task_id: str) -> None:
+        for worker in workers():
+            if worker.consumer is not None:
+                worker.consumer.revoked.discard(task_id)
+
+    def as_dict(self) -> dict[str, float]:
+        """Each revoked id and when it was revoked (the worker's clock)."""
+        found: dict[str, float] = {}
+        for worker in workers():
+            if worker.consumer is not None:
+                found.update(worker.consumer.revoked.items())
+        return found
+
     def __repr__(self) -> str:
         return f"<revoked: {len(self)} ids>"
+
+
+class _RevokedStamps:
+    """Every running worker's revoked stamp values (``revoke_by_stamped_headers``)."""
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
+        for worker in workers():
+            if worker.consumer is not None:
+                for name, values in worker.consumer.revoked_stamps.as_dict().items():
+                    known = found.setdefault(name, [])
+                    known.extend(v for v in values if v not in known)
+        return found
+
+    def clear(self) -> None:
+        for worker in workers():
+            if worker.consumer is not None:
+                worker.consumer.revoked_stamps.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self.as_dict())
+
+    def __repr__(self) -> str:
+        return f"<revoked stamps: {self.as_dict()!r}>"
+
+
+class _Succeeded:
+    """The ids of the tasks that last succeeded in the workers here (``in``, iteration)."""
+
+    def __contains__(self, task_id: object) -> bool:
+        return any(w.consumer is not None and task_id in w.consumer.succeeded for w in workers())
+
+    def __iter__(self) -> Iterator[str]:
+        found: list[str] = []
+        for worker in workers():
+            if worker.consumer is not None:
+                found += list(worker.consumer.succeeded)
+        return iter(found)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<successful requests: {len(self)} ids>"
 
 
 class _Requests:
@@ -152,6 +214,8 @@ class _AllTotal:
 
 
 revoked = _Revoked()
+revoked_stamps = _RevokedStamps()
+successful_requests = _Succeeded()
 active_requests = _Requests(started=True)
 reserved_requests = _Requests(started=False)
 total_count = _TotalCount()

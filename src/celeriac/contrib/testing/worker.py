@@ -20,6 +20,7 @@ from typing import Any
 from celeriac import signals
 from celeriac._imports import import_module
 from celeriac.app.base import Celery
+from celeriac.utils.nodenames import anon_nodename
 from celeriac.worker.lifecycle import Worker
 
 __all__ = ["TestWorkController", "start_worker"]
@@ -107,7 +108,7 @@ def start_worker(
     ``pool`` is ``solo`` or ``threads`` (``prefork`` works too, but forks the test process).
     """
     options = _worker_options(kwargs)
-    options.setdefault("hostname", "testworker@%h")
+    options.setdefault("hostname", anon_nodename())  # Celery's default: gen<pid>@<host>
     test_worker_starting.send(sender=app)
     worker: TestWorkController | None = None
     try:

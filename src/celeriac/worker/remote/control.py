@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from celeriac.routing import Exchange, Queue
 from celeriac.transports.base import Subscription
 from celeriac.worker.ratelimit import parse_rate
 from celeriac.worker.remote.commands import COMMANDS, Command, _register, nok, ok, parse_signal
-from celeriac.worker.revoked import RevokedStamps
+from celeriac.worker.revoked import RevokedStamps, stamp_values
 
 if TYPE_CHECKING:
     from celeriac.worker.lifecycle import Worker
@@ -191,7 +192,8 @@ def revoke_by_stamped_headers(
     worker: Worker, headers: Any = None, terminate: bool = False, signal: Any = None, **_: Any
 ) -> Any:
     """Revoke the tasks here whose stamps have one of ``headers``' values, and those that
-    arrive with them later (Celery's command); replies with the ids revoked now."""
+    arrive with them later (Celery's command). Replies as Celery's: that the headers are
+    flagged, or (``terminate``) which stamp values of running tasks were terminated."""
     consumer = worker.consumer
     assert consumer is not None
     if not isinstance(headers, dict) or not headers:
@@ -205,7 +207,19 @@ def revoke_by_stamped_headers(
     if ids:
         revoke(worker, ids, terminate=terminate, signal=signal)
     logger.info("Tasks stamped with %r flagged as revoked: %s", headers, ", ".join(ids))
-    return {"ok": ids}
+    if not terminate:
+        return ok(f"headers {headers} flagged as revoked, but not terminated")
+    terminated: defaultdict[str, set[Any]] = defaultdict(set)  # Celery's reply shows its repr
+    for job, _started in jobs:
+        if job.started_at is None or job.message.id not in ids:
+            continue
+        for name, values in headers.items():
+            if name in job.message.stamps:
+                found = set(stamp_values(job.message.stamps[name]))
+                terminated[name].update(found & set(stamp_values(values)))
+    if not terminated:
+        return ok(f"headers {headers} were not terminated")
+    return ok(f"headers {terminated} revoked")
 
 
 @_register("control")
