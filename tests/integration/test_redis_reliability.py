@@ -75,8 +75,8 @@ def test_poison_message_is_dead_lettered_after_max_deliveries(
     poison = rtasks.crash.delay()
     fine = rtasks.add.delay(1, 1)
     env = {"TEST_LEASE": "0.5", "TEST_MAX_DELIVERIES": "2"}
-    for attempt in range(2):  # each delivery kills the worker running it
-        worker = redis_project.celeriac_worker("-P", "solo", name=f"w{attempt}", **env)
+    for attempt in range(2):  # each delivery kills the worker running it, maybe before "ready."
+        worker = redis_project.celeriac_worker("-P", "solo", name=f"w{attempt}", ready=None, **env)
         worker.wait(timeout=20)
     redis_project.celeriac_worker("-P", "solo", name="survivor", **env)
     assert fine.get(timeout=20) == 2

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support import redis_support
-from tests.support.workers import WorkerProject
+from tests.support.workers import READY, WorkerProject
 
 # The task bodies, shared by both apps; KIND says which system runs them.
 _TASK_BODIES = """
@@ -127,10 +127,15 @@ class RedisProject(WorkerProject):
         self.env.pop("CELERIAC_TEST_WORKER")  # these tasks run the same in both processes
 
     def celeriac_worker(
-        self, *args: str, name: str = "w1", mingle: bool = False, **env: str
+        self,
+        *args: str,
+        name: str = "w1",
+        mingle: bool = False,
+        ready: str | None = READY,
+        **env: str,
     ) -> subprocess.Popen[bytes]:
         """A Celeriac worker; without startup mingle (a 1 s wait) unless asked."""
-        return self.start_worker(*args, name=name, mingle=mingle, env=env)
+        return self.start_worker(*args, name=name, mingle=mingle, ready=ready, env=env)
 
     def celery_worker(
         self, *args: str, name: str = "c1", mingle: bool = False, pool: str = "prefork"

@@ -109,12 +109,13 @@ class WorkerProject:
         *args: str,
         name: str = "w1",
         app: str | None = None,
-        ready: str = READY,
+        ready: str | None = READY,
         mingle: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """``celeriac -A <app> worker -l info -n <name>@%h``; without startup mingle (a 1 s
-        wait for neighbours) unless asked."""
+        wait for neighbours) unless asked. ``ready=None`` returns at once (a worker that is
+        to die on its first task may do so before it logs ``ready.``)."""
         quiet = () if mingle else ("--without-mingle",)
         argv = [sys.executable, "-m", "celeriac", "-A", app or self.app, "worker", "-l", "info",
                 "-n", f"{name}@%h", *quiet, *args]  # fmt: skip
