@@ -83,9 +83,16 @@ SYSTEMS = {  # name: (kind, publisher confirms, extra worker options)
 }
 WORKER_ARGS = {
     "celeriac": ["-P", "prefork", "-c", "2"],
-    "celery": ["-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
-               "--without-heartbeat"],
-}  # fmt: skip
+    "celery": [
+        "-P",
+        "prefork",
+        "-c",
+        "2",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ],
+}
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -115,8 +122,11 @@ def client(kind: str, folder: str, mode: str, count: int) -> dict[str, Any]:
 def run_client(kind: str, folder: Path, mode: str, count: int) -> dict[str, Any]:
     out = subprocess.run(
         [PYTHON, __file__, "--client", kind, str(folder), mode, str(count)],
-        capture_output=True, text=True, check=True, cwd=folder,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=folder,
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -169,8 +179,18 @@ def measure(name: str, tasks: int, roundtrips: int) -> dict[str, float]:
             enqueue = run_client(kind, folder, "enqueue", tasks)["seconds"]
             assert waiting(vhost) == tasks, "not every task reached the queue"
             env = {**os.environ, "PYTHONPATH": str(folder), "BENCH_WORKER": "1"}
-            argv = [PYTHON, "-m", kind, "-A", "benchtasks", "worker", "-l", "warning",
-                    *WORKER_ARGS[kind], *extra]  # fmt: skip
+            argv = [
+                PYTHON,
+                "-m",
+                kind,
+                "-A",
+                "benchtasks",
+                "worker",
+                "-l",
+                "warning",
+                *WORKER_ARGS[kind],
+                *extra,
+            ]
             worker = start(argv, folder, env, folder / "worker.log")
             try:
                 drain = drain_rate(vhost, tasks)

@@ -75,9 +75,13 @@ def _scenarios(args: argparse.Namespace) -> list[tuple[str, str, Scenario]]:
             broker = harness.redis_broker(server.url, 0, server.port, lease_timeout=10)
             with harness.soak_in(folder / "project", broker) as soak:
                 return harness.broker_restarts(
-                    soak, harness.redis_restartable(server), args.restart_tasks,
-                    duration=args.restart_duration, down_for=args.down_for, timeout=timeout,
-                )  # fmt: skip
+                    soak,
+                    harness.redis_restartable(server),
+                    args.restart_tasks,
+                    duration=args.restart_duration,
+                    down_for=args.down_for,
+                    timeout=timeout,
+                )
 
     def store_outage(folder: Path) -> harness.Report:
         """Results on the restarted server too, down longer than the store's retries."""
@@ -88,9 +92,13 @@ def _scenarios(args: argparse.Namespace) -> list[tuple[str, str, Scenario]]:
             )
             with harness.soak_in(folder / "project", broker) as soak:
                 report = harness.broker_restarts(
-                    soak, harness.redis_restartable(server), args.restart_tasks // 10,
-                    duration=30, down_for=args.long_down, timeout=timeout,
-                )  # fmt: skip
+                    soak,
+                    harness.redis_restartable(server),
+                    args.restart_tasks // 10,
+                    duration=30,
+                    down_for=args.long_down,
+                    timeout=timeout,
+                )
                 report.scenario = f"broker + result store down {args.long_down:g} s"
                 return report
 
@@ -109,15 +117,20 @@ def _scenarios(args: argparse.Namespace) -> list[tuple[str, str, Scenario]]:
             harness.soak_in(folder, harness.amqp_broker(node.url(), folder)) as soak,
         ):
             return harness.broker_restarts(
-                soak, harness.amqp_restartable(node), args.restart_tasks,
-                duration=args.restart_duration, down_for=args.down_for, timeout=timeout,
-            )  # fmt: skip
+                soak,
+                harness.amqp_restartable(node),
+                args.restart_tasks,
+                duration=args.restart_duration,
+                down_for=args.down_for,
+                timeout=timeout,
+            )
 
     def bad(broker: str) -> Scenario:
         def run(folder: Path) -> harness.Report:
             if broker == "redis":
-                made = harness.redis_broker(_redis_url(redis_support.TRANSPORT_DB),
-                                            redis_support.TRANSPORT_DB)  # fmt: skip
+                made = harness.redis_broker(
+                    _redis_url(redis_support.TRANSPORT_DB), redis_support.TRANSPORT_DB
+                )
             else:
                 made = harness.sqlite_broker(folder)
             with harness.soak_in(folder, made) as soak:

@@ -118,36 +118,91 @@ def echo(x):
 _CELERY_KEYS = ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169", "unacked"]
 SYSTEMS = {
     "celeriac": System(
-        "celeriac", CELERY_LIKE_APP.format(module="celeriac"),
-        [sys.executable, "-m", "celeriac", "-A", "benchapp", "worker", "-P", "prefork",
-         "-c", "2", "-l", "warning"],
-        "noop.delay()", "echo.delay(i).get(timeout=10)", _CELERY_KEYS,
+        "celeriac",
+        CELERY_LIKE_APP.format(module="celeriac"),
+        [
+            sys.executable,
+            "-m",
+            "celeriac",
+            "-A",
+            "benchapp",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-l",
+            "warning",
+        ],
+        "noop.delay()",
+        "echo.delay(i).get(timeout=10)",
+        _CELERY_KEYS,
     ),
     # Celeriac's default is -O fair (take messages only for idle slots); Celery's is -O default.
     "celeriac-O-default": System(
-        "celeriac-O-default", CELERY_LIKE_APP.format(module="celeriac"),
-        [sys.executable, "-m", "celeriac", "-A", "benchapp", "worker", "-P", "prefork",
-         "-c", "2", "-l", "warning", "-O", "default"],
-        "noop.delay()", "echo.delay(i).get(timeout=10)", _CELERY_KEYS,
+        "celeriac-O-default",
+        CELERY_LIKE_APP.format(module="celeriac"),
+        [
+            sys.executable,
+            "-m",
+            "celeriac",
+            "-A",
+            "benchapp",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-l",
+            "warning",
+            "-O",
+            "default",
+        ],
+        "noop.delay()",
+        "echo.delay(i).get(timeout=10)",
+        _CELERY_KEYS,
     ),
     "celery": System(
-        "celery", CELERY_LIKE_APP.format(module="celery"),
-        [sys.executable, "-m", "celery", "-A", "benchapp", "worker", "-P", "prefork", "-c", "2",
-         "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        "noop.delay()", "echo.delay(i).get(timeout=10)", _CELERY_KEYS,
+        "celery",
+        CELERY_LIKE_APP.format(module="celery"),
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "benchapp",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        "noop.delay()",
+        "echo.delay(i).get(timeout=10)",
+        _CELERY_KEYS,
     ),
     "dramatiq": System(
-        "dramatiq", DRAMATIQ_APP,
+        "dramatiq",
+        DRAMATIQ_APP,
         [str(BIN / "dramatiq"), "benchapp", "--processes", "2", "--threads", "1"],
-        "noop.send()", "echo.send(i).get_result(block=True, timeout=10000)",
+        "noop.send()",
+        "echo.send(i).get_result(block=True, timeout=10000)",
         ["dramatiq:default", "dramatiq:default.msgs"],
     ),
     "huey": System(
-        "huey", HUEY_APP,
+        "huey",
+        HUEY_APP,
         [str(BIN / "huey_consumer"), "benchapp.huey", "-w", "2", "-k", "process", "-q"],
-        "noop()", "echo(i).get(blocking=True, timeout=10)", ["huey.redis.bench"],
+        "noop()",
+        "echo(i).get(blocking=True, timeout=10)",
+        ["huey.redis.bench"],
     ),
-}  # fmt: skip
+}
 
 ENQUEUE = """
 import json, time
@@ -181,9 +236,13 @@ def free_port() -> int:
 
 def run_client(code: str, workdir: Path, env: dict[str, str]) -> Any:
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=workdir, env=env,
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -236,9 +295,13 @@ def measure(
     before = pending(conn, system.pending)
     log = open(workdir / f"{system.name}-worker.log", "wb")  # noqa: SIM115 (the child's)
     worker = subprocess.Popen(
-        system.worker, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        system.worker,
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 600
         while pending(conn, system.pending) >= before:
@@ -319,8 +382,10 @@ def render(command: str, results: dict[str, dict[str, float]], info: dict[str, s
             ("worker RSS <= half of Celery's", celery["rss"] / ours["rss"], 2.0),
         ]
         lines += ["", "| target | ratio | met |", "|---|---:|---|"]
-        lines += [f"| {what} | {ratio:.2f}x | {'yes' if ratio >= goal else 'no'} |"
-                  for what, ratio, goal in checks]  # fmt: skip
+        lines += [
+            f"| {what} | {ratio:.2f}x | {'yes' if ratio >= goal else 'no'} |"
+            for what, ratio, goal in checks
+        ]
         lines.append(
             f"| round trip p50 <= 1 ms | {ours['p50']:.2f} ms | "
             f"{'yes' if ours['p50'] <= 1.0 else 'no'} |"
@@ -346,10 +411,22 @@ def main() -> None:
         if url is None:
             port = free_port()
             server = subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", scratch.name],
-                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    scratch.name,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
             url = f"redis://127.0.0.1:{port}/0"
             deadline = time.monotonic() + 10
             while True:

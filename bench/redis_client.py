@@ -136,8 +136,11 @@ def main() -> None:
     for cmd, value in ours.items():
         peer = theirs.get(cmd)
         ratio = f"{peer / value:.1f}x" if peer else "-"
-        lines.append(f"| {cmd} | {value:.2f} | {peer:.2f} | {ratio} |" if peer else
-                     f"| {cmd} | {value:.2f} | - | - |")  # fmt: skip
+        lines.append(
+            f"| {cmd} | {value:.2f} | {peer:.2f} | {ratio} |"
+            if peer
+            else f"| {cmd} | {value:.2f} | - | - |"
+        )
     lines += ["", "RSS of a process that imported the client and sent one PING (KiB):", ""]
     lines += ["| process | RSS |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rss.items()]

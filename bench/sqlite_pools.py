@@ -110,8 +110,11 @@ def client(kind: str, folder: str, mode: str, count: int) -> dict[str, Any]:
 def run_client(kind: str, folder: Path, mode: str, count: int) -> dict[str, Any]:
     out = subprocess.run(
         [PYTHON, __file__, "--client", kind, str(folder), mode, str(count)],
-        capture_output=True, text=True, check=True, cwd=folder,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=folder,
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

@@ -16,8 +16,21 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Histogram bounds in seconds for task run times and waits.
 BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-)  # fmt: skip
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 def _escape(value: str) -> str:

@@ -117,8 +117,9 @@ class ModelArguments:
             return args, kwargs
         kinds = inspect.Parameter
         params = list(self.signature.parameters.values())[1 if bound else 0 :]
-        positional = [p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY,
-                                                          kinds.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+        positional = [
+            p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        ]
         keywords = {p.name for p in params if p.kind is not kinds.POSITIONAL_ONLY}
         new_args = tuple(
             self._dump(positional[i] if i < len(positional) else None, value)

@@ -144,9 +144,13 @@ class ResultSet(AsyncResultSetMixin):
             result.forget()
 
     def revoke(
-        self, connection: Any = None, terminate: bool = False, signal: str | None = None,
-        wait: bool = False, timeout: float | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         for result in self.results:
             result.revoke(terminate=terminate, signal=signal)
 
@@ -181,14 +185,19 @@ class ResultSet(AsyncResultSetMixin):
                 raise TimeoutError("The operation timed out: join() waited too long")
             if isinstance(result, ResultSet):
                 value = result.get(
-                    timeout=remaining, propagate=propagate, interval=interval,
+                    timeout=remaining,
+                    propagate=propagate,
+                    interval=interval,
                     disable_sync_subtasks=False,
-                )  # fmt: skip
+                )
             else:  # a native join (Celery's): each member's own state, not its parents'
                 value = result.get(
-                    timeout=remaining, propagate=propagate, interval=interval,
-                    disable_sync_subtasks=False, follow_parents=False,
-                )  # fmt: skip
+                    timeout=remaining,
+                    propagate=propagate,
+                    interval=interval,
+                    disable_sync_subtasks=False,
+                    follow_parents=False,
+                )
             if callback is not None:
                 callback(result.id or "", value)
             else:

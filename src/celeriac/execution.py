@@ -26,10 +26,8 @@ import datetime as dt
 import inspect
 import logging
 import os
-import socket
 import time
 import traceback as tb_module
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -41,9 +39,7 @@ from celeriac.app.producer import hold_publishes
 from celeriac.exceptions import Ignore, OperationalError, Reject, Retry, SerializationError
 from celeriac.followups import after_failure, after_success, send_callbacks
 from celeriac.protocol.message import TaskMessage
-from celeriac.protocol.serializers import dumps, loads
-from celeriac.request import Context, current_request, executing
-from celeriac.result import EagerResult
+from celeriac.request import Context, executing
 
 if TYPE_CHECKING:
     from celeriac.task import Task
@@ -52,7 +48,6 @@ __all__ = [
     "ExceptionInfo",
     "Outcome",
     "RetrySpec",
-    "apply_eagerly",
     "awaitables_run_by",
     "context_from_message",
     "execute",
@@ -106,22 +101,43 @@ def context_from_message(
     """The ``self.request`` a task sees for ``message``."""
     embed = message.embed
     return Context(
-        id=message.id, task=message.task, args=tuple(message.args), kwargs=dict(message.kwargs),
-        retries=message.retries, is_eager=is_eager, eta=message.eta, expires=message.expires,
-        group=message.group, group_index=message.group_index, chord=embed.chord,
-        chain=embed.chain, callbacks=embed.callbacks, errbacks=embed.errbacks,
-        correlation_id=message.correlation_id, reply_to=message.reply_to,
-        root_id=message.root_id, parent_id=message.parent_id, origin=message.origin,
-        hostname=hostname, delivery_info=dict(delivery_info or {}),
-        properties={**message.extra_properties, "correlation_id": message.correlation_id,
-                    "reply_to": message.reply_to, "priority": message.priority},
-        headers=dict(message.extra_headers), time_limit=message.time_limit,
-        soft_time_limit=message.soft_time_limit, shadow=message.shadow,
+        id=message.id,
+        task=message.task,
+        args=tuple(message.args),
+        kwargs=dict(message.kwargs),
+        retries=message.retries,
+        is_eager=is_eager,
+        eta=message.eta,
+        expires=message.expires,
+        group=message.group,
+        group_index=message.group_index,
+        chord=embed.chord,
+        chain=embed.chain,
+        callbacks=embed.callbacks,
+        errbacks=embed.errbacks,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        root_id=message.root_id,
+        parent_id=message.parent_id,
+        origin=message.origin,
+        hostname=hostname,
+        delivery_info=dict(delivery_info or {}),
+        properties={
+            **message.extra_properties,
+            "correlation_id": message.correlation_id,
+            "reply_to": message.reply_to,
+            "priority": message.priority,
+        },
+        headers=dict(message.extra_headers),
+        time_limit=message.time_limit,
+        soft_time_limit=message.soft_time_limit,
+        shadow=message.shadow,
         ignore_result=message.ignore_result,
         replaced_task_nesting=message.replaced_task_nesting,
-        stamped_headers=message.stamped_headers, stamps=dict(message.stamps),
+        stamped_headers=message.stamped_headers,
+        stamps=dict(message.stamps),
         called_directly=False,
-    )  # fmt: skip
+    )
 
 
 AwaitableRunner = Callable[[Awaitable[Any]], Any]
@@ -199,9 +215,14 @@ def execute(task: Task[Any, Any], request: Context) -> Outcome:
             value = outcome.retval if outcome.exc is None else outcome.exc
             _handler(task, request, "after_return", outcome.state, value, *_ids(request), einfo)
         signals.task_postrun.send(
-            sender=task, task_id=request.id, task=task, args=request.args,
-            kwargs=request.kwargs, retval=outcome.retval, state=outcome.state,
-        )  # fmt: skip
+            sender=task,
+            task_id=request.id,
+            task=task,
+            args=request.args,
+            kwargs=request.kwargs,
+            retval=outcome.retval,
+            state=outcome.state,
+        )
     return outcome
 
 
@@ -213,9 +234,11 @@ def _run(task: Task[Any, Any], request: Context, storing: _Storing, started: flo
     try:
         if storing.started:
             task.app.results.store(
-                str(request.id), states.STARTED,
-                {"pid": os.getpid(), "hostname": request.hostname}, request=request,
-            )  # fmt: skip
+                str(request.id),
+                states.STARTED,
+                {"pid": os.getpid(), "hostname": request.hostname},
+                request=request,
+            )
         task.before_start(str(request.id), request.args, request.kwargs)
         retval = _call(task, request)
     except Exception as exc:
@@ -252,9 +275,11 @@ def _on_success(
         return _on_failure(task, request, exc, storing, started)
     except OperationalError as exc:  # the store gave up (result_backend_max_retries)
         logger.error(
-            "Task %s[%s] succeeded, but its result could not be stored: %r", task.name,
-            request.id, exc,
-        )  # fmt: skip
+            "Task %s[%s] succeeded, but its result could not be stored: %r",
+            task.name,
+            request.id,
+            exc,
+        )
     except Exception as exc:  # a callback that cannot be sent (nothing went out)
         return _on_failure(task, request, exc, storing, started)
     _publish_held(task, request, held)
@@ -263,8 +288,12 @@ def _on_success(
     _handler(task, request, "on_success", retval, *_ids(request))
     signals.task_success.send(sender=task, result=retval, runtime=runtime)
     logger.info(
-        "Task %s[%s] succeeded in %.4fs: %r", task.name, request.id, runtime, retval,
-    )  # fmt: skip
+        "Task %s[%s] succeeded in %.4fs: %r",
+        task.name,
+        request.id,
+        runtime,
+        retval,
+    )
     return Outcome(states.SUCCESS, retval, runtime=runtime)
 
 
@@ -278,9 +307,11 @@ def _publish_held(task: Task[Any, Any], request: Context, held: list[Callable[[]
             if request.is_eager:
                 raise
             logger.error(
-                "Task %s[%s] succeeded, but a callback could not be sent: %r", task.name,
-                request.id, exc,
-            )  # fmt: skip
+                "Task %s[%s] succeeded, but a callback could not be sent: %r",
+                task.name,
+                request.id,
+                exc,
+            )
 
 
 def _autoretry(task: Task[Any, Any], request: Context, exc: Exception) -> Exception:
@@ -359,9 +390,14 @@ def _rejected_for_good(
         except Exception:
             logger.exception("Task %s[%s]: could not store its rejection", task.name, request.id)
     signals.task_failure.send(
-        sender=task, task_id=request.id, exception=exc, args=request.args,
-        kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
-    )  # fmt: skip
+        sender=task,
+        task_id=request.id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=exc.__traceback__,
+        einfo=einfo,
+    )
     after_failure(task.app, request, exc, einfo)
 
 
@@ -378,9 +414,14 @@ def _on_failure(
             logger.exception("Task %s[%s]: could not store its failure", task.name, request.id)
     _handler(task, request, "on_failure", exc, *_ids(request), einfo)
     signals.task_failure.send(
-        sender=task, task_id=request.id, exception=exc, args=request.args,
-        kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo,
-    )  # fmt: skip
+        sender=task,
+        task_id=request.id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=exc.__traceback__,
+        einfo=einfo,
+    )
     after_failure(task.app, request, exc, einfo)
     # The log record gets the exception's repr, not the exception: a handler that keeps
     # records (pytest's capture, a memory handler) must not keep its traceback's frames.
@@ -389,62 +430,10 @@ def _on_failure(
     else:
         logger.error(
             "Task %s[%s] raised unexpected: %s\n%s",
-            task.name, request.id, repr(exc), einfo.traceback,
-        )  # fmt: skip
+            task.name,
+            request.id,
+            repr(exc),
+            einfo.traceback,
+        )
     runtime = time.monotonic() - started
     return Outcome(states.FAILURE, exc=exc, traceback=einfo.traceback, runtime=runtime)
-
-
-def apply_eagerly(
-    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
-) -> EagerResult[Any]:
-    """Run ``task`` here (``apply()`` / ``task_always_eager``), retrying in place.
-
-    The arguments make a round trip through the task's serializer first, so what cannot be
-    sent fails here as it would on ``delay()``.
-    """
-    app = task.app
-    args, kwargs = _round_trip(args, kwargs, options.get("serializer") or task.option("serializer"))
-    task_id = options.get("task_id") or str(uuid.uuid4())
-    retries = int(options.get("retries") or 0)
-    throw = options.get("throw")
-    throw = app.conf.task_eager_propagates if throw is None else throw
-    parent = current_request()
-    while True:
-        request = Context(
-            id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
-            is_eager=True, root_id=(parent.root_id or parent.id) if parent else task_id,
-            parent_id=parent.id if parent else None, headers=dict(options.get("headers") or {}),
-            called_directly=False, hostname=socket.gethostname(),
-            ignore_result=bool(options.get("ignore_result")),
-            callbacks=_signature_dicts(options.get("link")),
-            errbacks=_signature_dicts(options.get("link_error")),
-        )  # fmt: skip
-        outcome = execute(task, request)
-        if outcome.state != states.RETRY:
-            break
-        retries += 1
-        spec = outcome.exc.sig if isinstance(outcome.exc, Retry) else None
-        if isinstance(spec, RetrySpec):  # retry(args=..., kwargs=...) runs with the new ones
-            args = tuple(spec.args) if spec.args is not None else args
-            kwargs = dict(spec.kwargs) if spec.kwargs is not None else kwargs
-    if outcome.state == states.FAILURE and throw and outcome.exc is not None:
-        raise outcome.exc
-    value = outcome.exc if outcome.state == states.FAILURE else outcome.retval
-    return EagerResult(task_id, value, outcome.state, outcome.traceback, task.name, app=app)
-
-
-def _signature_dicts(value: Any) -> list[dict[str, Any]] | None:
-    """``link``/``link_error`` of ``apply()`` as the wire dicts a message would carry."""
-    if not value:
-        return None
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return [item.__json__() if hasattr(item, "__json__") else dict(item) for item in items]
-
-
-def _round_trip(
-    args: tuple[Any, ...], kwargs: dict[str, Any], serializer: str
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    body, content_type, encoding = dumps([list(args), kwargs], serializer)
-    args_list, kwargs = loads(body, content_type, encoding, accept=[content_type])
-    return tuple(args_list), kwargs

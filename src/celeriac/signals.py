@@ -109,9 +109,10 @@ class Signal:
         with self._lock:
             before = len(self._receivers)
             self._receivers = [
-                entry for entry in self._receivers
+                entry
+                for entry in self._receivers
                 if not self._same(entry, receiver, sender, dispatch_uid)
-            ]  # fmt: skip
+            ]
             return len(self._receivers) != before
 
     @property
@@ -143,9 +144,11 @@ def _same_receiver(one: Any, other: Any) -> bool:
     if one is other:
         return True
     return (
-        inspect.ismethod(one) and inspect.ismethod(other)
-        and one.__self__ is other.__self__ and one.__func__ is other.__func__
-    )  # fmt: skip
+        inspect.ismethod(one)
+        and inspect.ismethod(other)
+        and one.__self__ is other.__self__
+        and one.__func__ is other.__func__
+    )
 
 
 def _sender_matches(wanted: Any, sender: Any) -> bool:

@@ -16,13 +16,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from celeriac import _state, states
+from celeriac._eager import apply_eagerly
 from celeriac._pydantic import ModelArguments
+from celeriac._task_arguments import positional_range, retry_arguments
 from celeriac.aio.mixins import AsyncTaskMixin
 from celeriac.canvas import Signature, chunks, xmap, xstarmap
 from celeriac.canvas.join import add_chord_member
 from celeriac.canvas.replace import replace_task
 from celeriac.exceptions import MaxRetriesExceededError, Retry
-from celeriac.execution import RetrySpec, apply_eagerly
+from celeriac.execution import RetrySpec
 from celeriac.request import (
     Context,
     called_directly,
@@ -65,15 +67,41 @@ _SETTING_FOR = {
 #: Every option ``@app.task(...)`` knows (Celery's names).
 TASK_OPTIONS = frozenset(
     {
-        "name", "bind", "base", "typing", "max_retries", "default_retry_delay",
-        "autoretry_for", "dont_autoretry_for", "retry_kwargs", "retry_backoff",
-        "retry_backoff_max", "retry_jitter", "expires", "throws", "trail", "send_events",
-        "resultrepr_maxsize", "queue", "exchange", "routing_key", "delivery_mode", "shadow",
-        "lazy", "shared", "abstract", "pydantic", "pydantic_strict", "pydantic_context",
-        "pydantic_dump_kwargs", "serializer", "backend", "request_stack",
+        "name",
+        "bind",
+        "base",
+        "typing",
+        "max_retries",
+        "default_retry_delay",
+        "autoretry_for",
+        "dont_autoretry_for",
+        "retry_kwargs",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_jitter",
+        "expires",
+        "throws",
+        "trail",
+        "send_events",
+        "resultrepr_maxsize",
+        "queue",
+        "exchange",
+        "routing_key",
+        "delivery_mode",
+        "shadow",
+        "lazy",
+        "shared",
+        "abstract",
+        "pydantic",
+        "pydantic_strict",
+        "pydantic_context",
+        "pydantic_dump_kwargs",
+        "serializer",
+        "backend",
+        "request_stack",
         *_SETTING_FOR,
     }
-)  # fmt: skip
+)
 
 
 class Task(AsyncTaskMixin[P, R], Generic[P, R]):
@@ -123,7 +151,7 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         self._bind = bind
         self._app = app
         self._signature: inspect.Signature | None = None
-        self._positional: tuple[int, int] | None = None  # see _positional_range
+        self._positional: tuple[int, int] | None = None  # see _task_arguments.positional_range
         if fun is not None:
             self.__doc__ = fun.__doc__
             self.__wrapped__ = fun
@@ -205,7 +233,7 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
             return
         if self._signature is None:
             self._signature = self._call_signature()
-            self._positional = _positional_range(self._signature)
+            self._positional = positional_range(self._signature)
         # The common call, positional arguments only, is checked by counting them.
         if not kwargs and self._positional is not None:
             least, most = self._positional
@@ -319,9 +347,11 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
         if not request.chord or not request.group:
             raise ValueError("Current task is not member of any chord")
         sig.set(
-            group_id=request.group, group_index=request.group_index, chord=request.chord,
+            group_id=request.group,
+            group_index=request.group_index,
+            chord=request.chord,
             root_id=request.root_id,
-        )  # fmt: skip
+        )
         result = sig.freeze()
         add_chord_member(self.app, request.group, result.id)
         return sig if lazy else sig.delay()
@@ -390,7 +420,7 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
             when = delay
         else:
             when = eta
-        args, kwargs = _retry_arguments(self, request, args, kwargs)
+        args, kwargs = retry_arguments(self, request, args, kwargs)
         retry = Retry(exc=exc, when=when)
         retry.sig = RetrySpec(args, kwargs, eta, options)
         if not throw:  # the task goes on: send the retry now, and only now
@@ -454,56 +484,3 @@ class Task(AsyncTaskMixin[P, R], Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
-
-
-def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
-    """``(required, total)`` positional parameters when the signature has only plain ones
-    (no ``*args``, ``**kwargs`` or keyword-only): a positional call binds iff its length
-    is in that range. None otherwise."""
-    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    parameters = list(signature.parameters.values())
-    if any(p.kind not in plain for p in parameters):
-        return None
-    required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
-    return required, len(parameters)
-
-
-def _retry_arguments(
-    task: Task[Any, Any],
-    request: Any,
-    args: Sequence[Any] | None,
-    kwargs: Mapping[str, Any] | None,
-) -> tuple[Sequence[Any] | None, Mapping[str, Any] | None]:
-    """What a retry is sent with when it gives only ``args`` or only ``kwargs`` (Celery 5.7).
-
-    The side not given is kept from the request, less what the new side now passes: new
-    ``args`` take over the parameters they fill by position from the request's kwargs; new
-    ``kwargs`` take over the request's positional values of the parameters they name (the
-    rest keep their positions). ``None`` for a side still means "the request's".
-    """
-    inherit_kwargs = args is not None and kwargs is None and request.kwargs
-    inherit_args = kwargs is not None and args is None and request.args
-    if not (inherit_kwargs or inherit_args):
-        return args, kwargs
-    try:
-        signature = task._call_signature()
-    except (TypeError, ValueError):
-        return args, kwargs  # the call is checked when the retry runs
-    by_name = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    if args is not None:
-        positional = [
-            p for p in signature.parameters.values()
-            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, by_name)
-        ]  # fmt: skip
-        taken = {p.name for p in positional[: len(args)] if p.kind is by_name}
-        return args, {k: v for k, v in request.kwargs.items() if k not in taken}
-    assert kwargs is not None
-    try:
-        bound = signature.bind_partial(*request.args)
-    except TypeError:
-        return args, kwargs
-    rest = dict(kwargs)
-    for name in list(rest):
-        if name in bound.arguments and signature.parameters[name].kind is by_name:
-            bound.arguments[name] = rest.pop(name)
-    return bound.args, {**bound.kwargs, **rest}

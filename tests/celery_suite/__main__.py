@@ -59,10 +59,21 @@ def fetch_suite() -> Path:
         return SUITE
     CACHE.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--no-binary", ":all:", f"celery=={CELERY_VERSION}", "--dest", str(CACHE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"celery=={CELERY_VERSION}",
+            "--dest",
+            str(CACHE),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     with tarfile.open(CACHE / f"celery-{CELERY_VERSION}.tar.gz") as archive:
         members = [
             m for m in archive.getmembers() if m.name.startswith(f"celery-{CELERY_VERSION}/t/")
@@ -81,16 +92,35 @@ def write_config(suite: Path) -> None:
 def run_file(suite: Path, target: str, test_file: str, prefix: str, out: Path) -> float:
     db = REDIS_DBS[target]
     url = f"redis://127.0.0.1:6379/{db}"
-    env = dict(os.environ, CELERY_SUITE_TARGET=target, TEST_BROKER=url, TEST_BACKEND=url,
-               CELERY_SUITE_REDIS_DB=str(db), CELERY_SUITE_KEY_PREFIX=prefix,
-               CELERY_SUITE_OUTCOMES=str(out), CELERY_SUITE_TIMEOUT=str(PER_TEST_TIMEOUT),
-               PYTHONPATH=os.pathsep.join([str(SITE), str(ROOT), str(suite)]))  # fmt: skip
+    env = dict(
+        os.environ,
+        CELERY_SUITE_TARGET=target,
+        TEST_BROKER=url,
+        TEST_BACKEND=url,
+        CELERY_SUITE_REDIS_DB=str(db),
+        CELERY_SUITE_KEY_PREFIX=prefix,
+        CELERY_SUITE_OUTCOMES=str(out),
+        CELERY_SUITE_TIMEOUT=str(PER_TEST_TIMEOUT),
+        PYTHONPATH=os.pathsep.join([str(SITE), str(ROOT), str(suite)]),
+    )
     env.pop("PYTEST_ADDOPTS", None)
     # Tests run the `celery` command: the venv's (its script imports celery, hooked or not).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [sys.executable, "-m", "pytest", "-c", str(suite / "pytest.ini"),
-               "--rootdir", str(suite), "-p", "tests.celery_suite.plugin",
-               "-p", "celery.contrib.pytest", "-q", f"t/integration/{test_file}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(suite / "pytest.ini"),
+        "--rootdir",
+        str(suite),
+        "-p",
+        "tests.celery_suite.plugin",
+        "-p",
+        "celery.contrib.pytest",
+        "-q",
+        f"t/integration/{test_file}",
+    ]
     started = time.monotonic()
     log = out.with_suffix(".log")
     with log.open("a") as stream:

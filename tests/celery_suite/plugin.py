@@ -87,8 +87,14 @@ class _Outcomes:
     @pytest.hookimpl
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self._write({"nodeid": report.nodeid, "outcome": "error", "when": "collect",
-                         "message": str(report.longrepr)[-2000:]})  # fmt: skip
+            self._write(
+                {
+                    "nodeid": report.nodeid,
+                    "outcome": "error",
+                    "when": "collect",
+                    "message": str(report.longrepr)[-2000:],
+                }
+            )
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -107,8 +113,15 @@ class _Outcomes:
             return
         self.seen[report.nodeid] = outcome
         message = "" if report.passed else str(report.longrepr)[-2000:]
-        self._write({"nodeid": report.nodeid, "outcome": outcome, "when": report.when,
-                     "duration": round(report.duration, 2), "message": message})  # fmt: skip
+        self._write(
+            {
+                "nodeid": report.nodeid,
+                "outcome": outcome,
+                "when": report.when,
+                "duration": round(report.duration, 2),
+                "message": message,
+            }
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:

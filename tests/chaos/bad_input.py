@@ -30,8 +30,13 @@ MessageKind = Callable[[str], Message]
 
 def _body_shape(marker: str) -> Message:
     good = encode_task(TaskMessage("chaos.work", marker, (5,)))
-    return Message(json.dumps([[5], {}]).encode(), good.content_type, good.content_encoding,
-                   good.headers, good.properties)  # fmt: skip
+    return Message(
+        json.dumps([[5], {}]).encode(),
+        good.content_type,
+        good.content_encoding,
+        good.headers,
+        good.properties,
+    )
 
 
 def _not_accepted(marker: str) -> Message:
@@ -47,8 +52,9 @@ def _bad_compression(marker: str) -> Message:
 def v1_lookalike(marker: str) -> Message:
     """A JSON-object body with the task name in the headers: not protocol v1 (defect 6)."""
     good = encode_task(TaskMessage("chaos.work", marker, (5,)))
-    return Message(b'{"x": 1}', good.content_type, good.content_encoding, good.headers,
-                   good.properties)  # fmt: skip
+    return Message(
+        b'{"x": 1}', good.content_type, good.content_encoding, good.headers, good.properties
+    )
 
 
 MESSAGE_KINDS: dict[str, tuple[MessageKind, str]] = {
@@ -125,11 +131,19 @@ def insert_raw_rows(path: Path, queue: str, rows: list[dict[str, Any]]) -> None:
         with conn:
             for parts in rows:
                 row = {
-                    "queue": queue, "exchange": "", "routing_key": queue, "priority": 0,
-                    "available_at": 0.0, "delayed": 0, "body": b"",
-                    "content_type": "application/json", "content_encoding": "utf-8",
-                    "headers": "{}", "properties": "{}", **parts,
-                }  # fmt: skip
+                    "queue": queue,
+                    "exchange": "",
+                    "routing_key": queue,
+                    "priority": 0,
+                    "available_at": 0.0,
+                    "delayed": 0,
+                    "body": b"",
+                    "content_type": "application/json",
+                    "content_encoding": "utf-8",
+                    "headers": "{}",
+                    "properties": "{}",
+                    **parts,
+                }
                 conn.execute(
                     f"INSERT INTO celeriac_messages ({', '.join(row)}) "
                     f"VALUES ({', '.join('?' * len(row))})",
@@ -141,10 +155,12 @@ def insert_raw_rows(path: Path, queue: str, rows: list[dict[str, Any]]) -> None:
 
 def row(message: Message) -> dict[str, Any]:
     return {
-        "body": message.body, "content_type": message.content_type,
-        "content_encoding": message.content_encoding, "headers": json.dumps(message.headers),
+        "body": message.body,
+        "content_type": message.content_type,
+        "content_encoding": message.content_encoding,
+        "headers": json.dumps(message.headers),
         "properties": json.dumps(message.properties),
-    }  # fmt: skip
+    }
 
 
 def _sqlite_random_bytes(marker: str, rng: random.Random) -> dict[str, Any]:

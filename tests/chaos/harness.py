@@ -272,15 +272,35 @@ class Report:
     details: list[str] = dataclasses.field(default_factory=list)
 
     COLUMNS = (
-        "broker", "scenario", "sent", "executed", "lost", "results_missing",
-        "duplicates_explained", "duplicates_unexplained", "crashes", "kills", "outages",
-        "send_errors", "unclear_errors", "bad", "dead_lettered", "misfiled", "seconds",
-    )  # fmt: skip
+        "broker",
+        "scenario",
+        "sent",
+        "executed",
+        "lost",
+        "results_missing",
+        "duplicates_explained",
+        "duplicates_unexplained",
+        "crashes",
+        "kills",
+        "outages",
+        "send_errors",
+        "unclear_errors",
+        "bad",
+        "dead_lettered",
+        "misfiled",
+        "seconds",
+    )
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.results_missing or self.duplicates_unexplained
-                    or self.crashes or self.misfiled or self.unclear_errors)  # fmt: skip
+        return not (
+            self.lost
+            or self.results_missing
+            or self.duplicates_unexplained
+            or self.crashes
+            or self.misfiled
+            or self.unclear_errors
+        )
 
     def row(self) -> list[str]:
         values = [getattr(self, column) for column in self.COLUMNS]

@@ -40,22 +40,34 @@ def _run(
 
 def test_redis_raw_entries(tmp_path: Path) -> None:
     with contextlib.closing(_redis_soak(tmp_path)) as soak:
-        _run(soak, bad_input.REDIS_KINDS, bad_input.redis_pusher(soak),
-             lambda tid: bad_input.envelope(bad_input.good_message(tid)))  # fmt: skip
+        _run(
+            soak,
+            bad_input.REDIS_KINDS,
+            bad_input.redis_pusher(soak),
+            lambda tid: bad_input.envelope(bad_input.good_message(tid)),
+        )
 
 
 def test_sqlite_raw_rows(tmp_path: Path) -> None:
     with contextlib.closing(harness.Soak(tmp_path, harness.sqlite_broker(tmp_path))) as soak:
-        _run(soak, bad_input.SQLITE_KINDS, bad_input.sqlite_inserter(soak),
-             lambda tid: bad_input.row(bad_input.good_message(tid)))  # fmt: skip
+        _run(
+            soak,
+            bad_input.SQLITE_KINDS,
+            bad_input.sqlite_inserter(soak),
+            lambda tid: bad_input.row(bad_input.good_message(tid)),
+        )
 
 
 def test_v1_lookalike_bodies_are_dead_lettered(tmp_path: Path) -> None:
     """A JSON-object body with the task name in the headers is not protocol v1: today it runs
     the task with no arguments (a FAILURE) instead of being dead-lettered (defect 6 of issue
     11)."""
-    kinds = {"v1 lookalike": (lambda m, _r: bad_input.envelope(bad_input.v1_lookalike(m)),
-                              "InvalidTaskError")}  # fmt: skip
+    kinds = {
+        "v1 lookalike": (
+            lambda m, _r: bad_input.envelope(bad_input.v1_lookalike(m)),
+            "InvalidTaskError",
+        )
+    }
     with contextlib.closing(_redis_soak(tmp_path)) as soak:
         good = lambda tid: bad_input.envelope(bad_input.good_message(tid))  # noqa: E731
         _run(soak, kinds, bad_input.redis_pusher(soak), good, bad=20, timeout=10)
@@ -66,8 +78,13 @@ def test_dead_letters_of_raw_bytes_are_valid_json(tmp_path: Path) -> None:
     (the original base64-encoded)."""
     kinds = {"random bytes": bad_input.REDIS_KINDS["random bytes"]}
     with contextlib.closing(_redis_soak(tmp_path)) as soak:
-        _run(soak, kinds, bad_input.redis_pusher(soak),
-             lambda tid: bad_input.envelope(bad_input.good_message(tid)), bad=10)  # fmt: skip
+        _run(
+            soak,
+            kinds,
+            bad_input.redis_pusher(soak),
+            lambda tid: bad_input.envelope(bad_input.good_message(tid)),
+            bad=10,
+        )
         transport = soak.tasks.app.transport
         conn = redis_support.client(transport.connector.address.db)
         try:

@@ -43,9 +43,12 @@ FUZZ = settings(
 # -- strategies ------------------------------------------------------------------------------
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
     st.text(max_size=30),
-)  # fmt: skip
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: (
@@ -56,19 +59,27 @@ json_values = st.recursive(
 # What msgpack or YAML can add to JSON's types.
 any_values = st.one_of(json_values, st.binary(max_size=20), st.datetimes(), st.dates())
 content_types = st.one_of(
-    st.sampled_from([
-        "application/json", "application/x-msgpack", "application/x-yaml",
-        "application/x-python-serialize", "text/plain", "",
-    ]),
-    st.text(max_size=20), json_values,
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "application/json",
+            "application/x-msgpack",
+            "application/x-yaml",
+            "application/x-python-serialize",
+            "text/plain",
+            "",
+        ]
+    ),
+    st.text(max_size=20),
+    json_values,
+)
 content_encodings = st.one_of(
     st.sampled_from(["utf-8", "binary", "latin-1", "utf-16", "no-such-codec", ""]), json_values
 )
 compressions = st.one_of(
-    st.none(), st.sampled_from(["application/x-gzip", "zlib", "bzip2", "xz", "brotli"]),
+    st.none(),
+    st.sampled_from(["application/x-gzip", "zlib", "bzip2", "xz", "brotli"]),
     json_values,
-)  # fmt: skip
+)
 header_names = st.sampled_from(sorted(PROTOCOL_HEADERS)) | st.text(max_size=10)
 headers = st.dictionaries(header_names, any_values, max_size=8)
 properties = st.dictionaries(
@@ -161,8 +172,9 @@ def test_decode_task_raises_only_documented_errors(message: Message) -> None:
 @given(st.dictionaries(header_names, any_values, max_size=6), properties)
 def test_valid_body_with_noisy_headers(extra: dict[str, Any], props: dict[str, Any]) -> None:
     valid = encode_task(TaskMessage("tasks.add", "id-2", (1,), {}))
-    message = Message(valid.body, valid.content_type, valid.content_encoding,
-                      {**valid.headers, **extra}, props)  # fmt: skip
+    message = Message(
+        valid.body, valid.content_type, valid.content_encoding, {**valid.headers, **extra}, props
+    )
     _decode_or_documented(message)
 
 
@@ -171,8 +183,9 @@ def test_valid_body_with_noisy_headers(extra: dict[str, Any], props: dict[str, A
 envelope_fields = st.fixed_dictionaries(
     {},
     optional={
-        "body": st.one_of(st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
-                          json_values),
+        "body": st.one_of(
+            st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()), json_values
+        ),
         "content-encoding": content_encodings,
         "content-type": content_types,
         "headers": st.one_of(st.dictionaries(header_names, json_values, max_size=8), json_values),
@@ -182,16 +195,19 @@ envelope_fields = st.fixed_dictionaries(
                 optional={
                     "body_encoding": st.sampled_from(["base64", "utf-8"]) | json_values,
                     "delivery_tag": json_values,
-                    "delivery_info": st.one_of(json_values, st.fixed_dictionaries(
-                        {}, optional={"exchange": json_values, "routing_key": json_values}
-                    )),
+                    "delivery_info": st.one_of(
+                        json_values,
+                        st.fixed_dictionaries(
+                            {}, optional={"exchange": json_values, "routing_key": json_values}
+                        ),
+                    ),
                     "priority": json_values,
                 },
             ),
             json_values,
         ),
     },
-)  # fmt: skip
+)
 
 
 @st.composite
@@ -246,18 +262,31 @@ def sqlite_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 sqlite_values = st.one_of(
-    st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=40),
-    st.binary(max_size=40), json_values.map(json.dumps),
-)  # fmt: skip
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+    json_values.map(json.dumps),
+)
 
 
 def insert_raw_row(path: Path, queue: str, parts: dict[str, Any]) -> None:
     """A row in the SQLite broker's table, written as another program might: no checks."""
     row = {
-        "queue": queue, "exchange": "", "routing_key": queue, "priority": 0,
-        "available_at": 0.0, "delayed": 0, "body": b"", "content_type": "application/json",
-        "content_encoding": "utf-8", "headers": "{}", "properties": "{}", **parts,
-    }  # fmt: skip
+        "queue": queue,
+        "exchange": "",
+        "routing_key": queue,
+        "priority": 0,
+        "available_at": 0.0,
+        "delayed": 0,
+        "body": b"",
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        "headers": "{}",
+        "properties": "{}",
+        **parts,
+    }
     with sqlite3.connect(path) as conn:
         names = ", ".join(row)
         conn.execute(
@@ -308,20 +337,37 @@ def test_sqlite_raw_rows_are_delivered_or_dead_lettered(
 # -- AMQP: py-amqp messages ------------------------------------------------------------------
 
 amqp_values = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**31), 2**31 - 1), st.text(max_size=20),
-    st.binary(max_size=20), st.datetimes(min_value=dt.datetime(1971, 1, 1)),
-)  # fmt: skip
-bookkeeping_names = st.sampled_from([
-    "x-celeriac-deliveries", "x-celeriac-not-before", "x-celeriac-queue", "x-celeriac-exchange",
-    "x-celeriac-routing-key", "x-celeriac-properties", "x-celeriac-expiration",
-    "x-celeriac-reason", "x-celeriac-dead-lettered-at", "x-delivery-count", "x-death",
-])  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**31), 2**31 - 1),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+    st.datetimes(min_value=dt.datetime(1971, 1, 1)),
+)
+bookkeeping_names = st.sampled_from(
+    [
+        "x-celeriac-deliveries",
+        "x-celeriac-not-before",
+        "x-celeriac-queue",
+        "x-celeriac-exchange",
+        "x-celeriac-routing-key",
+        "x-celeriac-properties",
+        "x-celeriac-expiration",
+        "x-celeriac-reason",
+        "x-celeriac-dead-lettered-at",
+        "x-delivery-count",
+        "x-death",
+    ]
+)
 amqp_headers = st.dictionaries(
     bookkeeping_names | header_names,
-    st.one_of(amqp_values, st.lists(amqp_values, max_size=3),
-              st.dictionaries(st.text(max_size=5), amqp_values, max_size=3)),
+    st.one_of(
+        amqp_values,
+        st.lists(amqp_values, max_size=3),
+        st.dictionaries(st.text(max_size=5), amqp_values, max_size=3),
+    ),
     max_size=8,
-)  # fmt: skip
+)
 
 
 @FUZZ

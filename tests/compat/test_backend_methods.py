@@ -18,9 +18,11 @@ pytestmark = [pytest.mark.compat]
 def _apps() -> tuple[Any, Any]:
     theirs = celery.Celery("methods", broker="memory://", backend="cache+memory://")
     ours = celeriac.Celery(
-        "methods", broker=f"memory://{uuid.uuid4().hex}",
-        backend=f"memory://{uuid.uuid4().hex}", set_as_current=False,
-    )  # fmt: skip
+        "methods",
+        broker=f"memory://{uuid.uuid4().hex}",
+        backend=f"memory://{uuid.uuid4().hex}",
+        set_as_current=False,
+    )
     return theirs, ours
 
 
@@ -34,8 +36,10 @@ def test_store_result_then_read_it_back_as_celery_does() -> None:
             backend.store_result(started, {"pid": 1}, "STARTED")
             meta = backend.get_task_meta(done)
             assert (meta["status"], meta["result"], meta["task_id"]) == (
-                "SUCCESS", {"answer": 42}, done,
-            )  # fmt: skip
+                "SUCCESS",
+                {"answer": 42},
+                done,
+            )
             assert backend.get_state(failed) == backend.get_status(failed) == "FAILURE"
             error = backend.get_result(failed)
             assert isinstance(error, KeyError) and error.args == ("x",)

@@ -150,18 +150,25 @@ def run_ours_until_idle(app: celeriac.Celery) -> list[TaskMessage]:
 def run_theirs(app: Any, message: Message) -> Any:
     """Celery's worker tracer runs ``message``, as its worker would; the return value."""
     kombu_message = KombuMessage(  # type: ignore[no-untyped-call]
-        body=message.body, content_type=message.content_type,
-        content_encoding=message.content_encoding, headers=dict(message.headers),
+        body=message.body,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        headers=dict(message.headers),
         properties=dict(message.properties),
         delivery_info={"exchange": "", "routing_key": "celery"},
         accept=prepare_accept_content(["json"]),  # type: ignore[no-untyped-call]
-    )  # fmt: skip
+    )
     request = Request(kombu_message, app=app, task=app.tasks[message.headers["task"]])
     name, task_id = message.headers["task"], message.headers["id"]
     return trace_task_ret(
-        name, task_id, dict(request.request_dict), message.body, message.content_type,
-        message.content_encoding, app=app,
-    )  # fmt: skip
+        name,
+        task_id,
+        dict(request.request_dict),
+        message.body,
+        message.content_type,
+        message.content_encoding,
+        app=app,
+    )
 
 
 def run_theirs_until_idle(app: Any) -> list[Message]:
@@ -312,9 +319,11 @@ def test_celeriac_embeds_rebuild_with_celery(theirs: Any, ours: celeriac.Celery)
         flow.apply_async(queue="inspect")
     for message in taken(ours, "inspect"):
         embed = kombu_loads(  # type: ignore[no-untyped-call]
-            message.body, message.content_type, message.content_encoding,
+            message.body,
+            message.content_type,
+            message.content_encoding,
             accept={"application/json"},
-        )[2]  # fmt: skip
+        )[2]
         signatures = [*(embed["chain"] or []), *(embed["callbacks"] or [])]
         signatures += [*(embed["errbacks"] or []), *([embed["chord"]] if embed["chord"] else [])]
         assert signatures

@@ -33,9 +33,11 @@ QUEUES = {"celery": "default", "videos": "media"}
 def _apps() -> tuple[Any, Any]:
     theirs = celery.Celery("names", broker="memory://", backend="cache+memory://")
     ours = celeriac.Celery(
-        "names", broker=f"memory://{uuid.uuid4().hex}", backend="cache+memory://",
+        "names",
+        broker=f"memory://{uuid.uuid4().hex}",
+        backend="cache+memory://",
         set_as_current=False,
-    )  # fmt: skip
+    )
     for app, module in ((theirs, "kombu"), (ours, "celeriac")):
         entities = importlib.import_module(module if module == "kombu" else "celeriac.routing")
         app.conf.task_queues = [

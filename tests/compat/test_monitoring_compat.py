@@ -92,19 +92,38 @@ def test_celerys_inspect_accepts_celeriac_replies(
         control = project.app.control
 
         def replies(command: str, **arguments: Any) -> Any:
-            got = control.broadcast(command, arguments=arguments, reply=True, timeout=5,
-                                    destination=[NODE])  # fmt: skip
+            got = control.broadcast(
+                command, arguments=arguments, reply=True, timeout=5, destination=[NODE]
+            )
             return CeleryInspect(app=celery_app)._prepare(got)[NODE]
 
         assert replies("ping") == {"ok": "pong"}
         [active] = replies("active")
         # the keys of Celery's Request.info()
-        assert {"id", "name", "args", "kwargs", "type", "hostname", "time_start",
-                "acknowledged", "delivery_info", "worker_pid"} == set(active)  # fmt: skip
+        assert {
+            "id",
+            "name",
+            "args",
+            "kwargs",
+            "type",
+            "hostname",
+            "time_start",
+            "acknowledged",
+            "delivery_info",
+            "worker_pid",
+        } == set(active)
         assert replies("query_task", ids=[running.id])[running.id][0] == "active"
         stats = replies("stats")
-        assert {"total", "pid", "clock", "uptime", "pool", "broker", "prefetch_count",
-                "rusage"} <= set(stats)  # fmt: skip
+        assert {
+            "total",
+            "pid",
+            "clock",
+            "uptime",
+            "pool",
+            "broker",
+            "prefetch_count",
+            "rusage",
+        } <= set(stats)
         assert isinstance(stats["pool"]["max-concurrency"], int)
         [queue] = replies("active_queues")
         kombu_queue = KombuQueue("celery").as_dict(recurse=True)
@@ -131,10 +150,14 @@ def test_kombus_pidbox_node_dispatches_celeriac_requests(project: Project) -> No
     finally:
         sub.close()
     calls: list[tuple[str, dict[str, Any]]] = []
-    node = Node(NODE, mailbox=Mailbox("celery", type="fanout"), handlers={
-        "rate_limit": lambda state, **kw: calls.append(("rate_limit", kw)),
-        "ping": lambda state, **kw: calls.append(("ping", kw)),
-    })  # fmt: skip
+    node = Node(
+        NODE,
+        mailbox=Mailbox("celery", type="fanout"),
+        handlers={
+            "rate_limit": lambda state, **kw: calls.append(("rate_limit", kw)),
+            "ping": lambda state, **kw: calls.append(("ping", kw)),
+        },
+    )
     for message in messages:
         assert set(message.headers) == {"clock", "expires"}
         node.handle_message(json.loads(message.body), None)

@@ -81,9 +81,14 @@ def test_extended_results_and_groups_cross_both_ways(db: sql_support.Database) -
     try:
         task_id = str(uuid.uuid4())
         request = Context(
-            id=task_id, task="proj.add", args=[2, 3], kwargs={"z": 1}, hostname="w1@host",
-            retries=2, delivery_info={"routing_key": "math"},
-        )  # fmt: skip
+            id=task_id,
+            task="proj.add",
+            args=[2, 3],
+            kwargs={"z": 1},
+            hostname="w1@host",
+            retries=2,
+            delivery_info={"routing_key": "math"},
+        )
         ours.results.store(task_id, states.SUCCESS, 5, request=request)
         meta = theirs.backend.get_task_meta(task_id)
         assert (meta["name"], meta["args"], meta["kwargs"]) == ("proj.add", [2, 3], {"z": 1})

@@ -29,8 +29,9 @@ def add(x: int, y: int = 0) -> int:
 
 @pytest.fixture
 def theirs() -> Iterator[Any]:
-    app = celery.Celery("stamp", broker="memory://", backend="cache+memory://",
-                        set_as_current=False)  # fmt: skip
+    app = celery.Celery(
+        "stamp", broker="memory://", backend="cache+memory://", set_as_current=False
+    )
     app.conf.task_default_queue = f"stamp-{uuid.uuid4().hex}"  # kombu's memory queues are global
     app.task(name="tasks.add", shared=False)(add)
     yield app
@@ -113,8 +114,11 @@ def test_stamps_replace_or_append_as_in_celery(theirs: Any, ours: Any) -> None:
             options["stamped_headers"] = sorted(options["stamped_headers"])
         seen.append(steps)
     assert seen[1] == seen[0]
-    assert seen[0][-1] == {"mystamp": ["c", "b"], "other": [3, 1, 2],
-                           "stamped_headers": ["mystamp", "other"]}  # fmt: skip
+    assert seen[0][-1] == {
+        "mystamp": ["c", "b"],
+        "other": [3, 1, 2],
+        "stamped_headers": ["mystamp", "other"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -137,8 +141,12 @@ def test_stamps_travel_in_celerys_headers(theirs: Any, ours: Any) -> None:
     sent: list[dict[str, Any]] = []
 
     def on_publish(headers: Any = None, **_: Any) -> None:
-        sent.append({"stamped_headers": sorted(headers["stamped_headers"] or []),
-                     "stamps": headers["stamps"]})  # fmt: skip
+        sent.append(
+            {
+                "stamped_headers": sorted(headers["stamped_headers"] or []),
+                "stamps": headers["stamps"],
+            }
+        )
 
     celery.signals.before_task_publish.connect(on_publish, weak=False)
     signals.before_task_publish.connect(on_publish, weak=False)

@@ -47,10 +47,13 @@ def _request_seen(app: Any) -> Any:
     def seen(self: Any, x: int, y: int = 1) -> dict[str, Any]:
         r = self.request
         return {
-            "args": tuple(r.args), "kwargs": dict(r.kwargs), "id": r.id,
-            "called_directly": r.called_directly, "is_eager": r.is_eager,
+            "args": tuple(r.args),
+            "kwargs": dict(r.kwargs),
+            "id": r.id,
+            "called_directly": r.called_directly,
+            "is_eager": r.is_eager,
             "retries": r.retries,
-        }  # fmt: skip
+        }
 
     return seen
 
@@ -84,8 +87,13 @@ def _base_classes(lib: Any) -> type:
 
 def _apps_with_task_cls(spec: Any, lib: Any, url: str) -> Any:
     if lib is celery:
-        return celery.Celery("api", broker="memory://", backend="cache+memory://",
-                             task_cls=spec, set_as_current=False)  # fmt: skip
+        return celery.Celery(
+            "api",
+            broker="memory://",
+            backend="cache+memory://",
+            task_cls=spec,
+            set_as_current=False,
+        )
     return celeriac.Celery("api", broker=url, backend=url, task_cls=spec, set_as_current=False)
 
 
@@ -274,8 +282,9 @@ def test_a_task_cls_path_may_name_a_module_that_imports_the_app() -> None:
         return 1
 
     name = f"api_late_{uuid.uuid4().hex}"
-    with celeriac.Celery("api", broker="memory://", task_cls=f"{name}:Base",
-                         set_as_current=False) as app:  # fmt: skip
+    with celeriac.Celery(
+        "api", broker="memory://", task_cls=f"{name}:Base", set_as_current=False
+    ) as app:
         assert "api.shared_late" not in app.tasks  # the module is not importable yet
         module = types.ModuleType(name)
         module.Base = type("Base", (celeriac.Task,), {})  # type: ignore[attr-defined]

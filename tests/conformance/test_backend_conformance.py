@@ -175,9 +175,14 @@ def requires(backend: ResultBackend, *flags: str) -> ResultBackend:
 
 
 def put(
-    backend: ResultBackend, task_id: str, payload: bytes, state: str, *,
-    ttl: float | None = None, reader: ResultBackend | None = None,
-) -> None:  # fmt: skip
+    backend: ResultBackend,
+    task_id: str,
+    payload: bytes,
+    state: str,
+    *,
+    ttl: float | None = None,
+    reader: ResultBackend | None = None,
+) -> None:
     """Store a result as a worker does, for ``reader`` (default ``backend``) to read: sent to
     its reply queue where results are messages (``rpc://``), ignored elsewhere."""
     backend.store(task_id, payload, state=state, ttl=ttl, reply_to=(reader or backend).reply_to)

@@ -103,8 +103,10 @@ def test_list_get_requeue_and_purge(factory: Factory, tmp_path: Path) -> None:
         bury(transport, "dq2", b"c")
         letters = transport.dead_letters()
         assert [(d.queue, d.message.body, d.reason) for d in letters] == [
-            ("dq1", b"a", "bad a"), ("dq1", b"b", "bad b"), ("dq2", b"c", "bad c"),
-        ]  # fmt: skip
+            ("dq1", b"a", "bad a"),
+            ("dq1", b"b", "bad b"),
+            ("dq2", b"c", "bad c"),
+        ]
         assert len({d.id for d in letters}) == 3 and all(d.id for d in letters)
         assert all(d.is_message for d in letters)
         first = transport.get_dead_letter(letters[0].id)

@@ -200,19 +200,26 @@ def test_what_the_client_does_not_support_is_refused(
     ssl_options = options.pop("ssl_options", None)
     with pytest.raises(ImproperlyConfigured, match=refused):
         RedisConnector(
-            url, options, what="test", error=BackendError, retry=NO_RETRY,
+            url,
+            options,
+            what="test",
+            error=BackendError,
+            retry=NO_RETRY,
             ssl_options=ssl_options,  # type: ignore[arg-type]
-        )  # fmt: skip
+        )
 
 
 def test_the_tls_keys_it_knows_make_a_context() -> None:
     import ssl
 
     conn = RedisConnector(
-        "rediss://h:1/0?ssl_cert_reqs=optional", {}, what="test", error=BackendError,
+        "rediss://h:1/0?ssl_cert_reqs=optional",
+        {},
+        what="test",
+        error=BackendError,
         retry=NO_RETRY,
         ssl_options={"ssl_check_hostname": False, "ssl_ciphers": "ECDHE-RSA-AES128-GCM-SHA256"},
-    )  # fmt: skip
+    )
     context = conn.settings.tls
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_OPTIONAL

@@ -48,5 +48,9 @@ def test_importing_celeriac_does_not_import_asyncio() -> None:
     import sys
 
     code = "import sys, celeriac; print('asyncio' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"  # fmt: skip
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )

@@ -19,9 +19,9 @@ EXPECTED = {"passed": 11}
 
 def _lay_out(pytester: pytest.Pytester, convert: bool) -> None:
     pytester.makeini(PYTEST_INI)
-    pytester.makepyfile(**{
-        name: for_celeriac(source) if convert else source for name, source in FILES.items()
-    })  # fmt: skip
+    pytester.makepyfile(
+        **{name: for_celeriac(source) if convert else source for name, source in FILES.items()}
+    )
 
 
 def test_the_suite_passes_on_celery(pytester: pytest.Pytester) -> None:

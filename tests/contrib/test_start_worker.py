@@ -32,9 +32,15 @@ def test_unknown_keywords_are_refused_by_name(app: Celery) -> None:
 
 def test_celerys_worker_keywords_reach_the_worker(app: Celery) -> None:
     with start_worker(
-        app, hostname="w9@example", queues=["alpha"], prefetch_multiplier=3,
-        without_heartbeat=True, without_mingle=True, without_gossip=True, perform_ping_check=False,
-    ) as worker:  # fmt: skip
+        app,
+        hostname="w9@example",
+        queues=["alpha"],
+        prefetch_multiplier=3,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        perform_ping_check=False,
+    ) as worker:
         assert worker.hostname == "w9@example"
         assert [q.name for q in worker.queues] == ["alpha"]
         assert worker.prefetch_limit == 3

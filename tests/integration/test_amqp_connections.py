@@ -51,8 +51,11 @@ def test_urls_read_as_kombu_reads_them(
 ) -> None:
     [address] = Connector(url).addresses
     assert (address.host, address.virtual_host, address.userid, address.tls) == (
-        host, vhost, user, tls,
-    )  # fmt: skip
+        host,
+        vhost,
+        user,
+        tls,
+    )
 
 
 def test_settings_come_from_the_url_and_the_options() -> None:
@@ -210,9 +213,13 @@ def test_a_busy_worker_keeps_heartbeating(vhost: str, tmp_path: Path) -> None:
         # The worker's only thread is busy for 4 heartbeat intervals: its I/O thread answers.
         assert tasks.nap.delay(4).get(timeout=20) == 4
         rows = amqp_support.rabbitmqctl(
-            "list_connections", "vhost", "timeout", "client_properties", "--silent",
+            "list_connections",
+            "vhost",
+            "timeout",
+            "client_properties",
+            "--silent",
             "--no-table-headers",
-        )  # fmt: skip
+        )
         consumers = [row for row in rows.splitlines() if vhost in row and "consumer w1@" in row]
         assert len(consumers) == 1 and "\t1\t" in consumers[0]  # heartbeat negotiated: 1 s
         assert "Lost the connection" not in project.log("w1")

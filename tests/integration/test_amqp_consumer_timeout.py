@@ -211,10 +211,12 @@ def test_short_acks_late_task_is_not_handed_over(
 # 0.4 s, so a delivery held for 0.2 s is handed over at the next renew.
 
 SENT = Message(
-    b'[[2], {}, {}]', "application/json", "utf-8",
+    b"[[2], {}, {}]",
+    "application/json",
+    "utf-8",
     headers={"id": "task-1", "task": "tasks.long_late"},
     properties={"priority": 3, "expiration": "600000", "correlation_id": "task-1"},
-)  # fmt: skip
+)
 
 
 @pytest.fixture

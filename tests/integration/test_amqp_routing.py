@@ -85,9 +85,11 @@ def test_the_routing_tutorial_sends_each_task_where_it_belongs(app: Celery) -> N
 def test_the_default_queue_follows_the_default_exchange_settings(vhost: str) -> None:
     app = Celery("defaults", broker=amqp_support.url(vhost), backend="memory://")
     app.conf.update(
-        task_default_queue="jobs", task_default_exchange="jobs_topic",
-        task_default_exchange_type="topic", task_default_routing_key="jobs.default",
-    )  # fmt: skip
+        task_default_queue="jobs",
+        task_default_exchange="jobs_topic",
+        task_default_exchange_type="topic",
+        task_default_routing_key="jobs.default",
+    )
     try:
         app.send_task("anything")
         consumer = app.transport.consumer(["jobs"], owner="w1")

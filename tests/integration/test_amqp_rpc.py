@@ -83,8 +83,10 @@ def test_results_are_messages_as_celery_sends_them(vhost: str, backends: list[Rp
         assert got.body == meta("t", "SUCCESS", 4)
         props = got.properties
         assert (props["correlation_id"], props["content_type"], props["delivery_mode"]) == (
-            "t", "application/json", 2,
-        )  # fmt: skip
+            "t",
+            "application/json",
+            2,
+        )
         assert got.delivery_info["exchange"] == ""
     finally:
         connection.close()
@@ -190,10 +192,15 @@ def test_a_plain_app_gets_results_from_a_worker(vhost: str, tmp_path: Path, pool
 def test_the_app_hands_the_rpc_backend_its_settings(vhost: str) -> None:
     broker = amqp_support.url(vhost)
     app = Celery(
-        "settings", broker=broker, backend="rpc://", set_as_current=False,
-        result_persistent=True, result_expires=120, result_serializer="json",
+        "settings",
+        broker=broker,
+        backend="rpc://",
+        set_as_current=False,
+        result_persistent=True,
+        result_expires=120,
+        result_serializer="json",
         broker_connection_timeout=3,
-    )  # fmt: skip
+    )
     connection = amqp.Connection(f"127.0.0.1:{amqp_support.PORT}", virtual_host=vhost)
     connection.connect()
     try:
@@ -215,9 +222,11 @@ def test_the_app_hands_the_rpc_backend_its_settings(vhost: str) -> None:
 
 def test_explicit_backend_transport_options_win(vhost: str) -> None:
     app = Celery(
-        "explicit", broker="amqp://guest:guest@127.0.0.1:1//", backend="rpc://",
+        "explicit",
+        broker="amqp://guest:guest@127.0.0.1:1//",
+        backend="rpc://",
         set_as_current=False,
-    )  # fmt: skip
+    )
     app.conf.result_backend_transport_options = {"broker_url": amqp_support.url(vhost)}
     try:
         backend = app.backend

@@ -26,10 +26,14 @@ def vhost() -> Iterator[str]:
 
 def test_broker_settings_reach_rabbitmq(vhost: str) -> None:
     app = Celery(
-        "settings", broker=amqp_support.url(vhost), set_as_current=False,
-        task_queue_max_priority=10, broker_native_delayed_delivery_queue_type="classic",
-        broker_heartbeat=30, broker_login_method="AMQPLAIN",
-    )  # fmt: skip
+        "settings",
+        broker=amqp_support.url(vhost),
+        set_as_current=False,
+        task_queue_max_priority=10,
+        broker_native_delayed_delivery_queue_type="classic",
+        broker_heartbeat=30,
+        broker_login_method="AMQPLAIN",
+    )
     try:
         app.send_task("any.task", countdown=600)  # queue celery, and the delay levels
         raw = Message(b"[]", "application/json", "utf-8")
@@ -38,9 +42,13 @@ def test_broker_settings_reach_rabbitmq(vhost: str) -> None:
         try:
             consumer.fetch(1, 0.5)  # the consuming connection is open
             connections = amqp_support.rabbitmqctl(
-                "list_connections", "--silent", "--no-table-headers", "vhost",
-                "auth_mechanism", "timeout",
-            )  # fmt: skip
+                "list_connections",
+                "--silent",
+                "--no-table-headers",
+                "vhost",
+                "auth_mechanism",
+                "timeout",
+            )
         finally:
             consumer.close()
         queues = {

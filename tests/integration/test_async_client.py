@@ -30,11 +30,13 @@ def make_app(kind: str, tmp: Path, stack: Any) -> Celery:
         stack.callback(redis_support.delete_prefix, redis_support.TRANSPORT_DB, prefix)
         base = f"redis://{redis_support.HOST}:{redis_support.PORT}"
         return Celery(
-            "aio", broker=f"{base}/{redis_support.TRANSPORT_DB}",
-            backend=f"{base}/{redis_support.TRANSPORT_DB}", set_as_current=False,
+            "aio",
+            broker=f"{base}/{redis_support.TRANSPORT_DB}",
+            backend=f"{base}/{redis_support.TRANSPORT_DB}",
+            set_as_current=False,
             broker_transport_options={"global_keyprefix": prefix},
             result_backend_transport_options={"global_keyprefix": prefix},
-        )  # fmt: skip
+        )
     vhost = stack.enter_context(amqp_support.vhost())
     return Celery("aio", broker=amqp_support.url(vhost), backend="rpc://", set_as_current=False)
 

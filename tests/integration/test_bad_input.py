@@ -30,20 +30,26 @@ def test_malformed_disallowed_and_unknown_messages_are_set_aside(
         )
         pickled = encode_task(TaskMessage("tasks.add", "p1", (1, 2)), serializer="pickle")
         wrong_body = Message(
-            json.dumps("just a string").encode(), "application/json", "utf-8",
+            json.dumps("just a string").encode(),
+            "application/json",
+            "utf-8",
             {"task": "tasks.add", "id": "w1", "lang": "py"},
-        )  # fmt: skip
+        )
         dict_body = Message(
-            json.dumps({"x": 1}).encode(), "application/json", "utf-8",
+            json.dumps({"x": 1}).encode(),
+            "application/json",
+            "utf-8",
             {"task": "tasks.add", "id": "d1", "lang": "py"},
-        )  # fmt: skip
+        )
         unknown = encode_task(TaskMessage("tasks.nope", "u1", ()))
         bad = (garbage, pickled, wrong_body, dict_body, unknown)
         transport.publish([Outgoing(m, "", "celery") for m in bad])
         letters = eventually(
-            lambda: transport.dead_letters("celery"), "5 dead letters", timeout=20,
+            lambda: transport.dead_letters("celery"),
+            "5 dead letters",
+            timeout=20,
             until=lambda found: len(found) >= 5,
-        )  # fmt: skip
+        )
     finally:
         transport.close()
     reasons = " | ".join(letter.reason for letter in letters)

@@ -51,8 +51,18 @@ class Beats:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
-        argv = [sys.executable, "-m", "celeriac", "-A", "beatproj", "beat", "-l", "info",
-                "--lease-ttl", "2"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "celeriac",
+            "-A",
+            "beatproj",
+            "beat",
+            "-l",
+            "info",
+            "--lease-ttl",
+            "2",
+        ]
         proc = self.project.start(argv, name, ready=None)
         self.procs[proc.pid] = proc
 

@@ -247,9 +247,10 @@ def test_celery_client_canvas_runs_on_a_celeriac_worker(project: RedisProject) -
     state, exc_type, message = out["failed"]
     assert (state, exc_type) == ("FAILURE", "ChordError") and "KeyError" in message
     # Joined in Celery's keys by RedisChordJoin (CounterJoin would have left chord-unlock-*).
-    assert _chord_keys(project, out["group_id"]) == {"claim": b"done", "left": [
-        f"celery-taskset-meta-{out['group_id']}.c"
-    ]}  # fmt: skip
+    assert _chord_keys(project, out["group_id"]) == {
+        "claim": b"done",
+        "left": [f"celery-taskset-meta-{out['group_id']}.c"],
+    }
 
 
 def test_celeriac_client_canvas_runs_on_a_celery_worker(project: RedisProject) -> None:
@@ -262,9 +263,10 @@ def test_celeriac_client_canvas_runs_on_a_celery_worker(project: RedisProject) -
     assert result.get(timeout=20) == 30
     # Celery's worker found the size our client recorded, joined, and marked the chord done.
     group_id = _group_id(result)
-    assert _chord_keys(project, group_id) == {"claim": b"done", "left": [
-        f"celery-taskset-meta-{group_id}.c"
-    ]}  # fmt: skip
+    assert _chord_keys(project, group_id) == {
+        "claim": b"done",
+        "left": [f"celery-taskset-meta-{group_id}.c"],
+    }
 
 
 # Chord k's member k sleeps, so it ends last: for k = 0, 2 a Celeriac worker joins the

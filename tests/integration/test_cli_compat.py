@@ -23,9 +23,14 @@ APPS = {"celery": "celtasks", "celeriac": "rtasks"}
 
 def run(project: RedisProject, system: str, *args: str, stdin: str = "") -> str:
     done = subprocess.run(
-        [sys.executable, "-m", system, "-A", APPS[system], *args], cwd=project.root,
-        env=project.env, input=stdin, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", system, "-A", APPS[system], *args],
+        cwd=project.root,
+        env=project.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -118,9 +123,16 @@ def test_upgrade_settings_rewrites_as_celery_does(tmp_path: Path, flags: list[st
 GRAPH_ARGS = [
     ["nodes:w1,w2", "threads:2,1", "broker:B", "backend:R"],
     ["nodes:w1,w2,w3,w4,w5,w6", "threads:5,2,1,3,8,4", "broker:redis://h", "backend:redis://h"],
-    ["nodes:a,b,c", "threads:4,1,2", "tmax:2", "enumerate", "generic",
-     "broker:amqp://x", "backend:rpc://"],
-]  # fmt: skip
+    [
+        "nodes:a,b,c",
+        "threads:4,1,2",
+        "tmax:2",
+        "enumerate",
+        "generic",
+        "broker:amqp://x",
+        "backend:rpc://",
+    ],
+]
 
 
 def test_graph_workers_prints_celerys_dot(redis_project: RedisProject) -> None:
@@ -157,8 +169,24 @@ def test_include_config_and_log_formats(
 ) -> None:
     (redis_project.root / "logcfg.py").write_text(LOG_CONFIG)
     (redis_project.root / "logtasks.py").write_text(LOG_TASKS)
-    argv = [sys.executable, "-m", system, "-A", APPS[system], "--config", "logcfg", "worker",
-            "-l", "info", "-P", "solo", "-I", "logtasks", "-n", "w1@%h"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        system,
+        "-A",
+        APPS[system],
+        "--config",
+        "logcfg",
+        "worker",
+        "-l",
+        "info",
+        "-P",
+        "solo",
+        "-I",
+        "logtasks",
+        "-n",
+        "w1@%h",
+    ]
     argv += ["--without-mingle", "--without-gossip"] if system == "celery" else ["--without-mingle"]
     redis_project.start(argv, "w1", "ready.")
     result = rtasks_app.send_task("interop.shout", ("hi",))
@@ -176,8 +204,22 @@ def rtasks_app_fixture(redis_project: RedisProject) -> Any:
 
 def test_quiet_hides_the_banner_and_spawn_is_refused(redis_project: RedisProject) -> None:
     for name, flags in (("loud", []), ("quiet", ["-q"])):
-        argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", *flags, "worker", "-P",
-                "solo", "-l", "info", "--without-mingle", "-n", f"{name}@%h"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "celeriac",
+            "-A",
+            "rtasks",
+            *flags,
+            "worker",
+            "-P",
+            "solo",
+            "-l",
+            "info",
+            "--without-mingle",
+            "-n",
+            f"{name}@%h",
+        ]
         redis_project.start(argv, name, "ready.")
     assert "[queues]" in redis_project.log("loud")
     assert "[queues]" not in redis_project.log("quiet")
@@ -198,10 +240,23 @@ def test_workdir_and_skip_checks(tmp_path: Path) -> None:
         "app.conf.task_default_queue = os.environ.get('CELERY_SKIP_CHECKS', 'unset')\n"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "celeriac", "--workdir", str(tmp_path / "proj"), "-A", "wapp",
-         "--skip-checks", "list", "bindings"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celeriac",
+            "--workdir",
+            str(tmp_path / "proj"),
+            "-A",
+            "wapp",
+            "--skip-checks",
+            "list",
+            "bindings",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[2].split()[0] == "true"
 
@@ -231,9 +286,17 @@ HELP = {
     ("graph", "workers"): ["nodes:NAME"],
     ("upgrade", "settings"): ["--django", "--compat", "--no-backup"],
     ("purge",): ["--queues", "--exclude-queues", "-X", "--force"],
-    ("worker",): ["--include", "-I", "--scheduler", "--uid", "--gid", "--umask",
-                  "--pool-start-method", "--log-format"],
-}  # fmt: skip
+    ("worker",): [
+        "--include",
+        "-I",
+        "--scheduler",
+        "--uid",
+        "--gid",
+        "--umask",
+        "--pool-start-method",
+        "--log-format",
+    ],
+}
 
 
 @pytest.mark.parametrize("command", list(HELP), ids=lambda c: "-".join(c) or "celeriac")

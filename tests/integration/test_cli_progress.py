@@ -55,9 +55,13 @@ class Project:
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*args), cwd=self.root, env={**self.env, **env}, capture_output=True,
-            text=True, timeout=60,
-        )  # fmt: skip
+            self.argv(*args),
+            cwd=self.root,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 @pytest.fixture
@@ -102,9 +106,13 @@ def test_result_wait_draws_a_progress_bar_on_a_terminal(project: Project, tmp_pa
     main, terminal = os.openpty()
     try:
         proc = subprocess.Popen(
-            project.argv("result", sent.id, "--wait", "--timeout", "30"), cwd=project.root,
-            env=project.env, stdout=subprocess.PIPE, stderr=terminal, text=True,
-        )  # fmt: skip
+            project.argv("result", sent.id, "--wait", "--timeout", "30"),
+            cwd=project.root,
+            env=project.env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+        )
         os.close(terminal)
         seen: list[str] = []
         _read_until(main, "1/4", seen)  # the bar, while the task waits at its first step
@@ -146,8 +154,9 @@ def test_purge_and_inspect_show_a_spinner_only_when_asked(project: Project) -> N
     forced = project.run("purge", "-f", "-Q", "idle", CELERIAC_PROGRESS="1")
     assert forced.stdout == "Purged 0 message(s) from 1 queue(s).\n"
     assert "\x1b[2K" in forced.stderr  # the spinner's line, erased at the end
-    asked = project.run("inspect", "ping", "--timeout", "1", "-d", "nobody@nowhere",
-                        CELERIAC_PROGRESS="1")  # fmt: skip
+    asked = project.run(
+        "inspect", "ping", "--timeout", "1", "-d", "nobody@nowhere", CELERIAC_PROGRESS="1"
+    )
     assert "waiting 1s for replies" in asked.stderr
     quiet = project.run("inspect", "ping", "--timeout", "0.3", "-d", "nobody@nowhere")
     assert "waiting" not in quiet.stderr and "\x1b" not in quiet.stderr + quiet.stdout
@@ -163,8 +172,11 @@ def test_multi_stop_shows_a_spinner_when_asked(tmp_path: Path) -> None:
     env = {**os.environ, "CELERIAC_PROGRESS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "celeriac", "multi", "stop", "w1", f"--pidfile={tmp_path}/%n.pid"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     reaper.join(10)
     assert done.stdout == "> w1: stopped\n"
     assert "\x1b[2K" in done.stderr

@@ -42,8 +42,9 @@ def test_status_and_inspect(project: Project, tasks: Any) -> None:
     assert active["worker_pid"] in stats["pool"]["processes"]
     shown = project.celeriac("-A", "tasks", "inspect", "active", "-d", NODE)
     assert f"* tasks.sleepy[{running.id}] args=[30]" in shown.stdout
-    replies = tasks.app.control.revoke(running.id, terminate=True, reply=True, timeout=10,
-                                       destination=[NODE])  # fmt: skip
+    replies = tasks.app.control.revoke(
+        running.id, terminate=True, reply=True, timeout=10, destination=[NODE]
+    )
     assert replies == [{NODE: {"ok": f"terminate: {running.id}"}}]
 
 
@@ -66,8 +67,18 @@ def test_revoke_terminate_kills_the_prefork_child(project: Project, tasks: Any) 
     running = tasks.sleepy.delay(60)
     [active] = eventually(lambda: ask(project, "inspect", "active"))
     child = active["worker_pid"]
-    done = project.celeriac("-A", "tasks", "control", "revoke", running.id, "--terminate",
-                            "--signal", "SIGKILL", "-d", NODE)  # fmt: skip
+    done = project.celeriac(
+        "-A",
+        "tasks",
+        "control",
+        "revoke",
+        running.id,
+        "--terminate",
+        "--signal",
+        "SIGKILL",
+        "-d",
+        NODE,
+    )
     assert done.returncode == 0 and f"terminate: {running.id}" in done.stdout, done.stderr
     eventually(lambda: str(tasks.app.AsyncResult(running.id).result) == "terminated")
     assert tasks.app.AsyncResult(running.id).state == states.REVOKED

@@ -61,8 +61,18 @@ def get(url: str) -> Any:
 
 def start_dashboard(project: WorkerProject) -> str:
     port = redis_support.free_port()
-    argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
-            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "tasks",
+        "dashboard",
+        "--port",
+        str(port),
+        "--db",
+        str(project.root / "dash.sqlite"),
+    ]
     proc = project.start(argv, "dashboard", ready=None)  # stopped with the workers
     eventually(lambda: proc.poll() is not None or redis_support.port_open(port))
     assert proc.poll() is None, (project.root / "dashboard.log").read_text()

@@ -28,9 +28,15 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 PROGRESS_TASK = """
 
@@ -76,9 +82,19 @@ def dashboard(project: Project) -> Iterator[str]:
     """``celeriac -A tasks dashboard`` on a free loopback port; its URL."""
     port = _free_port()
     log_path = project.root / "dashboard.log"
-    argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
-            "--allow-unauthenticated-control",
-            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "tasks",
+        "dashboard",
+        "--port",
+        str(port),
+        "--allow-unauthenticated-control",
+        "--db",
+        str(project.root / "dash.sqlite"),
+    ]
     proc = project.start(argv, "dashboard", ready=None)
 
     def listening() -> bool:
@@ -100,9 +116,12 @@ def page(tmp_path: Path) -> Iterator[Any]:
     sync_playwright = _require_browser()
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 1000},
-        )  # fmt: skip
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
         try:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
@@ -155,10 +174,11 @@ def test_live_tasks_progress_and_revoke(
     bar.wait_for(timeout=20_000)
     first = float(bar.get_attribute("value") or 0)
     page.wait_for_function(
-        "([id, first]) => { const bar = document.querySelector(`tr[data-uuid=\"${id}\"] progress`);"
+        '([id, first]) => { const bar = document.querySelector(`tr[data-uuid="${id}"] progress`);'
         " return bar && Number(bar.getAttribute('value')) > first; }",
-        arg=[crunch.id, first], timeout=20_000,
-    )  # fmt: skip
+        arg=[crunch.id, first],
+        timeout=20_000,
+    )
 
     for x in range(6):
         tasks.app.send_task("tasks.add", (x, x))

@@ -24,8 +24,20 @@ def prefixed_fixture(project: Project) -> Iterator[int]:
     """The dashboard under /celeriac on a free loopback port; its port."""
     port = _free_port()
     log_path = project.root / "dashboard.log"
-    argv = [sys.executable, "-m", "celeriac", "-A", "tasks", "dashboard", "--port", str(port),
-            "--url-prefix", "/celeriac/", "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "tasks",
+        "dashboard",
+        "--port",
+        str(port),
+        "--url-prefix",
+        "/celeriac/",
+        "--db",
+        str(project.root / "dash.sqlite"),
+    ]
     proc = project.start(argv, "dashboard", ready=None)
 
     def listening() -> bool:

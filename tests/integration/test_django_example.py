@@ -62,9 +62,13 @@ class Site:
 
     def run(self, *args: str, timeout: float = 60) -> str:
         done = subprocess.run(
-            [sys.executable, *args], cwd=self.root, env=self.env, capture_output=True,
-            text=True, timeout=timeout,
-        )  # fmt: skip
+            [sys.executable, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -98,8 +102,18 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
 
 
 def test_the_django_guide_project_runs_end_to_end_on_postgresql(site: Site) -> None:
-    site.start("worker", "worker", "-P", "prefork", "-c", "2", "-l", "info", "--without-mingle",
-               ready="ready.")  # fmt: skip
+    site.start(
+        "worker",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        "2",
+        "-l",
+        "info",
+        "--without-mingle",
+        ready="ready.",
+    )
     site.start("beat", "beat", "-S", "django", "-l", "info", ready="now leading")
     # A view and a management command place orders; each is processed once committed.
     placed = site.script("""
@@ -187,8 +201,18 @@ def test_the_fixup_gives_each_task_a_usable_connection_on_mariadb(site: Site) ->
     """With persistent connections (CONN_MAX_AGE), a worker whose connection the server
     killed between tasks ("MySQL server has gone away") runs the next task on a new one."""
     site.env["DJANGO_CONN_MAX_AGE"] = "600"
-    site.start("worker", "worker", "-P", "prefork", "-c", "1", "-l", "info", "--without-mingle",
-               ready="ready.")  # fmt: skip
+    site.start(
+        "worker",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        "1",
+        "-l",
+        "info",
+        "--without-mingle",
+        ready="ready.",
+    )
     out = site.script("""
         import pymysql
         from orders.tasks import connection_id

@@ -94,9 +94,13 @@ class Project:
     def run(self, module: str, *args: str) -> Any:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": module, "PYTHONPATH": str(self.root)}
         done = subprocess.run(
-            [sys.executable, *args], cwd=self.root, env=env, capture_output=True, text=True,
+            [sys.executable, *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=90,
-        )  # fmt: skip
+        )
         assert done.returncode == 0, f"{args[:2]} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -127,15 +131,27 @@ def test_a_project_moves_from_django_celery_results_and_beat_without_a_data_migr
     assert seen["group"] == ["from-celery"]
     assert seen["schedules"] == {
         "every-minute": {
-            "task": "proj.ping", "schedule": {"type": "interval", "every": 60.0},
-            "args": [1, "a"], "kwargs": {}, "options": {"queue": "fast"},
+            "task": "proj.ping",
+            "schedule": {"type": "interval", "every": 60.0},
+            "args": [1, "a"],
+            "kwargs": {},
+            "options": {"queue": "fast"},
         },
         "nightly": {
             "task": "proj.report",
-            "schedule": {"type": "crontab", "minute": "30", "hour": "2", "day_of_week": "*",
-                         "day_of_month": "*", "month_of_year": "*", "tz": "Europe/Paris"},
-            "args": [], "kwargs": {"full": True}, "options": {},
+            "schedule": {
+                "type": "crontab",
+                "minute": "30",
+                "hour": "2",
+                "day_of_week": "*",
+                "day_of_month": "*",
+                "month_of_year": "*",
+                "tz": "Europe/Paris",
+            },
+            "args": [],
+            "kwargs": {"full": True},
+            "options": {},
         },
-    }  # fmt: skip
+    }
     # And back: what Celeriac stored reads through django-celery-results.
     assert project.script("old_settings", OLD_READS_NEW) == [1, 2]

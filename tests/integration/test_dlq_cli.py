@@ -89,8 +89,9 @@ def test_list_show_requeue_and_purge(app_module: str) -> None:
 
     as_json = [json.loads(line) for line in dlq(app_module, "list", "--json").output.splitlines()]
     assert [(r["task_id"], r["queue"], r["is_message"]) for r in as_json] == [
-        ("t-1", "celery", True), ("t-2", "celery", True),
-    ]  # fmt: skip
+        ("t-1", "celery", True),
+        ("t-2", "celery", True),
+    ]
     assert json.loads(as_json[0]["message"]["body"])[0] == [2, 2]
 
     detail = json.loads(dlq(app_module, "show", letters[1].id).output)

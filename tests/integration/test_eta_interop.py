@@ -54,7 +54,7 @@ def test_a_celery_countdown_task_waits_in_redis_for_a_celeriac_worker(
         started = time.monotonic()
         result = record.apply_async(countdown=3)
         print(json.dumps([result.id, result.get(timeout=30), time.monotonic() - started]))
-    """)  # fmt: skip
+    """)
     task_id, value, waited = out
     assert value == task_id
     assert waited >= 2.9

@@ -56,8 +56,14 @@ def test_dump_shows_worker_and_task_events(project: Project, tasks: Any) -> None
         assert watcher.stop() == 0
     found = events_of(watcher)
     by_type = {event["type"]: event for event in found}
-    assert {"worker-online", "task-received", "task-started", "task-succeeded",
-            "worker-heartbeat", "worker-offline"} <= set(by_type)  # fmt: skip
+    assert {
+        "worker-online",
+        "task-received",
+        "task-started",
+        "task-succeeded",
+        "worker-heartbeat",
+        "worker-offline",
+    } <= set(by_type)
     received, succeeded = by_type["task-received"], by_type["task-succeeded"]
     for event in found:
         assert {"hostname", "utcoffset", "pid", "clock", "timestamp", "type"} <= set(event)

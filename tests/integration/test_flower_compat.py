@@ -65,8 +65,16 @@ class Flower:
         self.port = redis_support.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = project.root / "flower.log"
-        argv = [sys.executable, "-m", "celery", "-A", "celtasks", "flower",
-                f"--port={self.port}", "--address=127.0.0.1"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celtasks",
+            "flower",
+            f"--port={self.port}",
+            "--address=127.0.0.1",
+        ]
         # stopped (SIGTERM, then its group killed) at the end
         env = {"FLOWER_UNAUTHENTICATED_API": "true"}
         self.proc = project.start(argv, "flower", ready=None, env=env)
@@ -163,8 +171,11 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
 
     done = flower.task(ok.id)
     assert (done["name"], done["args"], done["kwargs"], done["result"]) == (
-        "interop.add", "(2, 3)", "{}", "5"
-    )  # fmt: skip
+        "interop.add",
+        "(2, 3)",
+        "{}",
+        "5",
+    )
     assert (done["worker"], done["retries"], done["root_id"]) == (NODE, 0, ok.id)
     assert done["received"] <= done["started"] <= done["succeeded"] and done["runtime"] >= 0
     failed = flower.task(bad.id)
@@ -173,14 +184,18 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     assert failed["traceback"].rstrip().endswith("KeyError: 'boom'")
     retried = flower.task(flaky.id)
     assert (retried["name"], retried["args"], retried["result"]) == (
-        "interop.retry_once", "(7,)", "7"
-    )  # fmt: skip
+        "interop.retry_once",
+        "(7,)",
+        "7",
+    )
     assert retried["retries"] == 1 and retried["retried"] is not None
     assert retried["exception"] == "ValueError('first attempt')"  # from task-retried
     # Flower reads results from the backend the Celeriac worker wrote, with Celery's client.
     assert flower.get(f"/api/task/result/{ok.id}") == {
-        "task-id": ok.id, "state": "SUCCESS", "result": 5
-    }  # fmt: skip
+        "task-id": ok.id,
+        "state": "SUCCESS",
+        "result": 5,
+    }
     stored = flower.get(f"/api/task/result/{bad.id}")
     assert (stored["state"], stored["result"]) == ("FAILURE", "KeyError('boom')")
 
@@ -188,9 +203,12 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     [row] = flower.get("/workers", json=1)["data"]
     counts = {kind: row[kind] for kind in row if kind.startswith("task-")}
     assert counts == {
-        "task-received": 4, "task-started": 4, "task-succeeded": 2, "task-failed": 1,
+        "task-received": 4,
+        "task-started": 4,
+        "task-succeeded": 2,
+        "task-failed": 1,
         "task-retried": 1,
-    }  # fmt: skip
+    }
     assert (row["hostname"], row["pid"], row["status"]) == (NODE, worker.pid, True)
     assert (row["sw_ident"], row["freq"]) == ("py-celeriac", 2.0) and len(row["loadavg"]) == 3
     metrics = flower.page("/metrics")
@@ -211,7 +229,7 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     # Control: revoke (terminating the running task), pool grow, rate limit, shutdown.
     assert flower.post(f"/api/task/revoke/{running.id}", terminate="true", signal="SIGKILL") == {
         "message": f"Revoked '{running.id}'"
-    }  # fmt: skip
+    }
     eventually(lambda: flower.state(running.id) == "REVOKED")
     assert running.id in ask(project, "inspect", "revoked")
     flower.inspected(lambda info: running.id in info.get("revoked", ()), workername=NODE)
@@ -219,7 +237,7 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
 
     assert flower.post(f"/api/worker/pool/grow/{NODE}", n=1) == {
         "message": f"Growing '{NODE}' worker's pool by 1"
-    }  # fmt: skip
+    }
     eventually(lambda: len(ask(project, "inspect", "stats")["pool"]["processes"]) == 2)
     assert flower.post(
         "/api/task/rate-limit/interop.add", body={"ratelimit": "100/m", "workername": NODE}
@@ -233,7 +251,8 @@ def test_flower_watches_and_controls_a_celeriac_worker(project: RedisProject, rt
     eventually(lambda: flower.get("/api/workers", status=1).get(NODE) is False)  # worker-offline
     # Flower logged no failed inspection nor error about anything the worker sent.
     complaints = [
-        line for line in flower.log().splitlines()
+        line
+        for line in flower.log().splitlines()
         if line.startswith("[E ") or "Inspect method" in line or "Traceback" in line
-    ]  # fmt: skip
+    ]
     assert not complaints, flower.log()

@@ -154,8 +154,20 @@ def test_the_process_is_patched_before_the_tasks_load(project: Project, gtasks: 
 def test_the_console_script_patches_too(project: Project, gtasks: Any) -> None:
     # The console script calls celeriac.cli.main:main, not celeriac.__main__.
     script = "import sys; from celeriac.cli.main import main; sys.argv[0] = 'celeriac'; main()"
-    argv = [sys.executable, "-c", script, "-A", "tasks", "worker", "-Pgevent", "-n", "w1@%h",
-            "-l", "info", "--without-mingle"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-c",
+        script,
+        "-A",
+        "tasks",
+        "worker",
+        "-Pgevent",
+        "-n",
+        "w1@%h",
+        "-l",
+        "info",
+        "--without-mingle",
+    ]
     project.start(argv, "w1")  # returns once its log says "ready."
     assert gtasks.patched.delay().get(timeout=20) == [True, True, True]
 

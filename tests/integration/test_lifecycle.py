@@ -44,9 +44,21 @@ def test_purge_on_start(project: Project, tasks: Any) -> None:
 def test_detach_with_pidfile(project: Project, tasks: Any) -> None:
     pidfile = project.root / "w.pid"
     started = project.celeriac(
-        "-A", "tasks", "worker", "--detach", "-n", "d1@%h", "--pidfile", str(pidfile),
-        "--logfile", str(project.root / "d1.log"), "-P", "threads", "-l", "info",
-    )  # fmt: skip
+        "-A",
+        "tasks",
+        "worker",
+        "--detach",
+        "-n",
+        "d1@%h",
+        "--pidfile",
+        str(pidfile),
+        "--logfile",
+        str(project.root / "d1.log"),
+        "-P",
+        "threads",
+        "-l",
+        "info",
+    )
     assert started.returncode == 0, started.stderr
     eventually(pidfile.exists)
     pid = int(pidfile.read_text())

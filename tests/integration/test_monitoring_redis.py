@@ -130,8 +130,20 @@ def test_pool_grow_then_shutdown(project: RedisProject, rtasks: Any) -> None:
 def test_events_dump_json(project: RedisProject, rtasks: Any) -> None:
     worker = project.celeriac_worker("-P", "prefork", "-c", "1", "-E")
     out_path = project.root / "events.log"
-    argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "events", "--dump", "--json",
-            "--limit", "6", "--duration", "20"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "rtasks",
+        "events",
+        "--dump",
+        "--json",
+        "--limit",
+        "6",
+        "--duration",
+        "20",
+    ]
     watcher = project.start(argv, "events", ready=None, new_session=False)
     try:
         eventually(lambda: "-> events: starting capture..." in out_path.read_text())
@@ -166,8 +178,18 @@ def test_events_dump_json(project: RedisProject, rtasks: Any) -> None:
 def _start_dashboard(project: RedisProject) -> tuple[subprocess.Popen[bytes], str]:
     port = redis_support.free_port()
     log_path = project.root / "dashboard.log"
-    argv = [sys.executable, "-m", "celeriac", "-A", "rtasks", "dashboard", "--port", str(port),
-            "--db", str(project.root / "dash.sqlite")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "rtasks",
+        "dashboard",
+        "--port",
+        str(port),
+        "--db",
+        str(project.root / "dash.sqlite"),
+    ]
     proc = project.start(argv, "dashboard", ready=None)  # stopped with the workers
     eventually(lambda: proc.poll() is not None or redis_support.port_open(port))
     assert proc.poll() is None, log_path.read_text()

@@ -114,9 +114,13 @@ def test_a_celery_clients_trace_continues_in_a_celeriac_worker(
     url = f"redis://{redis_support.HOST}:{redis_support.PORT}/{redis_support.INTEROP_DB}"
     options: dict[str, Any] = {"global_keyprefix": prefix}
     app = Celery(
-        "otel-peer", broker=url, backend=url, set_as_current=False,
-        broker_transport_options=options, result_backend_transport_options=options,
-    )  # fmt: skip
+        "otel-peer",
+        broker=url,
+        backend=url,
+        set_as_current=False,
+        broker_transport_options=options,
+        result_backend_transport_options=options,
+    )
     app.task(name="peer.mul")(lambda x, y: x * y)
     peer = celery.Celery("peer", broker=url, backend=url, set_as_current=False)
     peer.conf.broker_transport_options = options
@@ -159,9 +163,13 @@ def test_a_celeriac_clients_trace_continues_in_a_celery_worker(
         return x - y
 
     app = Celery(
-        "otel-client", broker=url, backend=url, set_as_current=False,
-        broker_transport_options=options, result_backend_transport_options=options,
-    )  # fmt: skip
+        "otel-client",
+        broker=url,
+        backend=url,
+        set_as_current=False,
+        broker_transport_options=options,
+        result_backend_transport_options=options,
+    )
     try:
         with (
             _celery_instrumented(provider),

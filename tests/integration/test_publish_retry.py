@@ -62,8 +62,10 @@ def test_the_default_policy_tries_four_times_and_pauses_0_6_s() -> None:
     assert len(connects) == 4  # 1 + max_retries: the transport adds no retries of its own
     assert clock.sleeps == [0.0, 0.2, 0.4]
     assert list(PublishRetry.from_policy(True, app.conf.task_publish_retry_policy).pauses()) == [
-        0.0, 0.2, 0.4,
-    ]  # fmt: skip
+        0.0,
+        0.2,
+        0.4,
+    ]
 
 
 def test_a_longer_policy_is_followed_exactly() -> None:
@@ -145,13 +147,16 @@ def _counted_redis(url: str, **options: Any) -> tuple[RedisTransport, list[int]]
         ({"broker_connection_max_retries": 3}, 4),
         ({"broker_connection_max_retries": 3, "broker_connection_retry": False}, 1),
         (
-            {"broker_connection_max_retries": 3, "broker_connection_retry": False,
-             "broker_connection_retry_on_startup": True},
+            {
+                "broker_connection_max_retries": 3,
+                "broker_connection_retry": False,
+                "broker_connection_retry_on_startup": True,
+            },
             4,
         ),
         ({"broker_connection_max_retries": 3, "broker_connection_retry_on_startup": False}, 1),
     ],
-)  # fmt: skip
+)
 def test_connection_retry_settings_at_startup(options: dict[str, Any], attempts: int) -> None:
     url = f"redis://127.0.0.1:{redis_support.free_port()}/9"
     transport, connects = _counted_redis(url, **options)

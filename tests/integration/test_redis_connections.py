@@ -68,11 +68,27 @@ def _certificate(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -80,9 +96,20 @@ def test_tls(tmp_path: Path) -> None:
     cert, key = _certificate(tmp_path)
     port = redis_support.free_port()
     server = _server(
-        tmp_path, "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
-        "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
-    )  # fmt: skip
+        tmp_path,
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(cert),
+        "--tls-auth-clients",
+        "no",
+    )
     next(server)
     try:
         eventually(lambda: redis_support.port_open(port), "the TLS port", timeout=10)
@@ -105,8 +132,9 @@ def test_sentinel(tmp_path: Path) -> None:
     )
     sentinel = subprocess.Popen(
         ["redis-server", str(config), "--sentinel"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         eventually(lambda: redis_support.port_open(sentinel_port), "the sentinel", timeout=10)
         url = f"sentinel://127.0.0.1:{redis_support.free_port()};sentinel://127.0.0.1:{sentinel_port}/2"

@@ -95,8 +95,9 @@ def test_entries_that_are_no_message_are_set_aside_logged_and_kept_as_json(
         assert [r["envelope_encoding"] for r in records] == ["base64", "utf-8", "utf-8"]
         assert base64.b64decode(records[0]["envelope"]) == RANDOM
         assert [(d.is_message, d.message.body) for d in letters[:2]] == [
-            (False, RANDOM), (False, b'{"not": "an envelope"}'),
-        ]  # fmt: skip
+            (False, RANDOM),
+            (False, b'{"not": "an envelope"}'),
+        ]
         assert not letters[2].is_message and "base64" in letters[2].reason.lower()
         with pytest.raises(ValueError, match="not a message"):
             transport.requeue_dead_letter(letters[0].id)

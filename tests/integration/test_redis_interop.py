@@ -55,7 +55,7 @@ def test_redis_priority_order_is_kombus(redis_project: RedisProject) -> None:
         from celtasks import record
         sent = [(p, record.apply_async(priority=p).id) for p in (9, 5, 0, 9, 1, 0)]
         print(json.dumps(sent))
-    """)  # fmt: skip
+    """)
     redis_project.celeriac_worker("-P", "solo", "--prefetch-multiplier", "1")
     redis_project.wait_for_runs(6)
     by_id = {task_id: priority for priority, task_id in sent}
@@ -84,7 +84,7 @@ def test_celeriac_client_to_celery_worker(redis_project: RedisProject, rtasks: A
         import json
         from celtasks import add
         print(json.dumps([add.AsyncResult({high.id!r}).get(timeout=10), add.delay(1, 1).id]))
-    """)  # fmt: skip
+    """)
     assert theirs[0] == high.id
     assert rtasks.app.AsyncResult(theirs[1]).get(timeout=10) == 2
     assert {kind for _, kind in redis_project.runs()} == {"celery"}
@@ -95,9 +95,13 @@ def test_celeriac_client_to_celery_worker(redis_project: RedisProject, rtasks: A
 
 def _cli(project: RedisProject, program: str, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", program, *args], cwd=project.root, env=project.env,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", program, *args],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

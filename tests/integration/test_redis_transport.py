@@ -89,8 +89,9 @@ def _published(transport: RedisTransport, raw: Any, prefix: str, body: bytes) ->
 def test_queue_order_strategies(connect: Callable[..., RedisTransport]) -> None:
     publisher = connect()
     for queue in ("b", "a", "c"):
-        publisher.publish([Outgoing(message(f"{queue}{n}".encode()), routing_key=queue)
-                           for n in range(2)])  # fmt: skip
+        publisher.publish(
+            [Outgoing(message(f"{queue}{n}".encode()), routing_key=queue) for n in range(2)]
+        )
     ordered = connect(queue_order_strategy="priority").consumer(["b", "a", "c"], owner="w1")
     assert [d.message.body for d in ordered.fetch(3, 0)] == [b"b0", b"b1", b"a0"]
     ordered.close()  # gives them back
@@ -122,8 +123,9 @@ def test_kombu_fanout_channels(connect: Callable[..., RedisTransport], raw: Any)
         f"{prefix}/{DB}.celeryev/worker.heartbeat",
     ]
     assert got[1][1]["properties"]["delivery_info"] == {
-        "exchange": "celeryev", "routing_key": "worker.heartbeat",
-    }  # fmt: skip
+        "exchange": "celeryev",
+        "routing_key": "worker.heartbeat",
+    }
     # And what a Celery process publishes there reaches a Celeriac subscription.
     subscription = transport.subscribe("celeryev", ["worker.#"])
     raw.publish(f"{prefix}/{DB}.celeryev/worker.online", json.dumps(got[1][1]))

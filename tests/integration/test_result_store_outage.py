@@ -46,8 +46,10 @@ def make_app(broker: tuple[str, str], store_url: str, log: dict[str, list[Any]])
     url, prefix = broker
     app = Celery("outage", broker=url, backend=store_url, set_as_current=False)
     app.conf.broker_transport_options = {
-        "global_keyprefix": prefix, "lease_timeout": 1.0, "recover_interval": 0.2,
-    }  # fmt: skip
+        "global_keyprefix": prefix,
+        "lease_timeout": 1.0,
+        "recover_interval": 0.2,
+    }
     # The backend gives up at once; what keeps the outcome is result_backend_always_retry.
     app.conf.result_backend_transport_options = {"retry_policy": {"max_retries": 0}}
     app.conf.result_backend_max_sleep_between_retries_ms = 300

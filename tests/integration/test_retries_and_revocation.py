@@ -26,8 +26,10 @@ def test_retry_until_success_shows_retry_state(project: Project, tasks: Any) -> 
     assert result.get(timeout=20) == 2
     assert "RETRY" in seen
     assert [r for r in project.runs() if r.startswith("flaky")] == [
-        "flaky:0", "flaky:1", "flaky:2",
-    ]  # fmt: skip
+        "flaky:0",
+        "flaky:1",
+        "flaky:2",
+    ]
     project.wait_for_log("w1", f"Task tasks.flaky[{result.id}] retry:")
 
 

@@ -272,9 +272,22 @@ CELERIAC_POOLS = ("prefork", "threads", "solo", "asyncio", "gevent")
 
 def _flask_worker(project: RedisProject, lib: str, pool: str) -> subprocess.Popen[bytes]:
     argv = [
-        sys.executable, "-m", lib, "-A", f"flaskproj_{lib}:celery_app", "worker", "-l", "info",
-        "-P", pool, "-Q", f"q_{pool}", "-n", f"{lib}-{pool}@%h", "--without-mingle",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        lib,
+        "-A",
+        f"flaskproj_{lib}:celery_app",
+        "worker",
+        "-l",
+        "info",
+        "-P",
+        pool,
+        "-Q",
+        f"q_{pool}",
+        "-n",
+        f"{lib}-{pool}@%h",
+        "--without-mingle",
+    ]
     if pool in ("prefork", "threads", "gevent"):
         argv += ["-c", "2"]
     if lib == "celery":
@@ -287,8 +300,10 @@ def test_flasks_task_class_wraps_every_run_in_every_pool(project: RedisProject) 
     for lib in ("celery", "celeriac"):
         (project.root / f"flaskproj_{lib}.py").write_text(FLASK_PROJECT.format(lib=lib))
     started = [("celery", "prefork", _flask_worker(project, "celery", "prefork"))]
-    started += [(lib, pool, _flask_worker(project, lib, pool)) for lib, pool in
-                [("celeriac", pool) for pool in CELERIAC_POOLS]]  # fmt: skip
+    started += [
+        (lib, pool, _flask_worker(project, lib, pool))
+        for lib, pool in [("celeriac", pool) for pool in CELERIAC_POOLS]
+    ]
     for lib, pool, proc in started:  # started together, waited for one by one
         project.wait_for_log(f"{lib}-{pool}", "ready.", proc, timeout=60)
     theirs = project.run_script(FLASK_CLIENT.format(lib="celery", queues=["q_prefork"]))
@@ -387,8 +402,10 @@ print(json.dumps({{"seen": seen, "raised": raised, "state": doomed.state, "answe
 
 def test_stamps_reach_the_worker_and_revoke_by_them(project: RedisProject) -> None:
     theirs, ours = _both(project, STAMPED)
-    assert theirs["seen"] == {"stamps": {"mark": "kept", "tags": ["a", "b"]},
-                              "names": ["mark", "tags"]}  # fmt: skip
+    assert theirs["seen"] == {
+        "stamps": {"mark": "kept", "tags": ["a", "b"]},
+        "names": ["mark", "tags"],
+    }
     assert (theirs["raised"], theirs["state"]) == ("TaskRevokedError", "REVOKED")
     assert theirs["answers"] == [
         {"ok": "headers {'mark': 'doomed'} flagged as revoked, but not terminated"}

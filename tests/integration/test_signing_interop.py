@@ -100,9 +100,13 @@ def project_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         (tmp_path / "scel.py").write_text(_SECURE.format(base="celtasks"))
         (tmp_path / "srt.py").write_text(_SECURE.format(base="rtasks"))
         project.env.update(
-            SEC_KEY=str(alice.key), SEC_CERT=str(alice.cert), SEC_STORE=str(store),
-            SEC_PASSWORD="pw", MALLORY_KEY=str(mallory.key), MALLORY_CERT=str(mallory.cert),
-        )  # fmt: skip
+            SEC_KEY=str(alice.key),
+            SEC_CERT=str(alice.cert),
+            SEC_STORE=str(store),
+            SEC_PASSWORD="pw",
+            MALLORY_KEY=str(mallory.key),
+            MALLORY_CERT=str(mallory.cert),
+        )
         yield project
 
 
@@ -132,9 +136,13 @@ def test_celeriac_client_signs_for_a_celery_worker(project: RedisProject) -> Non
 
 def project_cli(project: RedisProject, program: str, module: str, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", program, "-A", module, *args], cwd=project.root, env=project.env,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", program, "-A", module, *args],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

@@ -36,9 +36,12 @@ def revoke_by_broadcast(app: Any, name: str) -> str:
     task_id = str(uuid.uuid4())  # never sent: no stored state for it
     app.lamport_clock.adjust(CLOCK)
     [reply] = app.control.broadcast(
-        "revoke", arguments={"task_id": task_id}, destination=[f"{name}@{HOST}"],
-        reply=True, timeout=5,
-    )  # fmt: skip
+        "revoke",
+        arguments={"task_id": task_id},
+        destination=[f"{name}@{HOST}"],
+        reply=True,
+        timeout=5,
+    )
     assert "ok" in reply[f"{name}@{HOST}"], reply
     return task_id
 

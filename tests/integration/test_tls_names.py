@@ -35,8 +35,14 @@ def pki_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ca = pki_support.CertificateAuthority(root)
     right = ca.server("right", ["127.0.0.1", "localhost"])
     wrong = ca.server("wrong", ["broker.other.example"])
-    return {"root": root, "ca": ca.cert, "right": right.cert, "right_key": right.key,
-            "wrong": wrong.cert, "wrong_key": wrong.key}  # fmt: skip
+    return {
+        "root": root,
+        "ca": ca.cert,
+        "right": right.cert,
+        "right_key": right.key,
+        "wrong": wrong.cert,
+        "wrong_key": wrong.key,
+    }
 
 
 class TLSRedis:
@@ -51,11 +57,30 @@ class TLSRedis:
         directory.mkdir(parents=True, exist_ok=True)
         self.log = directory / f"redis-{self.port}.log"
         args = [
-            "redis-server", "--port", "0", "--tls-port", str(self.port), "--bind", HOST,
-            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-            "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--save", "",
-            "--appendonly", "no", "--dir", str(directory), "--logfile", str(self.log),
-        ]  # fmt: skip
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(ca),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--logfile",
+            str(self.log),
+        ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not self._listening():

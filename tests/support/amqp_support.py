@@ -79,9 +79,12 @@ def rabbitmqctl(*args: str, timeout: float = 60) -> str:
     """Run ``rabbitmqctl``; on timeout its whole process group is killed (it forks an
     Erlang VM through ``su``) and ``RuntimeError`` raised."""
     proc = subprocess.Popen(
-        ["rabbitmqctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ["rabbitmqctl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -316,11 +319,28 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for localhost / 127.0.0.1: (certificate, key) files."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return cert, key
 
 
@@ -407,9 +427,13 @@ class PrivateNode:
     def start(self, timeout: float = 60) -> None:
         with open(self.folder / "server.log", "wb") as log:
             self._proc = subprocess.Popen(
-                [str(self.scripts / "rabbitmq-server")], cwd=self.folder, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                [str(self.scripts / "rabbitmq-server")],
+                cwd=self.folder,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while not rabbitmq_reachable(HOST, self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -421,9 +445,13 @@ class PrivateNode:
     def ctl(self, *args: str, timeout: float = 60) -> str:
         """``rabbitmqctl`` against this node."""
         result = subprocess.run(
-            [str(self.scripts / "rabbitmqctl"), "-n", self.name, *args], env=self.env,
-            capture_output=True, text=True, timeout=timeout, start_new_session=True,
-        )  # fmt: skip
+            [str(self.scripts / "rabbitmqctl"), "-n", self.name, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr}")
         return result.stdout

@@ -74,9 +74,13 @@ class Project:
             return "awake"
 
         self.tasks: dict[str, Any] = {
-            "add": add, "hold": hold, "limited": limited, "slow": slow, "fail": fail,
+            "add": add,
+            "hold": hold,
+            "limited": limited,
+            "slow": slow,
+            "fail": fail,
             "sleep_async": sleep_async,
-        }  # fmt: skip
+        }
 
     def close(self) -> None:
         for gate in self.gates.values():

@@ -121,9 +121,15 @@ class RedisProject(WorkerProject):
         runlog = root / "runs.log"
         env = {"TEST_REDIS_URL": url, "TEST_PREFIX": self.prefix, "TEST_RUNLOG": str(runlog)}
         super().__init__(
-            root, {"rtasks": RTASKS, "celtasks": CELTASKS}, env, app="rtasks", cli_app="rtasks",
-            append_logs=True, runlog=runlog, stop_timeout=15.0,
-        )  # fmt: skip
+            root,
+            {"rtasks": RTASKS, "celtasks": CELTASKS},
+            env,
+            app="rtasks",
+            cli_app="rtasks",
+            append_logs=True,
+            runlog=runlog,
+            stop_timeout=15.0,
+        )
         self.env.pop("CELERIAC_TEST_WORKER")  # these tasks run the same in both processes
 
     def celeriac_worker(
@@ -144,9 +150,14 @@ class RedisProject(WorkerProject):
         and heartbeats, and without mingle unless asked."""
         concurrency = 2 if pool == "prefork" else None
         return self.start_celery_worker(
-            *args, name=name, app="celtasks", pool=pool, concurrency=concurrency, mingle=mingle,
+            *args,
+            name=name,
+            app="celtasks",
+            pool=pool,
+            concurrency=concurrency,
+            mingle=mingle,
             quick_stop=False,
-        )  # fmt: skip
+        )
 
     def runs(self) -> list[tuple[str, str]]:
         """(task id, kind) of every run so far, in order."""

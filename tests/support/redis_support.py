@@ -128,10 +128,22 @@ class RedisServer:
 
     def start(self) -> None:
         args = [
-            "redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-            "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
-        ]  # fmt: skip
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not redis_reachable(HOST, self.port):

@@ -45,8 +45,9 @@ def _admin(kind: str) -> object:
     if kind == "postgresql":
         import psycopg
 
-        return psycopg.connect(host=HOST, user="postgres", dbname="postgres", autocommit=True,
-                               connect_timeout=5)  # fmt: skip
+        return psycopg.connect(
+            host=HOST, user="postgres", dbname="postgres", autocommit=True, connect_timeout=5
+        )
     import pymysql
 
     return pymysql.connect(host=HOST, user="root", autocommit=True, connect_timeout=5)

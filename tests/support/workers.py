@@ -96,9 +96,13 @@ class WorkerProject:
         mode = "ab" if self.append_logs else "wb"
         with open(self.root / f"{name}.log", mode) as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                list(argv), cwd=self.root, env={**self.env, **(env or {})}, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=new_session,
-            )  # fmt: skip
+                list(argv),
+                cwd=self.root,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
+            )
         self.workers.append(proc)
         if ready is not None:
             self.wait_for_log(name, ready, proc, timeout=timeout)
@@ -117,8 +121,20 @@ class WorkerProject:
         wait for neighbours) unless asked. ``ready=None`` returns at once (a worker that is
         to die on its first task may do so before it logs ``ready.``)."""
         quiet = () if mingle else ("--without-mingle",)
-        argv = [sys.executable, "-m", "celeriac", "-A", app or self.app, "worker", "-l", "info",
-                "-n", f"{name}@%h", *quiet, *args]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "celeriac",
+            "-A",
+            app or self.app,
+            "worker",
+            "-l",
+            "info",
+            "-n",
+            f"{name}@%h",
+            *quiet,
+            *args,
+        ]
         return self.start(argv, name, ready, env=env)
 
     def start_celery_worker(
@@ -135,8 +151,18 @@ class WorkerProject:
         It takes about 10 s to shut down; with ``quick_stop`` ``stop_all`` waits only 2 s
         before it kills it."""
         flags = [f for f in CELERY_WORKER_FLAGS if not (mingle and f == "--without-mingle")]
-        argv = [sys.executable, "-m", "celery", "-A", app or self.app, "worker", "-l", "info",
-                "-P", pool]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app or self.app,
+            "worker",
+            "-l",
+            "info",
+            "-P",
+            pool,
+        ]
         argv += [*(["-c", str(concurrency)] if concurrency else []), *flags]
         proc = self.start([*argv, "-n", f"{name}@%h", *args], name)
         if quick_stop:
@@ -189,16 +215,24 @@ class WorkerProject:
         """``celeriac [-A <cli_app>] <args>`` run to its end in the folder."""
         target = ["-A", self.cli_app] if self.cli_app else []
         return subprocess.run(
-            [sys.executable, "-m", "celeriac", *target, *args], cwd=self.root, env=self.env,
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            [sys.executable, "-m", "celeriac", *target, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def run_script(self, code: str, timeout: float = 60) -> Any:
         """Run ``code`` in a fresh interpreter in the folder; its last stdout line as JSON."""
         done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)], cwd=self.root, env=self.env,
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            [sys.executable, "-c", textwrap.dedent(code)],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -54,8 +54,20 @@ def listed() -> dict[str, dict[str, Any]]:
 
 def test_configured_and_added_entries_are_listed_together(project: Path) -> None:
     assert list(listed()) == ["nightly"]
-    result = run("add", "ping", "-t", "beatcli.ping", "--every", "30s", "--args", "[1, 2]",
-                 "--queue", "fast", "--missed", "skip")  # fmt: skip
+    result = run(
+        "add",
+        "ping",
+        "-t",
+        "beatcli.ping",
+        "--every",
+        "30s",
+        "--args",
+        "[1, 2]",
+        "--queue",
+        "fast",
+        "--missed",
+        "skip",
+    )
     assert result.exit_code == 0, result.output
     assert "Added ping" in result.output
     run("add", "tidy", "-t", "beatcli.tidy", "--cron", "*/5 * * * *")
@@ -72,8 +84,10 @@ def test_configured_and_added_entries_are_listed_together(project: Path) -> None
         stored.close()
     assert definition is not None
     assert (definition["args"], definition["options"], definition["missed"]) == (
-        [1, 2], {"queue": "fast"}, "skip",
-    )  # fmt: skip
+        [1, 2],
+        {"queue": "fast"},
+        "skip",
+    )
     text = run("list").output
     assert "ping  [store, enabled]  beatcli.ping" in text
 
@@ -117,5 +131,6 @@ def test_schedule_option_picks_another_store(project: Path, tmp_path: Path) -> N
         cli, ["-A", "beatcli", "beat", "-s", str(other), "list", "--json"]
     )
     assert sorted(json.loads(line)["name"] for line in in_other.output.splitlines()) == [
-        "nightly", "ping",
-    ]  # fmt: skip
+        "nightly",
+        "ping",
+    ]

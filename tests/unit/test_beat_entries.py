@@ -99,9 +99,12 @@ def test_add_periodic_task_with_a_task(app: Celery) -> None:
     key = add_periodic_task(app, 10.0, tick, args=("hi",), name="say hi", queue="q")
     assert key == "say hi"
     assert app.conf.beat_schedule["say hi"] == {
-        "task": tick.name, "schedule": 10.0, "args": ("hi",), "kwargs": {},
+        "task": tick.name,
+        "schedule": 10.0,
+        "args": ("hi",),
+        "kwargs": {},
         "options": {"queue": "q"},
-    }  # fmt: skip
+    }
 
 
 def test_add_periodic_task_with_signature_like_objects(app: Celery) -> None:
@@ -146,8 +149,12 @@ def test_stored_definition_round_trips_with_the_same_fingerprint(app: Celery) ->
         back = entry_from_definition("e", entry.definition(), app)
         assert back.schedule == when and back.fingerprint == entry.fingerprint
         assert (back.args, back.kwargs, back.options, back.missed, back.missed_grace) == (
-            (1,), {"k": 2}, {"queue": "q"}, "skip", 5.0,
-        )  # fmt: skip
+            (1,),
+            {"k": 2},
+            {"queue": "q"},
+            "skip",
+            5.0,
+        )
         assert back.source == "store"
 
 

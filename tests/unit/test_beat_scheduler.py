@@ -76,9 +76,11 @@ def every(seconds: float, task: str = "proj.tasks.tick", **extra: Any) -> dict[s
 
 def make(app: Celery, store: Any = None, lease: Any = None, **options: Any) -> Scheduler:
     return Scheduler(
-        app, store=store or MemoryScheduleStore(), lease=lease or MemoryLease(clock=app.clock),
+        app,
+        store=store or MemoryScheduleStore(),
+        lease=lease or MemoryLease(clock=app.clock),
         **options,
-    )  # fmt: skip
+    )
 
 
 def test_sends_on_schedule_as_celery_beat_does(app: Celery, clock: ManualClock) -> None:
@@ -248,10 +250,18 @@ def test_entries_added_at_run_time_run_until_removed(
     scheduler = make(app)
     definition = {
         "task": "proj.tasks.added",
-        "schedule": {"type": "crontab", "minute": "*", "hour": "*", "day_of_week": "*",
-                     "day_of_month": "*", "month_of_year": "*"},
-        "args": [1], "kwargs": {}, "options": {},
-    }  # fmt: skip
+        "schedule": {
+            "type": "crontab",
+            "minute": "*",
+            "hour": "*",
+            "day_of_week": "*",
+            "day_of_month": "*",
+            "month_of_year": "*",
+        },
+        "args": [1],
+        "kwargs": {},
+        "options": {},
+    }
     from celeriac.beat.entries import entry_from_definition
 
     entry = entry_from_definition("added", definition, app)

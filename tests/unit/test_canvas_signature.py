@@ -69,9 +69,13 @@ def sent(name: str) -> list[TaskMessage]:
 
 def test_s_and_si_build_celerys_wire_dict() -> None:
     assert add.s(2, y=3).to_dict() == {
-        "task": add.name, "args": [2], "kwargs": {"y": 3}, "options": {},
-        "subtask_type": None, "immutable": False,
-    }  # fmt: skip
+        "task": add.name,
+        "args": [2],
+        "kwargs": {"y": 3},
+        "options": {},
+        "subtask_type": None,
+        "immutable": False,
+    }
     assert add.si(2, 2).immutable is True
     assert add.s(2).__json__() == add.s(2).to_dict()
     assert isinstance(add.s(2), dict)  # as Celery's is: JSON-encodable as it stands
@@ -314,8 +318,11 @@ def test_chunks_and_maps_send_builtin_tasks_routed_as_the_inner_task() -> None:
         app.conf.task_routes = None
     messages = sent(q)
     assert sorted(m.task for m in messages) == [
-        "celery.map", "celery.starmap", "celery.starmap", "celery.starmap",
-    ]  # fmt: skip
+        "celery.map",
+        "celery.starmap",
+        "celery.starmap",
+        "celery.starmap",
+    ]
     sizes = sorted(len(m.kwargs["it"]) for m in messages if m.group is not None)
     assert sizes == [1, 2]
 
@@ -324,9 +331,15 @@ def test_every_app_registers_the_builtin_tasks() -> None:
     with Celery("other", broker="memory://other", set_as_current=False) as other:
         names = {name for name in other.tasks if name.startswith("celery.")}
     assert {
-        "celery.chain", "celery.group", "celery.chord", "celery.chunks", "celery.map",
-        "celery.starmap", "celery.accumulate", "celery.chord_unlock",
-    } <= names  # fmt: skip
+        "celery.chain",
+        "celery.group",
+        "celery.chord",
+        "celery.chunks",
+        "celery.map",
+        "celery.starmap",
+        "celery.accumulate",
+        "celery.chord_unlock",
+    } <= names
     assert "celery.map" not in app.tasks.regular()
 
 

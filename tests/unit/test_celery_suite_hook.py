@@ -53,9 +53,12 @@ def test_without_the_celeriac_target_celery_is_celery() -> None:
 
 def test_python_m_celery_runs_celeriacs_command_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "celery", "--help"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "celery", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": f"{SITE}:{ROOT}", "CELERY_SUITE_TARGET": "celeriac"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Usage: celeriac")
 

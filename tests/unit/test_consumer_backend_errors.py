@@ -29,10 +29,13 @@ def broker() -> Iterator[str]:
 
 def worker_app(broker: str, backend: str) -> tuple[Celery, list[int]]:
     app = Celery(
-        "errors", broker=broker, backend=backend, set_as_current=False,
+        "errors",
+        broker=broker,
+        backend=backend,
+        set_as_current=False,
         result_backend_transport_options={"retry_policy": {"max_retries": 0}},
         result_backend_always_retry=False,  # give up at once (else: until the store answers)
-    )  # fmt: skip
+    )
     ran: list[int] = []
 
     @app.task(name="t.record")

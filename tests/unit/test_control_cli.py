@@ -17,11 +17,13 @@ T0 = 1_700_000_000.0
 
 def test_arguments_follow_each_commands_signature() -> None:
     assert compile_arguments("rate_limit", ("tasks.add", "10/m")) == {
-        "task_name": "tasks.add", "rate_limit": "10/m",
-    }  # fmt: skip
+        "task_name": "tasks.add",
+        "rate_limit": "10/m",
+    }
     assert compile_arguments("time_limit", ("tasks.add", "1.5")) == {
-        "task_name": "tasks.add", "soft": 1.5,
-    }  # fmt: skip
+        "task_name": "tasks.add",
+        "soft": 1.5,
+    }
     assert compile_arguments("revoke", ("a", "b")) == {"task_id": ["a", "b"]}
     assert compile_arguments("terminate", ("SIGKILL", "a")) == {
         "signal": "SIGKILL",
@@ -46,24 +48,53 @@ def test_replies_print_as_celery_prints_them() -> None:
 
 
 def test_an_event_dumps_on_one_line() -> None:
-    line = format_event({
-        "type": "task-succeeded", "hostname": "w1@h", "timestamp": T0, "uuid": "u",
-        "result": "4", "local_received": T0,
-    })  # fmt: skip
+    line = format_event(
+        {
+            "type": "task-succeeded",
+            "hostname": "w1@h",
+            "timestamp": T0,
+            "uuid": "u",
+            "result": "4",
+            "local_received": T0,
+        }
+    )
     assert line == "w1@h [2023-11-14T22:13:20+00:00] task-succeeded: result=4, uuid=u"
 
 
 def test_the_live_view_shows_workers_and_the_latest_tasks() -> None:
     clock = ManualClock(T0)
     state = State(clock=clock)
-    state.event({"type": "worker-heartbeat", "hostname": "w1@h", "timestamp": T0, "freq": 2.0,
-                 "active": 1, "processed": 9, "loadavg": [0.5, 0.25, 0.0]})  # fmt: skip
+    state.event(
+        {
+            "type": "worker-heartbeat",
+            "hostname": "w1@h",
+            "timestamp": T0,
+            "freq": 2.0,
+            "active": 1,
+            "processed": 9,
+            "loadavg": [0.5, 0.25, 0.0],
+        }
+    )
     for n, kind in enumerate(["received", "succeeded"]):
         fields = {"name": "tasks.add", "result": "4", "runtime": 0.25}
-        state.event({"type": f"task-{kind}", "uuid": "t1", "hostname": "w1@h",
-                     "timestamp": T0 + n, **fields})  # fmt: skip
-    state.event({"type": "task-failed", "uuid": "t2", "hostname": "w1@h", "timestamp": T0 + 5,
-                 "exception": "KeyError('k')"})  # fmt: skip
+        state.event(
+            {
+                "type": f"task-{kind}",
+                "uuid": "t1",
+                "hostname": "w1@h",
+                "timestamp": T0 + n,
+                **fields,
+            }
+        )
+    state.event(
+        {
+            "type": "task-failed",
+            "uuid": "t2",
+            "hostname": "w1@h",
+            "timestamp": T0 + 5,
+            "exception": "KeyError('k')",
+        }
+    )
     frame = render(state, now=T0 + 1, width=200, height=20).splitlines()
     assert frame[0].startswith("celeriac events: 1 of 1 workers online, 4 events, 2 tasks")
     [worker] = [line for line in frame if line.startswith("w1@h")]

@@ -107,8 +107,9 @@ def test_terminate_cancels_a_coroutine_in_the_asyncio_pool(project: Project) -> 
         inspect = project.app.control.inspect(destination=NODE, timeout=5)
         eventually(inspect.active)
         eventually(lambda: worker.pool is not None and worker.pool._coroutines)  # type: ignore[attr-defined]
-        project.app.control.revoke(running.id, terminate=True, signal="SIGKILL",
-                                   destination=[NODE], reply=True)  # fmt: skip
+        project.app.control.revoke(
+            running.id, terminate=True, signal="SIGKILL", destination=[NODE], reply=True
+        )
         eventually(lambda: project.app.AsyncResult(running.id).result.args == ("terminated",))
         assert isinstance(project.app.AsyncResult(running.id).result, TaskRevokedError)
         assert sleeper.delay(0).get(timeout=10) == "awake"
@@ -150,8 +151,9 @@ def test_rate_limit_changes_the_limit_or_says_what_is_wrong(project: Project) ->
 def test_time_limit_applies_to_the_next_runs(project: Project) -> None:
     slow = project.tasks["slow"]
     with project.worker():
-        reply = project.app.control.time_limit("t.slow", soft=0.2, hard=5, reply=True,
-                                               destination=[NODE])  # fmt: skip
+        reply = project.app.control.time_limit(
+            "t.slow", soft=0.2, hard=5, reply=True, destination=[NODE]
+        )
         assert reply == [{NODE: {"ok": "time limits set successfully"}}]
         assert (slow.soft_time_limit, slow.time_limit) == (0.2, 5.0)
         assert slow.delay(30).get(timeout=10) == "soft limit"

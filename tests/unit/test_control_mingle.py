@@ -32,8 +32,13 @@ def newcomer(project: Project, **options: Any) -> Worker:
     """A second worker, with an app of its own on the project's broker; not started."""
     url = f"memory://{project.name}"
     app = Celery("newcomer", broker=url, backend=url, set_as_current=False)
-    settings: dict[str, Any] = {"pool": "threads", "concurrency": 1, "mingle": True,
-                                "mingle_timeout": 0.5, **options}  # fmt: skip
+    settings: dict[str, Any] = {
+        "pool": "threads",
+        "concurrency": 1,
+        "mingle": True,
+        "mingle_timeout": 0.5,
+        **options,
+    }
     return Worker(app, hostname=NEWCOMER, **settings)
 
 

@@ -55,14 +55,19 @@ def make(app: Celery, store: DashboardStore, *, collect: bool = False, **auth: A
     # TestClient's requests say Host: testserver; a loopback-bound dashboard must be told.
     policy = AuthPolicy.from_options(allowed_hosts=["testserver"], **auth) if auth else None
     return create_app(
-        app, store, auth=policy, collect=collect, clock=store.clock,
+        app,
+        store,
+        auth=policy,
+        collect=collect,
+        clock=store.clock,
         control=ControlAdapter(app, timeout=0.1),
-    )  # fmt: skip
+    )
 
 
 def test_reads_mirror_the_store(app: Celery, store: DashboardStore) -> None:
-    store.apply([received(f"t{i}", T0 + i, name="proj.add" if i % 2 else "proj.mul")
-                 for i in range(5)])  # fmt: skip
+    store.apply(
+        [received(f"t{i}", T0 + i, name="proj.add" if i % 2 else "proj.mul") for i in range(5)]
+    )
     store.apply([event("task-failed", "t3", T0 + 4, exception="KeyError('k')", traceback="TB")])
     store.apply([event("worker-heartbeat", hostname="w1@host", at=T0 + 4, active=1)])
     with TestClient(make(app, store)) as client:
@@ -77,8 +82,10 @@ def test_reads_mirror_the_store(app: Celery, store: DashboardStore) -> None:
         assert {t["uuid"] for t in by_time.json()["tasks"]} == {"t1", "t2"}
         detail = client.get("/api/tasks/t3").json()
         assert (detail["exception"], detail["traceback"], detail["name"]) == (
-            "KeyError('k')", "TB", "proj.add",
-        )  # fmt: skip
+            "KeyError('k')",
+            "TB",
+            "proj.add",
+        )
         assert client.get("/api/tasks/nope").status_code == 404
         assert client.get("/api/tasks", params={"since": "yesterday"}).status_code == 400
         assert client.get("/api/tasks", params={"after": "garbage"}).status_code == 400
@@ -187,8 +194,12 @@ _SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+$
 
 def test_metrics_are_prometheus_text(app: Celery, store: DashboardStore) -> None:
     store.apply([received("t1", name='odd"name'), received("t2")])
-    store.apply([event("task-succeeded", "t1", T0 + 1, runtime=0.3),
-                 event("task-succeeded", "t2", T0 + 1, runtime=7.0)])  # fmt: skip
+    store.apply(
+        [
+            event("task-succeeded", "t1", T0 + 1, runtime=0.3),
+            event("task-succeeded", "t2", T0 + 1, runtime=7.0),
+        ]
+    )
     store.apply([event("worker-heartbeat", hostname="w1@host", at=T0 + 4, active=2, processed=9)])
     app.send_task("proj.add", (1, 2))
     with TestClient(make(app, store)) as client:

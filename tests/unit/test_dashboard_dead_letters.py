@@ -58,13 +58,15 @@ def test_the_list_shows_the_newest_first_without_bodies(app: Celery, client: Tes
     assert page["total"] == 2
     newest, oldest = page["dead_letters"]
     assert (newest["reason"], oldest["reason"]) == (
-        "DecodeError: not JSON", "InvalidTaskError: args must be a list",
-    )  # fmt: skip
+        "DecodeError: not JSON",
+        "InvalidTaskError: args must be a list",
+    )
     assert (oldest["task"], oldest["task_id"], oldest["queue"]) == ("proj.add", "t-1", "celery")
     assert "message" not in oldest and oldest["body_size"] > 0
     assert client.get("/api/dead-letters", params={"queue": "other"}).json() == {
-        "dead_letters": [], "total": 0,
-    }  # fmt: skip
+        "dead_letters": [],
+        "total": 0,
+    }
     assert len(client.get("/api/dead-letters", params={"limit": 1}).json()["dead_letters"]) == 1
     assert client.get("/api/dead-letters", params={"limit": "0"}).status_code == 400
 

@@ -20,8 +20,17 @@ from celeriac.dashboard.server import create_app
 from celeriac.dashboard.store import DashboardStore
 from tests.unit.test_dashboard_store import T0, received
 
-READS = ["/", "/api/tasks", "/api/tasks/t1", "/api/workers", "/api/config", "/api/queues",
-         "/api/stream", "/metrics", "/static/app.js"]  # fmt: skip
+READS = [
+    "/",
+    "/api/tasks",
+    "/api/tasks/t1",
+    "/api/workers",
+    "/api/config",
+    "/api/queues",
+    "/api/stream",
+    "/metrics",
+    "/static/app.js",
+]
 
 
 @pytest.fixture(name="app")
@@ -42,9 +51,14 @@ def store_fixture(tmp_path: Path) -> Iterator[DashboardStore]:
 def _board(app: Celery, store: DashboardStore, prefix: str = "", **options: Any) -> Starlette:
     policy = AuthPolicy.from_options(**options)
     return create_app(
-        app, store, auth=policy, collect=False, clock=store.clock, url_prefix=prefix,
+        app,
+        store,
+        auth=policy,
+        collect=False,
+        clock=store.clock,
+        url_prefix=prefix,
         control=ControlAdapter(app, timeout=0.1),
-    )  # fmt: skip
+    )
 
 
 def test_loopback_dashboard_refuses_a_rebound_host_on_every_read(

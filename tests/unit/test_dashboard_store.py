@@ -25,9 +25,13 @@ T0 = 1_700_000_000.0
 def event(kind: str, uuid: str | None = None, at: float = T0, **fields: Any) -> dict[str, Any]:
     """An event as Celery's workers send it (wire.md §4.4)."""
     body: dict[str, Any] = {
-        "type": kind, "hostname": fields.pop("hostname", "w1@host"), "utcoffset": 0,
-        "pid": 42, "clock": 1, "timestamp": at,
-    }  # fmt: skip
+        "type": kind,
+        "hostname": fields.pop("hostname", "w1@host"),
+        "utcoffset": 0,
+        "pid": 42,
+        "clock": 1,
+        "timestamp": at,
+    }
     if uuid is not None:
         body["uuid"] = uuid
     body.update(fields)
@@ -152,8 +156,18 @@ def test_history_survives_a_restart(tmp_path: Path, clock: ManualClock) -> None:
 
 def test_workers_go_offline_without_heartbeats(store: DashboardStore, clock: ManualClock) -> None:
     store.apply([event("worker-online", hostname="w1@host", at=T0 + 10, freq=2.0, active=0)])
-    store.apply([event("worker-heartbeat", hostname="w2@host", at=T0 + 10, processed=7,
-                       loadavg=[0.5, 0.25, 0.1], active=1)])  # fmt: skip
+    store.apply(
+        [
+            event(
+                "worker-heartbeat",
+                hostname="w2@host",
+                at=T0 + 10,
+                processed=7,
+                loadavg=[0.5, 0.25, 0.1],
+                active=1,
+            )
+        ]
+    )
     workers = {w["hostname"]: w for w in store.workers()}
     assert workers["w1@host"]["online"] and workers["w2@host"]["online"]
     assert (workers["w2@host"]["processed"], workers["w2@host"]["loadavg"]) == (7, [0.5, 0.25, 0.1])
@@ -172,11 +186,13 @@ def test_workers_go_offline_without_heartbeats(store: DashboardStore, clock: Man
 def test_result_store_metas_give_progress_and_missed_outcomes(store: DashboardStore) -> None:
     store.apply([received("p"), event("task-started", "p"), received("done"), received("new")])
     assert set(store.in_flight()) == {"p", "done", "new"}
-    changes = store.apply_metas({
-        "p": {"status": "PROGRESS", "result": {"current": 3, "total": 10}},
-        "done": {"status": "SUCCESS", "result": 7},
-        "new": {"status": "PENDING", "result": None},
-    })  # fmt: skip
+    changes = store.apply_metas(
+        {
+            "p": {"status": "PROGRESS", "result": {"current": 3, "total": 10}},
+            "done": {"status": "SUCCESS", "result": 7},
+            "new": {"status": "PENDING", "result": None},
+        }
+    )
     assert {t["uuid"] for t in changes.tasks} == {"p", "done"}
     assert store.task("p")["progress"] == {"current": 3.0, "total": 10.0}  # type: ignore[index]
     assert store.task("p")["state"] == "STARTED"  # type: ignore[index]
@@ -233,11 +249,17 @@ def test_a_million_tasks_page_by_index(tmp_path: Path) -> None:
                 "INSERT INTO celeriac_dashboard_tasks "
                 "(uuid, name, state, worker, seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    (f"{i:08x}", names[i % 3], states[i % 4], f"w{i % 5}@host", T0 + i / 50,
-                     T0 + i / 50)
+                    (
+                        f"{i:08x}",
+                        names[i % 3],
+                        states[i % 4],
+                        f"w{i % 5}@host",
+                        T0 + i / 50,
+                        T0 + i / 50,
+                    )
                     for i in range(1_000_000)
                 ),
-            )  # fmt: skip
+            )
     finally:
         conn.close()
     try:

@@ -26,8 +26,9 @@ START = dt.datetime(2026, 3, 8, 12, 0, tzinfo=dt.UTC)
 
 
 def _app(**settings: object) -> Celery:
-    app = Celery("sched", broker="memory://", clock=ManualClock(START.timestamp()),
-                 set_as_current=False)  # fmt: skip
+    app = Celery(
+        "sched", broker="memory://", clock=ManualClock(START.timestamp()), set_as_current=False
+    )
     app.conf.update(settings)
     return app
 
@@ -44,9 +45,12 @@ def test_an_unknown_beat_scheduler_is_refused_naming_the_supported_ones() -> Non
 
 @pytest.mark.parametrize(
     "name",
-    ["django", "django_celery_beat.schedulers:DatabaseScheduler",
-     "celeriac.contrib.django.schedulers:DatabaseScheduler"],
-)  # fmt: skip
+    [
+        "django",
+        "django_celery_beat.schedulers:DatabaseScheduler",
+        "celeriac.contrib.django.schedulers:DatabaseScheduler",
+    ],
+)
 def test_the_django_scheduler_and_its_aliases_are_recognised(name: str) -> None:
     assert database_scheduler(_app(beat_scheduler=name)) is not None
     assert database_scheduler(_app()) is None  # Celery's default: beat's own store
@@ -90,19 +94,25 @@ print(type(shared).__name__, type(own).__name__,
 """
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"DJANGO_SETTINGS_MODULE": "probe_settings"}, "DjangoTask DjangoTask True"),
-    ({}, "Task Task False"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DJANGO_SETTINGS_MODULE": "probe_settings"}, "DjangoTask DjangoTask True"),
+        ({}, "Task Task False"),
+    ],
+)
 def test_the_fixup_makes_djangotask_the_default_only_in_django_projects(
     tmp_path: Path, env: dict[str, str], expected: str
 ) -> None:
     (tmp_path / "probe_settings.py").write_text("SECRET_KEY = 'x'\nINSTALLED_APPS = []\n")
     environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), **env}
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(FIXUP_PROBE)], env=environ, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", textwrap.dedent(FIXUP_PROBE)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
 
@@ -131,13 +141,22 @@ def test_results_in_the_django_cache(tmp_path: Path) -> None:
         "SECRET_KEY = 'x'\nINSTALLED_APPS = []\nCACHES = {'default': "
         "{'BACKEND': 'django.core.cache.backends.locmem.LocMemCache'}}\n"
     )
-    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path),
-               "DJANGO_SETTINGS_MODULE": "cache_settings"}  # fmt: skip
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "cache_settings",
+    }
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CACHE_PROBE)], env=environ, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", textwrap.dedent(CACHE_PROBE)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
-        "value": {"n": 1}, "counts": [1, 2, 3], "group": True, "after_forget": "PENDING",
-    }  # fmt: skip
+        "value": {"n": 1},
+        "counts": [1, 2, 3],
+        "group": True,
+        "after_forget": "PENDING",
+    }

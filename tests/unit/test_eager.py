@@ -127,15 +127,25 @@ def test_an_eager_request(app: Celery) -> None:
     def describe(self: Task[Any, Any], x: int) -> dict[str, Any]:
         r = self.request
         return {
-            "id": r.id, "args": r.args, "is_eager": r.is_eager, "retries": r.retries,
-            "headers": r.headers, "called_directly": r.called_directly, "root_id": r.root_id,
-        }  # fmt: skip
+            "id": r.id,
+            "args": r.args,
+            "is_eager": r.is_eager,
+            "retries": r.retries,
+            "headers": r.headers,
+            "called_directly": r.called_directly,
+            "root_id": r.root_id,
+        }
 
     result = describe.apply((7,), headers={"k": "v"}, task_id="eager-1")
     assert result.get() == {
-        "id": "eager-1", "args": (7,), "is_eager": True, "retries": 0,
-        "headers": {"k": "v"}, "called_directly": False, "root_id": "eager-1",
-    }  # fmt: skip
+        "id": "eager-1",
+        "args": (7,),
+        "is_eager": True,
+        "retries": 0,
+        "headers": {"k": "v"},
+        "called_directly": False,
+        "root_id": "eager-1",
+    }
 
 
 def test_eager_retry_runs_again_in_place(app: Celery) -> None:
@@ -228,9 +238,10 @@ def test_retry_says_when_as_celery_does(app: Celery) -> None:
     def later(self: Task[Any, Any], how: str) -> str:
         if self.request.retries == 0:
             options: dict[str, Any] = {
-                "default": {}, "countdown": {"countdown": 2},
+                "default": {},
+                "countdown": {"countdown": 2},
                 "eta": {"eta": dt.datetime(2030, 1, 1, tzinfo=dt.UTC)},
-            }[how]  # fmt: skip
+            }[how]
             try:
                 raise self.retry(**options)
             except Retry as retry:
@@ -239,6 +250,8 @@ def test_retry_says_when_as_celery_does(app: Celery) -> None:
         return how
 
     assert [later.delay(how).get() for how in ("default", "countdown", "eta")] == [
-        "default", "countdown", "eta",
-    ]  # fmt: skip
+        "default",
+        "countdown",
+        "eta",
+    ]
     assert messages == ["in 7s", "in 2s", "at 2030-01-01 00:00:00+00:00"]

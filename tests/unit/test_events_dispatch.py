@@ -95,8 +95,13 @@ def test_the_receiver_syncs_the_clock_and_orders_task_sent_first(app: Celery) ->
     events: list[dict[str, Any]] = []
     receiver = app.events.Receiver(handlers={"*": events.append})
     receiver.subscribe()
-    event = {"type": "worker-heartbeat", "hostname": "far@h", "clock": 500,
-             "timestamp": 1_800_000_000.0, "utcoffset": 0}  # fmt: skip
+    event = {
+        "type": "worker-heartbeat",
+        "hostname": "far@h",
+        "clock": 500,
+        "timestamp": 1_800_000_000.0,
+        "utcoffset": 0,
+    }
     body = json.dumps(event).encode()
 
     message = Message(body, "application/json", "utf-8")

@@ -16,20 +16,38 @@ T0 = 1_700_000_000.0
 
 def worker_event(kind: str, host: str = "w1@h", at: float = T0, **fields: Any) -> dict[str, Any]:
     return {
-        "type": f"worker-{kind}", "hostname": host, "timestamp": at, "local_received": at,
-        "utcoffset": 0, "pid": 42, "clock": 1, "freq": 2.0, "active": 0, "processed": 0,
-        "loadavg": [0.1, 0.2, 0.3], "sw_ident": "py-celeriac", "sw_ver": "0.1.0",
-        "sw_sys": "Linux", **fields,
-    }  # fmt: skip
+        "type": f"worker-{kind}",
+        "hostname": host,
+        "timestamp": at,
+        "local_received": at,
+        "utcoffset": 0,
+        "pid": 42,
+        "clock": 1,
+        "freq": 2.0,
+        "active": 0,
+        "processed": 0,
+        "loadavg": [0.1, 0.2, 0.3],
+        "sw_ident": "py-celeriac",
+        "sw_ver": "0.1.0",
+        "sw_sys": "Linux",
+        **fields,
+    }
 
 
 def task_event(
     kind: str, uuid: str, host: str = "w1@h", at: float = T0, **fields: Any
 ) -> dict[str, Any]:
     return {
-        "type": f"task-{kind}", "uuid": uuid, "hostname": host, "timestamp": at,
-        "local_received": at, "utcoffset": 0, "pid": 42, "clock": 1, **fields,
-    }  # fmt: skip
+        "type": f"task-{kind}",
+        "uuid": uuid,
+        "hostname": host,
+        "timestamp": at,
+        "local_received": at,
+        "utcoffset": 0,
+        "pid": 42,
+        "clock": 1,
+        **fields,
+    }
 
 
 def received(uuid: str, name: str = "tasks.add", **fields: Any) -> dict[str, Any]:
@@ -86,8 +104,12 @@ def test_a_task_folds_received_started_succeeded(state: State) -> None:
     assert not created and subject == "succeeded"
     assert isinstance(task, Task)
     assert (task.state, task.name, task.args, task.result, task.runtime) == (
-        states.SUCCESS, "tasks.add", "(2, 2)", "4", 0.5,
-    )  # fmt: skip
+        states.SUCCESS,
+        "tasks.add",
+        "(2, 2)",
+        "4",
+        0.5,
+    )
     assert (task.received, task.started, task.succeeded) == (T0, T0 + 1, T0 + 2)
     assert task.worker is state.workers["w1@h"] and task.ready
     assert task.info()["result"] == "4"

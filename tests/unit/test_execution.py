@@ -266,9 +266,14 @@ def test_retry_stores_retry_then_sends_the_task_again(app: Celery) -> None:
     task = recording(app, bounce, bind=True, name="exec.bounce")
     expires = app.now() + dt.timedelta(hours=1)
     request = request_for(
-        task, 1, retries=1, root_id="root-1", expires=expires, headers={"tenant": "acme"},
+        task,
+        1,
+        retries=1,
+        root_id="root-1",
+        expires=expires,
+        headers={"tenant": "acme"},
         delivery_info={"routing_key": "celery"},
-    )  # fmt: skip
+    )
 
     def on_publish(sender: Any = None, headers: Any = None, **kwargs: Any) -> None:
         states_at_publish.append(app.AsyncResult(headers["id"]).state)
@@ -354,9 +359,15 @@ def test_autoretry_backoff_countdown(app: Celery) -> None:
 
 def test_context_from_message(app: Celery) -> None:
     result = app.send_task(
-        "exec.remote", args=(1,), kwargs={"k": 2}, headers={"h": "v"}, group_id="g",
-        time_limit=9, soft_time_limit=8, priority=4,
-    )  # fmt: skip
+        "exec.remote",
+        args=(1,),
+        kwargs={"k": 2},
+        headers={"h": "v"},
+        group_id="g",
+        time_limit=9,
+        soft_time_limit=8,
+        priority=4,
+    )
     [message] = waiting(app, "celery")
     info = {"exchange": "", "routing_key": "celery", "priority": 4, "redelivered": False}
     context = context_from_message(message, hostname="w1@host", delivery_info=info)
@@ -378,10 +389,13 @@ def test_context_from_message(app: Celery) -> None:
 def test_link_callback_with_frozen_ids_is_sent_with_this_tasks_ids(app: Celery) -> None:
     task = app.task(lambda: 5)
     callback = {
-        "task": "exec.after", "args": [1], "kwargs": {}, "subtask_type": None,
+        "task": "exec.after",
+        "args": [1],
+        "kwargs": {},
+        "subtask_type": None,
         "immutable": False,
         "options": {"queue": "callbacks", "root_id": "stale", "parent_id": "stale"},
-    }  # fmt: skip
+    }
     request = request_for(task, callbacks=[callback], root_id="root-9")
     assert execute(task, request).state == states.SUCCESS
     [message] = waiting(app, "callbacks")

@@ -142,7 +142,11 @@ def test_celeriac_report_and_the_banner_show_no_secret(masked_app: Any) -> None:
     assert "s3cret" not in report.output
     assert "broker:amqp://u:**@127.0.0.1:1//;amqp://u:**@127.0.0.1:2//" in report.output
     text = banner(
-        masked_app, hostname="w@h", pool="solo", concurrency=1, queues=[Queue("celery")],
+        masked_app,
+        hostname="w@h",
+        pool="solo",
+        concurrency=1,
+        queues=[Queue("celery")],
         transport=MemoryTransport("memory://banner"),
-    )  # fmt: skip
+    )
     assert "s3cret" not in text and "amqp://u:**@127.0.0.1:1//" in text

@@ -15,11 +15,20 @@ from celeriac.worker.job import Job, JobResult
 
 def test_jobs_and_results_survive_the_pipe_unchanged() -> None:
     message = TaskMessage(
-        task="t.add", id="i", args=(1, [2]), kwargs={"k": {"n": 3}},
+        task="t.add",
+        id="i",
+        args=(1, [2]),
+        kwargs={"k": {"n": 3}},
         embed=Embed(callbacks=[{"task": "t.cb"}], chord={"task": "t.body"}),
-        eta=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), retries=2, group="g", group_index=1,
-        time_limit=5.0, reply_to="oid", priority=7, extra_headers={"x": 1},
-    )  # fmt: skip
+        eta=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        retries=2,
+        group="g",
+        group_index=1,
+        time_limit=5.0,
+        reply_to="oid",
+        priority=7,
+        extra_headers={"x": 1},
+    )
     job = Job(message=message, info={"routing_key": "celery"}, hostname="h", key=4)
     job.worker_pid = 99
     result = JobResult("FAILURE", runtime=0.5, requeue=True, detail="boom", terminated=15)

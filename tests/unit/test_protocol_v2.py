@@ -15,10 +15,26 @@ from celeriac.protocol.v2 import PROTOCOL_HEADERS, decode_task, encode_task, saf
 
 NOW = dt.datetime(2026, 11, 21, 19, 0, 0, tzinfo=dt.UTC)
 HEADER_ORDER = [
-    "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
-    "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin",
-    "ignore_result", "replaced_task_nesting", "stamped_headers", "stamps",
-]  # fmt: skip
+    "lang",
+    "task",
+    "id",
+    "shadow",
+    "eta",
+    "expires",
+    "group",
+    "group_index",
+    "retries",
+    "timelimit",
+    "root_id",
+    "parent_id",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+    "ignore_result",
+    "replaced_task_nesting",
+    "stamped_headers",
+    "stamps",
+]
 SIG: dict[str, Any] = {
     "task": "tasks.add",
     "args": [10],

@@ -110,13 +110,28 @@ def test_task_logger_records_carry_the_task_name(caplog: pytest.LogCaptureFixtur
 
 def test_public_modules_declare_all() -> None:
     for module in (
-        "celeriac.app.base", "celeriac.app.producer", "celeriac.app.routes",
-        "celeriac.app.results", "celeriac.app.registry", "celeriac.task", "celeriac.result",
-        "celeriac.execution", "celeriac.followups", "celeriac.request", "celeriac.signals",
-        "celeriac.log", "celeriac.canvas", "celeriac.canvas.signature", "celeriac.canvas.chain",
-        "celeriac.canvas.group", "celeriac.canvas.chord", "celeriac.canvas.maps",
-        "celeriac.canvas.join", "celeriac.canvas.dispatch", "celeriac.canvas.replace",
-    ):  # fmt: skip
+        "celeriac.app.base",
+        "celeriac.app.producer",
+        "celeriac.app.routes",
+        "celeriac.app.results",
+        "celeriac.app.registry",
+        "celeriac.task",
+        "celeriac.result",
+        "celeriac.execution",
+        "celeriac.followups",
+        "celeriac.request",
+        "celeriac.signals",
+        "celeriac.log",
+        "celeriac.canvas",
+        "celeriac.canvas.signature",
+        "celeriac.canvas.chain",
+        "celeriac.canvas.group",
+        "celeriac.canvas.chord",
+        "celeriac.canvas.maps",
+        "celeriac.canvas.join",
+        "celeriac.canvas.dispatch",
+        "celeriac.canvas.replace",
+    ):
         exported = importlib.import_module(module).__all__
         assert exported, module
         for name in exported:
@@ -133,8 +148,10 @@ def test_unpickleable_exception_wrapper_keeps_and_restores_the_exception() -> No
 
     wrapper = UnpickleableExceptionWrapper.from_exception(KeyError("k"))
     assert (wrapper.exc_module, wrapper.exc_cls_name, wrapper.exc_args) == (
-        "builtins", "KeyError", ("'k'",),
-    )  # fmt: skip
+        "builtins",
+        "KeyError",
+        ("'k'",),
+    )
     restored = UnpickleableExceptionWrapper("builtins", "ValueError", ["boom"]).restore()
     assert type(restored) is ValueError and restored.args == ("boom",)
     missing = UnpickleableExceptionWrapper("no.such.module", "Gone", ["x"], "Gone('x')")

@@ -120,9 +120,12 @@ def test_the_worker_command_names_a_queue_it_cannot_consume(tmp_path: Path) -> N
     )
     done = subprocess.run(
         [sys.executable, "-m", "celeriac", "-A", "proj", "worker", "-P", "solo", "-Q", "nowhere"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "Cannot consume from queue 'nowhere'" in done.stderr
     help_text = CliRunner().invoke(cli, ["worker", "--help"]).output
@@ -135,22 +138,29 @@ def test_the_worker_command_names_a_queue_it_cannot_consume(tmp_path: Path) -> N
 def test_broker_settings_reach_the_transport_options(app: Celery) -> None:
     assert transport_options(app.conf) == {}  # defaults: each transport keeps its own
     app.conf.update(
-        broker_login_method="AMQPLAIN", broker_heartbeat=30, task_queue_max_priority=10,
-        broker_native_delayed_delivery_queue_type="classic", broker_pool_limit=2,
+        broker_login_method="AMQPLAIN",
+        broker_heartbeat=30,
+        task_queue_max_priority=10,
+        broker_native_delayed_delivery_queue_type="classic",
+        broker_pool_limit=2,
         broker_transport_options={"confirm_timeout": 3},
-    )  # fmt: skip
+    )
     assert transport_options(app.conf) == {
-        "broker_login_method": "AMQPLAIN", "broker_heartbeat": 30, "max_priority": 10,
-        "delayed_delivery_queue_type": "classic", "broker_pool_limit": 2,
+        "broker_login_method": "AMQPLAIN",
+        "broker_heartbeat": 30,
+        "max_priority": 10,
+        "delayed_delivery_queue_type": "classic",
+        "broker_pool_limit": 2,
         "confirm_timeout": 3,
-    }  # fmt: skip
+    }
 
 
 def test_broker_transport_options_win_over_settings(app: Celery) -> None:
     app.conf.update(
-        task_queue_max_priority=10, broker_heartbeat=30,
+        task_queue_max_priority=10,
+        broker_heartbeat=30,
         broker_transport_options={"max_priority": 5, "broker_heartbeat": 0},
-    )  # fmt: skip
+    )
     options = transport_options(app.conf)
     assert (options["max_priority"], options["broker_heartbeat"]) == (5, 0)
 
@@ -158,14 +168,21 @@ def test_broker_transport_options_win_over_settings(app: Celery) -> None:
 def test_the_rpc_backend_gets_the_broker_and_result_settings(app: Celery) -> None:
     broker = "amqp://u:p@rabbit:5672/v"
     app.conf.update(
-        broker_url=broker, broker_heartbeat=30, result_persistent=True, result_expires=60,
+        broker_url=broker,
+        broker_heartbeat=30,
+        result_persistent=True,
+        result_expires=60,
         broker_transport_options={"confirm_timeout": 3},
-    )  # fmt: skip
+    )
     options = backend_options(app.conf, "rpc://", app.broker_url)
     assert options == {
-        "broker_url": broker, "broker_heartbeat": 30, "confirm_timeout": 3,
-        "result_serializer": "json", "result_persistent": True, "result_expires": 60.0,
-    }  # fmt: skip
+        "broker_url": broker,
+        "broker_heartbeat": 30,
+        "confirm_timeout": 3,
+        "result_serializer": "json",
+        "result_persistent": True,
+        "result_expires": 60.0,
+    }
     app.conf.result_backend_transport_options = {"broker_url": "amqp://other//"}
     assert backend_options(app.conf, "rpc://", app.broker_url)["broker_url"] == "amqp://other//"
     # Backends that keep results get none of it.

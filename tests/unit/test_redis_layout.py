@@ -28,20 +28,25 @@ def _kombu_envelope(body: bytes, priority: int, exchange: str, routing_key: str)
     """What kombu's virtual transport (Redis's base) puts in a list for the same message."""
     channel = kombu.Connection("memory://").default_channel
     message = channel.prepare_message(
-        body, priority=priority, content_type="application/json", content_encoding="utf-8",
+        body,
+        priority=priority,
+        content_type="application/json",
+        content_encoding="utf-8",
         headers={"id": "t1", "task": "tasks.add"},
         properties={"correlation_id": "t1", "reply_to": "r", "delivery_mode": 2},
-    )  # fmt: skip
+    )
     channel._inplace_augment_message(message, exchange, routing_key)
     return dict(json.loads(json.dumps(message)))
 
 
 def test_envelope_is_kombus() -> None:
     message = Message(
-        b"[[2, 2], {}, {}]", "application/json", "utf-8",
+        b"[[2, 2], {}, {}]",
+        "application/json",
+        "utf-8",
         {"id": "t1", "task": "tasks.add"},
         {"correlation_id": "t1", "reply_to": "r", "delivery_mode": 2, "priority": 3},
-    )  # fmt: skip
+    )
     raw, tag = encode_envelope(message, "", "celery")
     ours = json.loads(raw)
     theirs = _kombu_envelope(message.body, 3, "", "celery")
@@ -58,8 +63,11 @@ def test_kombu_envelope_decodes_to_the_message() -> None:
     decoded = decode_envelope(json.dumps(theirs))
     assert decoded.message.body == b"[[1], {}, {}]"
     assert decoded.message.properties == {
-        "correlation_id": "t1", "reply_to": "r", "delivery_mode": 2, "priority": 9,
-    }  # fmt: skip
+        "correlation_id": "t1",
+        "reply_to": "r",
+        "delivery_mode": 2,
+        "priority": 9,
+    }
     assert (decoded.exchange, decoded.routing_key, decoded.redelivered) == ("ex", "rk", True)
     assert decoded.tag == theirs["properties"]["delivery_tag"]
 
@@ -123,8 +131,11 @@ def test_lease_never_outlives_the_visibility_timeout() -> None:
 def test_url_forms() -> None:
     plain = parse_url("redis://user:p%40ss@example.com:6380/4", what="broker")
     assert (plain.hosts, plain.db, plain.username, plain.password) == (
-        (("example.com", 6380),), 4, "user", "p@ss",
-    )  # fmt: skip
+        (("example.com", 6380),),
+        4,
+        "user",
+        "p@ss",
+    )
     assert plain.shown == "redis://user:**@example.com:6380/4"
     assert parse_url("redis://", what="broker").hosts == (("localhost", 6379),)
     tls = parse_url("rediss://:pw@h:1/0?ssl_cert_reqs=required", what="broker")

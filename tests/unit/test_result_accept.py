@@ -41,8 +41,12 @@ def test_stored_pickle_is_refused_unless_result_accept_content_has_it(
 ) -> None:
     wire = tmp_path / "tripwire"
     app.conf.result_serializer = "pickle"  # what this client would write; accept_content: json
-    app.results.backend.store("t1", pickle.dumps({"status": "SUCCESS", "result": Tripwire(wire)}),
-                              state="SUCCESS", ttl=None)  # fmt: skip
+    app.results.backend.store(
+        "t1",
+        pickle.dumps({"status": "SUCCESS", "result": Tripwire(wire)}),
+        state="SUCCESS",
+        ttl=None,
+    )
     with pytest.raises(ContentDisallowed, match="result_accept_content") as refused:
         app.AsyncResult("t1").get(timeout=1)
     assert "application/x-python-serialize" in str(refused.value)

@@ -176,9 +176,22 @@ def test_build_meta_with_group_parent_and_extended_fields() -> None:
         },
     )
     assert list(meta) == [
-        "status", "result", "traceback", "children", "date_done", "group_id", "parent_id",
-        "name", "args", "kwargs", "worker", "retries", "queue", "mark", "task_id",
-    ]  # fmt: skip
+        "status",
+        "result",
+        "traceback",
+        "children",
+        "date_done",
+        "group_id",
+        "parent_id",
+        "name",
+        "args",
+        "kwargs",
+        "worker",
+        "retries",
+        "queue",
+        "mark",
+        "task_id",
+    ]
     assert meta["date_done"] == "2026-01-01T00:00:00+00:00"
     assert meta["children"] == [[["c-1", None], None]]
     assert meta["result"]["exc_type"] == "KeyError"

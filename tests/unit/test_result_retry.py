@@ -25,10 +25,14 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 def app(make_app: AppFactory) -> Celery:
     clock = ManualClock()  # the backoff pauses move it instead of sleeping
     return make_app(
-        "memory", "retry", backend=DEAD_REDIS, clock=clock, set_as_current=False,
+        "memory",
+        "retry",
+        backend=DEAD_REDIS,
+        clock=clock,
+        set_as_current=False,
         result_backend_transport_options={"retry_policy": {"max_retries": 0}},
         result_backend_max_retries=3,
-    )  # fmt: skip
+    )
 
 
 def request(name: str) -> Context:

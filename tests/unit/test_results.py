@@ -321,9 +321,15 @@ def test_result_extended_stores_name_args_kwargs_worker(local_app: Celery) -> No
 
     task_id = str(uuid.uuid4())
     request = Context(
-        id=task_id, task="local.mul", args=(3, 4), kwargs={}, called_directly=False,
-        hostname="node-1", retries=0, delivery_info={"routing_key": "math"},
-    )  # fmt: skip
+        id=task_id,
+        task="local.mul",
+        args=(3, 4),
+        kwargs={},
+        called_directly=False,
+        hostname="node-1",
+        retries=0,
+        delivery_info={"routing_key": "math"},
+    )
     execute(mul, request)
     result = local_app.AsyncResult(task_id)
     assert result.get(timeout=1) == 12

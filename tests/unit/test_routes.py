@@ -32,9 +32,22 @@ def queue_of(app: Celery, name: str, **options: Any) -> str:
 
 # Every queue a test in this module may route to.
 QUEUES = (
-    "celery", "work", "feeds", "feed-misc", "media", "web", "vip", "billing", "routed",
-    "by-path", "explicit", "images", "videos", "known", "objects",
-)  # fmt: skip
+    "celery",
+    "work",
+    "feeds",
+    "feed-misc",
+    "media",
+    "web",
+    "vip",
+    "billing",
+    "routed",
+    "by-path",
+    "explicit",
+    "images",
+    "videos",
+    "known",
+    "objects",
+)
 
 
 def landed(app: Celery) -> str:

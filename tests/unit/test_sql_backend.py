@@ -193,7 +193,8 @@ def test_a_forked_child_makes_its_own_engine_and_leaves_the_parents_alone() -> N
             assert child.exitcode == 0
             assert backend._engine is parent_engine  # still the parent's, and still working
             assert backend.fetch_many(["parent", "child"]) == {
-                "parent": b"before the fork", "child": b"from the child",
-            }  # fmt: skip
+                "parent": b"before the fork",
+                "child": b"from the child",
+            }
         finally:
             backend.close()

@@ -100,10 +100,25 @@ def multiply(x: int, y: int) -> int:
 def describe(self: Task[Any, Any]) -> dict[str, Any]:
     request = self.request
     fields = (
-        "id", "task", "args", "kwargs", "retries", "eta", "expires", "hostname",
-        "delivery_info", "correlation_id", "root_id", "parent_id", "group", "is_eager",
-        "headers", "time_limit", "soft_time_limit", "called_directly",
-    )  # fmt: skip
+        "id",
+        "task",
+        "args",
+        "kwargs",
+        "retries",
+        "eta",
+        "expires",
+        "hostname",
+        "delivery_info",
+        "correlation_id",
+        "root_id",
+        "parent_id",
+        "group",
+        "is_eager",
+        "headers",
+        "time_limit",
+        "soft_time_limit",
+        "called_directly",
+    )
     return {name: getattr(request, name) for name in fields}
 
 
@@ -574,9 +589,13 @@ def test_task_id_option(worker: Worker) -> None:
 
 def test_time_limits_and_headers_in_the_message() -> None:
     result = add.apply_async(
-        (1, 2), queue="limits-inspect", time_limit=30, soft_time_limit=20,
-        headers={"tenant": "acme"}, ignore_result=True,
-    )  # fmt: skip
+        (1, 2),
+        queue="limits-inspect",
+        time_limit=30,
+        soft_time_limit=20,
+        headers={"tenant": "acme"},
+        ignore_result=True,
+    )
     message = take_one("limits-inspect").message
     assert message.headers["id"] == result.id
     assert message.headers["timelimit"] == [30, 20]

@@ -153,8 +153,9 @@ class IOConnection:
                         break
                     logger.warning(
                         "Lost the connection to RabbitMQ at %s (%s); reconnecting.",
-                        self.connector.shown, exc,
-                    )  # fmt: skip
+                        self.connector.shown,
+                        exc,
+                    )
                     self._lost(connection)
                     connection = None
             if connection is not None and self._final is not None:
@@ -176,13 +177,16 @@ class IOConnection:
                 self._on_connect(connection, self.generation)
             except (CeleryError, *RECOVERABLE, amqp_errors.AMQPError) as exc:
                 close_quietly(connection)
-                error = exc if isinstance(exc, CeleryError) else translate(
-                    exc, "start consuming", self.connector.shown
-                )  # fmt: skip
+                error = (
+                    exc
+                    if isinstance(exc, CeleryError)
+                    else translate(exc, "start consuming", self.connector.shown)
+                )
                 may_retry = (
-                    self.connector.retry_after_loss if self.connections
+                    self.connector.retry_after_loss
+                    if self.connections
                     else self.connector.retry_on_startup
-                )  # fmt: skip
+                )
                 if (
                     isinstance(error, ImproperlyConfigured)
                     or not may_retry
@@ -192,10 +196,11 @@ class IOConnection:
                     if not isinstance(error, ImproperlyConfigured):
                         why = (
                             f"Gave up after {attempt} reconnection attempts "
-                            "(broker_connection_max_retries)." if may_retry else
-                            "Not retried: broker_connection_retry"
+                            "(broker_connection_max_retries)."
+                            if may_retry
+                            else "Not retried: broker_connection_retry"
                             f"{'' if self.connections else '_on_startup'} is off."
-                        )  # fmt: skip
+                        )
                         self.failure = TransportError(f"{error} {why}")
                     logger.error("Cannot consume from RabbitMQ: %s", self.failure)
                     return None

@@ -49,14 +49,27 @@ _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "
 #: The TLS settings the client knows, in a URL's query or in the ssl options (Celery's
 #: broker_use_ssl / redis_backend_use_ssl dict): redis-py's names.
 TLS_KEYS = (
-    "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_ca_data", "ssl_certfile",
-    "ssl_keyfile", "ssl_password", "ssl_check_hostname", "ssl_ciphers",
-)  # fmt: skip
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_ca_data",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_check_hostname",
+    "ssl_ciphers",
+)
 #: Query options the client reads (besides the TLS ones).
 _QUERY_KEYS = (
-    "socket_timeout", "socket_connect_timeout", "socket_keepalive", "client_name",
-    "username", "password", "db", "virtual_host",
-)  # fmt: skip
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "client_name",
+    "username",
+    "password",
+    "db",
+    "virtual_host",
+)
 #: redis-py query options whose purpose the client already serves: accepted, no effect.
 _SERVED = {
     "health_check_interval": "a connection found broken is replaced and the command retried",
@@ -116,9 +129,14 @@ def parse_url(url: str, *, what: str) -> RedisAddress:
             raise ImproperlyConfigured(f"{shown!r} names no socket: redis+socket:///path.sock")
         db = _db_number(params.pop("virtual_host", params.pop("db", "0")), shown)
         return RedisAddress(
-            shown, False, socket_path=unquote(first.path), db=db, username=username,
-            password=password, params=params,
-        )  # fmt: skip
+            shown,
+            False,
+            socket_path=unquote(first.path),
+            db=db,
+            username=username,
+            password=password,
+            params=params,
+        )
     try:
         hosts = tuple(
             (p.hostname or "localhost", p.port or (26379 if scheme == "sentinel" else 6379))

@@ -111,8 +111,10 @@ async def _publish_redis(app: AppLike, transport: Any, sending: Sending) -> None
             if attempt >= limit or not transport.connector.is_retryable(exc):
                 raise transport.connector.describe(exc, "publish messages") from exc
             await asyncio.sleep(pause)
-            pause = min(pause + float(policy.get("interval_step", 0.2)),
-                        float(policy.get("interval_max", 1)))  # fmt: skip
+            pause = min(
+                pause + float(policy.get("interval_step", 0.2)),
+                float(policy.get("interval_max", 1)),
+            )
 
 
 # -- waiting ---------------------------------------------------------------------------------

@@ -30,11 +30,15 @@ __all__ = ["BROKER_SETTINGS", "backend_options", "transport_options"]
 
 #: Broker connection settings passed by their own names when set explicitly.
 BROKER_SETTINGS = (
-    "broker_use_ssl", "broker_connection_retry", "broker_connection_retry_on_startup",
+    "broker_use_ssl",
+    "broker_connection_retry",
+    "broker_connection_retry_on_startup",
     "broker_connection_max_retries",
-    "broker_connection_timeout", "broker_heartbeat", "broker_pool_limit",
+    "broker_connection_timeout",
+    "broker_heartbeat",
+    "broker_pool_limit",
     "broker_login_method",
-)  # fmt: skip
+)
 #: Settings passed under another (transport option) name when set explicitly.
 _RENAMED_BROKER_SETTINGS = (
     ("task_queue_max_priority", "max_priority"),
@@ -54,10 +58,14 @@ _RENAMED_BACKEND_SETTINGS = (
 _RPC_RESULT_SETTINGS = ("result_serializer", "result_persistent")
 #: Settings the SQL backend (db+...) reads, passed with their values (defaults included).
 _DATABASE_SETTINGS = (
-    "result_serializer", "database_engine_options", "database_short_lived_sessions",
-    "database_table_names", "database_table_schemas", "database_create_tables_at_setup",
+    "result_serializer",
+    "database_engine_options",
+    "database_short_lived_sessions",
+    "database_table_names",
+    "database_table_schemas",
+    "database_create_tables_at_setup",
     "database_engine_callback",
-)  # fmt: skip
+)
 
 
 def transport_options(conf: Settings) -> dict[str, Any]:

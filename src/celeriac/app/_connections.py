@@ -92,7 +92,9 @@ class Connections:
         router = self._router
         if router is None or self._router_generation != conf.generation:
             router = Router(
-                conf.task_routes, conf.task_queues, default_queue=conf.task_default_queue,
+                conf.task_routes,
+                conf.task_queues,
+                default_queue=conf.task_default_queue,
                 create_missing=bool(conf.task_create_missing_queues),
                 default_exchange=conf.task_default_exchange,
                 default_exchange_type=conf.task_default_exchange_type,
@@ -101,7 +103,7 @@ class Connections:
                 default_queue_type=conf.task_default_queue_type,
                 missing_queue_type=conf.task_create_missing_queue_type,
                 missing_exchange_type=conf.task_create_missing_queue_exchange_type,
-            )  # fmt: skip
+            )
             self._router, self._router_generation = router, conf.generation
         return router
 

@@ -135,10 +135,12 @@ class Mailbox:
             raise ValueError(f"destination must be a list or tuple, not {type(destination)}")
         transport = self.transport
         body: dict[str, Any] = {
-            "method": method, "arguments": dict(arguments or {}),
+            "method": method,
+            "arguments": dict(arguments or {}),
             "destination": list(destination) if destination else None,
-            "pattern": pattern, "matcher": matcher,
-        }  # fmt: skip
+            "pattern": pattern,
+            "matcher": matcher,
+        }
         queue = None
         if reply:
             oid = self.app.thread_oid
@@ -210,10 +212,12 @@ class Mailbox:
             method=body["method"],
             arguments=dict(body.get("arguments") or {}),
             destination=list(destination) if destination else None,
-            pattern=body.get("pattern"), matcher=body.get("matcher"),
-            ticket=body.get("ticket"), reply_to=body.get("reply_to"),
+            pattern=body.get("pattern"),
+            matcher=body.get("matcher"),
+            ticket=body.get("ticket"),
+            reply_to=body.get("reply_to"),
             clock=int(message.headers.get("clock") or 0),
-        )  # fmt: skip
+        )
 
     def send_reply(self, request: Request, hostname: str, reply: Any) -> None:
         """Publish ``{hostname: reply}`` where ``request`` asked for it."""

@@ -70,6 +70,12 @@ def retrying(
                 tries = "" if math.isinf(limit) else f" of {int(limit)}"
                 logger.warning(
                     "Could not %s in the result backend %s (%s); retry %d%s in %.2fs "
-                    "(result_backend_always_retry).", what, url, exc, retries, tries, pause,
-                )  # fmt: skip
+                    "(result_backend_always_retry).",
+                    what,
+                    url,
+                    exc,
+                    retries,
+                    tries,
+                    pause,
+                )
             app.clock.sleep(pause)

@@ -25,9 +25,16 @@ __all__ = ["NOT_APPLICABLE", "UNSUPPORTED", "check_unsupported"]
 _BACKEND = "configures a result backend Celeriac does not ship; its URL is refused"
 
 _BACKEND_PREFIXES = (
-    "cassandra_", "s3_", "azureblockblob_", "gcs_", "cosmosdbsql_", "elasticsearch_",
-    "couchbase_", "arangodb_", "mongodb_",
-)  # fmt: skip
+    "cassandra_",
+    "s3_",
+    "azureblockblob_",
+    "gcs_",
+    "cosmosdbsql_",
+    "elasticsearch_",
+    "couchbase_",
+    "arangodb_",
+    "mongodb_",
+)
 
 NOT_APPLICABLE: Mapping[str, str] = {
     **{name: _BACKEND for name in DEFAULTS if name.startswith(_BACKEND_PREFIXES)},

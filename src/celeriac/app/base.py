@@ -231,9 +231,13 @@ class Celery:
     ) -> Task[Any, Any]:
         default_name = self.gen_task_name(fun.__name__, fun.__module__)
         task = make_task(
-            fun, options, app=self, default_name=default_name, stacklevel=stacklevel,
+            fun,
+            options,
+            app=self,
+            default_name=default_name,
+            stacklevel=stacklevel,
             default_base=Task if options.get("base") else self.Task,
-        )  # fmt: skip
+        )
         self.register_task(task)
         return task
 
@@ -252,9 +256,14 @@ class Celery:
         if recipe is not None and self.Task is not Task:
             fun, options, default_name = recipe
             own = make_task(
-                fun, options, app=self, default_name=default_name, stacklevel=2,
-                default_base=self.Task, warn=False,
-            )  # fmt: skip
+                fun,
+                options,
+                app=self,
+                default_name=default_name,
+                stacklevel=2,
+                default_base=self.Task,
+                warn=False,
+            )
             self.register_task(own)
         else:
             self.register_task(task.bound_copy(self))
@@ -275,9 +284,14 @@ class Celery:
         return f"{module}.{name}"
 
     def add_periodic_task(
-        self, schedule: Any, sig: Any, args: Any = (), kwargs: Any = (), name: str | None = None,
+        self,
+        schedule: Any,
+        sig: Any,
+        args: Any = (),
+        kwargs: Any = (),
+        name: str | None = None,
         **opts: Any,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Add an entry to ``beat_schedule`` (Celery's API; see ``celeriac.beat``)."""
         return add_periodic_task(self, schedule, sig, args, kwargs, name, **opts)
 

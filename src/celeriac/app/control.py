@@ -94,10 +94,16 @@ class Inspect:
         if isinstance(destination, str):
             destination = [destination]
         replies = self.app.control.broadcast(
-            command, arguments=arguments, destination=destination, reply=True,
-            timeout=self.timeout, limit=self.limit, callback=self.callback,
-            pattern=self.pattern, matcher=self.matcher,
-        )  # fmt: skip
+            command,
+            arguments=arguments,
+            destination=destination,
+            reply=True,
+            timeout=self.timeout,
+            limit=self.limit,
+            callback=self.callback,
+            pattern=self.pattern,
+            matcher=self.matcher,
+        )
         if not replies:
             return None
         by_node = flatten_reply(replies)
@@ -177,9 +183,15 @@ class Control(AsyncControlMixin):
     ) -> Inspect:
         """An ``Inspect`` for these workers and this reply timeout."""
         return Inspect(
-            destination, timeout, callback, connection, app=self.app, limit=limit,
-            pattern=pattern, matcher=matcher,
-        )  # fmt: skip
+            destination,
+            timeout,
+            callback,
+            connection,
+            app=self.app,
+            limit=limit,
+            pattern=pattern,
+            matcher=matcher,
+        )
 
     def broadcast(
         self,
@@ -198,10 +210,16 @@ class Control(AsyncControlMixin):
     ) -> list[dict[str, Any]] | None:
         """Send ``command`` with ``arguments``; with ``reply``, the ``[{node: reply}]`` list."""
         return self.mailbox.broadcast(
-            command, dict(arguments or {}, **extra_kwargs), destination=destination,
-            pattern=pattern, matcher=matcher, reply=reply, timeout=timeout, limit=limit,
+            command,
+            dict(arguments or {}, **extra_kwargs),
+            destination=destination,
+            pattern=pattern,
+            matcher=matcher,
+            reply=reply,
+            timeout=timeout,
+            limit=limit,
             callback=callback,
-        )  # fmt: skip
+        )
 
     def _cast(self, command: str, destination: Sequence[str] | None, **kwargs: Any) -> Any:
         arguments = kwargs.pop("arguments", {})
@@ -223,8 +241,11 @@ class Control(AsyncControlMixin):
         mark_revoked(self.app, ids)
         if not self.app.transport.capabilities.broadcast:
             return None  # no worker can hear it; the result store carries the revocation
-        arguments = {"task_id": ids if len(ids) != 1 else ids[0], "terminate": terminate,
-                     "signal": signal or "SIGTERM"}  # fmt: skip
+        arguments = {
+            "task_id": ids if len(ids) != 1 else ids[0],
+            "terminate": terminate,
+            "signal": signal or "SIGTERM",
+        }
         return self._cast("revoke", destination, arguments=arguments, **kwargs)
 
     def revoke_by_stamped_headers(
@@ -255,16 +276,23 @@ class Control(AsyncControlMixin):
         return self.revoke(task_id, destination, terminate=True, signal=signal, **kwargs)
 
     def rate_limit(
-        self, task_name: str, rate_limit: str | float | None,
-        destination: Sequence[str] | None = None, **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        task_name: str,
+        rate_limit: str | float | None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         arguments = {"task_name": task_name, "rate_limit": rate_limit}
         return self._cast("rate_limit", destination, arguments=arguments, **kwargs)
 
     def time_limit(
-        self, task_name: str, soft: float | None = None, hard: float | None = None,
-        destination: Sequence[str] | None = None, **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        task_name: str,
+        soft: float | None = None,
+        hard: float | None = None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         arguments = {"task_name": task_name, "hard": hard, "soft": soft}
         return self._cast("time_limit", destination, arguments=arguments, **kwargs)
 
@@ -282,14 +310,24 @@ class Control(AsyncControlMixin):
     # -- queues, pool, events, lifecycle --------------------------------------------------------
 
     def add_consumer(
-        self, queue: str, exchange: str | None = None, exchange_type: str = "direct",
-        routing_key: str | None = None, options: dict[str, Any] | None = None,
-        destination: Sequence[str] | None = None, **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        queue: str,
+        exchange: str | None = None,
+        exchange_type: str = "direct",
+        routing_key: str | None = None,
+        options: dict[str, Any] | None = None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         arguments = dict(
-            {"queue": queue, "exchange": exchange, "exchange_type": exchange_type,
-             "routing_key": routing_key}, **(options or {}),
-        )  # fmt: skip
+            {
+                "queue": queue,
+                "exchange": exchange,
+                "exchange_type": exchange_type,
+                "routing_key": routing_key,
+            },
+            **(options or {}),
+        )
         return self._cast("add_consumer", destination, arguments=arguments, **kwargs)
 
     def cancel_consumer(

@@ -19,11 +19,13 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals
+from celeriac.app._message_options import as_dict, as_dicts, aware, delivery_mode, eta_and_expires
 from celeriac.app._publish_retry import PublishRetry
+from celeriac.app.producer_options import ProducerOptions
 from celeriac.canvas.stamping import stamps_of
 from celeriac.exceptions import UnknownSettingWarning
 from celeriac.protocol.message import Embed, TaskMessage
@@ -73,27 +75,70 @@ def hold_publishes() -> Iterator[list[Callable[[], None]]]:
 #: Options ``apply_async``/``send_task`` know (Celery's names, including kombu's publish ones).
 CALL_OPTIONS = frozenset(
     {
-        "countdown", "eta", "expires", "task_id", "shadow", "link", "link_error", "queue",
-        "exchange", "routing_key", "exchange_type", "priority", "serializer", "compression",
-        "time_limit", "soft_time_limit", "ignore_result", "headers", "retry", "retry_policy",
-        "producer", "publisher", "connection", "add_to_parent", "route_name", "reply_to",
-        "group_id", "group_index", "root_id", "parent_id", "chord", "chain", "retries",
-        "stamped_headers", "stamps", "delivery_mode", "mandatory", "immediate", "expiration",
-        "declare", "timeout", "confirm_timeout", "result_cls", "router", "task_type",
-        "replaced_task_nesting", *MESSAGE_PROPERTIES,
+        "countdown",
+        "eta",
+        "expires",
+        "task_id",
+        "shadow",
+        "link",
+        "link_error",
+        "queue",
+        "exchange",
+        "routing_key",
+        "exchange_type",
+        "priority",
+        "serializer",
+        "compression",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "headers",
+        "retry",
+        "retry_policy",
+        "producer",
+        "publisher",
+        "connection",
+        "add_to_parent",
+        "route_name",
+        "reply_to",
+        "group_id",
+        "group_index",
+        "root_id",
+        "parent_id",
+        "chord",
+        "chain",
+        "retries",
+        "stamped_headers",
+        "stamps",
+        "delivery_mode",
+        "mandatory",
+        "immediate",
+        "expiration",
+        "declare",
+        "timeout",
+        "confirm_timeout",
+        "result_cls",
+        "router",
+        "task_type",
+        "replaced_task_nesting",
+        *MESSAGE_PROPERTIES,
     }
-)  # fmt: skip
+)
 
 
 #: Task attributes that act as calling options when the call leaves them out.
 TASK_EXEC_OPTIONS = (
-    "queue", "routing_key", "exchange", "priority", "expires", "serializer", "delivery_mode",
-    "compression", "time_limit", "soft_time_limit",
-)  # fmt: skip
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    "queue",
+    "routing_key",
+    "exchange",
+    "priority",
+    "expires",
+    "serializer",
+    "delivery_mode",
+    "compression",
+    "time_limit",
+    "soft_time_limit",
+)
 
 
 def _caller_stacklevel() -> int:
@@ -110,43 +155,6 @@ def _is_ours(module: str) -> bool:
     return module == "celeriac" or module.startswith("celeriac.")
 
 
-def _delivery_mode(value: Any) -> int:
-    """kombu's names or numbers: ``'persistent'`` is 2 (the default), ``'transient'`` 1."""
-    names = {"persistent": 2, "transient": 1}
-    return names[value] if isinstance(value, str) and value in names else int(value or 2)
-
-
-def _as_dict(value: Any) -> dict[str, Any] | None:
-    """A signature (a ``celeriac.canvas.Signature`` or its dict) as its wire dict."""
-    if value is None:
-        return None
-    reducer = getattr(value, "__json__", None)  # a Signature is a dict: take its deep form
-    return dict(reducer()) if callable(reducer) else dict(value)
-
-
-def _as_dicts(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return [d for d in (_as_dict(item) for item in items) if d is not None]
-
-
-def _eta_and_expires(opts: Mapping[str, Any], now: dt.datetime) -> tuple[Any, Any]:
-    """``eta`` (``countdown`` from now wins) and ``expires`` (seconds from now, or a time),
-    ISO strings parsed; anything else is passed on for ``_build`` to drop."""
-    eta = opts.get("eta")
-    if opts.get("countdown") is not None:
-        eta = now + dt.timedelta(seconds=float(opts["countdown"]))
-    elif isinstance(eta, str):
-        eta = dt.datetime.fromisoformat(eta)
-    expires = opts.get("expires")
-    if isinstance(expires, (int, float)):
-        expires = now + dt.timedelta(seconds=float(expires))
-    elif isinstance(expires, str):
-        expires = dt.datetime.fromisoformat(expires)
-    return eta, expires
-
-
 @dataclass(frozen=True, slots=True)
 class Sending:
     """A task message on its way: built and routed, not yet published."""
@@ -157,34 +165,6 @@ class Sending:
     outgoing: Outgoing
     queue: Queue
     options: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerOptions:
-    """What sending reads from the settings, below the call's, task's and route's options."""
-
-    serializer: str = "json"  # task_serializer
-    compression: str | None = None  # task_compression
-    send_sent_event: bool = False  # task_send_sent_event
-    inherit_parent_priority: bool = False  # task_inherit_parent_priority
-    default_priority: int | None = None  # task_default_priority
-    default_delivery_mode: int | str = 2  # task_default_delivery_mode (2: persistent)
-    publish_retry: bool = True  # task_publish_retry
-    # task_publish_retry_policy: the settings' own mapping, so a change made in place shows
-    publish_retry_policy: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(cls, conf: Mapping[str, Any]) -> ProducerOptions:
-        return cls(
-            serializer=str(conf["task_serializer"]),
-            compression=conf["task_compression"] or None,
-            send_sent_event=bool(conf["task_send_sent_event"]),
-            inherit_parent_priority=bool(conf["task_inherit_parent_priority"]),
-            default_priority=conf["task_default_priority"],
-            default_delivery_mode=conf["task_default_delivery_mode"],
-            publish_retry=bool(conf["task_publish_retry"]),
-            publish_retry_policy=conf["task_publish_retry_policy"] or {},
-        )
 
 
 class Producer:
@@ -355,7 +335,7 @@ class Producer:
         app = self._app
         settings = self.options
         task_id = opts.get("task_id") or str(uuid.uuid4())
-        eta, expires = _eta_and_expires(opts, app.now())
+        eta, expires = eta_and_expires(opts, app.now())
         parent = current_request()
         parent_id = opts.get("parent_id") or (parent.id if parent is not None else None)
         root_id = opts.get("root_id") or (
@@ -375,13 +355,13 @@ class Producer:
             args=tuple(args or ()),
             kwargs=dict(kwargs or {}),
             embed=Embed(
-                callbacks=_as_dicts(opts.get("link")),
-                errbacks=_as_dicts(opts.get("link_error")),
-                chain=_as_dicts(opts.get("chain")),
-                chord=_as_dict(opts.get("chord")),
+                callbacks=as_dicts(opts.get("link")),
+                errbacks=as_dicts(opts.get("link_error")),
+                chain=as_dicts(opts.get("chain")),
+                chord=as_dict(opts.get("chord")),
             ),
-            eta=_aware(eta) if isinstance(eta, dt.datetime) else None,
-            expires=_aware(expires) if isinstance(expires, dt.datetime) else None,
+            eta=aware(eta) if isinstance(eta, dt.datetime) else None,
+            expires=aware(expires) if isinstance(expires, dt.datetime) else None,
             retries=int(opts.get("retries") or 0),
             group=opts.get("group_id"),
             group_index=opts.get("group_index"),
@@ -400,7 +380,7 @@ class Producer:
             correlation_id=task_id,
             reply_to=opts.get("reply_to") or self.reply_to(),
             priority=priority,
-            delivery_mode=_delivery_mode(
+            delivery_mode=delivery_mode(
                 opts.get("delivery_mode") or settings.default_delivery_mode
             ),
         )
@@ -432,18 +412,29 @@ class Producer:
         The request's own options are kept; ``options`` (from ``Task.retry``) override them.
         """
         resent: dict[str, Any] = {
-            "task_id": request.id, "retries": request.retries + 1, "eta": eta,
-            "expires": request.expires, "link": request.callbacks,
-            "link_error": request.errbacks, "chain": request.chain, "chord": request.chord,
-            "group_id": request.group, "group_index": request.group_index,
-            "root_id": request.root_id, "parent_id": request.parent_id or request.id,
-            "time_limit": request.time_limit, "soft_time_limit": request.soft_time_limit,
-            "headers": request.headers, "ignore_result": request.ignore_result or None,
-            "stamped_headers": request.stamped_headers, "stamps": request.stamps or None,
+            "task_id": request.id,
+            "retries": request.retries + 1,
+            "eta": eta,
+            "expires": request.expires,
+            "link": request.callbacks,
+            "link_error": request.errbacks,
+            "chain": request.chain,
+            "chord": request.chord,
+            "group_id": request.group,
+            "group_index": request.group_index,
+            "root_id": request.root_id,
+            "parent_id": request.parent_id or request.id,
+            "time_limit": request.time_limit,
+            "soft_time_limit": request.soft_time_limit,
+            "headers": request.headers,
+            "ignore_result": request.ignore_result or None,
+            "stamped_headers": request.stamped_headers,
+            "stamps": request.stamps or None,
             "queue": request.delivery_info.get("routing_key") or None,
-            "priority": request.delivery_info.get("priority"), "add_to_parent": False,
+            "priority": request.delivery_info.get("priority"),
+            "add_to_parent": False,
             "reply_to": request.reply_to,
-        }  # fmt: skip
+        }
         resent.update(options)
         self.send(
             task.name,

@@ -157,10 +157,13 @@ class ResultStore:
         backend = self.backend  # first: making it validates the settings
         payload = self._encode(meta)
         retrying(
-            self._app, backend, f"store the {state} state of task {task_id}",
-            lambda: backend.store(task_id, payload, state=state, ttl=ttl or None,
-                                  reply_to=reply_to),
-        )  # fmt: skip
+            self._app,
+            backend,
+            f"store the {state} state of task {task_id}",
+            lambda: backend.store(
+                task_id, payload, state=state, ttl=ttl or None, reply_to=reply_to
+            ),
+        )
 
     def _encode(self, meta: dict[str, Any]) -> bytes:
         """``meta`` serialized, and compressed in Celery's format with ``result_compression``."""

@@ -167,9 +167,11 @@ class Router:
                 "is off"
             )
         queue = Queue(
-            name, Exchange(name, self.missing_exchange_type), routing_key=name,
+            name,
+            Exchange(name, self.missing_exchange_type),
+            routing_key=name,
             queue_arguments=self.missing_arguments,
-        )  # fmt: skip
+        )
         queue = self._queues[name] = self._prepared(queue)
         return queue
 
@@ -181,9 +183,10 @@ class Router:
         exch = queue.bound_exchange
         if exchange is not None or routing_key is not None:
             return Destination(
-                queue, exchange if exchange is not None else exch.name,
+                queue,
+                exchange if exchange is not None else exch.name,
                 routing_key if routing_key is not None else queue.binding_key,
-            )  # fmt: skip
+            )
         if exch.type == "direct":
             return Destination(queue, "", queue.name)
         return Destination(queue, exch.name, queue.binding_key)

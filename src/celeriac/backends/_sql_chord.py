@@ -58,10 +58,14 @@ class SQLChordJoin:
             conn.execute(sa.delete(chords).where(chords.c.group_id == group_id))
             conn.execute(
                 sa.insert(chords).values(
-                    group_id=group_id, size=len(member_ids), joined=0, claimer=None, sent=False,
+                    group_id=group_id,
+                    size=len(member_ids),
+                    joined=0,
+                    claimer=None,
+                    sent=False,
                     expires_at=backend._expiry(ttl),
                 )
-            )  # fmt: skip
+            )
             if member_ids:
                 conn.execute(
                     sa.insert(parts),

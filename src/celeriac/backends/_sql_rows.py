@@ -85,9 +85,13 @@ class RowCodec:
         }
         if row["name"] is not None or row["args"] is not None:
             meta.update(
-                name=row["name"], args=self._load(row["args"]), kwargs=self._load(row["kwargs"]),
-                worker=row["worker"], retries=row["retries"], queue=row["queue"],
-            )  # fmt: skip
+                name=row["name"],
+                args=self._load(row["args"]),
+                kwargs=self._load(row["kwargs"]),
+                worker=row["worker"],
+                retries=row["retries"],
+                queue=row["queue"],
+            )
         meta["task_id"] = row["task_id"]
         return encode_meta(meta, self.serializer)
 
@@ -105,9 +109,17 @@ class RowCodec:
 
 
 _EMPTY_TASK: dict[str, Any] = {
-    "result": None, "date_done": None, "traceback": None, "children": None, "name": None,
-    "args": None, "kwargs": None, "worker": None, "retries": None, "queue": None,
-}  # fmt: skip
+    "result": None,
+    "date_done": None,
+    "traceback": None,
+    "children": None,
+    "name": None,
+    "args": None,
+    "kwargs": None,
+    "worker": None,
+    "retries": None,
+    "queue": None,
+}
 
 
 def _naive_utc(value: Any) -> dt.datetime | None:

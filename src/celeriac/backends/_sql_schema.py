@@ -49,64 +49,108 @@ class Tables:
             )
         self.metadata = sa.MetaData()
         task_schema, group_schema = schemas.get("task"), schemas.get("group")
-        self.task = sa.Table(
-            names.get("task", "celery_taskmeta"), self.metadata,
-            sa.Column("id", _ID, sa.Sequence("task_id_sequence", schema=task_schema),
-                      primary_key=True, autoincrement=True),
-            sa.Column("task_id", sa.String(155), unique=True),
-            sa.Column("status", sa.String(50)),
-            sa.Column("result", sa.LargeBinary, nullable=True),
-            sa.Column("date_done", sa.DateTime, nullable=True, index=True),
-            sa.Column("traceback", sa.Text, nullable=True),
-            sa.Column("children", sa.LargeBinary, nullable=True),
-            # result_extended (Celery's TaskExtended): always created, so either side may
-            # turn it on later.
-            sa.Column("name", sa.String(155), nullable=True),
-            sa.Column("args", sa.LargeBinary, nullable=True),
-            sa.Column("kwargs", sa.LargeBinary, nullable=True),
-            sa.Column("worker", sa.String(155), nullable=True),
-            sa.Column("retries", sa.Integer, nullable=True),
-            sa.Column("queue", sa.String(155), nullable=True),
-            sa.Column("stamps", sa.LargeBinary, nullable=True),
-            *_celeriac_columns(),
-            schema=task_schema, sqlite_autoincrement=True,
-        )  # fmt: skip
-        self.group = sa.Table(
-            names.get("group", "celery_tasksetmeta"), self.metadata,
-            sa.Column("id", _ID, sa.Sequence("taskset_id_sequence", schema=group_schema),
-                      primary_key=True, autoincrement=True),
-            sa.Column("taskset_id", sa.String(155), unique=True),
-            sa.Column("result", sa.LargeBinary, nullable=True),
-            sa.Column("date_done", sa.DateTime, nullable=True, index=True),
-            *_celeriac_columns(),
-            schema=group_schema, sqlite_autoincrement=True,
-        )  # fmt: skip
-        self.counters = sa.Table(
-            "celeriac_counters", self.metadata,
-            sa.Column("key", sa.String(255), primary_key=True),
-            sa.Column("value", sa.BigInteger, nullable=False),
-            sa.Column("expires_at", sa.Double, nullable=True),
-            schema=task_schema,
-        )  # fmt: skip
-        self.chords = sa.Table(
-            "celeriac_chords", self.metadata,
-            sa.Column("group_id", sa.String(155), primary_key=True),
-            sa.Column("size", sa.Integer, nullable=False),
-            sa.Column("joined", sa.Integer, nullable=False),
-            sa.Column("claimer", sa.String(155), nullable=True),
-            sa.Column("sent", sa.Boolean, nullable=False),
-            sa.Column("expires_at", sa.Double, nullable=True),
-            schema=task_schema,
-        )  # fmt: skip
-        self.chord_parts = sa.Table(
-            "celeriac_chord_parts", self.metadata,
-            sa.Column("group_id", sa.String(155), primary_key=True),
-            sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
-            sa.Column("task_id", sa.String(155), nullable=False),
-            sa.Column("entry", sa.LargeBinary, nullable=True),
-            sa.Index("celeriac_chord_parts_task", "group_id", "task_id"),
-            schema=task_schema,
-        )  # fmt: skip
+        self.task = _task_table(self.metadata, names.get("task", "celery_taskmeta"), task_schema)
+        self.group = _group_table(
+            self.metadata, names.get("group", "celery_tasksetmeta"), group_schema
+        )
+        self.counters = _counters_table(self.metadata, task_schema)
+        self.chords = _chords_table(self.metadata, task_schema)
+        self.chord_parts = _chord_parts_table(self.metadata, task_schema)
+
+
+def _task_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
+    """Celery's task table (``TaskExtended``'s columns always made)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "id",
+            _ID,
+            sa.Sequence("task_id_sequence", schema=schema),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("task_id", sa.String(155), unique=True),
+        sa.Column("status", sa.String(50)),
+        sa.Column("result", sa.LargeBinary, nullable=True),
+        sa.Column("date_done", sa.DateTime, nullable=True, index=True),
+        sa.Column("traceback", sa.Text, nullable=True),
+        sa.Column("children", sa.LargeBinary, nullable=True),
+        # result_extended (Celery's TaskExtended): always created, so either side may
+        # turn it on later.
+        sa.Column("name", sa.String(155), nullable=True),
+        sa.Column("args", sa.LargeBinary, nullable=True),
+        sa.Column("kwargs", sa.LargeBinary, nullable=True),
+        sa.Column("worker", sa.String(155), nullable=True),
+        sa.Column("retries", sa.Integer, nullable=True),
+        sa.Column("queue", sa.String(155), nullable=True),
+        sa.Column("stamps", sa.LargeBinary, nullable=True),
+        *_celeriac_columns(),
+        schema=schema,
+        sqlite_autoincrement=True,
+    )
+
+
+def _group_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
+    """Celery's group table (``TaskSet``)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "id",
+            _ID,
+            sa.Sequence("taskset_id_sequence", schema=schema),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("taskset_id", sa.String(155), unique=True),
+        sa.Column("result", sa.LargeBinary, nullable=True),
+        sa.Column("date_done", sa.DateTime, nullable=True, index=True),
+        *_celeriac_columns(),
+        schema=schema,
+        sqlite_autoincrement=True,
+    )
+
+
+def _counters_table(metadata: sa.MetaData, schema: str | None) -> sa.Table:
+    """Celeriac's counters (``incr``)."""
+    return sa.Table(
+        "celeriac_counters",
+        metadata,
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=True),
+        schema=schema,
+    )
+
+
+def _chords_table(metadata: sa.MetaData, schema: str | None) -> sa.Table:
+    """Celeriac's chord joins, one row per chord."""
+    return sa.Table(
+        "celeriac_chords",
+        metadata,
+        sa.Column("group_id", sa.String(155), primary_key=True),
+        sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("joined", sa.Integer, nullable=False),
+        sa.Column("claimer", sa.String(155), nullable=True),
+        sa.Column("sent", sa.Boolean, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=True),
+        schema=schema,
+    )
+
+
+def _chord_parts_table(metadata: sa.MetaData, schema: str | None) -> sa.Table:
+    """Celeriac's chord members, one row per header member."""
+    return sa.Table(
+        "celeriac_chord_parts",
+        metadata,
+        sa.Column("group_id", sa.String(155), primary_key=True),
+        sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("task_id", sa.String(155), nullable=False),
+        sa.Column("entry", sa.LargeBinary, nullable=True),
+        sa.Index("celeriac_chord_parts_task", "group_id", "task_id"),
+        schema=schema,
+    )
 
 
 def _celeriac_columns() -> tuple[sa.Column[Any], ...]:

@@ -68,9 +68,14 @@ class _AppResults(Protocol):
     """What the Celery-named methods need of the app (``celeriac.app.results.ResultStore``)."""
 
     def store(
-        self, task_id: str, state: str, result: Any, *, request: Any = None,
+        self,
+        task_id: str,
+        state: str,
+        result: Any,
+        *,
+        request: Any = None,
         traceback: str | None = None,
-    ) -> None: ...  # fmt: skip
+    ) -> None: ...
     def get_meta(self, task_id: str) -> dict[str, Any]: ...
     def value_of(self, meta: dict[str, Any]) -> Any: ...
 
@@ -233,9 +238,14 @@ class ResultBackend(ABC):
         return self.app_results
 
     def store_result(
-        self, task_id: str, result: Any, state: str, traceback: str | None = None,
-        request: Any = None, **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         """Store ``state`` with ``result`` (an exception for failure states), as Celery's."""
         self._app_results().store(task_id, state, result, request=request, traceback=traceback)
         return result

@@ -60,10 +60,13 @@ class RedisBackend(BaseKeyValueStoreBackend):
     ) -> None:
         opts = dict(options or {})
         self.connector = RedisConnector(
-            url, opts, what="result backend", error=BackendError,
+            url,
+            opts,
+            what="result backend",
+            error=BackendError,
             retry=RetryPolicy.from_options(opts.get("retry_policy") or {}, _CELERY_RETRY),
             ssl_options=opts.get("redis_backend_use_ssl"),
-        )  # fmt: skip
+        )
         prefix = str(opts.get("global_keyprefix") or "")
         if prefix and prefix[-1] not in ":_-.":
             prefix += "_"

@@ -84,14 +84,22 @@ class RpcBackend(ResultBackend):
     """Results as messages to the sending client's reply queue (module docstring)."""
 
     capabilities = BackendCapabilities(
-        stores_results=False, notifies=True, expiry=False, expires_on_its_own=True,
-        groups=False, counters=False, chords=False,
-    )  # fmt: skip
+        stores_results=False,
+        notifies=True,
+        expiry=False,
+        expires_on_its_own=True,
+        groups=False,
+        counters=False,
+        chords=False,
+    )
 
     def __init__(
-        self, url: str = "rpc://", *, options: Mapping[str, Any] | None = None,
+        self,
+        url: str = "rpc://",
+        *,
+        options: Mapping[str, Any] | None = None,
         clock: Clock = system_clock,
-    ) -> None:  # fmt: skip
+    ) -> None:
         opts = dict(options or {})
         self._connector = Connector(_broker_url(url, opts), opts)
         self._pool = ConnectionPool(self._connector)
@@ -163,10 +171,13 @@ class RpcBackend(ResultBackend):
         if compressed is not None:
             body, headers["compression"] = compressed
         message = amqp.Message(
-            body, content_type=self._content_type, content_encoding=self._content_encoding,
-            correlation_id=task_id, delivery_mode=self._delivery_mode,
+            body,
+            content_type=self._content_type,
+            content_encoding=self._content_encoding,
+            correlation_id=task_id,
+            delivery_mode=self._delivery_mode,
             application_headers=headers,
-        )  # fmt: skip
+        )
         with self._errors(BackendStoreError, f"send the result of task {task_id}"):
             self._pool.run(
                 f"send the result of task {task_id}",
@@ -179,9 +190,11 @@ class RpcBackend(ResultBackend):
         with self._lock:
             if self._io is None or not self._io.alive:
                 self._io = IOConnection(
-                    self._connector, name=f"celeriac rpc results {self._queue}",
-                    on_connect=self._subscribe, on_disconnect=lambda: None,
-                )  # fmt: skip
+                    self._connector,
+                    name=f"celeriac rpc results {self._queue}",
+                    on_connect=self._subscribe,
+                    on_disconnect=lambda: None,
+                )
                 self._io.start()
             return self._io
 
@@ -211,8 +224,10 @@ class RpcBackend(ResultBackend):
             logger.error(
                 "rpc:// result backend: refusing the result of task %s: its content type %r "
                 "is not %r (result_serializer); send results with the same result_serializer",
-                task_id, content_type, self._content_type,
-            )  # fmt: skip
+                task_id,
+                content_type,
+                self._content_type,
+            )
             return
         body = message.body or b""  # py-amqp hands an empty body over as ""
         compression = (message.properties.get("application_headers") or {}).get("compression")

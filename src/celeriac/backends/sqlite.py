@@ -337,9 +337,12 @@ class SQLiteBackend(ResultBackend):
     def cleanup(self) -> int:
         now = self._clock.time()
         tables = (
-            "celeriac_results", "celeriac_groups", "celeriac_counters", "celeriac_revoked",
+            "celeriac_results",
+            "celeriac_groups",
+            "celeriac_counters",
+            "celeriac_revoked",
             "celeriac_chords",
-        )  # fmt: skip
+        )
         with self._using(BackendError, "delete expired results") as conn, immediate(conn):
             removed = sum(
                 conn.execute(f"DELETE FROM {table} WHERE {_EXPIRED}", (now,)).rowcount

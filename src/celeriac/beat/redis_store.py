@@ -204,9 +204,15 @@ class RedisScheduleStore(ScheduleStore):
         requested: bool = False,
     ) -> Claim:
         return self._claim(
-            "claim_run", f"claim a run of {name!r}", name, str(token), _time(last_run_at),
-            _time(run_at), task_id or "", "1" if requested else "0",
-        )  # fmt: skip
+            "claim_run",
+            f"claim a run of {name!r}",
+            name,
+            str(token),
+            _time(last_run_at),
+            _time(run_at),
+            task_id or "",
+            "1" if requested else "0",
+        )
 
     def retake_pending(self, name: str, *, token: int, since: float, now: float) -> Claim:
         action = f"retake the pending send of {name!r}"

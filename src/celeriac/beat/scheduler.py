@@ -220,8 +220,9 @@ class Scheduler:
                 logger.warning(
                     "beat: resending %s (task id %s): its send was not confirmed (a beat died "
                     "or the broker failed); a worker may see it twice",
-                    entry.name, state.pending_task_id,
-                )  # fmt: skip
+                    entry.name,
+                    state.pending_task_id,
+                )
                 self._publish(entry, state.pending_task_id)
             return 0.0
         if state.run_requested:
@@ -232,9 +233,11 @@ class Scheduler:
         if not due:
             return float(next_check)
         if entry.missed == "skip" and _stale(entry, last):
-            if self._checked(self.store.claim_run(
-                entry.name, token=token, last_run_at=state.last_run_at, run_at=now, task_id=None
-            )):  # fmt: skip
+            if self._checked(
+                self.store.claim_run(
+                    entry.name, token=token, last_run_at=state.last_run_at, run_at=now, task_id=None
+                )
+            ):
                 late = -entry.schedule.remaining_estimate(last).total_seconds()
                 logger.info("beat: skipped %s: its run was missed by %.0f s", entry.name, late)
         else:
@@ -251,9 +254,13 @@ class Scheduler:
     ) -> None:
         task_id = str(uuid.uuid4())
         claim = self.store.claim_run(
-            entry.name, token=token, last_run_at=state.last_run_at, run_at=now, task_id=task_id,
+            entry.name,
+            token=token,
+            last_run_at=state.last_run_at,
+            run_at=now,
+            task_id=task_id,
             requested=requested,
-        )  # fmt: skip
+        )
         if self._checked(claim):
             logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
             self._publish(entry, task_id)

@@ -41,16 +41,20 @@ from celeriac.exceptions import ImproperlyConfigured
 _REDIS_SCHEMES = ("redis", "rediss")
 #: ``beat_scheduler`` values meaning beat's own store (Celery's default and its kin).
 _BUILTIN_SCHEDULERS = (
-    "celery.beat:PersistentScheduler", "celery.beat.PersistentScheduler",
-    "celeriac.beat:PersistentScheduler", "celery.beat:Scheduler", "celeriac.beat:Scheduler",
-)  # fmt: skip
+    "celery.beat:PersistentScheduler",
+    "celery.beat.PersistentScheduler",
+    "celeriac.beat:PersistentScheduler",
+    "celery.beat:Scheduler",
+    "celeriac.beat:Scheduler",
+)
 #: ``beat_scheduler`` values selecting celeriac.contrib.django.schedulers (-S django).
 _DJANGO_SCHEDULERS = (
-    "django", "celeriac.contrib.django.schedulers:DatabaseScheduler",
+    "django",
+    "celeriac.contrib.django.schedulers:DatabaseScheduler",
     "celeriac.contrib.django.schedulers.DatabaseScheduler",
     "django_celery_beat.schedulers:DatabaseScheduler",
     "django_celery_beat.schedulers.DatabaseScheduler",
-)  # fmt: skip
+)
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
@@ -253,9 +257,11 @@ class Beat:
         scheduler = self.scheduler
         logger.info(
             "beat %s: schedule store %s, %d configured entries, checking at most every %.0f s",
-            scheduler.holder, self.location or "in memory", len(scheduler.config_entries),
+            scheduler.holder,
+            self.location or "in memory",
+            len(scheduler.config_entries),
             scheduler.max_interval,
-        )  # fmt: skip
+        )
         try:
             scheduler.run(stop)
         finally:

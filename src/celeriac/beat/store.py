@@ -167,10 +167,16 @@ class RowStore(ScheduleStore):
     ) -> None:
         with self._edit(f"add entry {name!r}") as rows:
             old = rows.get(name) or EntryState(name)
-            rows.put(dataclasses.replace(
-                old, definition=dict(definition), fingerprint=fingerprint, last_run_at=now,
-                pending_task_id=None, pending_since=None,
-            ))  # fmt: skip
+            rows.put(
+                dataclasses.replace(
+                    old,
+                    definition=dict(definition),
+                    fingerprint=fingerprint,
+                    last_run_at=now,
+                    pending_task_id=None,
+                    pending_since=None,
+                )
+            )
 
     def remove(self, name: str) -> bool:
         with self._edit(f"remove entry {name!r}") as rows:
@@ -221,9 +227,11 @@ class RowStore(ScheduleStore):
                 new = dataclasses.replace(new, last_run_at=run_at)
             if task_id is not None:
                 new = dataclasses.replace(
-                    new, total_run_count=old.total_run_count + 1, pending_task_id=task_id,
+                    new,
+                    total_run_count=old.total_run_count + 1,
+                    pending_task_id=task_id,
                     pending_since=run_at,
-                )  # fmt: skip
+                )
             rows.put(new)
             return Claim.CLAIMED
 
@@ -338,9 +346,18 @@ class _SQLiteRows:
         definition = None if s.definition is None else json.dumps(s.definition, default=repr)
         self.conn.execute(
             f"INSERT OR REPLACE INTO celeriac_beat_entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            (s.name, definition, int(s.enabled), s.fingerprint, s.last_run_at,
-             s.total_run_count, int(s.run_requested), s.pending_task_id, s.pending_since),
-        )  # fmt: skip
+            (
+                s.name,
+                definition,
+                int(s.enabled),
+                s.fingerprint,
+                s.last_run_at,
+                s.total_run_count,
+                int(s.run_requested),
+                s.pending_task_id,
+                s.pending_since,
+            ),
+        )
 
     def delete(self, name: str) -> bool:
         cursor = self.conn.execute("DELETE FROM celeriac_beat_entries WHERE name = ?", (name,))

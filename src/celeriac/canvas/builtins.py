@@ -64,9 +64,14 @@ def register_builtins(app: AppLike) -> None:
 
     @task(name="celery.group", bind=True, shared=False, typing=False)
     def group(
-        self: Task[Any, Any], /, tasks: Any, result: Any, group_id: str, partial_args: Any,
+        self: Task[Any, Any],
+        /,
+        tasks: Any,
+        result: Any,
+        group_id: str,
+        partial_args: Any,
         add_to_parent: bool = True,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         members = [maybe_signature(t, app=app).clone(partial_args) for t in tasks]
         for member in members:
             member.apply_async(group_id=group_id, add_to_parent=False)
@@ -78,10 +83,17 @@ def register_builtins(app: AppLike) -> None:
 
     @task(name="celery.chord", bind=True, shared=False, ignore_result=False, typing=False)
     def chord(
-        self: Task[Any, Any], /, header: Any, body: Any, partial_args: Any = (),
-        interval: Any = None, countdown: Any = 1, max_retries: Any = None, eager: bool = False,
+        self: Task[Any, Any],
+        /,
+        header: Any,
+        body: Any,
+        partial_args: Any = (),
+        interval: Any = None,
+        countdown: Any = 1,
+        max_retries: Any = None,
+        eager: bool = False,
         **kwargs: Any,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         sig = chord_signature(header, body, app=app)
         return sig.apply_async(partial_args, kwargs.get("kwargs") or {})
 
@@ -91,14 +103,25 @@ def register_builtins(app: AppLike) -> None:
 
 def _register_chord_unlock(app: AppLike) -> None:
     @app.task(
-        name="celery.chord_unlock", bind=True, shared=False, max_retries=None, base=PlainTask,
-        default_retry_delay=app.conf.result_chord_retry_interval, ignore_result=True,
+        name="celery.chord_unlock",
+        bind=True,
+        shared=False,
+        max_retries=None,
+        base=PlainTask,
+        default_retry_delay=app.conf.result_chord_retry_interval,
+        ignore_result=True,
         typing=False,
-    )  # fmt: skip
+    )
     def unlock_chord(
-        self: Task[Any, Any], /, group_id: str, callback: Any, interval: float | None = None,
-        max_retries: int | None = None, result: Any = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self: Task[Any, Any],
+        /,
+        group_id: str,
+        callback: Any,
+        interval: float | None = None,
+        max_retries: int | None = None,
+        result: Any = None,
+        **kwargs: Any,
+    ) -> None:
 
         members = [result_from_tuple(r, app=app) for r in result or ()]
         header = GroupResult(group_id, [m for m in members if m is not None], app=app)
@@ -108,9 +131,10 @@ def _register_chord_unlock(app: AppLike) -> None:
             raise self.retry(countdown=delay, max_retries=max_retries)
         try:
             values = header.join(
-                timeout=app.conf.result_chord_join_timeout, propagate=True,
+                timeout=app.conf.result_chord_join_timeout,
+                propagate=True,
                 disable_sync_subtasks=False,
-            )  # fmt: skip
+            )
         except Exception as exc:
             culprit = next((r for r in header.results if r.failed()), None)
             reason = f"Dependency {culprit.id} raised {exc!r}" if culprit else repr(exc)

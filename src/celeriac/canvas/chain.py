@@ -107,10 +107,16 @@ class chain(TaskList[Any]):
         **options: Any,
     ) -> Any:
         steps, results = self._prepare(
-            self._partial_args(args), kwargs, root_id=root_id, link_error=link_error,
-            last_task_id=task_id, group_id=group_id, chord_body=chord, group_index=group_index,
+            self._partial_args(args),
+            kwargs,
+            root_id=root_id,
+            link_error=link_error,
+            last_task_id=task_id,
+            group_id=group_id,
+            chord_body=chord,
+            group_index=group_index,
             clone=True,
-        )  # fmt: skip
+        )
         if not steps:
             return None
         for callback in as_list(link):
@@ -135,9 +141,16 @@ class chain(TaskList[Any]):
         """Fix every step's task id now; the last step's future result (its parents: the
         earlier steps'). ``group_id``/``chord``/``group_index`` go to the last step."""
         _, results = self._prepare(
-            (), None, root_id=root_id, link_error=None, last_task_id=_id,
-            group_id=group_id, chord_body=chord, group_index=group_index, clone=False,
-        )  # fmt: skip
+            (),
+            None,
+            root_id=root_id,
+            link_error=None,
+            last_task_id=_id,
+            group_id=group_id,
+            chord_body=chord,
+            group_index=group_index,
+            clone=False,
+        )
         return results[0] if results else None
 
     def _flattened(self, clone: bool) -> list[Signature[Any]]:
@@ -206,9 +219,12 @@ class chain(TaskList[Any]):
                 prev_task = steps[-1] if steps else None
             if not steps and not results and prev_task is None:
                 res = task.freeze(
-                    last_task_id, root_id=root_id, group_id=group_id, chord=chord_body,
+                    last_task_id,
+                    root_id=root_id,
+                    group_id=group_id,
+                    chord=chord_body,
                     group_index=group_index,
-                )  # fmt: skip
+                )
             else:
                 res = task.freeze(root_id=root_id)
             if prev_task is not None and prev_res is not None and prev_res.parent is None:

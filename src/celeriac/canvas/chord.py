@@ -75,9 +75,14 @@ class chord(Signature[Any]):
         fields = dict(d["kwargs"])
         header, body = fields.pop("header", ()), fields.pop("body", None)
         sig = cls(
-            header, body, task=d.get("task") or "celery.chord", args=d.get("args"),
-            kwargs=fields, app=app, **dict(d.get("options") or {}),
-        )  # fmt: skip
+            header,
+            body,
+            task=d.get("task") or "celery.chord",
+            args=d.get("args"),
+            kwargs=fields,
+            app=app,
+            **dict(d.get("options") or {}),
+        )
         sig.immutable = bool(d.get("immutable", False))
         return sig
 
@@ -203,9 +208,14 @@ class chord(Signature[Any]):
             return self.apply(args, header_kwargs, body=body, **options)
         unread, self._unread = self._unread, None
         return self.run(
-            self.header.clone() if unread is None else group([], app=self._app), body.clone(),
-            self._partial_args(args), header_kwargs, task_id=task_id, unread=unread, **options,
-        )  # fmt: skip
+            self.header.clone() if unread is None else group([], app=self._app),
+            body.clone(),
+            self._partial_args(args),
+            header_kwargs,
+            task_id=task_id,
+            unread=unread,
+            **options,
+        )
 
     def run(
         self,

@@ -189,13 +189,18 @@ def _request_of(sig: Signature[Any]) -> Context:
     """The context a task of ``sig`` would have had, for its errbacks and its chord."""
     options = sig.options
     return Context(
-        id=options.get("task_id"), task=sig.task, args=sig.args, kwargs=dict(sig.kwargs),
-        group=options.get("group_id"), group_index=options.get("group_index"),
-        chord=_wire(options.get("chord")), root_id=options.get("root_id"),
+        id=options.get("task_id"),
+        task=sig.task,
+        args=sig.args,
+        kwargs=dict(sig.kwargs),
+        group=options.get("group_id"),
+        group_index=options.get("group_index"),
+        chord=_wire(options.get("chord")),
+        root_id=options.get("root_id"),
         parent_id=options.get("parent_id"),
         errbacks=[_wire(eb) for eb in as_list(options.get("link_error"))] or None,
         called_directly=False,
-    )  # fmt: skip
+    )
 
 
 def _wire(value: Any) -> Any:

@@ -55,9 +55,13 @@ class group(TaskList[list[Any]]):
 
     def __init__(self, *tasks: Any, app: AppLike | None = None, **options: Any) -> None:
         super().__init__(
-            "celery.group", (), {"tasks": _members(tasks, app)}, options,
-            subtask_type="group", app=app,
-        )  # fmt: skip
+            "celery.group",
+            (),
+            {"tasks": _members(tasks, app)},
+            options,
+            subtask_type="group",
+            app=app,
+        )
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -134,11 +138,14 @@ class group(TaskList[list[Any]]):
         members = list(self._unrolled())
         results = [
             task.freeze(
-                group_id=group_id or gid, chord=chord, root_id=root_id, parent_id=parent_id,
+                group_id=group_id or gid,
+                chord=chord,
+                root_id=root_id,
+                parent_id=parent_id,
                 group_index=index,
             )
             for index, task in enumerate(members)
-        ]  # fmt: skip
+        ]
         self.tasks = members
         return GroupResult(gid, results, app=self.app)
 

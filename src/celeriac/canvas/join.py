@@ -101,8 +101,9 @@ class CounterJoin:
             logger.warning(
                 "Chord %s: no saved header here, so %s does not join it (a Celery client "
                 "joins it with celery.chord_unlock, or its meta expired)",
-                part.group_id, part.task_id,
-            )  # fmt: skip
+                part.group_id,
+                part.task_id,
+            )
             return None
         member_ids = leaf_ids(saved)
         backend = results.backend

@@ -38,9 +38,14 @@ class _basemap(Signature[list[Any]]):
         app = options.pop("app", None)
         sig = maybe_signature(task, app=app)
         super().__init__(
-            self._task_name, (), {"task": sig, "it": list(it)}, options,
-            subtask_type=self._kind, immutable=True, app=app,
-        )  # fmt: skip
+            self._task_name,
+            (),
+            {"task": sig, "it": list(it)},
+            options,
+            subtask_type=self._kind,
+            immutable=True,
+            app=app,
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> _basemap:
@@ -119,9 +124,14 @@ class chunks(Signature[list[Any]]):
         app = options.pop("app", None)
         sig = maybe_signature(task, app=app)
         super().__init__(
-            "celery.chunks", (), {"task": sig, "it": list(it), "n": n}, options,
-            subtask_type="chunks", immutable=True, app=app,
-        )  # fmt: skip
+            "celery.chunks",
+            (),
+            {"task": sig, "it": list(it), "n": n},
+            options,
+            subtask_type="chunks",
+            immutable=True,
+            app=app,
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> chunks:

@@ -49,9 +49,11 @@ def replace_task(task: Task[Any, Any], sig: Signature[Any]) -> Any:
     sig.freeze(request.id)
     nesting = request.replaced_task_nesting + 1
     place: dict[str, Any] = {
-        "chord": request.chord, "group_id": request.group, "group_index": request.group_index,
+        "chord": request.chord,
+        "group_id": request.group,
+        "group_index": request.group_index,
         "root_id": request.root_id,
-    }  # fmt: skip
+    }
     sig.set(replaced_task_nesting=nesting, **{k: v for k, v in place.items() if v is not None})
     if isinstance(sig, chain):
         for step in sig.tasks:

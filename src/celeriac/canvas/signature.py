@@ -182,10 +182,13 @@ class Signature(Partial, Generic[R]):
         """A copy with partial ``args``/``kwargs``/options merged in; nested signatures copied."""
         new_args, new_kwargs, options = self._merge(args, kwargs, opts)
         d = {
-            "task": self.task, "args": new_args, "kwargs": clone_tree(new_kwargs),
-            "options": clone_tree(options), "subtask_type": self.subtask_type,
+            "task": self.task,
+            "args": new_args,
+            "kwargs": clone_tree(new_kwargs),
+            "options": clone_tree(options),
+            "subtask_type": self.subtask_type,
             "immutable": self.immutable,
-        }  # fmt: skip
+        }
         clone = type(self).from_dict(d, app=self._app)
         clone._type = self._type
         return clone  # type: ignore[return-value]

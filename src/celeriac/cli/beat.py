@@ -89,9 +89,11 @@ schedule_option = click.option("-s", "--schedule", "schedule", metavar="PATH", h
 @click.group(invoke_without_command=True)
 @schedule_option
 @click.option(
-    "-S", "--scheduler", metavar="NAME",
+    "-S",
+    "--scheduler",
+    metavar="NAME",
     help="beat_scheduler: 'django' keeps periodic tasks in the Django admin (docs/django.md).",
-)  # fmt: skip
+)
 @click.option("--max-interval", type=float, help="Longest sleep between checks (seconds).")
 @click.option("-l", "--loglevel", default="WARNING", show_default=True, help="Logging level.")
 @click.option("-f", "--logfile", type=click.Path(dir_okay=False), help="Log to this file.")
@@ -167,14 +169,17 @@ def _banner(service: Beat) -> str:
     from celeriac.worker.banner import describe_url
 
     scheduler = service.scheduler
-    return "\n".join([
-        f"celeriac beat v{__version__} is starting.",
-        f"    . broker -> {describe_url(service.app.broker_url)}",
-        f"    . schedule -> {service.location or 'memory (this process only)'}",
-        f"    . entries -> {len(scheduler.config_entries)} configured (+ any added at run time)",
-        f"    . lease -> {scheduler.holder}, ttl {service.lease.ttl:g} s",
-        f"    . maxinterval -> {scheduler.max_interval:g} s",
-    ])  # fmt: skip
+    configured = len(scheduler.config_entries)
+    return "\n".join(
+        [
+            f"celeriac beat v{__version__} is starting.",
+            f"    . broker -> {describe_url(service.app.broker_url)}",
+            f"    . schedule -> {service.location or 'memory (this process only)'}",
+            f"    . entries -> {configured} configured (+ any added at run time)",
+            f"    . lease -> {scheduler.holder}, ttl {service.lease.ttl:g} s",
+            f"    . maxinterval -> {scheduler.max_interval:g} s",
+        ]
+    )
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -294,13 +299,21 @@ def add(
 ) -> None:
     """Add (or replace) entry NAME in the schedule store; running beats pick it up."""
     sending = _json_arg("--options", options, dict)
-    sending.update({k: v for k, v in (("queue", queue), ("priority", priority),
-                                      ("expires", expires)) if v is not None})  # fmt: skip
+    sending.update(
+        {
+            k: v
+            for k, v in (("queue", queue), ("priority", priority), ("expires", expires))
+            if v is not None
+        }
+    )
     definition = {
-        "task": task, "schedule": _schedule_data(every, cron, solar, relative),
-        "args": _json_arg("--args", args, list), "kwargs": _json_arg("--kwargs", kwargs, dict),
-        "options": sending, "missed": missed,
-    }  # fmt: skip
+        "task": task,
+        "schedule": _schedule_data(every, cron, solar, relative),
+        "args": _json_arg("--args", args, list),
+        "kwargs": _json_arg("--kwargs", kwargs, dict),
+        "options": sending,
+        "missed": missed,
+    }
     with _editing(ctx, schedule) as (app, store):
         if name in (app.conf.beat_schedule or {}):
             raise click.ClickException(

@@ -53,42 +53,77 @@ COMMANDS: dict[str, Spec] = {
     "active": Spec("inspect", help="Tasks running now."),
     "active_queues": Spec("inspect", help="Queues each worker consumes."),
     "clock": Spec("inspect", help="The worker's logical clock."),
-    "conf": Spec("inspect", (("with_defaults", _bool),), signature="[include_defaults=False]",
-                 help="The worker's configuration."),
+    "conf": Spec(
+        "inspect",
+        (("with_defaults", _bool),),
+        signature="[include_defaults=False]",
+        help="The worker's configuration.",
+    ),
     "ping": Spec("inspect", help="Ping the workers."),
-    "query_task": Spec("inspect", variadic="ids", signature="<id> [id ...]",
-                       help="What the workers know of these tasks."),
-    "registered": Spec("inspect", variadic="taskinfoitems", signature="[attr ...]",
-                       help="Registered task names (with these attributes)."),
+    "query_task": Spec(
+        "inspect",
+        variadic="ids",
+        signature="<id> [id ...]",
+        help="What the workers know of these tasks.",
+    ),
+    "registered": Spec(
+        "inspect",
+        variadic="taskinfoitems",
+        signature="[attr ...]",
+        help="Registered task names (with these attributes).",
+    ),
     "report": Spec("inspect", help="Versions and settings, for bug reports."),
     "reserved": Spec("inspect", help="Tasks received but not started."),
     "revoked": Spec("inspect", help="Ids in the worker's revoked set."),
     "scheduled": Spec("inspect", help="ETA tasks the worker holds."),
     "stats": Spec("inspect", help="Worker statistics (pool, totals, rusage, ...)."),
-    "add_consumer": Spec("control", (("queue", str), ("exchange", str), ("exchange_type", str),
-                         ("routing_key", str)), signature="<queue> [exchange [type [routing_key]]]",
-                         help="Start consuming from a queue."),
-    "autoscale": Spec("control", (("max", int), ("min", int)), signature="[max [min]]",
-                      help="Change the autoscale bounds."),
-    "cancel_consumer": Spec("control", (("queue", str),), signature="<queue>",
-                            help="Stop consuming from a queue."),
+    "add_consumer": Spec(
+        "control",
+        (("queue", str), ("exchange", str), ("exchange_type", str), ("routing_key", str)),
+        signature="<queue> [exchange [type [routing_key]]]",
+        help="Start consuming from a queue.",
+    ),
+    "autoscale": Spec(
+        "control",
+        (("max", int), ("min", int)),
+        signature="[max [min]]",
+        help="Change the autoscale bounds.",
+    ),
+    "cancel_consumer": Spec(
+        "control", (("queue", str),), signature="<queue>", help="Stop consuming from a queue."
+    ),
     "disable_events": Spec("control", help="Stop sending task events."),
     "enable_events": Spec("control", help="Start sending task events."),
     "heartbeat": Spec("control", help="Send a heartbeat now."),
     "pool_grow": Spec("control", (("n", int),), signature="[N=1]", help="Add pool slots."),
     "pool_shrink": Spec("control", (("n", int),), signature="[N=1]", help="Remove pool slots."),
-    "rate_limit": Spec("control", (("task_name", str), ("rate_limit", str)),
-                       signature="<task_name> <rate_limit (e.g. 5/s | 5/m | 5/h)>",
-                       help="Set a task type's rate limit."),
-    "revoke": Spec("control", variadic="task_id", signature="<id> [id ...]",
-                   help="Revoke tasks (--terminate stops running ones)."),
+    "rate_limit": Spec(
+        "control",
+        (("task_name", str), ("rate_limit", str)),
+        signature="<task_name> <rate_limit (e.g. 5/s | 5/m | 5/h)>",
+        help="Set a task type's rate limit.",
+    ),
+    "revoke": Spec(
+        "control",
+        variadic="task_id",
+        signature="<id> [id ...]",
+        help="Revoke tasks (--terminate stops running ones).",
+    ),
     "shutdown": Spec("control", help="Shut the workers down (warm)."),
-    "terminate": Spec("control", (("signal", str),), variadic="task_id",
-                      signature="<signal> <id> [id ...]", help="Stop running tasks."),
-    "time_limit": Spec("control", (("task_name", str), ("soft", float), ("hard", float)),
-                       signature="<task_name> <soft_secs> [hard_secs]",
-                       help="Set a task type's time limits."),
-}  # fmt: skip
+    "terminate": Spec(
+        "control",
+        (("signal", str),),
+        variadic="task_id",
+        signature="<signal> <id> [id ...]",
+        help="Stop running tasks.",
+    ),
+    "time_limit": Spec(
+        "control",
+        (("task_name", str), ("soft", float), ("hard", float)),
+        signature="<task_name> <soft_secs> [hard_secs]",
+        help="Set a task type's time limits.",
+    ),
+}
 
 
 def compile_arguments(command: str, args: tuple[str, ...]) -> dict[str, Any]:
@@ -197,14 +232,30 @@ def _list_commands(kind: str) -> Callable[[click.Context, click.Parameter, bool]
 
 def _options(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(fun: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed([
-            click.option("-t", "--timeout", type=float, default=1.0, show_default=True,
-                         help="Seconds to wait for replies."),
-            click.option("-d", "--destination", help="Comma-separated node names to ask."),
-            click.option("-j", "--json", "as_json", is_flag=True, help="Print replies as JSON."),
-            click.option("--list", is_flag=True, expose_value=False, is_eager=True,
-                         callback=_list_commands(kind), help=f"List the {kind} commands."),
-        ]):  # fmt: skip
+        for option in reversed(
+            [
+                click.option(
+                    "-t",
+                    "--timeout",
+                    type=float,
+                    default=1.0,
+                    show_default=True,
+                    help="Seconds to wait for replies.",
+                ),
+                click.option("-d", "--destination", help="Comma-separated node names to ask."),
+                click.option(
+                    "-j", "--json", "as_json", is_flag=True, help="Print replies as JSON."
+                ),
+                click.option(
+                    "--list",
+                    is_flag=True,
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_list_commands(kind),
+                    help=f"List the {kind} commands.",
+                ),
+            ]
+        ):
             fun = option(fun)
         return fun
 
@@ -246,10 +297,13 @@ def inspect(
     try:
         with Activity(f"inspect {command}: waiting {timeout:g}s for replies") as activity:
             replies = app.control.broadcast(
-                command, arguments=arguments, destination=_destination(destination),
-                reply=True, timeout=timeout,
+                command,
+                arguments=arguments,
+                destination=_destination(destination),
+                reply=True,
+                timeout=timeout,
                 callback=None if as_json else _printer(True, activity),
-            )  # fmt: skip
+            )
     except CeleryError as exc:
         raise click.ClickException(f"inspect {command}: {exc}") from exc
     _finish(_flat(replies), as_json)
@@ -259,8 +313,13 @@ def inspect(
 @click.argument("command")
 @click.argument("args", nargs=-1)
 @click.option("--terminate", is_flag=True, help="revoke: also stop tasks that are running.")
-@click.option("--signal", "signal_name", default="SIGTERM", show_default=True,
-              help="revoke --terminate: the signal for prefork children.")  # fmt: skip
+@click.option(
+    "--signal",
+    "signal_name",
+    default="SIGTERM",
+    show_default=True,
+    help="revoke --terminate: the signal for prefork children.",
+)
 @_options("control")
 @click.pass_context
 def control(
@@ -278,9 +337,11 @@ def control(
     arguments = compile_arguments(command, args)
     app = _app(ctx)
     options: dict[str, Any] = {
-        "destination": _destination(destination), "reply": True, "timeout": timeout,
+        "destination": _destination(destination),
+        "reply": True,
+        "timeout": timeout,
         "callback": None if as_json else _printer(True),
-    }  # fmt: skip
+    }
     try:
         if command in ("revoke", "terminate"):  # also marks the result store
             ids = arguments.get("task_id") or []
@@ -297,8 +358,14 @@ def control(
 
 
 @click.command()
-@click.option("-t", "--timeout", type=float, default=1.0, show_default=True,
-              help="Seconds to wait for replies.")  # fmt: skip
+@click.option(
+    "-t",
+    "--timeout",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait for replies.",
+)
 @click.option("-d", "--destination", help="Comma-separated node names to ask.")
 @click.option("-j", "--json", "as_json", is_flag=True, help="Print the replies as JSON.")
 @click.pass_context
@@ -307,9 +374,12 @@ def status(ctx: click.Context, timeout: float, destination: str | None, as_json:
     app = _app(ctx)
     try:
         replies = app.control.broadcast(
-            "ping", destination=_destination(destination), reply=True, timeout=timeout,
+            "ping",
+            destination=_destination(destination),
+            reply=True,
+            timeout=timeout,
             callback=None if as_json else _printer(False),
-        )  # fmt: skip
+        )
     except CeleryError as exc:
         raise click.ClickException(f"status: {exc}") from exc
     _finish(_flat(replies), as_json)

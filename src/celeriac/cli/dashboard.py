@@ -46,32 +46,48 @@ def _require_extra() -> None:
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=5555, show_default=True, help="Port to listen on.")
 @click.option(
-    "--auth", "--basic-auth", "auth", multiple=True, metavar="USER:PASSWORD",
+    "--auth",
+    "--basic-auth",
+    "auth",
+    multiple=True,
+    metavar="USER:PASSWORD",
     help="Require HTTP basic auth (repeat for more users).",
-)  # fmt: skip
+)
 @click.option(
     "--token", "tokens", multiple=True, help="Accept this bearer token (or ?token= in the URL)."
 )
 @click.option(
-    "--allow-unauthenticated-control", is_flag=True,
+    "--allow-unauthenticated-control",
+    is_flag=True,
     help="Allow actions without credentials; honoured only when bound to a loopback address.",
-)  # fmt: skip
+)
 @click.option(
-    "--allowed-hosts", "allowed_hosts", multiple=True, metavar="HOST[,HOST]",
+    "--allowed-hosts",
+    "allowed_hosts",
+    multiple=True,
+    metavar="HOST[,HOST]",
     help="Host names requests may use besides loopback ones (.example.com: and subdomains).",
-)  # fmt: skip
+)
 @click.option(
-    "--url-prefix", default="", metavar="PATH",
+    "--url-prefix",
+    default="",
+    metavar="PATH",
     help="Serve under this path, for a reverse proxy that passes it on (e.g. /celeriac).",
-)  # fmt: skip
+)
 @click.option(
-    "--retention-days", type=click.FloatRange(min=0, min_open=True), default=7.0,
-    show_default=True, help="Keep task history this long.",
-)  # fmt: skip
+    "--retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=7.0,
+    show_default=True,
+    help="Keep task history this long.",
+)
 @click.option(
-    "--max-tasks", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+    "--max-tasks",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
     help="Keep at most this many tasks in the history.",
-)  # fmt: skip
+)
 @click.option("--db", type=click.Path(dir_okay=False), help="The history store (SQLite file).")
 @click.option("-l", "--loglevel", default="WARNING", show_default=True, help="Logging level.")
 @click.pass_context
@@ -108,24 +124,31 @@ def dashboard(
         warnings.simplefilter("always", CeleryWarning)
         try:
             policy = AuthPolicy.from_options(
-                auth=auth, tokens=tokens, address=address, allowed_hosts=allowed_hosts,
+                auth=auth,
+                tokens=tokens,
+                address=address,
+                allowed_hosts=allowed_hosts,
                 allow_unauthenticated_control=allow_unauthenticated_control,
-            )  # fmt: skip
+            )
         except CeleryError as exc:
             raise click.BadParameter(str(exc), param_hint="--auth") from exc
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
     try:
         store = DashboardStore(
-            db or default_path(app.broker_url), retention_days=retention_days,
-            max_tasks=max_tasks, clock=app.clock,
-        )  # fmt: skip
+            db or default_path(app.broker_url),
+            retention_days=retention_days,
+            max_tasks=max_tasks,
+            clock=app.clock,
+        )
         web = create_app(app, store, auth=policy, url_prefix=url_prefix)
     except CeleryError as exc:
         raise click.ClickException(str(exc)) from exc
-    acting = "with actions" if policy.required or policy.allow_unauthenticated_control else (
-        "read-only (actions need --auth or --token)"
-    )  # fmt: skip
+    acting = (
+        "with actions"
+        if policy.required or policy.allow_unauthenticated_control
+        else ("read-only (actions need --auth or --token)")
+    )
     root = normalize_prefix(url_prefix)
     click.echo(f"Dashboard on http://{address}:{port}{root}/ {acting}; history in {store.path}")
     config = uvicorn.Config(

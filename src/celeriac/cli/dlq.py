@@ -68,9 +68,12 @@ def dlq() -> None:
 @dlq.command(name="list", short_help="List dead letters: id, queue, time, task, reason.")
 @click.option("-Q", "--queue", help="Only the letters of this queue.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=100, show_default=True,
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
     help="Show at most this many (the newest).",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line, full detail.")
 @click.pass_context
 def list_letters(ctx: click.Context, queue: str | None, limit: int, as_json: bool) -> None:

@@ -141,8 +141,9 @@ def _live(app: Any, frequency: float, limit: int | None, duration: float | None)
         while thread.is_alive():
             thread.join(frequency)
             size = shutil.get_terminal_size((120, 40))
-            frame = render(state, now=time.time(), width=size.columns, height=size.lines,
-                           colour=tty)  # fmt: skip
+            frame = render(
+                state, now=time.time(), width=size.columns, height=size.lines, colour=tty
+            )
             click.echo((_CLEAR if tty else "\n") + frame)
     except KeyboardInterrupt:
         receiver.should_stop = True
@@ -157,8 +158,15 @@ def _live(app: Any, frequency: float, limit: int | None, duration: float | None)
 @click.command()
 @click.option("-d", "--dump", is_flag=True, help="Print each event on one line as it comes.")
 @click.option("-j", "--json", "as_json", is_flag=True, help="With --dump: JSON, one per line.")
-@click.option("-F", "--frequency", "--freq", type=click.FloatRange(min=0.1), default=1.0,
-              show_default=True, help="Live view: seconds between redraws.")  # fmt: skip
+@click.option(
+    "-F",
+    "--frequency",
+    "--freq",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Live view: seconds between redraws.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.pass_context

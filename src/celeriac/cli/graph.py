@@ -41,10 +41,15 @@ _NODE = {"fillcolor": "palegreen3", "color": "palegreen4"}
 _TERMINAL = {"fillcolor": "palegreen1", "color": "palegreen2"}
 _EDGE = {"color": "darkseagreen4", "arrowcolor": "black", "arrowsize": 0.7}
 _BROKER = {"shape": "circle", "fillcolor": "cadetblue3", "color": "cadetblue4", "height": 1}
-_BACKEND = {"shape": "folder", "width": 2, "height": 1, "color": "black",
-            "fillcolor": "peachpuff3"}  # fmt: skip
-_THREAD = {"fillcolor": "lightcyan4", "fontcolor": "yellow", "shape": "oval", "fontsize": 10,
-           "width": 0.3, "color": "black"}  # fmt: skip
+_BACKEND = {"shape": "folder", "width": 2, "height": 1, "color": "black", "fillcolor": "peachpuff3"}
+_THREAD = {
+    "fillcolor": "lightcyan4",
+    "fontcolor": "yellow",
+    "shape": "oval",
+    "fontsize": 10,
+    "width": 0.3,
+    "color": "black",
+}
 
 
 def _attrs(*schemes: Mapping[str, Any]) -> str:
@@ -153,8 +158,16 @@ def _arguments(args: Iterable[str]) -> dict[str, list[str]]:
     for arg in args:
         key, _, value = arg.partition(":")  # a bare word (``enumerate``) is a flag
         found[key] = [part for part in value.split(",") if part]
-    unknown = set(found) - {"nodes", "threads", "broker", "backend", "wmax", "tmax",
-                            "enumerate", "generic"}  # fmt: skip
+    unknown = set(found) - {
+        "nodes",
+        "threads",
+        "broker",
+        "backend",
+        "wmax",
+        "tmax",
+        "enumerate",
+        "generic",
+    }
     if unknown:
         raise click.BadParameter(
             f"unknown argument(s) {', '.join(sorted(unknown))}; use nodes:, threads:, "
@@ -191,7 +204,13 @@ def workers(ctx: Any, args: tuple[str, ...]) -> None:
         broker = f"Broker ({broker.split('://')[0]}://)"
         backend = backend and f"Backend ({backend.split('://')[0]}://)"
     limits = {key: int((options.get(key) or ["0"])[0] or 0) for key in ("wmax", "tmax")}
-    click.echo(workers_dot(
-        found, broker, backend or None, wmax=limits["wmax"] if "wmax" in options else 4,
-        tmax=limits["tmax"] if "tmax" in options else 3, enumerate_="enumerate" in options,
-    ))  # fmt: skip
+    click.echo(
+        workers_dot(
+            found,
+            broker,
+            backend or None,
+            wmax=limits["wmax"] if "wmax" in options else 4,
+            tmax=limits["tmax"] if "tmax" in options else 3,
+            enumerate_="enumerate" in options,
+        )
+    )

@@ -65,9 +65,20 @@ def _worker_argv(node: str, rest: list[str]) -> list[str]:
     logfile = _option(rest, "-f", "--logfile", default="%n.log").replace("%n", node)
     worker_args = [a for a in worker_args if not a.startswith(("--pidfile", "--logfile"))]
     return [
-        sys.executable, "-m", "celeriac", *app_args, "worker", "--detach", "-n", f"{node}@%h",
-        "--pidfile", pidfile, "--logfile", logfile, *worker_args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celeriac",
+        *app_args,
+        "worker",
+        "--detach",
+        "-n",
+        f"{node}@%h",
+        "--pidfile",
+        pidfile,
+        "--logfile",
+        logfile,
+        *worker_args,
+    ]
 
 
 @click.group()

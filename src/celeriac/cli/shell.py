@@ -25,8 +25,17 @@ def _locals(app: Any, with_tasks: bool) -> dict[str, Any]:
     import celeriac
 
     found: dict[str, Any] = {"app": app, "celery": app}
-    for name in ("Task", "chord", "group", "chain", "chunks", "xmap", "xstarmap", "subtask",
-                 "signature"):  # fmt: skip
+    for name in (
+        "Task",
+        "chord",
+        "group",
+        "chain",
+        "chunks",
+        "xmap",
+        "xstarmap",
+        "subtask",
+        "signature",
+    ):
         found[name] = getattr(celeriac, name)
     if with_tasks:
         for task in app.tasks.values():

@@ -16,9 +16,11 @@ PLUGIN = "celeriac.contrib.pytest"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
-        "celeriac_plugin", type="bool", default=False,
+        "celeriac_plugin",
+        type="bool",
+        default=False,
         help=f"load {PLUGIN} (Celery's pytest fixtures for Celeriac) in every run",
-    )  # fmt: skip
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

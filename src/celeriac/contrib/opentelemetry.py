@@ -78,18 +78,26 @@ class CeleriacInstrumentor:
     # -- publishing --------------------------------------------------------------------------
 
     def _before_publish(
-        self, sender: Any = None, headers: dict[str, Any] | None = None,
-        routing_key: str | None = None, **_: Any,
-    ) -> None:  # fmt: skip
+        self,
+        sender: Any = None,
+        headers: dict[str, Any] | None = None,
+        routing_key: str | None = None,
+        **_: Any,
+    ) -> None:
         tracer = self._tracer
         if tracer is None or headers is None or not headers.get("id"):
             return
         name = str(getattr(sender, "name", sender) or headers.get("task") or "unknown")
-        span = tracer.start_span(f"apply_async/{name}", kind=SpanKind.PRODUCER, attributes={
-            "celery.action": "apply_async", "celery.task_name": name,
-            "messaging.message.id": str(headers["id"]),
-            "messaging.destination.name": str(routing_key or ""),
-        })  # fmt: skip
+        span = tracer.start_span(
+            f"apply_async/{name}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "celery.action": "apply_async",
+                "celery.task_name": name,
+                "messaging.message.id": str(headers["id"]),
+                "messaging.destination.name": str(routing_key or ""),
+            },
+        )
         propagate.inject(headers, context=trace.set_span_in_context(span))
         with self._lock:
             self._publishing[str(headers["id"])] = span
@@ -111,14 +119,19 @@ class CeleriacInstrumentor:
             return
         request = task.request
         parent = propagate.extract(dict(getattr(request, "headers", None) or {}))
-        span = tracer.start_span(f"run/{task.name}", context=parent, kind=SpanKind.CONSUMER,
-                                 attributes={
-            "celery.action": "run", "celery.task_name": str(task.name),
-            "messaging.message.id": str(task_id),
-            "messaging.destination.name": str(
-                (getattr(request, "delivery_info", None) or {}).get("routing_key") or ""
-            ),
-        })  # fmt: skip
+        span = tracer.start_span(
+            f"run/{task.name}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "celery.action": "run",
+                "celery.task_name": str(task.name),
+                "messaging.message.id": str(task_id),
+                "messaging.destination.name": str(
+                    (getattr(request, "delivery_info", None) or {}).get("routing_key") or ""
+                ),
+            },
+        )
         token = context.attach(trace.set_span_in_context(span, parent))
         with self._lock:
             self._running[task_id] = (span, token)

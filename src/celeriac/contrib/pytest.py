@@ -75,8 +75,9 @@ def _create_app(
     **config: Any,
 ) -> Iterator[Celery]:
     """A TestApp for the block, the current and default apps restored after."""
-    app = TestApp(set_as_current=False, enable_logging=enable_logging, config=config,
-                  **(parameters or {}))  # fmt: skip
+    app = TestApp(
+        set_as_current=False, enable_logging=enable_logging, config=config, **(parameters or {})
+    )
     with setup_default_app(app, use_trap=use_trap):
         try:
             yield app
@@ -158,9 +159,11 @@ def celery_session_app(
 ) -> Iterator[Celery]:
     """One test app for the whole session (the current and default app, unless trapped)."""
     with _create_app(
-        enable_logging=celery_enable_logging, use_trap=use_celery_app_trap,
-        parameters=celery_parameters, **_settings(request, celery_config),
-    ) as app:  # fmt: skip
+        enable_logging=celery_enable_logging,
+        use_trap=use_celery_app_trap,
+        parameters=celery_parameters,
+        **_settings(request, celery_config),
+    ) as app:
         if not use_celery_app_trap:
             app.set_default()
             app.set_current()
@@ -197,9 +200,11 @@ def celery_app(
 ) -> Iterator[Celery]:
     """A test app for this test, with ``@pytest.mark.celery(...)`` settings applied."""
     with _create_app(
-        enable_logging=celery_enable_logging, use_trap=use_celery_app_trap,
-        parameters=celery_parameters, **_settings(request, celery_config),
-    ) as app:  # fmt: skip
+        enable_logging=celery_enable_logging,
+        use_trap=use_celery_app_trap,
+        parameters=celery_parameters,
+        **_settings(request, celery_config),
+    ) as app:
         yield app
 
 

@@ -55,9 +55,12 @@ def decode_events(app: Celery, broadcast: Broadcast) -> list[dict[str, Any]]:
     accept = {"json", str(app.conf.event_serializer or "json")}
     try:
         body = loads(
-            message.body, message.content_type, message.content_encoding, accept=accept,
+            message.body,
+            message.content_type,
+            message.content_encoding,
+            accept=accept,
             accept_setting="event_serializer (events are accepted in it and in json)",
-        )  # fmt: skip
+        )
     except CeleryError as exc:
         logger.warning("Dashboard: dropping an event that does not decode: %s", exc)
         return []
@@ -106,9 +109,12 @@ class ControlAdapter:
     def rate_limit(self, task_name: str, rate: str, worker: str | None = None) -> Any:
         """Set ``task_name``'s rate limit (``'10/m'``; ``''`` or ``'0'`` removes it)."""
         return self._need("set a rate limit").rate_limit(
-            task_name, rate, destination=[worker] if worker else None, reply=True,
+            task_name,
+            rate,
+            destination=[worker] if worker else None,
+            reply=True,
             timeout=self.timeout,
-        )  # fmt: skip
+        )
 
     def pool_grow(self, worker: str, n: int = 1) -> Any:
         return self._need("grow a pool").pool_grow(

@@ -78,9 +78,10 @@ class Collector:
         """Subscribe (so every event sent from now on is seen), then start both threads."""
         self._subscription = subscribe(self.app)
         loops = (
-            ("events", self._events_loop), ("poll", self._poll_loop),
+            ("events", self._events_loop),
+            ("poll", self._poll_loop),
             ("inspect", self._inspect_loop),
-        )  # fmt: skip
+        )
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"dashboard-{name}", daemon=True)
             thread.start()

@@ -73,13 +73,31 @@ _TIMESTAMP_COLUMN = {
 def new_task_row(uuid: str, seen_at: float) -> dict[str, Any]:
     """The row of a task seen for the first time, before its first event is folded in."""
     return {
-        "uuid": uuid, "name": "", "state": states.PENDING, "worker": "", "queue": "",
-        "seen_at": seen_at, "updated_at": seen_at, "sent_at": None, "received_at": None,
-        "started_at": None, "finished_at": None, "args": None, "kwargs": None,
-        "result": None, "exception": None, "traceback": None, "runtime": None, "retries": 0,
-        "eta": None, "expires": None, "root_id": None, "parent_id": None,
-        "progress_current": None, "progress_total": None,
-    }  # fmt: skip
+        "uuid": uuid,
+        "name": "",
+        "state": states.PENDING,
+        "worker": "",
+        "queue": "",
+        "seen_at": seen_at,
+        "updated_at": seen_at,
+        "sent_at": None,
+        "received_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "args": None,
+        "kwargs": None,
+        "result": None,
+        "exception": None,
+        "traceback": None,
+        "runtime": None,
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+        "root_id": None,
+        "parent_id": None,
+        "progress_current": None,
+        "progress_total": None,
+    }
 
 
 def _text(value: Any) -> str | None:
@@ -158,9 +176,10 @@ def meta_to_event(uuid: str, meta: Mapping[str, Any], now: float) -> dict[str, A
         event.update(type="task-succeeded", result=repr(meta.get("result")))
     elif status == states.FAILURE:
         event.update(
-            type="task-failed", exception=_exception_text(meta.get("result")),
+            type="task-failed",
+            exception=_exception_text(meta.get("result")),
             traceback=meta.get("traceback"),
-        )  # fmt: skip
+        )
     elif status == states.REVOKED:
         event.update(type="task-revoked")
     else:

@@ -87,10 +87,23 @@ def summary(row: Mapping[str, Any]) -> dict[str, Any]:
     item = {
         key: _clip(row[key])
         for key in (
-            "uuid", "name", "state", "worker", "queue", "seen_at", "updated_at", "started_at",
-            "finished_at", "runtime", "retries", "args", "kwargs", "result", "exception",
+            "uuid",
+            "name",
+            "state",
+            "worker",
+            "queue",
+            "seen_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "runtime",
+            "retries",
+            "args",
+            "kwargs",
+            "result",
+            "exception",
         )
-    }  # fmt: skip
+    }
     item["progress"] = _progress(row)
     return item
 

@@ -79,10 +79,12 @@ def tasks(request: Request) -> JSONResponse:
     params = request.query_params
     try:
         filt = TaskFilter(
-            state=params.get("state") or None, name=params.get("name") or None,
-            worker=params.get("worker") or None, since=_time(request, "since"),
+            state=params.get("state") or None,
+            name=params.get("name") or None,
+            worker=params.get("worker") or None,
+            since=_time(request, "since"),
             until=_time(request, "until"),
-        )  # fmt: skip
+        )
         limit = _int(request, "limit", 50, 1, _MAX_LIMIT)
         page = dashboard_of(request).store.tasks(filt, after=params.get("after"), limit=limit)
     except ValueError as exc:  # _BadRequest, or a cursor that is not one

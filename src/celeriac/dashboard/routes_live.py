@@ -81,9 +81,11 @@ async def stream(request: Request) -> StreamingResponse:
 
 def _metrics_text(board: Dashboard) -> str:
     return prometheus.render(
-        board.store.totals(), board.store.runtimes(), board.queues.snapshot(),
+        board.store.totals(),
+        board.store.runtimes(),
+        board.queues.snapshot(),
         board.store.workers(),
-    )  # fmt: skip
+    )
 
 
 async def metrics(request: Request) -> PlainTextResponse:

@@ -118,9 +118,10 @@ class _Guard:
         headers = Headers(scope=scope)
         if not self.policy.host_ok(headers.get("host", "")):
             rebound = _refuse(
-                403, "this dashboard is bound to a loopback address and refuses requests for "
+                403,
+                "this dashboard is bound to a loopback address and refuses requests for "
                 "other host names (DNS rebinding); name this host with --allowed-hosts",
-            )  # fmt: skip
+            )
             await rebound(scope, receive, send)
             return
         if str(scope["path"]).startswith(self.static):
@@ -135,10 +136,15 @@ class _Guard:
             if not json_body or not same_origin(headers.get("origin"), host):
                 refusal = _refuse(403, "actions take a JSON body from this dashboard's own page")
             elif not self.policy.may_act(authenticated, host):
-                refusal = self._unauthorized() if self.policy.required else _refuse(
-                    403, "actions need credentials: start the dashboard with --auth or "
-                    "--token (or, bound to localhost, --allow-unauthenticated-control)",
-                )  # fmt: skip
+                refusal = (
+                    self._unauthorized()
+                    if self.policy.required
+                    else _refuse(
+                        403,
+                        "actions need credentials: start the dashboard with --auth or "
+                        "--token (or, bound to localhost, --allow-unauthenticated-control)",
+                    )
+                )
         elif not self.policy.may_read(authenticated):
             refusal = self._unauthorized()
         if refusal is not None:

@@ -135,10 +135,13 @@ class DashboardStore(_queries.Reads):
         self.retention_days = retention_days
         self.max_tasks = max_tasks
         self._db = Database(
-            path, _SCHEMA, what="dashboard store", rows=True,
+            path,
+            _SCHEMA,
+            what="dashboard store",
+            rows=True,
             not_sqlite="the file is not a dashboard store: move it away, or choose another "
             "with --db",
-        )  # fmt: skip
+        )
         self.path = self._db.path
         super().__init__(self._db, clock)
 

@@ -39,9 +39,12 @@ class Events:
         return EventReceiver(channel, handlers, app=self.app, **options)
 
     def Dispatcher(
-        self, connection: Any = None, hostname: str | None = None, enabled: bool = True,
+        self,
+        connection: Any = None,
+        hostname: str | None = None,
+        enabled: bool = True,
         **options: Any,
-    ) -> EventDispatcher:  # fmt: skip
+    ) -> EventDispatcher:
         """A dispatcher sending events as ``hostname`` (default: this client's name)."""
         return EventDispatcher(connection, hostname, enabled, app=self.app, **options)
 
@@ -63,13 +66,20 @@ class Events:
         if self._client is None:
             self._client = EventDispatcher(app=self.app)
         self._client.send(
-            "task-sent", uuid=message.id, root_id=message.root_id, parent_id=message.parent_id,
-            name=message.task, args=_repr(message.argsrepr, message.args),
-            kwargs=_repr(message.kwargsrepr, message.kwargs), retries=message.retries,
+            "task-sent",
+            uuid=message.id,
+            root_id=message.root_id,
+            parent_id=message.parent_id,
+            name=message.task,
+            args=_repr(message.argsrepr, message.args),
+            kwargs=_repr(message.kwargsrepr, message.kwargs),
+            retries=message.retries,
             eta=message.eta.isoformat() if message.eta else None,
             expires=message.expires.isoformat() if message.expires else None,
-            queue=queue, exchange=exchange, routing_key=routing_key,
-        )  # fmt: skip
+            queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
+        )
 
 
 def _repr(given: str | None, value: Any) -> str:

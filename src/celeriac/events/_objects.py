@@ -60,9 +60,18 @@ class Worker:
     heartbeat_max = 4
     expire_window = HEARTBEAT_EXPIRE_WINDOW
     _fields = (
-        "hostname", "pid", "freq", "heartbeats", "clock", "active", "processed", "loadavg",
-        "sw_ident", "sw_ver", "sw_sys",
-    )  # fmt: skip
+        "hostname",
+        "pid",
+        "freq",
+        "heartbeats",
+        "clock",
+        "active",
+        "processed",
+        "loadavg",
+        "sw_ident",
+        "sw_ver",
+        "sw_sys",
+    )
 
     def __init__(
         self,
@@ -171,21 +180,65 @@ class Task:
     parent_id: str | None = None
 
     _fields = (
-        "uuid", "name", "state", "received", "sent", "started", "rejected", "succeeded",
-        "failed", "retried", "revoked", "args", "kwargs", "eta", "expires", "retries",
-        "worker", "result", "exception", "timestamp", "runtime", "traceback", "exchange",
-        "routing_key", "clock", "client", "root", "root_id", "parent", "parent_id", "children",
-    )  # fmt: skip
+        "uuid",
+        "name",
+        "state",
+        "received",
+        "sent",
+        "started",
+        "rejected",
+        "succeeded",
+        "failed",
+        "retried",
+        "revoked",
+        "args",
+        "kwargs",
+        "eta",
+        "expires",
+        "retries",
+        "worker",
+        "result",
+        "exception",
+        "timestamp",
+        "runtime",
+        "traceback",
+        "exchange",
+        "routing_key",
+        "clock",
+        "client",
+        "root",
+        "root_id",
+        "parent",
+        "parent_id",
+        "children",
+    )
     #: Fields an event that happened before the current state may still fill in.
     merge_rules: dict[str, tuple[str, ...]] = {
         states.RECEIVED: (
-            "name", "args", "kwargs", "parent_id", "root_id", "retries", "eta", "expires",
+            "name",
+            "args",
+            "kwargs",
+            "parent_id",
+            "root_id",
+            "retries",
+            "eta",
+            "expires",
         ),
-    }  # fmt: skip
+    }
     _info_fields = (
-        "args", "kwargs", "retries", "result", "eta", "runtime", "expires", "exception",
-        "exchange", "routing_key", "root_id", "parent_id",
-    )  # fmt: skip
+        "args",
+        "kwargs",
+        "retries",
+        "result",
+        "eta",
+        "runtime",
+        "expires",
+        "exception",
+        "exchange",
+        "routing_key",
+        "root_id",
+        "parent_id",
+    )
 
     def __init__(
         self, uuid: str | None = None, cluster_state: _ClusterTasks | None = None, **fields: Any
@@ -239,8 +292,10 @@ class Task:
         found = {key: getattr(self, key, None) for key in self._fields}
         found.update(
             worker=self.worker.hostname if self.worker else None,
-            children=list(self.child_ids), root=self.root_id, parent=self.parent_id,
-        )  # fmt: skip
+            children=list(self.child_ids),
+            root=self.root_id,
+            parent=self.parent_id,
+        )
         return found
 
     @property

@@ -119,9 +119,13 @@ class EventDispatcher:
         clock = None if blind else self.clock.forward()
         fields.setdefault("timestamp", self.app.clock.time())
         return Event(
-            type, hostname=self.hostname, utcoffset=utcoffset(), pid=self.pid, clock=clock,
+            type,
+            hostname=self.hostname,
+            utcoffset=utcoffset(),
+            pid=self.pid,
+            clock=clock,
             **fields,
-        )  # fmt: skip
+        )
 
     def send(self, type: str, blind: bool = False, **fields: Any) -> None:
         """Send (or buffer) an event of ``type``; a no-op when disabled or filtered out."""

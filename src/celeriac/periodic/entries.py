@@ -89,19 +89,29 @@ class ScheduleEntry:
                 "stored; define it in beat_schedule instead"
             )
         return {
-            "task": self.task, "schedule": data, "args": list(self.args),
-            "kwargs": self.kwargs, "options": self.options, "missed": self.missed,
+            "task": self.task,
+            "schedule": data,
+            "args": list(self.args),
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "missed": self.missed,
             "missed_grace": self.missed_grace,
-        }  # fmt: skip
+        }
 
     @property
     def fingerprint(self) -> str:
         """Changes when the task, schedule, arguments or options change (run times reset)."""
         text = json.dumps(
-            [self.task, self.schedule.to_dict() or repr(self.schedule), list(self.args),
-             self.kwargs, self.options],
-            sort_keys=True, default=repr,
-        )  # fmt: skip
+            [
+                self.task,
+                self.schedule.to_dict() or repr(self.schedule),
+                list(self.args),
+                self.kwargs,
+                self.options,
+            ],
+            sort_keys=True,
+            default=repr,
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -178,9 +188,14 @@ def schedule_from_dict(data: Mapping[str, Any], app: AppLike | None = None) -> B
         )
         tz = data.get("tz")
         return crontab(
-            minute, hour, day_of_week, day_of_month, month_of_year, app=app,
+            minute,
+            hour,
+            day_of_week,
+            day_of_month,
+            month_of_year,
+            app=app,
             tz=str(tz) if tz else None,
-        )  # fmt: skip
+        )
     if kind == "clocked":
         return clocked(dt.datetime.fromisoformat(str(data["at"])), app=app)
     if kind == "solar":
@@ -244,8 +259,11 @@ def add_periodic_task(
     call_args = (*tuple(args), *sig_args)
     call_kwargs = {**sig_kwargs, **dict(kwargs or {})}
     entry: dict[str, Any] = {
-        "task": task, "schedule": schedule, "args": call_args, "kwargs": call_kwargs,
-    }  # fmt: skip
+        "task": task,
+        "schedule": schedule,
+        "args": call_args,
+        "kwargs": call_kwargs,
+    }
     for key in ("missed", "missed_grace", "relative"):
         if key in opts:
             entry[key] = opts.pop(key)

@@ -49,10 +49,14 @@ __all__ = [
 
 _FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 _SHORTHANDS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
-}  # fmt: skip
+}
 
 
 class schedstate(NamedTuple):
@@ -265,9 +269,12 @@ class crontab(BaseSchedule):
     ) -> None:
         self._tz = _zone(tz) if isinstance(tz, str) else tz
         self._orig = {
-            "minute": minute, "hour": hour, "day_of_week": day_of_week,
-            "day_of_month": day_of_month, "month_of_year": month_of_year,
-        }  # fmt: skip
+            "minute": minute,
+            "hour": hour,
+            "day_of_week": day_of_week,
+            "day_of_month": day_of_month,
+            "month_of_year": month_of_year,
+        }
         self._values = {
             name: _cron.expand(_cron.FIELDS[name], spec) for name, spec in self._orig.items()
         }

@@ -43,21 +43,42 @@ __all__ = ["build_meta", "decode_exception", "decode_meta", "encode_exception", 
 _CELERY_MODULES: dict[str, frozenset[str]] = {
     "celery.exceptions": frozenset(
         {
-            "AlreadyRegistered", "BackendError", "BackendGetMetaError", "BackendStoreError",
-            "CeleryError", "ChordError", "Ignore", "ImproperlyConfigured", "InvalidTaskError",
-            "MaxRetriesExceededError", "NotRegistered", "QueueNotFound", "Reject", "Retry",
-            "SecurityError", "TaskError", "TaskPredicate", "TaskRevokedError", "TimeoutError",
-            "WorkerShutdown", "WorkerTerminate",
+            "AlreadyRegistered",
+            "BackendError",
+            "BackendGetMetaError",
+            "BackendStoreError",
+            "CeleryError",
+            "ChordError",
+            "Ignore",
+            "ImproperlyConfigured",
+            "InvalidTaskError",
+            "MaxRetriesExceededError",
+            "NotRegistered",
+            "QueueNotFound",
+            "Reject",
+            "Retry",
+            "SecurityError",
+            "TaskError",
+            "TaskPredicate",
+            "TaskRevokedError",
+            "TimeoutError",
+            "WorkerShutdown",
+            "WorkerTerminate",
         }
     ),
     "billiard.exceptions": frozenset(
         {"SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError"}
     ),
     "kombu.exceptions": frozenset(
-        {"ContentDisallowed", "DecodeError", "EncodeError", "OperationalError",
-         "SerializationError"}
+        {
+            "ContentDisallowed",
+            "DecodeError",
+            "EncodeError",
+            "OperationalError",
+            "SerializationError",
+        }
     ),
-}  # fmt: skip
+}
 _WIRE_MODULE = {name: module for module, names in _CELERY_MODULES.items() for name in names}
 
 
@@ -225,9 +246,12 @@ def decode_meta(
     encoding = "binary" if serializer in ("msgpack", "pickle") else "utf-8"
     try:
         meta = loads(
-            payload, content_type, encoding,
-            accept=[content_type] if accept is None else accept, accept_setting=accept_setting,
-        )  # fmt: skip
+            payload,
+            content_type,
+            encoding,
+            accept=[content_type] if accept is None else accept,
+            accept_setting=accept_setting,
+        )
     except ContentDisallowed:
         raise
     except SerializationError as exc:

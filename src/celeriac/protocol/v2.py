@@ -30,17 +30,46 @@ __all__ = ["MESSAGE_PROPERTIES", "PROTOCOL_HEADERS", "decode_task", "encode_task
 #: Header names the protocol owns; every other header is the user's (``request.headers``).
 PROTOCOL_HEADERS = frozenset(
     {
-        "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
-        "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin",
-        "ignore_result", "replaced_task_nesting", "stamped_headers", "stamps", "compression",
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+        "compression",
     }
-)  # fmt: skip
+)
 
 # The fields a protocol v1 body carries at its top level.
 _V1_FIELDS = (
-    "task", "id", "eta", "expires", "retries", "timelimit", "group", "group_index",
-    "root_id", "parent_id", "shadow", "argsrepr", "kwargsrepr", "origin",
-)  # fmt: skip
+    "task",
+    "id",
+    "eta",
+    "expires",
+    "retries",
+    "timelimit",
+    "group",
+    "group_index",
+    "root_id",
+    "parent_id",
+    "shadow",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+)
 
 
 def saferepr(value: Any, maxlen: int = 1024) -> str:

@@ -86,8 +86,11 @@ def log_dropped(store: str, count: int, limits: DeadLetterLimits) -> None:
         logger.warning(
             "Dropped the %d oldest dead letter(s) from the %s to keep within "
             "dead_letter_max_entries=%s and dead_letter_max_age=%s s.",
-            count, store, limits.max_entries, limits.max_age,
-        )  # fmt: skip
+            count,
+            store,
+            limits.max_entries,
+            limits.max_age,
+        )
 
 
 class RejectLog:
@@ -110,8 +113,9 @@ class RejectLog:
                 if self._unlogged:
                     logger.warning(
                         "%d more message(s) were set aside in the dead-letter store without a "
-                        "line of their own (see celeriac dlq list).", self._unlogged,
-                    )  # fmt: skip
+                        "line of their own (see celeriac dlq list).",
+                        self._unlogged,
+                    )
                 self._window_end, self._logged, self._unlogged = now + self._window, 0, 0
             if self._logged >= self._burst:
                 self._unlogged += 1

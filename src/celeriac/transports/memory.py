@@ -245,9 +245,13 @@ class MemoryTransport(Transport):
             broker.dead.remove(found)
             broker.last_id += 1
             entry = _Entry(
-                id=broker.last_id, message=_fresh(found.message), queue=found.queue,
-                exchange="", routing_key=found.queue, available_at=self._clock.time(),
-            )  # fmt: skip
+                id=broker.last_id,
+                message=_fresh(found.message),
+                queue=found.queue,
+                exchange="",
+                routing_key=found.queue,
+                available_at=self._clock.time(),
+            )
             broker.queues.setdefault(found.queue, {})[entry.id] = entry
             broker.condition.notify_all()
             return replace(found, message=_fresh(found.message))

@@ -91,9 +91,10 @@ class Outcomes:
                 return set()  # the consumer checks self.revoked
             found = backend.fetch_many(ids)
             return {
-                tid for tid, payload in found.items()
+                tid
+                for tid, payload in found.items()
                 if results.decode(payload).get("status") == states.REVOKED
-            }  # fmt: skip
+            }
 
         found = self._results("check for revoked tasks", revoked)
         if found is None:
@@ -151,8 +152,9 @@ class Outcomes:
             sender=task, request=job, terminated=True, signum=signum, expired=False
         )
         if self.events is not None:
-            self.events.task_revoked(job.id, job.name, terminated=True, signum=signum,
-                                     expired=False)  # fmt: skip
+            self.events.task_revoked(
+                job.id, job.name, terminated=True, signum=signum, expired=False
+            )
 
     def worker_lost(self, job: Job) -> None:
         """The pool process running the job exited: FAILURE ``WorkerLostError``."""
@@ -182,8 +184,12 @@ class Outcomes:
             url = mask_password(self.app.result_backend_url or "(none)")
             logger.error(
                 "Could not %s in the result backend %s (%s: %s). The worker goes on and "
-                "tries the backend again later.", what, url, type(exc).__name__, exc,
-            )  # fmt: skip
+                "tries the backend again later.",
+                what,
+                url,
+                type(exc).__name__,
+                exc,
+            )
             return None
 
     def _store(

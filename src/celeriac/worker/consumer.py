@@ -186,8 +186,10 @@ class TaskConsumer:
             reason = f"{type(exc).__name__}: {exc}"
             logger.error(
                 "Received an invalid message in queue %r; it was set aside in the dead-letter "
-                "store: %s", delivery.queue, reason,
-            )  # fmt: skip
+                "store: %s",
+                delivery.queue,
+                reason,
+            )
             signals.task_rejected.send(sender=self, message=delivery.message, exc=exc)
             self.consumer.dead_letter(delivery, reason)
             return None
@@ -216,9 +218,14 @@ class TaskConsumer:
         self._dispatch(delivery, message, task)
 
     def _discard(
-        self, delivery: Delivery, message: TaskMessage, task: Any, *, expired: bool,
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Any,
+        *,
+        expired: bool,
         store: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Acknowledge without running: the task was revoked, or its message expired."""
         self.outcomes.discarded(message, task, expired=expired, store=store)
         self.consumer.ack(delivery)
@@ -268,17 +275,22 @@ class TaskConsumer:
             self._inflight += 1
         logger.info("Task %s[%s] received", message.task, message.id)
         info = {
-            "exchange": delivery.exchange, "routing_key": delivery.routing_key,
-            "priority": delivery.message.priority, "redelivered": delivery.redelivered,
-        }  # fmt: skip
+            "exchange": delivery.exchange,
+            "routing_key": delivery.routing_key,
+            "priority": delivery.message.priority,
+            "redelivered": delivery.redelivered,
+        }
         job = Job(
-            message, info, self.hostname, key,
+            message,
+            info,
+            self.hostname,
+            key,
             time_limit=_limit(message.time_limit, task.time_limit, self.options.time_limit),
             soft_time_limit=_limit(
                 message.soft_time_limit, task.soft_time_limit, self.options.soft_time_limit
             ),
             describe=self.events is not None and self.events.describes_tasks,
-        )  # fmt: skip
+        )
         with self._lock:
             self.jobs[key] = job
         signals.task_received.send(sender=self, request=job)

@@ -139,9 +139,12 @@ class WorkerEvents:
     def _send_worker(self, type: str) -> None:
         active, processed = self.load()
         fields: dict[str, Any] = {
-            "freq": self.freq, "active": active, "processed": processed,
-            "loadavg": load_average(), **SOFTWARE_INFO,
-        }  # fmt: skip
+            "freq": self.freq,
+            "active": active,
+            "processed": processed,
+            "loadavg": load_average(),
+            **SOFTWARE_INFO,
+        }
         self.dispatcher.send(type, **fields)
 
     # -- task hooks (called by the consumer) ----------------------------------------------------
@@ -155,13 +158,17 @@ class WorkerEvents:
     def task_received(self, message: TaskMessage) -> None:
         if self._wanted(message.task):
             self.dispatcher.send(
-                "task-received", uuid=message.id, name=message.task,
+                "task-received",
+                uuid=message.id,
+                name=message.task,
                 args=_repr(message.argsrepr, message.args),
-                kwargs=_repr(message.kwargsrepr, message.kwargs), root_id=message.root_id,
-                parent_id=message.parent_id, retries=message.retries,
+                kwargs=_repr(message.kwargsrepr, message.kwargs),
+                root_id=message.root_id,
+                parent_id=message.parent_id,
+                retries=message.retries,
                 eta=message.eta.isoformat() if message.eta else None,
                 expires=message.expires.isoformat() if message.expires else None,
-            )  # fmt: skip
+            )
 
     def task_started(self, job: Job) -> None:
         if self._wanted(job.name):
@@ -175,26 +182,36 @@ class WorkerEvents:
         if result.state == states.SUCCESS:
             send("task-succeeded", uuid=job.id, result=result.retval_repr, runtime=result.runtime)
         elif result.state == states.RETRY:
-            send("task-retried", uuid=job.id, exception=result.exception_repr,
-                 traceback=result.traceback)  # fmt: skip
+            send(
+                "task-retried",
+                uuid=job.id,
+                exception=result.exception_repr,
+                traceback=result.traceback,
+            )
         elif result.state == states.REJECTED:
             send("task-rejected", uuid=job.id, requeue=result.requeue)
         elif result.state == states.FAILURE:
-            send("task-failed", uuid=job.id, exception=result.exception_repr or result.detail,
-                 traceback=result.traceback)  # fmt: skip
+            send(
+                "task-failed",
+                uuid=job.id,
+                exception=result.exception_repr or result.detail,
+                traceback=result.traceback,
+            )
 
     def task_failed(self, task_id: str, name: str, exc: BaseException) -> None:
         """A task that failed without running (unknown task, worker lost, time limit)."""
         if self._wanted(name):
-            self.dispatcher.send("task-failed", uuid=task_id, exception=saferepr(exc),
-                                 traceback=None)  # fmt: skip
+            self.dispatcher.send(
+                "task-failed", uuid=task_id, exception=saferepr(exc), traceback=None
+            )
 
     def task_revoked(
         self, task_id: str, name: str, *, terminated: bool, signum: int | None, expired: bool
     ) -> None:
         if self._wanted(name):
-            self.dispatcher.send("task-revoked", uuid=task_id, terminated=terminated,
-                                 signum=signum, expired=expired)  # fmt: skip
+            self.dispatcher.send(
+                "task-revoked", uuid=task_id, terminated=terminated, signum=signum, expired=expired
+            )
 
 
 def _repr(given: str | None, value: Any) -> str:

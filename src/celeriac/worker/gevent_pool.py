@@ -105,8 +105,10 @@ class GeventPool(Pool):
                 return JobResult(states.FAILURE, detail=repr(exc))
             logger.error(
                 "Hard time limit (%ss) exceeded for %s[%s]: its greenlet was killed",
-                job.time_limit, job.message.task, job.message.id,
-            )  # fmt: skip
+                job.time_limit,
+                job.message.task,
+                job.message.id,
+            )
             return JobResult(states.FAILURE, timed_out=True)
         except Exception as exc:  # execute() never raises; a bug guard
             logger.exception("Internal error running %s[%s]", job.message.task, job.message.id)

@@ -109,13 +109,17 @@ class Job:
         ``safe`` gives the arguments' reprs instead of the arguments."""
         message = self.message
         return {
-            "id": self.id, "name": self.name, "type": self.name,
+            "id": self.id,
+            "name": self.name,
+            "type": self.name,
             "args": message.argsrepr or saferepr(message.args) if safe else list(self.args),
             "kwargs": message.kwargsrepr or saferepr(message.kwargs) if safe else self.kwargs,
-            "hostname": self.hostname, "time_start": self.started_at,
-            "acknowledged": acknowledged, "delivery_info": self.info,
+            "hostname": self.hostname,
+            "time_start": self.started_at,
+            "acknowledged": acknowledged,
+            "delivery_info": self.info,
             "worker_pid": self.worker_pid,
-        }  # fmt: skip
+        }
 
 
 @fast_pickle
@@ -153,10 +157,15 @@ def run_job(app: Celery, job: Job) -> JobResult:
             exception_repr = saferepr(reason)
         traceback = outcome.traceback
     return JobResult(
-        outcome.state, outcome.runtime, requeue=outcome.requeue, detail=detail,
-        exitcode=None if outcome.state != states.FAILURE else 0, retval_repr=retval_repr,
-        exception_repr=exception_repr, traceback=traceback,
-    )  # fmt: skip
+        outcome.state,
+        outcome.runtime,
+        requeue=outcome.requeue,
+        detail=detail,
+        exitcode=None if outcome.state != states.FAILURE else 0,
+        retval_repr=retval_repr,
+        exception_repr=exception_repr,
+        traceback=traceback,
+    )
 
 
 def process_id() -> int:

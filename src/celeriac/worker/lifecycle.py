@@ -71,8 +71,9 @@ def select_queues(
     if not chosen:
         logger.warning(
             "The worker consumes no queue (all of %s excluded); add one with "
-            "app.control.add_consumer.", ", ".join(q.name for q in selected) or "none",
-        )  # fmt: skip
+            "app.control.add_consumer.",
+            ", ".join(q.name for q in selected) or "none",
+        )
     return chosen
 
 
@@ -211,11 +212,18 @@ class Worker:
         signals.worker_init.send(sender=self)
         if not self.quiet:  # to the real stdout, even when stdouts are redirected to the log
             out = sys.__stdout__ or sys.stdout
-            out.write(banner(
-                app, hostname=self.hostname, pool=self.pool_name, concurrency=self.concurrency,
-                queues=self.queues, transport=transport,
-                prefetch_multiplier=self.prefetch_multiplier,
-            ) + "\n")  # fmt: skip
+            out.write(
+                banner(
+                    app,
+                    hostname=self.hostname,
+                    pool=self.pool_name,
+                    concurrency=self.concurrency,
+                    queues=self.queues,
+                    transport=transport,
+                    prefetch_multiplier=self.prefetch_multiplier,
+                )
+                + "\n"
+            )
             out.flush()
 
     def _make_consumer(self) -> TaskConsumer:
@@ -226,9 +234,13 @@ class Worker:
             self.state_db = StateDB(options.state_db, revoked, app.lamport_clock)
             self.state_db.load()
         self.events = WorkerEvents(
-            app, self.hostname, task_events=options.task_events, heartbeat=options.heartbeat,
-            freq=options.heartbeat_interval, load=self._load,
-        )  # fmt: skip
+            app,
+            self.hostname,
+            task_events=options.task_events,
+            heartbeat=options.heartbeat,
+            freq=options.heartbeat_interval,
+            load=self._load,
+        )
         make_pool = functools.partial(
             create_pool,
             options.pool,

@@ -110,19 +110,27 @@ class WorkerMetrics:
             latency = sorted(
                 (n, h.cumulative(), h.total, h.count) for n, h in self._latency.items()
             )
-        family = Family(lines, "celeriac_worker_tasks_received_total", "counter",
-                        "Task messages handed to the pool.")  # fmt: skip
+        family = Family(
+            lines,
+            "celeriac_worker_tasks_received_total",
+            "counter",
+            "Task messages handed to the pool.",
+        )
         for name, count in received:
             family.sample(count, worker=node, name=name)
-        family = Family(lines, "celeriac_worker_tasks_total", "counter",
-                        "Jobs ended, by final state.")  # fmt: skip
+        family = Family(
+            lines, "celeriac_worker_tasks_total", "counter", "Jobs ended, by final state."
+        )
         for (name, state), count in ended:
             family.sample(count, worker=node, name=name, state=state)
         for metric, rows, text in (
             ("celeriac_worker_task_runtime_seconds", runtime, "Run time of jobs."),
-            ("celeriac_worker_task_latency_seconds", latency,
-             "From a message being due (ETA, else arrival at this worker) to its start."),
-        ):  # fmt: skip
+            (
+                "celeriac_worker_task_latency_seconds",
+                latency,
+                "From a message being due (ETA, else arrival at this worker) to its start.",
+            ),
+        ):
             family = Family(lines, metric, "histogram", text)
             for name, cumulative, total, count in rows:
                 histogram(family, BUCKETS, cumulative, total, count, worker=node, name=name)
@@ -169,8 +177,11 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
-        logger.info("Metrics for Prometheus at http://%s:%d/metrics",
-                    self._server.server_address[0], self.port)  # fmt: skip
+        logger.info(
+            "Metrics for Prometheus at http://%s:%d/metrics",
+            self._server.server_address[0],
+            self.port,
+        )
 
     def stop(self) -> None:
         self._server.shutdown()

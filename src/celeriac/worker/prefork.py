@@ -94,8 +94,9 @@ def _child_main(
             if over_memory:
                 logger.warning(
                     "Child %s used more than %s KiB: it exits and a new one takes its place",
-                    os.getpid(), max_memory_kib,
-                )  # fmt: skip
+                    os.getpid(),
+                    max_memory_kib,
+                )
             if exiting:
                 break
     finally:
@@ -339,21 +340,28 @@ class PreforkPool(Pool):
         if job is None:
             return
         if child.terminated is not None:
-            self.on_done(job, JobResult(states.REVOKED, exitcode=exitcode,
-                                        terminated=child.terminated))  # fmt: skip
+            self.on_done(
+                job, JobResult(states.REVOKED, exitcode=exitcode, terminated=child.terminated)
+            )
             return
         if not child.timed_out:
             logger.error(
                 "Process %s (pid %s) running %s[%s] exited prematurely: exitcode %s",
-                child.process.name, child.process.pid, job.message.task, job.message.id, exitcode,
-            )  # fmt: skip
+                child.process.name,
+                child.process.pid,
+                job.message.task,
+                job.message.id,
+                exitcode,
+            )
         self.on_done(
-                job,
-                JobResult(
-                    states.FAILURE, worker_lost=not child.timed_out, timed_out=child.timed_out,
-                    exitcode=exitcode,
-                ),
-            )  # fmt: skip
+            job,
+            JobResult(
+                states.FAILURE,
+                worker_lost=not child.timed_out,
+                timed_out=child.timed_out,
+                exitcode=exitcode,
+            ),
+        )
 
     # -- remote control ---------------------------------------------------------------------
 

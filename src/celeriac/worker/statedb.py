@@ -58,8 +58,9 @@ class StateDB:
         except FileNotFoundError:
             return
         except OSError as exc:
-            logger.warning("statedb: cannot read %s (%s); starting with no saved state",
-                           self.path, exc)  # fmt: skip
+            logger.warning(
+                "statedb: cannot read %s (%s); starting with no saved state", self.path, exc
+            )
             return
         try:
             clock, entries = _parse(raw)
@@ -67,15 +68,22 @@ class StateDB:
             aside = self.path + ".unreadable"
             logger.warning(
                 "statedb: %s is not a Celeriac state file (%s); moved it to %s and starting "
-                "with no saved state", self.path, exc, aside,
-            )  # fmt: skip
+                "with no saved state",
+                self.path,
+                exc,
+                aside,
+            )
             with contextlib.suppress(OSError):
                 os.replace(self.path, aside)
             return
         self.clock.adjust(clock)
         self.revoked.restore(entries)
-        logger.info("statedb: loaded %d revoked ids and clock %d from %s",
-                    len(self.revoked), clock, self.path)  # fmt: skip
+        logger.info(
+            "statedb: loaded %d revoked ids and clock %d from %s",
+            len(self.revoked),
+            clock,
+            self.path,
+        )
 
     def save(self) -> None:
         """Write the current state atomically; failures are logged, never raised."""

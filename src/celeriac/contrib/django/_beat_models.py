@@ -27,10 +27,17 @@ PERIOD_CHOICES = [
 SOLAR_EVENTS = [
     (e, e.replace("_", " ").capitalize())
     for e in (
-        "dawn_astronomical", "dawn_civil", "dawn_nautical", "dusk_astronomical", "dusk_civil",
-        "dusk_nautical", "solar_noon", "sunrise", "sunset",
+        "dawn_astronomical",
+        "dawn_civil",
+        "dawn_nautical",
+        "dusk_astronomical",
+        "dusk_civil",
+        "dusk_nautical",
+        "solar_noon",
+        "sunrise",
+        "sunset",
     )
-]  # fmt: skip
+]
 
 
 class IntervalSchedule(models.Model):

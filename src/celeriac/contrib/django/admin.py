@@ -27,10 +27,22 @@ class TaskResultAdmin(admin.ModelAdmin):
     list_filter = ("status", "date_done", "periodic_task_name", "task_name", "worker")
     search_fields = ("task_name", "task_id", "status", "task_args", "task_kwargs")
     readonly_fields = (
-        "task_id", "task_name", "periodic_task_name", "status", "worker", "content_type",
-        "content_encoding", "date_created", "date_started", "date_done", "task_args",
-        "task_kwargs", "result", "traceback", "meta",
-    )  # fmt: skip
+        "task_id",
+        "task_name",
+        "periodic_task_name",
+        "status",
+        "worker",
+        "content_type",
+        "content_encoding",
+        "date_created",
+        "date_started",
+        "date_done",
+        "task_args",
+        "task_kwargs",
+        "result",
+        "traceback",
+        "meta",
+    )
 
     def has_add_permission(self, request: Any) -> bool:
         return False
@@ -43,8 +55,13 @@ class GroupResultAdmin(admin.ModelAdmin):
     list_filter = ("date_done",)
     search_fields = ("group_id",)
     readonly_fields = (
-        "group_id", "date_created", "date_done", "content_type", "content_encoding", "result",
-    )  # fmt: skip
+        "group_id",
+        "date_created",
+        "date_done",
+        "content_type",
+        "content_encoding",
+        "result",
+    )
 
     def has_add_permission(self, request: Any) -> bool:
         return False
@@ -54,19 +71,44 @@ class GroupResultAdmin(admin.ModelAdmin):
 class PeriodicTaskAdmin(admin.ModelAdmin):
     """Periodic tasks: one schedule each; args and kwargs as JSON."""
 
-    list_display = ("name", "task", "enabled", "interval", "crontab", "solar", "clocked",
-                    "one_off", "last_run_at", "total_run_count")  # fmt: skip
+    list_display = (
+        "name",
+        "task",
+        "enabled",
+        "interval",
+        "crontab",
+        "solar",
+        "clocked",
+        "one_off",
+        "last_run_at",
+        "total_run_count",
+    )
     list_filter = ("enabled", "one_off", "task", "start_time", "last_run_at")
     search_fields = ("name", "task", "description")
     actions = ("enable_tasks", "disable_tasks")
     fieldsets = (
         (None, {"fields": ("name", "task", "enabled", "description")}),
-        ("Schedule", {"fields": ("interval", "crontab", "solar", "clocked", "start_time",
-                                  "one_off", "expires", "expire_seconds")}),
+        (
+            "Schedule",
+            {
+                "fields": (
+                    "interval",
+                    "crontab",
+                    "solar",
+                    "clocked",
+                    "start_time",
+                    "one_off",
+                    "expires",
+                    "expire_seconds",
+                )
+            },
+        ),
         ("Arguments", {"fields": ("args", "kwargs")}),
-        ("Execution options", {"fields": ("queue", "exchange", "routing_key", "priority",
-                                           "headers")}),
-    )  # fmt: skip
+        (
+            "Execution options",
+            {"fields": ("queue", "exchange", "routing_key", "priority", "headers")},
+        ),
+    )
 
     @admin.action(description="Enable selected periodic tasks")
     def enable_tasks(self, request: Any, queryset: Any) -> None:

@@ -64,10 +64,13 @@ class _Text:
 
 
 def _poll(
-    fetch_many: Callable[[Sequence[str]], dict[str, bytes]], clock: Clock,
-    task_ids: Sequence[str], is_ready: Callable[[bytes], bool], timeout: float | None,
+    fetch_many: Callable[[Sequence[str]], dict[str, bytes]],
+    clock: Clock,
+    task_ids: Sequence[str],
+    is_ready: Callable[[bytes], bool],
+    timeout: float | None,
     interval: float,
-) -> dict[str, bytes]:  # fmt: skip
+) -> dict[str, bytes]:
     """``ResultBackend.wait_for`` by polling, from a few milliseconds up to ``interval``."""
     wanted = list(dict.fromkeys(task_ids))
     deadline = None if timeout is None else clock.monotonic() + timeout
@@ -147,22 +150,30 @@ class DjangoDBBackend(ResultBackend):
             return {"status": state, **_opaque(payload), "meta": None}
         extra = {key: meta[key] for key in _META_KEYS if meta.get(key) is not None}
         columns = {
-            "status": meta["status"], "result": text.dump(meta.get("result")),
-            "content_type": text.content_type, "content_encoding": text.encoding,
+            "status": meta["status"],
+            "result": text.dump(meta.get("result")),
+            "content_type": text.content_type,
+            "content_encoding": text.encoding,
             "traceback": meta.get("traceback"),
             "meta": text.dump({"children": meta.get("children") or [], **extra}),
-            "task_name": meta.get("name"), "worker": meta.get("worker"),
+            "task_name": meta.get("name"),
+            "worker": meta.get("worker"),
             "task_args": text.dump(meta["args"]) if "args" in meta else None,
             "task_kwargs": text.dump(meta["kwargs"]) if "kwargs" in meta else None,
-        }  # fmt: skip
+        }
         if meta["status"] == states.STARTED:
             columns["date_started"] = _for_django(self._now())
         return columns
 
     def store(
-        self, task_id: str, payload: bytes, *, state: str, ttl: float | None,
+        self,
+        task_id: str,
+        payload: bytes,
+        *,
+        state: str,
+        ttl: float | None,
         reply_to: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from django.db import IntegrityError
 
         # lazy: Django models import only once Django's app registry is ready
@@ -183,17 +194,22 @@ class DjangoDBBackend(ResultBackend):
         status = row.status
         done = _aware(row.date_done) if status in states.READY_STATES else None
         meta: dict[str, Any] = {
-            "status": status, "result": text.load(row.result, row.content_type),
-            "traceback": row.traceback, "children": extra.get("children") or [],
+            "status": status,
+            "result": text.load(row.result, row.content_type),
+            "traceback": row.traceback,
+            "children": extra.get("children") or [],
             "date_done": None if done is None else done.astimezone(dt.UTC).isoformat(),
-        }  # fmt: skip
+        }
         meta.update((key, extra[key]) for key in ("group_id", "parent_id") if key in extra)
         if row.task_name is not None or row.task_args is not None:
             meta.update(
-                name=row.task_name, args=text.load(row.task_args, row.content_type),
-                kwargs=text.load(row.task_kwargs, row.content_type), worker=row.worker,
-                retries=extra.get("retries"), queue=extra.get("queue"),
-            )  # fmt: skip
+                name=row.task_name,
+                args=text.load(row.task_args, row.content_type),
+                kwargs=text.load(row.task_kwargs, row.content_type),
+                worker=row.worker,
+                retries=extra.get("retries"),
+                queue=extra.get("queue"),
+            )
         meta["task_id"] = row.task_id
         return encode_meta(meta, text.serializer)
 
@@ -213,9 +229,13 @@ class DjangoDBBackend(ResultBackend):
         return found
 
     def wait_for(
-        self, task_ids: Sequence[str], is_ready: Callable[[bytes], bool], *,
-        timeout: float | None, interval: float = 0.5,
-    ) -> dict[str, bytes]:  # fmt: skip
+        self,
+        task_ids: Sequence[str],
+        is_ready: Callable[[bytes], bool],
+        *,
+        timeout: float | None,
+        interval: float = 0.5,
+    ) -> dict[str, bytes]:
         return _poll(self.fetch_many, self._clock, task_ids, is_ready, timeout, interval)
 
     def forget(self, task_id: str) -> None:
@@ -237,8 +257,11 @@ class DjangoDBBackend(ResultBackend):
         except (DecodeError, KeyError):
             columns = _opaque(payload)
         else:
-            columns = {"result": text.dump(value), "content_type": text.content_type,
-                       "content_encoding": text.encoding}  # fmt: skip
+            columns = {
+                "result": text.dump(value),
+                "content_type": text.content_type,
+                "content_encoding": text.encoding,
+            }
         with self._db(BackendStoreError, f"store group {group_id}"):
             GroupResult.objects.update_or_create(group_id=group_id, defaults=columns)
 
@@ -317,9 +340,14 @@ class DjangoCacheBackend(ResultBackend):
         return caches[self._alias]
 
     def store(
-        self, task_id: str, payload: bytes, *, state: str, ttl: float | None,
+        self,
+        task_id: str,
+        payload: bytes,
+        *,
+        state: str,
+        ttl: float | None,
         reply_to: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._cache.set(f"celery-task-meta-{task_id}", payload, ttl)
 
     def fetch(self, task_id: str) -> bytes | None:
@@ -331,9 +359,13 @@ class DjangoCacheBackend(ResultBackend):
         return {keys[key]: bytes(value) for key, value in self._cache.get_many(list(keys)).items()}
 
     def wait_for(
-        self, task_ids: Sequence[str], is_ready: Callable[[bytes], bool], *,
-        timeout: float | None, interval: float = 0.5,
-    ) -> dict[str, bytes]:  # fmt: skip
+        self,
+        task_ids: Sequence[str],
+        is_ready: Callable[[bytes], bool],
+        *,
+        timeout: float | None,
+        interval: float = 0.5,
+    ) -> dict[str, bytes]:
         return _poll(self.fetch_many, self._clock, task_ids, is_ready, timeout, interval)
 
     def forget(self, task_id: str) -> None:

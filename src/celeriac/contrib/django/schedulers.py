@@ -76,8 +76,12 @@ def _schedule_of(task: Any) -> dict[str, Any]:
         }
     if task.solar_id:
         solar = task.solar
-        return {"type": "solar", "event": solar.event, "lat": float(solar.latitude),
-                "lon": float(solar.longitude)}  # fmt: skip
+        return {
+            "type": "solar",
+            "event": solar.event,
+            "lat": float(solar.latitude),
+            "lon": float(solar.longitude),
+        }
     if task.clocked_id:
         at = _timestamp(task.clocked.clocked_time)
         assert at is not None
@@ -99,10 +103,12 @@ def definition_of(task: Any) -> dict[str, Any]:
     if task.expire_seconds is not None:
         options["expires"] = task.expire_seconds
     return {
-        "task": task.task, "schedule": _schedule_of(task),
-        "args": json.loads(task.args or "[]"), "kwargs": json.loads(task.kwargs or "{}"),
+        "task": task.task,
+        "schedule": _schedule_of(task),
+        "args": json.loads(task.args or "[]"),
+        "kwargs": json.loads(task.kwargs or "{}"),
         "options": options,
-    }  # fmt: skip
+    }
 
 
 def _enabled(task: Any, now: float) -> bool:
@@ -195,9 +201,16 @@ def _entry_state(name: str, task: Any, state: Any, now: float) -> EntryState:
     if state is None:
         return EntryState(name, definition, enabled)
     return EntryState(
-        name, definition, enabled, state.fingerprint, state.last_run_at,
-        state.total_run_count, state.run_requested, state.pending_task_id, state.pending_since,
-    )  # fmt: skip
+        name,
+        definition,
+        enabled,
+        state.fingerprint,
+        state.last_run_at,
+        state.total_run_count,
+        state.run_requested,
+        state.pending_task_id,
+        state.pending_since,
+    )
 
 
 class DjangoScheduleStore(RowStore):
@@ -228,8 +241,12 @@ class DjangoScheduleStore(RowStore):
 
         now = self._clock.time()
         with _db("read the schedule"):
-            tasks = {t.name: t for t in PeriodicTask.objects.select_related(
-                "interval", "crontab", "solar", "clocked")}  # fmt: skip
+            tasks = {
+                t.name: t
+                for t in PeriodicTask.objects.select_related(
+                    "interval", "crontab", "solar", "clocked"
+                )
+            }
             states = {s.name: s for s in BeatState.objects.all()}
         names = set(tasks) | set(states)
         return {name: _entry_state(name, tasks.get(name), states.get(name), now) for name in names}

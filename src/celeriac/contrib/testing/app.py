@@ -66,9 +66,12 @@ def TestApp(
             settings[key] = f"memory://{private}"
     kwargs.setdefault("clock", VirtualClock())
     app = Celery(
-        name or "celery.tests", broker=broker, backend=backend, set_as_current=set_as_current,
+        name or "celery.tests",
+        broker=broker,
+        backend=backend,
+        set_as_current=set_as_current,
         **kwargs,
-    )  # fmt: skip
+    )
     app.conf.update(settings)
     return app
 
@@ -90,9 +93,10 @@ def setup_default_app(app: Celery, use_trap: bool = False) -> Iterator[None]:
     """Run the block with ``app`` as the one test app; restore the current and default apps
     after. With ``use_trap`` the current app is a ``Trap`` until a test sets one."""
     saved = (
-        getattr(_state._state, "current", None), _state._default_app,
+        getattr(_state._state, "current", None),
+        _state._default_app,
         _state._last_current,
-    )  # fmt: skip
+    )
     if use_trap:
         trap: Any = Trap()
         _state._state.current = _state._default_app = _state._last_current = trap

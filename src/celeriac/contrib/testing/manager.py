@@ -115,9 +115,15 @@ class ManagerMixin:
         errors = tuple(catch) if isinstance(catch, Sequence) else (catch,)
         try:
             self.wait_for(
-                fun, catch, desc=desc, max_retries=max_retries, interval_start=interval_start,
-                interval_step=interval_step, interval_max=interval_max, emit_warning=emit_warning,
-            )  # fmt: skip
+                fun,
+                catch,
+                desc=desc,
+                max_retries=max_retries,
+                interval_start=interval_start,
+                interval_step=interval_step,
+                interval_max=interval_max,
+                emit_warning=emit_warning,
+            )
         except errors:
             return
         raise AssertionError(f"Should not have happened: {desc}")
@@ -158,34 +164,49 @@ class ManagerMixin:
         return found
 
     def assert_accepted(
-        self, ids: Sequence[str], interval: float = 0.5,
-        desc: str = "waiting for tasks to be accepted", **policy: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        ids: Sequence[str],
+        interval: float = 0.5,
+        desc: str = "waiting for tasks to be accepted",
+        **policy: Any,
+    ) -> Any:
         return self.assert_task_worker_state(
             self.is_accepted, ids, interval=interval, desc=desc, **policy
         )
 
     def assert_received(
-        self, ids: Sequence[str], interval: float = 0.5,
-        desc: str = "waiting for tasks to be received", **policy: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        ids: Sequence[str],
+        interval: float = 0.5,
+        desc: str = "waiting for tasks to be received",
+        **policy: Any,
+    ) -> Any:
         return self.assert_task_worker_state(
             self.is_received, ids, interval=interval, desc=desc, **policy
         )
 
     def assert_result_tasks_in_progress_or_completed(
-        self, async_results: Sequence[Any], interval: float = 0.5,
-        desc: str = "waiting for tasks to be started or completed", **policy: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        async_results: Sequence[Any],
+        interval: float = 0.5,
+        desc: str = "waiting for tasks to be started or completed",
+        **policy: Any,
+    ) -> Any:
         return self.assert_task_state_from_result(
-            self.is_result_task_in_progress, async_results, interval=interval, desc=desc,
+            self.is_result_task_in_progress,
+            async_results,
+            interval=interval,
+            desc=desc,
             **policy,
-        )  # fmt: skip
+        )
 
     def assert_task_state_from_result(
-        self, fun: Callable[..., bool], results: Sequence[Any], interval: float = 0.5,
+        self,
+        fun: Callable[..., bool],
+        results: Sequence[Any],
+        interval: float = 0.5,
         **policy: Any,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         check = partial(self.true_or_raise, fun, results, timeout=interval)
         return self.wait_for(check, (Sentinel,), **policy)
 
@@ -194,9 +215,12 @@ class ManagerMixin:
         return all(result.state in (states.STARTED, states.SUCCESS) for result in results)
 
     def assert_task_worker_state(
-        self, fun: Callable[..., bool], ids: Sequence[str], interval: float = 0.5,
+        self,
+        fun: Callable[..., bool],
+        ids: Sequence[str],
+        interval: float = 0.5,
         **policy: Any,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         check = partial(self.true_or_raise, fun, ids, timeout=interval)
         return self.wait_for(check, (Sentinel,), **policy)
 

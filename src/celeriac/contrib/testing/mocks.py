@@ -42,10 +42,12 @@ class MockMessage:
     def message(self) -> Message:
         """This message as a transport carries it."""
         return Message(
-            body=self.body, content_type=self.content_type,
-            content_encoding=self.content_encoding, headers=dict(self.headers),
+            body=self.body,
+            content_type=self.content_type,
+            content_encoding=self.content_encoding,
+            headers=dict(self.headers),
             properties=dict(self.properties),
-        )  # fmt: skip
+        )
 
     def ack(self) -> None:
         self.acknowledged = True
@@ -100,9 +102,15 @@ def TaskMessage1(
     """The same task as a protocol v1 message (the task's fields in the body)."""
     task_id = id or str(uuid.uuid4())
     body: dict[str, Any] = {
-        "id": task_id, "task": name, "args": list(args), "kwargs": dict(kwargs or {}),
-        "callbacks": callbacks, "errbacks": errbacks, "chain": chain, **options,
-    }  # fmt: skip
+        "id": task_id,
+        "task": name,
+        "args": list(args),
+        "kwargs": dict(kwargs or {}),
+        "callbacks": callbacks,
+        "errbacks": errbacks,
+        "chain": chain,
+        **options,
+    }
     return MockMessage({}, body, {"correlation_id": task_id})
 
 
@@ -126,11 +134,17 @@ def task_message_from_sig(
     task_id = options.pop("task_id", None)
     options.pop("reply_to", None)
     message: MockMessage = TaskMessage(
-        sig.task, id=task_id, args=sig.args, kwargs=sig.kwargs,
+        sig.task,
+        id=task_id,
+        args=sig.args,
+        kwargs=sig.kwargs,
         callbacks=[dict(s) for s in _as_list(callbacks)] or None,
         errbacks=[dict(s) for s in _as_list(errbacks)] or None,
-        eta=eta, expires=expires, utc=utc, **options,
-    )  # fmt: skip
+        eta=eta,
+        expires=expires,
+        utc=utc,
+        **options,
+    )
     return message
 
 

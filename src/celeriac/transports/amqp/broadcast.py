@@ -119,9 +119,11 @@ class Broadcaster:
         with self._lock:
             if self._io is None:
                 self._io = IOConnection(
-                    self._connector, name="celeriac subscriptions",
-                    on_connect=self._resubscribe, on_disconnect=lambda: None,
-                )  # fmt: skip
+                    self._connector,
+                    name="celeriac subscriptions",
+                    on_connect=self._resubscribe,
+                    on_disconnect=lambda: None,
+                )
                 self._io.start()
             io = self._io
             self._subscriptions.add(subscription)
@@ -147,9 +149,12 @@ class Broadcaster:
         self._declare(channel, subscription.exchange)
         ttl = 300_000 if subscription.exchange.endswith(".pidbox") else 5_000
         channel.queue_declare(
-            subscription.queue, durable=False, exclusive=True, auto_delete=True,
+            subscription.queue,
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
             arguments={"x-expires": _QUEUE_EXPIRES_MS, "x-message-ttl": ttl},
-        )  # fmt: skip
+        )
         kind, _ = _exchange_kind(subscription.exchange)
         for pattern in subscription.patterns if kind == "topic" else ("",):
             channel.queue_bind(subscription.queue, subscription.exchange, pattern)

@@ -99,10 +99,13 @@ class AmqpConsumer(Consumer):
         self._started = False
         self._start_lock = threading.Lock()
         self._io = IOConnection(
-            transport.connector, name=f"celeriac consumer {owner}", on_connect=self._setup,
-            on_disconnect=self._reset, on_turn=self._turn,
+            transport.connector,
+            name=f"celeriac consumer {owner}",
+            on_connect=self._setup,
+            on_disconnect=self._reset,
+            on_turn=self._turn,
             tick=min(1.0, transport.prefetch_timeout / 2),
-        )  # fmt: skip
+        )
 
     # -- fetching (any thread) --------------------------------------------------------------
 
@@ -384,17 +387,25 @@ class AmqpConsumer(Consumer):
         if received.lease is None and received.generation != self._io.generation:
             return  # from a connection that is gone: the broker has requeued it
         target = copy_of(
-            self._transport, self._publisher.connection, received, until, reason,
-            failures=failures, returned=returned,
-        )  # fmt: skip
+            self._transport,
+            self._publisher.connection,
+            received,
+            until,
+            reason,
+            failures=failures,
+            returned=returned,
+        )
         self._publisher.publish([target])
         self._settle(received, requeue=None)
         self._republished += 1
 
     def _settle(
-        self, received: Received, connection: amqp.Connection | None = None, *,
+        self,
+        received: Received,
+        connection: amqp.Connection | None = None,
+        *,
         requeue: bool | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if received.lease is not None:  # handed over: the original was acknowledged then
             try:
                 if requeue:

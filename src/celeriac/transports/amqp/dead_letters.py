@@ -65,10 +65,12 @@ def declare_bounded(connection: amqp.Connection, limits: DeadLetterLimits) -> No
             "The RabbitMQ queue %s exists without Celeriac's dead-letter limits, so it is "
             "not bounded by dead_letter_max_entries / dead_letter_max_age. Bound it with a "
             "policy (rabbitmqctl set_policy celeriac-dlq '^%s$' "
-            '\'{"max-length": %s}\' --apply-to queues), or delete it once its letters are '
+            "'{\"max-length\": %s}' --apply-to queues), or delete it once its letters are "
             "dealt with (celeriac dlq).",
-            DEAD_LETTERS, DEAD_LETTERS, limits.max_entries or 10000,
-        )  # fmt: skip
+            DEAD_LETTERS,
+            DEAD_LETTERS,
+            limits.max_entries or 10000,
+        )
         channel = connection.channel()
         channel.exchange_declare(DEAD_LETTERS, "fanout", durable=True, auto_delete=False)
     channel.queue_bind(DEAD_LETTERS, DEAD_LETTERS, "")

@@ -147,10 +147,12 @@ class LeaseKeeper:
             received.lease = lease
             self._live.setdefault(name, {})[lease] = received
             logger.info(
-                "Handed message %s over to lease queue %s after %.0f s (consumer_timeout: "
-                "%g s).", _task_id(received), name, time.monotonic() - received.arrived,
+                "Handed message %s over to lease queue %s after %.0f s (consumer_timeout: %g s).",
+                _task_id(received),
+                name,
+                time.monotonic() - received.arrived,
                 self.policy.consumer_timeout,
-            )  # fmt: skip
+            )
         self._renew_at = min(self._renew_at, time.monotonic() + self.policy.lease_timeout / 3)
 
     def finish(self, session: Session, received: Received) -> None:
@@ -167,8 +169,10 @@ class LeaseKeeper:
             self._lapsed[str(received.lease)] = time.monotonic()
             logger.warning(
                 "Message %s goes back to queue %s within lease_timeout (%g s).",
-                _task_id(received), received.delivery.queue, self.policy.lease_timeout,
-            )  # fmt: skip
+                _task_id(received),
+                received.delivery.queue,
+                self.policy.lease_timeout,
+            )
 
     def renew_if_due(self, session: Session, now: float) -> None:
         if now < self._renew_at:
@@ -242,8 +246,10 @@ class LeaseKeeper:
                 logger.warning(
                     "The lease of message %s lapsed before it was renewed (this worker or its "
                     "connection stalled for lease_timeout): it went back to queue %s and may "
-                    "run twice.", _task_id(received), received.delivery.queue,
-                )  # fmt: skip
+                    "run twice.",
+                    _task_id(received),
+                    received.delivery.queue,
+                )
         if not live:
             self._live.pop(name, None)
             self._origins.pop(name, None)  # nothing more to renew here

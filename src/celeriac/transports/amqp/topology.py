@@ -75,9 +75,17 @@ DELAY_TARGETS = "celeriac.delayed"
 MAX_DELAY = 2**DELAY_LEVELS - 1  # seconds (about 8.5 years); longer delays go round again
 
 _AMQP_PROPERTIES = (
-    "delivery_mode", "priority", "correlation_id", "reply_to", "expiration", "message_id",
-    "timestamp", "type", "user_id", "app_id",
-)  # fmt: skip
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+)
 
 Bookkeeping = dict[str, Any]
 
@@ -124,13 +132,16 @@ def from_amqp(received: amqp.Message) -> tuple[Message, Bookkeeping]:
         properties["expiration"] = bookkeeping[EXPIRATION]
     body = received.body
     message = Message(
-        body=body if isinstance(body, bytes) else bytes(body, "utf-8") if isinstance(body, str)
+        body=body
+        if isinstance(body, bytes)
+        else bytes(body, "utf-8")
+        if isinstance(body, str)
         else bytes(body),
         content_type=str(props.get("content_type") or ""),
         content_encoding=str(props.get("content_encoding") or ""),
         headers=headers,
         properties=properties,
-    )  # fmt: skip
+    )
     return message, bookkeeping
 
 
@@ -161,13 +172,19 @@ def declare_queue(channel: amqp.Channel, queue: Queue, default_max_priority: int
     exchange = queue.bound_exchange
     if exchange.name:
         channel.exchange_declare(
-            exchange.name, exchange.type, durable=exchange.durable,
-            auto_delete=exchange.auto_delete, arguments=exchange.arguments,
-        )  # fmt: skip
+            exchange.name,
+            exchange.type,
+            durable=exchange.durable,
+            auto_delete=exchange.auto_delete,
+            arguments=exchange.arguments,
+        )
     channel.queue_declare(
-        queue.name, durable=queue.durable, exclusive=False,  # see the module docstring
-        auto_delete=queue.auto_delete, arguments=queue_arguments(queue, default_max_priority),
-    )  # fmt: skip
+        queue.name,
+        durable=queue.durable,
+        exclusive=False,  # see the module docstring
+        auto_delete=queue.auto_delete,
+        arguments=queue_arguments(queue, default_max_priority),
+    )
     if exchange.name:
         channel.queue_bind(queue.name, exchange.name, queue.binding_key)
 

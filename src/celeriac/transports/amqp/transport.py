@@ -134,13 +134,17 @@ class AmqpTransport(Transport):
             )
         max_priority = opts.get("max_priority")
         self.max_priority = (
-            None if max_priority is None
+            None
+            if max_priority is None
             else int(positive_option(opts, "max_priority", 1, integer=True))
-        )  # fmt: skip
+        )
         self.capabilities = Capabilities(
-            delayed_delivery=self.delayed_delivery, priorities=self.max_priority is not None,
-            cross_process=True, persistent=True, broadcast=True,
-        )  # fmt: skip
+            delayed_delivery=self.delayed_delivery,
+            priorities=self.max_priority is not None,
+            cross_process=True,
+            persistent=True,
+            broadcast=True,
+        )
         self._pool = ConnectionPool(self.connector)
         self._broadcaster = Broadcaster(self.connector, self._pool)
         self._lock = threading.Lock()
@@ -279,9 +283,12 @@ class AmqpTransport(Transport):
         if item.not_before is not None and item.not_before > self.clock.time():
             if not item.exchange:
                 route = self.delayed(
-                    connection, item.message, item.routing_key, item.not_before,
+                    connection,
+                    item.message,
+                    item.routing_key,
+                    item.not_before,
                     {EXCHANGE: "", ROUTING_KEY: item.routing_key},
-                )  # fmt: skip
+                )
                 _check_encodable(route[0])
                 return route
             book[NOT_BEFORE] = item.not_before

@@ -200,11 +200,21 @@ class RedisConsumer(Consumer):
         queue_keys = [keys.delayed(q) for q in queues]
         queue_keys += [keys.queue(q, step) for step in options.priority_steps for q in queues]
         args = [
-            repr(now), repr(now + options.lease_timeout), max_count, f"{self._id}.", seq,
-            options.max_deliveries, "1" if self._rotate else "0", len(queues),
-            len(options.priority_steps), "1" if self._tracker.tracking else "0", len(acks),
-            *options.priority_steps, *queues, *acks,
-        ]  # fmt: skip
+            repr(now),
+            repr(now + options.lease_timeout),
+            max_count,
+            f"{self._id}.",
+            seq,
+            options.max_deliveries,
+            "1" if self._rotate else "0",
+            len(queues),
+            len(options.priority_steps),
+            "1" if self._tracker.tracking else "0",
+            len(acks),
+            *options.priority_steps,
+            *queues,
+            *acks,
+        ]
         commands.append(
             ("EVALSHA", self._tracker.sha["take"], 6 + len(queue_keys), *base, *queue_keys, *args)
         )
@@ -251,12 +261,17 @@ class RedisConsumer(Consumer):
             # "3", or "1r" once given back (see scripts.py)
             counted = count.decode() if isinstance(count, bytes) else str(count)
             number = int(counted.rstrip("r"))
-            deliveries.append(Delivery(
-                message=envelope.message, delivery_tag=f"{claim}/{tag}", queue=queue,
-                exchange=envelope.exchange, routing_key=envelope.routing_key,
-                redelivered=number > 1 or counted.endswith("r") or envelope.redelivered,
-                delivery_count=number,
-            ))  # fmt: skip
+            deliveries.append(
+                Delivery(
+                    message=envelope.message,
+                    delivery_tag=f"{claim}/{tag}",
+                    queue=queue,
+                    exchange=envelope.exchange,
+                    routing_key=envelope.routing_key,
+                    redelivered=number > 1 or counted.endswith("r") or envelope.redelivered,
+                    delivery_count=number,
+                )
+            )
         with self._lock:
             for delivery in deliveries:
                 claim, tag = _claim_and_tag(delivery)

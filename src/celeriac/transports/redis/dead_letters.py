@@ -115,8 +115,9 @@ class RedisDeadLetters:
         if int(unseen) > len(recent):
             logger.warning(
                 "%d more message(s) were set aside in the dead-letter store by the broker "
-                "(see celeriac dlq list).", int(unseen) - len(recent),
-            )  # fmt: skip
+                "(see celeriac dlq list).",
+                int(unseen) - len(recent),
+            )
 
     def watch_if_due(self, deadline: float) -> None:
         """``watch`` when ``WATCH_INTERVAL`` has passed since the last time (a consumer's

@@ -139,9 +139,13 @@ class Keys:
     def consumer_keys(self) -> list[str]:
         """The first six KEYS of every consumer script (see ``scripts``)."""
         return [
-            self.unacked, self.unacked_index, self.leases, self.claims, self.deliveries,
+            self.unacked,
+            self.unacked_index,
+            self.leases,
+            self.claims,
+            self.deliveries,
             self.dead_letters,
-        ]  # fmt: skip
+        ]
 
     def queue(self, queue: str, step: int = 0) -> str:
         """The list of ``queue`` holding the messages of priority ``step``."""
@@ -265,7 +269,12 @@ def decode_envelope(raw: bytes | str) -> Envelope:
             redelivered=bool(headers.get("redelivered") or info.get("redelivered")),
         )
     except (
-        KeyError, TypeError, ValueError, AttributeError, LookupError, binascii.Error,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        LookupError,
+        binascii.Error,
         RecursionError,
-    ) as exc:  # fmt: skip
+    ) as exc:
         raise ValueError(f"not a kombu message envelope: {exc!r:.300}") from exc

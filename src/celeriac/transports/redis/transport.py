@@ -122,11 +122,15 @@ class RedisTransport(Transport):
         defaults = RetryPolicy(max_retries=10 if retries is None else int(retries))
         on_startup, after_loss = connection_retry(opts)
         self.connector = RedisConnector(
-            url, opts, what="broker", error=TransportError,
+            url,
+            opts,
+            what="broker",
+            error=TransportError,
             retry=RetryPolicy.from_options(opts, defaults),
             ssl_options=opts.get("broker_use_ssl"),
-            retry_on_startup=on_startup, retry_after_loss=after_loss,
-        )  # fmt: skip
+            retry_on_startup=on_startup,
+            retry_after_loss=after_loss,
+        )
         self.keys = Keys(self.options, self.connector.address.db)
         self.clock = clock
         if not self.options.delayed_delivery:

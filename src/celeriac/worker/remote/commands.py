@@ -122,20 +122,28 @@ def stats(worker: Worker, **_: Any) -> Any:
     }
     if getattr(pool, "autoscaling", False):
         found["autoscaler"] = {
-            "max": pool.concurrency, "min": getattr(pool, "min_concurrency", 0),
-            "current": len(pool.processes()), "qty": len(consumer.jobs),
-        }  # fmt: skip
+            "max": pool.concurrency,
+            "min": getattr(pool, "min_concurrency", 0),
+            "current": len(pool.processes()),
+            "qty": len(consumer.jobs),
+        }
     return _jsonable(found)
 
 
 def _broker_info(url: str, options: Any) -> dict[str, Any]:
     parts = urlsplit(url)
     return {
-        "transport": parts.scheme, "hostname": parts.hostname, "port": parts.port,
-        "userid": parts.username, "virtual_host": parts.path.lstrip("/") or None,
-        "ssl": parts.scheme in ("rediss", "amqps"), "transport_options": dict(options or {}),
-        "uri_prefix": None, "login_method": None, "insist": False,
-    }  # fmt: skip
+        "transport": parts.scheme,
+        "hostname": parts.hostname,
+        "port": parts.port,
+        "userid": parts.username,
+        "virtual_host": parts.path.lstrip("/") or None,
+        "ssl": parts.scheme in ("rediss", "amqps"),
+        "transport_options": dict(options or {}),
+        "uri_prefix": None,
+        "login_method": None,
+        "insist": False,
+    }
 
 
 @_register("inspect")
@@ -190,20 +198,37 @@ def active_queues(worker: Worker, **_: Any) -> Any:
 
 def _queue_info(queue: Queue) -> Any:
     exchange = queue.bound_exchange
-    return _jsonable({
-        "name": queue.name,
-        "exchange": {
-            "name": exchange.name, "type": exchange.type, "arguments": exchange.arguments,
-            "durable": exchange.durable, "passive": False, "auto_delete": exchange.auto_delete,
-            "delivery_mode": None, "no_declare": False,
-        },
-        "routing_key": queue.routing_key, "queue_arguments": queue.queue_arguments,
-        "binding_arguments": None, "consumer_arguments": None, "durable": queue.durable,
-        "exclusive": queue.exclusive, "auto_delete": queue.auto_delete, "no_ack": False,
-        "alias": None, "bindings": [], "no_declare": None, "expires": None,
-        "message_ttl": None, "max_length": None, "max_length_bytes": None,
-        "max_priority": queue.max_priority,
-    })  # fmt: skip
+    return _jsonable(
+        {
+            "name": queue.name,
+            "exchange": {
+                "name": exchange.name,
+                "type": exchange.type,
+                "arguments": exchange.arguments,
+                "durable": exchange.durable,
+                "passive": False,
+                "auto_delete": exchange.auto_delete,
+                "delivery_mode": None,
+                "no_declare": False,
+            },
+            "routing_key": queue.routing_key,
+            "queue_arguments": queue.queue_arguments,
+            "binding_arguments": None,
+            "consumer_arguments": None,
+            "durable": queue.durable,
+            "exclusive": queue.exclusive,
+            "auto_delete": queue.auto_delete,
+            "no_ack": False,
+            "alias": None,
+            "bindings": [],
+            "no_declare": None,
+            "expires": None,
+            "message_ttl": None,
+            "max_length": None,
+            "max_length_bytes": None,
+            "max_priority": queue.max_priority,
+        }
+    )
 
 
 # -- inspect: tasks ----------------------------------------------------------------------------
@@ -212,15 +237,22 @@ def _queue_info(queue: Queue) -> Any:
 def _message_info(worker: Worker, message: TaskMessage, delivery: Delivery) -> dict[str, Any]:
     """A request dict for a message waiting in the timer (it has no job yet)."""
     return {
-        "id": message.id, "name": message.task, "type": message.task,
-        "args": list(message.args), "kwargs": dict(message.kwargs),
-        "hostname": worker.hostname, "time_start": None, "acknowledged": False,
+        "id": message.id,
+        "name": message.task,
+        "type": message.task,
+        "args": list(message.args),
+        "kwargs": dict(message.kwargs),
+        "hostname": worker.hostname,
+        "time_start": None,
+        "acknowledged": False,
         "delivery_info": {
-            "exchange": delivery.exchange, "routing_key": delivery.routing_key,
-            "priority": delivery.message.priority, "redelivered": delivery.redelivered,
+            "exchange": delivery.exchange,
+            "routing_key": delivery.routing_key,
+            "priority": delivery.message.priority,
+            "redelivered": delivery.redelivered,
         },
         "worker_pid": None,
-    }  # fmt: skip
+    }
 
 
 def _requests(
@@ -237,8 +269,11 @@ def _requests(
     for due, message, delivery in timer:
         info = _message_info(worker, message, delivery)
         if _waits_for_eta(message, due) and message.eta is not None:
-            entry = {"eta": message.eta.isoformat(), "priority": ETA_TIMER_PRIORITY,
-                     "request": info}  # fmt: skip
+            entry = {
+                "eta": message.eta.isoformat(),
+                "priority": ETA_TIMER_PRIORITY,
+                "request": info,
+            }
             found["scheduled"].append((message.id, entry))
         else:  # waiting for its rate limit
             found["reserved"].append((message.id, info))

@@ -248,9 +248,12 @@ def rate_limit(worker: Worker, task_name: str = "", rate_limit: Any = None, **_:
 
 @_register("control")
 def time_limit(
-    worker: Worker, task_name: str = "", soft: float | None = None, hard: float | None = None,
+    worker: Worker,
+    task_name: str = "",
+    soft: float | None = None,
+    hard: float | None = None,
     **_: Any,
-) -> Any:  # fmt: skip
+) -> Any:
     task = worker.app.tasks.get(task_name)
     if task is None:
         return nok("unknown task")
@@ -262,9 +265,13 @@ def time_limit(
 
 @_register("control")
 def add_consumer(
-    worker: Worker, queue: str = "", exchange: str | None = None,
-    exchange_type: str | None = None, routing_key: str | None = None, **_: Any,
-) -> Any:  # fmt: skip
+    worker: Worker,
+    queue: str = "",
+    exchange: str | None = None,
+    exchange_type: str | None = None,
+    routing_key: str | None = None,
+    **_: Any,
+) -> Any:
     if any(q.name == queue for q in worker.queues):
         return ok(f"already consuming from {queue}")
     if exchange is None and routing_key is None:
