@@ -208,7 +208,6 @@ KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.canvas.compose",
             "celeriac.canvas.group",
             "celeriac.canvas.signature",
-            "celeriac.canvas.stamping",
         }
     ),
     frozenset(

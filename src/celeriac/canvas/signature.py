@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from celeriac import _state
+from celeriac.canvas import stamping
 from celeriac.canvas._partial import Partial
 from celeriac.canvas._partial import as_list as as_list
 from celeriac.canvas._partial import new_id as new_id
@@ -216,18 +217,14 @@ class Signature(Partial, Generic[R]):
     ) -> Self:
         """Set stamps (custom headers that travel to the worker) on this signature and its
         callbacks and errbacks; ``visitor`` adds its own (``canvas.stamping``)."""
-        from celeriac.canvas.stamping import stamp_signature
-
-        stamp_signature(self, visitor, append_stamps, headers)
+        stamping.stamp_signature(self, visitor, append_stamps, headers, maybe_signature)
         return self
 
     def stamp_links(
         self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
     ) -> None:
         """Stamp only this signature's callbacks and errbacks (``canvas.stamping``)."""
-        from celeriac.canvas.stamping import stamp_links
-
-        stamp_links(self, visitor, append_stamps, headers)
+        stamping.stamp_links(self, visitor, append_stamps, headers, maybe_signature)
 
     def flatten_links(self) -> list[Signature[Any]]:
         """This signature and, recursively, every callback linked to it."""

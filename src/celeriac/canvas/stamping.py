@@ -13,7 +13,7 @@ stamps travel as Celery's ``stamped_headers`` and ``stamps`` headers; a worker s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,8 +96,17 @@ def stamps_of(options: Mapping[str, Any]) -> dict[str, Any]:
     return {name: options[name] for name in options.get("stamped_headers") or () if name in options}
 
 
+#: Turns a callback or errback as stored (a signature or its wire dict) into a signature;
+#: ``Signature`` hands in ``maybe_signature``, so this module need not import it.
+AsSignature = Callable[[Any], Any]
+
+
 def stamp_signature(
-    sig: Signature[Any], visitor: StampingVisitor | None, append: bool, headers: dict[str, Any]
+    sig: Signature[Any],
+    visitor: StampingVisitor | None,
+    append: bool,
+    headers: dict[str, Any],
+    as_signature: AsSignature,
 ) -> None:
     """``Signature.stamp`` for one task's signature and its callbacks and errbacks."""
 
@@ -105,19 +114,21 @@ def stamp_signature(
     if visitor is not None:
         stamps.update(_stamps(visitor.on_signature(sig, **headers)))
     stamp_one(sig, stamps, append)
-    stamp_links(sig, visitor, append, headers)
+    stamp_links(sig, visitor, append, headers, as_signature)
 
 
 def stamp_links(
-    sig: Signature[Any], visitor: StampingVisitor | None, append: bool, headers: dict[str, Any]
+    sig: Signature[Any],
+    visitor: StampingVisitor | None,
+    append: bool,
+    headers: dict[str, Any],
+    as_signature: AsSignature,
 ) -> None:
     """Stamp ``sig``'s callbacks (``on_callback``) and errbacks (``on_errback``) only."""
-    from celeriac.canvas.signature import maybe_signature
-
     hooks = (("link", "on_callback"), ("link_error", "on_errback"))
     for option, hook in hooks:
         for index, linked in enumerate(_as_values(sig.options.get(option) or [])):
-            linked = maybe_signature(linked)
+            linked = as_signature(linked)
             extra = _stamps(getattr(visitor, hook)(linked, **headers)) if visitor else {}
             link_stamps = _stamps(headers)
             if visitor is not None:
