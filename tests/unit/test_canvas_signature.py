@@ -4,6 +4,8 @@ the wire dicts, freezing, and the messages a workflow puts on the broker."""
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -371,3 +373,21 @@ def test_a_signature_of_a_task_not_registered_here_is_sent_by_name() -> None:
     result = signature("elsewhere.only", (1,), app=app).apply_async(queue=q)
     [message] = sent(q)
     assert (message.task, message.id, message.args) == ("elsewhere.only", result.id, (1,))
+
+
+def test_the_pipe_works_when_only_the_signature_module_is_imported() -> None:
+    """``a | b`` reaches ``canvas.compose`` through ``Signature.register_combine``; importing
+    ``canvas.signature`` alone (in a fresh interpreter) runs ``celeriac.canvas``, which
+    registers it, so the pipe builds a chain, and a group piped into a task a chord."""
+    script = (
+        "from celeriac.canvas.signature import Signature\n"
+        "piped = Signature('a') | Signature('b')\n"
+        "print(type(piped).__name__, [t.task for t in piped.tasks])\n"
+        "grouped = Signature.from_dict({'task': 'celery.group', 'subtask_type': 'group',"
+        " 'kwargs': {'tasks': [{'task': 'a'}, {'task': 'b'}]}})\n"
+        "print(type(grouped | Signature('c')).__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split("\n")[:2] == ["chain ['a', 'b']", "chord"]

@@ -126,8 +126,9 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     # The core: AppLike names the parts' concrete types (ResultStore, Producer, the
     # registry, Control, Events, AsyncResult, Task) and they take an AppLike back, so
     # the types loop; narrow protocols per part (as backends/_sqlite_chord has) break
-    # it. At run time one loop is left: Signature and chain/group/chord build each other
-    # (``a | b``, ``from_dict``, stamping the members).
+    # it. At run time the canvas flows one way (signature -> _tasklist -> chain/group/chord
+    # -> compose): ``from_dict`` and ``a | b`` reach the higher classes through what they
+    # register on ``Signature``, and stamping is handed ``maybe_signature``.
     frozenset(
         {
             "celeriac._app_protocol",
@@ -199,17 +200,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
 #: The loops among ``KNOWN_CYCLES`` that run at import or call time (no ``TYPE_CHECKING``
 #: edge in them), each exactly: a run-time loop may not grow while its type loop is broken.
 KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = (
-    frozenset(
-        {
-            "celeriac.canvas._lazy_header",
-            "celeriac.canvas._tasklist",
-            "celeriac.canvas.chain",
-            "celeriac.canvas.chord",
-            "celeriac.canvas.compose",
-            "celeriac.canvas.group",
-            "celeriac.canvas.signature",
-        }
-    ),
     frozenset(
         {
             "celeriac.worker.asyncio_pool",

@@ -15,6 +15,7 @@ on), ``replace`` (``Task.replace``), ``builtins`` (the ``celery.*`` tasks every 
 
 from __future__ import annotations
 
+from celeriac.canvas import compose as compose  # registers what ``a | b`` builds
 from celeriac.canvas.chain import chain
 from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group

@@ -9,7 +9,9 @@
     chain[... chord] | task or group -> that chord's body | it
     group of one member -> that member, wherever a group is combined
 
-The operands are never changed: the result holds copies.
+The operands are never changed: the result holds copies. ``Signature.__or__`` calls
+``combine`` through ``Signature.register_combine`` (done below, when this module is
+imported: ``celeriac.canvas`` imports it), so ``signature`` needs no import of this module.
 """
 
 from __future__ import annotations
@@ -69,3 +71,6 @@ def _combine_chain(left: chain, right: Signature[Any]) -> Signature[Any]:
     else:
         tasks.append(right.clone())
     return chain(*tasks, app=left._app)
+
+
+Signature.register_combine(combine)

@@ -67,6 +67,10 @@ class Signature(Partial, Generic[R]):
     #: subtask_type -> the class that rebuilds it (see ``register_type``).
     TYPES: ClassVar[dict[str, type[Signature[Any]]]] = {}
 
+    #: What ``a | b`` builds (``canvas.compose.combine``, see ``register_combine``): it
+    #: makes chains and chords, which sit above this module, so it is handed in.
+    COMBINE: ClassVar[Callable[[Signature[Any], Signature[Any]], Signature[Any]] | None] = None
+
     def __init__(
         self,
         task: str | Task[Any, R] | Mapping[str, Any] | None = None,
@@ -109,6 +113,14 @@ class Signature(Partial, Generic[R]):
             return subclass
 
         return register
+
+    @staticmethod
+    def register_combine(
+        combine: Callable[[Signature[Any], Signature[Any]], Signature[Any]],
+    ) -> None:
+        """Set what ``a | b`` returns (``canvas.compose`` does, when ``celeriac.canvas``
+        is imported, which importing any of its modules does first)."""
+        Signature.COMBINE = combine
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], app: AppLike | None = None) -> Signature[Any]:
@@ -314,10 +326,11 @@ class Signature(Partial, Generic[R]):
 
     def __or__(self, other: Any) -> Signature[Any]:  # type: ignore[override]  # not dict's
         """``a | b``: a chain (a group followed by a task makes a chord)."""
-        from celeriac.canvas.compose import combine
-
         if not isinstance(other, Signature):
             return NotImplemented
+        combine = Signature.COMBINE
+        if combine is None:  # only while celeriac.canvas is still being imported
+            raise RuntimeError("'|' on signatures needs celeriac.canvas imported in full")
         return combine(self, other)
 
     def reprcall(self, *args: Any, **kwargs: Any) -> str:
