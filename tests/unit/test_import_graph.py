@@ -168,16 +168,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.task",
         }
     ),
-    # create_pool (worker options, owned by the worker redesign) loads each pool by -P,
-    # lazily; the pools import its base classes. Moving create_pool out breaks it.
-    frozenset(
-        {
-            "celeriac.worker.asyncio_pool",
-            "celeriac.worker.gevent_pool",
-            "celeriac.worker.pools",
-            "celeriac.worker.prefork",
-        }
-    ),
     # The worker's parts type the Worker (worker/lifecycle) that holds them; a WorkerLike
     # protocol (as AppLike for the app) breaks it, after the worker redesign lands.
     frozenset(
@@ -209,14 +199,6 @@ KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.canvas.group",
             "celeriac.canvas.signature",
             "celeriac.canvas.stamping",
-        }
-    ),
-    frozenset(
-        {
-            "celeriac.worker.asyncio_pool",
-            "celeriac.worker.gevent_pool",
-            "celeriac.worker.pools",
-            "celeriac.worker.prefork",
         }
     ),
 )

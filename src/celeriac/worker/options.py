@@ -50,7 +50,7 @@ from typing import Any, TypedDict, Unpack
 
 from celeriac.app.settings import as_seconds
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.worker.pools import POOLS
+from celeriac.worker.pool_factory import POOLS
 from celeriac.worker.remote.mingle import MINGLE_TIMEOUT
 
 __all__ = ["WorkerArguments", "WorkerOptions", "expand_hostname"]
