@@ -168,21 +168,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.task",
         }
     ),
-    # The worker's parts type the Worker (worker/lifecycle) that holds them; a WorkerLike
-    # protocol (as AppLike for the app) breaks it, after the worker redesign lands.
-    frozenset(
-        {
-            "celeriac.worker._scheduled",
-            "celeriac.worker.consumer",
-            "celeriac.worker.lifecycle",
-            "celeriac.worker.metrics",
-            "celeriac.worker.options",
-            "celeriac.worker.remote.commands",
-            "celeriac.worker.remote.control",
-            "celeriac.worker.remote.mingle",
-            "celeriac.worker.state",
-        }
-    ),
 )
 
 
