@@ -169,46 +169,12 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
             "celeriac.task",
         }
     ),
-    # create_pool (worker options, owned by the worker redesign) loads each pool by -P,
-    # lazily; the pools import its base classes. Moving create_pool out breaks it.
-    frozenset(
-        {
-            "celeriac.worker.asyncio_pool",
-            "celeriac.worker.gevent_pool",
-            "celeriac.worker.pools",
-            "celeriac.worker.prefork",
-        }
-    ),
-    # The worker's parts type the Worker (worker/lifecycle) that holds them; a WorkerLike
-    # protocol (as AppLike for the app) breaks it, after the worker redesign lands.
-    frozenset(
-        {
-            "celeriac.worker._scheduled",
-            "celeriac.worker.consumer",
-            "celeriac.worker.lifecycle",
-            "celeriac.worker.metrics",
-            "celeriac.worker.options",
-            "celeriac.worker.remote.commands",
-            "celeriac.worker.remote.control",
-            "celeriac.worker.remote.mingle",
-            "celeriac.worker.state",
-        }
-    ),
 )
 
 
 #: The loops among ``KNOWN_CYCLES`` that run at import or call time (no ``TYPE_CHECKING``
 #: edge in them), each exactly: a run-time loop may not grow while its type loop is broken.
-KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = (
-    frozenset(
-        {
-            "celeriac.worker.asyncio_pool",
-            "celeriac.worker.gevent_pool",
-            "celeriac.worker.pools",
-            "celeriac.worker.prefork",
-        }
-    ),
-)
+KNOWN_RUNTIME_CYCLES: tuple[frozenset[str], ...] = ()
 
 #: Packages whose function-level imports are left as they are, with why.
 DEFERRED_ELSEWHERE: dict[str, str] = {}

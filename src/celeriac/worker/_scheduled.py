@@ -20,7 +20,7 @@ from celeriac.protocol.v2 import decode_task
 from celeriac.transports.base import Delivery
 
 if TYPE_CHECKING:
-    from celeriac.worker.lifecycle import Worker
+    from celeriac.worker._worker_protocol import WorkerLike
 
 __all__ = ["ETA_TIMER_PRIORITY", "broker_scheduled"]
 
@@ -33,10 +33,10 @@ LIMIT_PER_QUEUE = 1000
 #: 6 for every ETA task (the message's own priority is in ``request["delivery_info"]``).
 ETA_TIMER_PRIORITY = 6
 
-MessageInfo = Callable[["Worker", TaskMessage, Delivery], dict[str, Any]]
+MessageInfo = Callable[["WorkerLike", TaskMessage, Delivery], dict[str, Any]]
 
 
-def broker_scheduled(worker: Worker, describe: MessageInfo) -> list[tuple[str, Any]]:
+def broker_scheduled(worker: WorkerLike, describe: MessageInfo) -> list[tuple[str, Any]]:
     """(task id, ``{"eta", "priority", "request"}``) of every ETA task the broker holds for
     the worker's queues, earliest first; ``describe`` makes the request dict."""
     transport = worker.app.transport

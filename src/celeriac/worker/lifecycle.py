@@ -30,7 +30,8 @@ from celeriac.worker.consumer import TaskConsumer
 from celeriac.worker.events import WorkerEvents
 from celeriac.worker.metrics import MetricsServer, WorkerMetrics
 from celeriac.worker.options import WorkerArguments, WorkerOptions, expand_hostname
-from celeriac.worker.pools import Pool, create_pool
+from celeriac.worker.pool_factory import create_pool
+from celeriac.worker.pools import Pool
 from celeriac.worker.queues import QueueSwitch
 from celeriac.worker.remote.control import WorkerControl
 from celeriac.worker.remote.mingle import sync_with_neighbors

@@ -27,19 +27,41 @@ import bisect
 import logging
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Sized
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from celeriac._prometheus import BUCKETS, CONTENT_TYPE, Family, histogram
 from celeriac.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
+    from celeriac.app.base import Celery
     from celeriac.worker.job import Job, JobResult
-    from celeriac.worker.lifecycle import Worker
 
 __all__ = ["MetricsServer", "WorkerMetrics"]
 
 logger = logging.getLogger("celeriac.worker")
+
+
+class _Snapshots(Protocol):
+    def snapshot(self) -> tuple[list[tuple[Job, bool]], Sized]: ...
+
+
+class _MeteredWorker(Protocol):
+    """What the metrics read of the worker (the consumer imports this module, so the
+    worker's ``WorkerLike``, which names the consumer, would loop back)."""
+
+    @property
+    def app(self) -> Celery: ...
+
+    @property
+    def hostname(self) -> str: ...
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def consumer(self) -> _Snapshots | None: ...
 
 
 class _Histogram:
@@ -64,7 +86,7 @@ class _Histogram:
 class WorkerMetrics:
     """Counts what one worker's pool did; ``render()`` is the exposition text."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: _MeteredWorker) -> None:
         self.worker = worker
         self._lock = threading.Lock()
         self._received: Counter[str] = Counter()

@@ -50,14 +50,15 @@ from typing import Any, TypedDict, Unpack
 
 from celeriac.app.settings import as_seconds
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.worker.pools import POOLS
-from celeriac.worker.remote.mingle import MINGLE_TIMEOUT
+from celeriac.worker.pool_factory import POOLS
 
 __all__ = ["WorkerArguments", "WorkerOptions", "expand_hostname"]
 
 #: How long extra autoscaled children may stay idle, in seconds (Celery's AUTOSCALE_KEEPALIVE).
 DEFAULT_AUTOSCALE_KEEPALIVE = 30.0
 DEFAULT_HEARTBEAT_INTERVAL = 2.0
+#: How long a starting worker waits for its neighbours' replies, in seconds (Celery's).
+MINGLE_TIMEOUT = 1.0
 
 #: The flag of each argument, for error messages.
 _FLAGS = {

@@ -25,14 +25,13 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
-from celeriac.exceptions import ImproperlyConfigured
 from celeriac.worker.job import Job, JobResult, run_job
 from celeriac.worker.timelimits.threads import Watchdog, raise_in_thread
 
 if TYPE_CHECKING:
     from celeriac.app.base import Celery
 
-__all__ = ["POOLS", "Pool", "SoloPool", "Terminated", "ThreadPool", "create_pool"]
+__all__ = ["Pool", "SoloPool", "Terminated", "ThreadPool"]
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -253,55 +252,3 @@ class ThreadPool(Pool):
             unstarted = [job for job in self._queue if job is not None]
             self._queue.clear()
         return unstarted
-
-
-POOLS = ("prefork", "threads", "solo", "asyncio", "gevent")
-
-
-def create_pool(
-    name: str,
-    app: Celery,
-    concurrency: int,
-    on_start: OnStart,
-    on_done: OnDone,
-    *,
-    max_tasks_per_child: int | None = None,
-    max_memory_per_child: int | None = None,
-    hostname: str = "",
-    min_concurrency: int | None = None,
-    keepalive: float = 30.0,
-    time_limits: tuple[float | None, float | None] = (None, None),
-) -> Pool:
-    """The pool named ``name`` (``-P``); the keywords are the prefork pool's."""
-    if name == "solo":
-        return SoloPool(app, 1, on_start, on_done)
-    if name == "threads":
-        return ThreadPool(app, concurrency, on_start, on_done)
-    if name == "asyncio":
-        # lazy: the asyncio pool loads only when -P asyncio names it
-        from celeriac.worker.asyncio_pool import AsyncioPool
-
-        return AsyncioPool(app, concurrency, on_start, on_done)
-    if name == "gevent":
-        # lazy: gevent is optional; only -P gevent loads it
-        from celeriac.worker.gevent_pool import GeventPool
-
-        return GeventPool(app, concurrency, on_start, on_done)
-    if name == "prefork":
-        # lazy: the prefork pool loads only when -P prefork names it
-        from celeriac.worker.prefork import PreforkPool
-
-        return PreforkPool(
-            app,
-            concurrency,
-            on_start,
-            on_done,
-            max_tasks_per_child=max_tasks_per_child,
-            max_memory_per_child=max_memory_per_child,
-            hostname=hostname,
-            min_concurrency=min_concurrency,
-            keepalive=keepalive,
-            time_limits=time_limits,
-        )
-
-    raise ImproperlyConfigured(f"Unknown pool {name!r}: choose one of {', '.join(POOLS)}")

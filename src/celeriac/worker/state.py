@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from celeriac.worker.events import _software_info
 
 if TYPE_CHECKING:
+    from celeriac.worker._worker_protocol import WorkerLike
     from celeriac.worker.job import Job
-    from celeriac.worker.lifecycle import Worker
 
 __all__ = [
     "SOFTWARE_INFO",
@@ -39,26 +39,26 @@ __all__ = [
     "workers",
 ]
 
-_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+_workers: weakref.WeakSet[WorkerLike] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
 SOFTWARE_INFO = _software_info()  # what worker events say about the software
 
 
-def register(worker: Worker) -> None:
+def register(worker: WorkerLike) -> None:
     """A worker of this process started (``Worker.start``)."""
     with _lock:
         _workers.add(worker)
 
 
-def unregister(worker: Worker) -> None:
+def unregister(worker: WorkerLike) -> None:
     """A worker of this process stopped."""
     with _lock:
         _workers.discard(worker)
 
 
-def workers() -> list[Worker]:
+def workers() -> list[WorkerLike]:
     """The workers running in this process."""
     with _lock:
         return list(_workers)

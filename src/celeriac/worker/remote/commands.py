@@ -31,7 +31,7 @@ from celeriac.worker.consumer import _waits_for_eta
 from celeriac.worker.remote.mingle import revoked_ids
 
 if TYPE_CHECKING:
-    from celeriac.worker.lifecycle import Worker
+    from celeriac.worker._worker_protocol import WorkerLike
 
 __all__ = ["COMMANDS", "Command", "nok", "ok", "parse_signal"]
 
@@ -96,17 +96,17 @@ def _jsonable(value: Any) -> Any:
 
 
 @_register("inspect")
-def ping(worker: Worker, **_: Any) -> Any:
+def ping(worker: WorkerLike, **_: Any) -> Any:
     return ok("pong")
 
 
 @_register("inspect")
-def clock(worker: Worker, **_: Any) -> Any:
+def clock(worker: WorkerLike, **_: Any) -> Any:
     return {"clock": worker.app.lamport_clock.value}
 
 
 @_register("inspect")
-def stats(worker: Worker, **_: Any) -> Any:
+def stats(worker: WorkerLike, **_: Any) -> Any:
     consumer, pool, app = worker.consumer, worker.pool, worker.app
     assert consumer is not None and pool is not None
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -147,7 +147,7 @@ def _broker_info(url: str, options: Any) -> dict[str, Any]:
 
 
 @_register("inspect")
-def report(worker: Worker, **_: Any) -> Any:
+def report(worker: WorkerLike, **_: Any) -> Any:
     app = worker.app
     lines = [
         f"celeriac:{__version__} python:{platform.python_version()}",
@@ -161,14 +161,14 @@ def report(worker: Worker, **_: Any) -> Any:
 
 
 @_register("inspect", "dump_conf")
-def conf(worker: Worker, with_defaults: bool = False, **_: Any) -> Any:
+def conf(worker: WorkerLike, with_defaults: bool = False, **_: Any) -> Any:
     table = worker.app.conf.table(with_defaults=bool(with_defaults))
     return _jsonable({k: v for k, v in table.items() if not k.startswith("__")})
 
 
 @_register("inspect", "dump_tasks")
 def registered(
-    worker: Worker, taskinfoitems: list[str] | None = None, builtins: bool = False, **_: Any
+    worker: WorkerLike, taskinfoitems: list[str] | None = None, builtins: bool = False, **_: Any
 ) -> Any:
     tasks = worker.app.tasks
     items = [i for i in (taskinfoitems or DEFAULT_TASK_INFO_ITEMS) if not i.startswith("_")]
@@ -192,7 +192,7 @@ def _task_attribute(task: Any, name: str) -> Any:
 
 
 @_register("inspect")
-def active_queues(worker: Worker, **_: Any) -> Any:
+def active_queues(worker: WorkerLike, **_: Any) -> Any:
     return [_queue_info(queue) for queue in worker.queues]
 
 
@@ -234,7 +234,7 @@ def _queue_info(queue: Queue) -> Any:
 # -- inspect: tasks ----------------------------------------------------------------------------
 
 
-def _message_info(worker: Worker, message: TaskMessage, delivery: Delivery) -> dict[str, Any]:
+def _message_info(worker: WorkerLike, message: TaskMessage, delivery: Delivery) -> dict[str, Any]:
     """A request dict for a message waiting in the timer (it has no job yet)."""
     return {
         "id": message.id,
@@ -256,7 +256,7 @@ def _message_info(worker: Worker, message: TaskMessage, delivery: Delivery) -> d
 
 
 def _requests(
-    worker: Worker, safe: bool = False, *, broker: bool = False
+    worker: WorkerLike, safe: bool = False, *, broker: bool = False
 ) -> dict[str, list[tuple[str, Any]]]:
     """``{"active"|"reserved"|"scheduled": [(task id, info)]}``; with ``broker``, the
     scheduled tasks include those the broker holds for the worker's queues."""
@@ -283,28 +283,28 @@ def _requests(
 
 
 @_register("inspect", "dump_active")
-def active(worker: Worker, safe: bool | None = False, **_: Any) -> Any:
+def active(worker: WorkerLike, safe: bool | None = False, **_: Any) -> Any:
     return _jsonable([info for _, info in _requests(worker, bool(safe))["active"]])
 
 
 @_register("inspect", "dump_reserved")
-def reserved(worker: Worker, **_: Any) -> Any:
+def reserved(worker: WorkerLike, **_: Any) -> Any:
     return _jsonable([info for _, info in _requests(worker)["reserved"]])
 
 
 @_register("inspect", "dump_schedule")
-def scheduled(worker: Worker, **_: Any) -> Any:
+def scheduled(worker: WorkerLike, **_: Any) -> Any:
     return _jsonable([info for _, info in _requests(worker, broker=True)["scheduled"]])
 
 
 @_register("inspect", "dump_revoked")
-def revoked(worker: Worker, **_: Any) -> Any:
+def revoked(worker: WorkerLike, **_: Any) -> Any:
     assert worker.consumer is not None
     return list(worker.consumer.revoked)
 
 
 @_register("inspect")
-def query_task(worker: Worker, ids: list[str] | str | None = None, **_: Any) -> Any:
+def query_task(worker: WorkerLike, ids: list[str] | str | None = None, **_: Any) -> Any:
     wanted = {ids} if isinstance(ids, str) else set(ids or ())
     found: dict[str, Any] = {}
     for kind, requests in _requests(worker, broker=True).items():
@@ -315,7 +315,7 @@ def query_task(worker: Worker, ids: list[str] | str | None = None, **_: Any) -> 
 
 
 @_register("inspect")
-def hello(worker: Worker, from_node: str = "", revoked: Any = None, **_: Any) -> Any:
+def hello(worker: WorkerLike, from_node: str = "", revoked: Any = None, **_: Any) -> Any:
     """A starting worker's mingle (``worker.remote.mingle``): merge its revoked ids, answer
     with ours (ids only, oldest first, expired ones left out) and our clock, as Celery."""
     if from_node == worker.hostname:

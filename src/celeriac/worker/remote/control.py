@@ -29,7 +29,7 @@ from celeriac.worker.remote.commands import COMMANDS, Command, _register, nok, o
 from celeriac.worker.revoked import RevokedStamps, stamp_values
 
 if TYPE_CHECKING:
-    from celeriac.worker.lifecycle import Worker
+    from celeriac.worker._worker_protocol import WorkerLike
 
 __all__ = ["WorkerControl", "control_command", "inspect_command"]
 
@@ -39,7 +39,7 @@ logger = logging.getLogger("celeriac.worker")
 class WorkerControl:
     """Answers remote control requests for one worker."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: WorkerLike) -> None:
         self.worker = worker
         self.mailbox = Mailbox(worker.app)
         self._subscription: Subscription | None = None
@@ -171,7 +171,7 @@ def inspect_command(
 
 @_register("control")
 def revoke(
-    worker: Worker, task_id: Any = None, terminate: bool = False, signal: Any = None, **_: Any
+    worker: WorkerLike, task_id: Any = None, terminate: bool = False, signal: Any = None, **_: Any
 ) -> Any:
     consumer = worker.consumer
     assert consumer is not None
@@ -189,7 +189,7 @@ def revoke(
 
 @_register("control")
 def revoke_by_stamped_headers(
-    worker: Worker, headers: Any = None, terminate: bool = False, signal: Any = None, **_: Any
+    worker: WorkerLike, headers: Any = None, terminate: bool = False, signal: Any = None, **_: Any
 ) -> Any:
     """Revoke the tasks here whose stamps have one of ``headers``' values, and those that
     arrive with them later (Celery's command). Replies as Celery's: that the headers are
@@ -223,12 +223,12 @@ def revoke_by_stamped_headers(
 
 
 @_register("control")
-def terminate(worker: Worker, signal: Any = None, task_id: Any = None, **_: Any) -> Any:
+def terminate(worker: WorkerLike, signal: Any = None, task_id: Any = None, **_: Any) -> Any:
     return revoke(worker, task_id, terminate=True, signal=signal)
 
 
 @_register("control")
-def rate_limit(worker: Worker, task_name: str = "", rate_limit: Any = None, **_: Any) -> Any:
+def rate_limit(worker: WorkerLike, task_name: str = "", rate_limit: Any = None, **_: Any) -> Any:
     try:
         parse_rate(rate_limit)
     except ImproperlyConfigured as exc:
@@ -248,7 +248,7 @@ def rate_limit(worker: Worker, task_name: str = "", rate_limit: Any = None, **_:
 
 @_register("control")
 def time_limit(
-    worker: Worker,
+    worker: WorkerLike,
     task_name: str = "",
     soft: float | None = None,
     hard: float | None = None,
@@ -265,7 +265,7 @@ def time_limit(
 
 @_register("control")
 def add_consumer(
-    worker: Worker,
+    worker: WorkerLike,
     queue: str = "",
     exchange: str | None = None,
     exchange_type: str | None = None,
@@ -286,14 +286,14 @@ def add_consumer(
 
 
 @_register("control")
-def cancel_consumer(worker: Worker, queue: str = "", **_: Any) -> Any:
+def cancel_consumer(worker: WorkerLike, queue: str = "", **_: Any) -> Any:
     worker.set_queues([q for q in worker.queues if q.name != queue])
     logger.info("No longer consuming from %s", queue)
     return ok(f"no longer consuming from {queue}")
 
 
 @_register("control")
-def pool_grow(worker: Worker, n: int = 1, **_: Any) -> Any:
+def pool_grow(worker: WorkerLike, n: int = 1, **_: Any) -> Any:
     assert worker.pool is not None
     try:
         worker.pool.grow(int(n))
@@ -304,7 +304,7 @@ def pool_grow(worker: Worker, n: int = 1, **_: Any) -> Any:
 
 
 @_register("control")
-def pool_shrink(worker: Worker, n: int = 1, **_: Any) -> Any:
+def pool_shrink(worker: WorkerLike, n: int = 1, **_: Any) -> Any:
     assert worker.pool is not None
     try:
         worker.pool.shrink(int(n))
@@ -315,7 +315,7 @@ def pool_shrink(worker: Worker, n: int = 1, **_: Any) -> Any:
 
 
 @_register("control")
-def autoscale(worker: Worker, max: int | None = None, min: int | None = None, **_: Any) -> Any:
+def autoscale(worker: WorkerLike, max: int | None = None, min: int | None = None, **_: Any) -> Any:
     pool = worker.pool
     set_autoscale = getattr(pool, "set_autoscale", None)
     if pool is None or set_autoscale is None:
@@ -328,7 +328,7 @@ def autoscale(worker: Worker, max: int | None = None, min: int | None = None, **
 
 
 @_register("control")
-def enable_events(worker: Worker, **_: Any) -> Any:
+def enable_events(worker: WorkerLike, **_: Any) -> Any:
     events = worker.events
     if events is None or not events.available:
         return nok("event dispatcher unavailable")
@@ -340,7 +340,7 @@ def enable_events(worker: Worker, **_: Any) -> Any:
 
 
 @_register("control")
-def disable_events(worker: Worker, **_: Any) -> Any:
+def disable_events(worker: WorkerLike, **_: Any) -> Any:
     events = worker.events
     if events is None:
         return nok("event dispatcher unavailable")
@@ -352,14 +352,14 @@ def disable_events(worker: Worker, **_: Any) -> Any:
 
 
 @_register("control")
-def heartbeat(worker: Worker, **_: Any) -> Any:
+def heartbeat(worker: WorkerLike, **_: Any) -> Any:
     if worker.events is not None and worker.events.heartbeat:
         worker.events.send_heartbeat()
     return ok("heartbeat sent")
 
 
 @_register("control")
-def shutdown(worker: Worker, msg: str = "Got shutdown from remote", **_: Any) -> Any:
+def shutdown(worker: WorkerLike, msg: str = "Got shutdown from remote", **_: Any) -> Any:
     logger.warning(msg)
     worker.request_stop()
     return ok("shutting down")

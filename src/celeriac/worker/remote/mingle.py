@@ -21,16 +21,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeriac.exceptions import CeleryError
+from celeriac.worker.options import MINGLE_TIMEOUT
 
 if TYPE_CHECKING:
-    from celeriac.worker.lifecycle import Worker
+    from celeriac.worker._worker_protocol import WorkerLike
 
-__all__ = ["MINGLE_TIMEOUT", "revoked_ids", "sync_with_neighbors"]
+__all__ = ["revoked_ids", "sync_with_neighbors"]
 
 logger = logging.getLogger("celeriac.worker")
-
-#: How long a starting worker waits for its neighbours' replies, in seconds (Celery's).
-MINGLE_TIMEOUT = 1.0
 
 
 def revoked_ids(value: Any) -> list[str]:
@@ -42,7 +40,7 @@ def revoked_ids(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)]
 
 
-def sync_with_neighbors(worker: Worker, timeout: float = MINGLE_TIMEOUT) -> int:
+def sync_with_neighbors(worker: WorkerLike, timeout: float = MINGLE_TIMEOUT) -> int:
     """Sync revoked ids and the logical clock with the running workers; how many replied."""
     assert worker.consumer is not None
     app = worker.app
@@ -69,7 +67,7 @@ def sync_with_neighbors(worker: Worker, timeout: float = MINGLE_TIMEOUT) -> int:
     return len(neighbours)
 
 
-def _sync_with_node(worker: Worker, reply: dict[str, Any]) -> None:
+def _sync_with_node(worker: WorkerLike, reply: dict[str, Any]) -> None:
     assert worker.consumer is not None
     clock = reply.get("clock")
     if isinstance(clock, str) and clock.isdigit():
