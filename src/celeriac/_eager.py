@@ -51,7 +51,7 @@ def apply_eagerly(
             headers=dict(options.get("headers") or {}),
             called_directly=False,
             hostname=socket.gethostname(),
-            ignore_result=bool(options.get("ignore_result")),
+            ignore_result=options.get("ignore_result"),
             callbacks=_signature_dicts(options.get("link")),
             errbacks=_signature_dicts(options.get("link_error")),
         )

@@ -191,7 +191,9 @@ def _storing(task: Task[Any, Any], request: Context) -> _Storing:
         not request.is_eager or bool(task.option("store_eager_result"))
     )
     # A chord member's result is what the chord joins, so it is stored even when ignored.
-    ignore = (request.ignore_result or bool(task.option("ignore_result"))) and not request.chord
+    given = request.ignore_result  # the call's option (a header) overrides the task's
+    ignored = bool(task.option("ignore_result")) if given is None else given
+    ignore = ignored and not request.chord
     errors = enabled and (not ignore or bool(task.option("store_errors_even_if_ignored")))
     started = enabled and not ignore and not request.is_eager
     return _Storing(enabled and not ignore, errors, started and bool(task.option("track_started")))

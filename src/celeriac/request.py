@@ -65,7 +65,9 @@ class Context:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     shadow: str | None = None
-    ignore_result: bool = False
+    # None: not given by the caller, so the task's ``ignore_result`` option decides; an
+    # explicit False stores the result of a task declared ``ignore_result=True``.
+    ignore_result: bool | None = None
     replaced_task_nesting: int = 0
     stamped_headers: list[str] | None = None
     stamps: dict[str, Any] = field(default_factory=dict)

@@ -296,7 +296,7 @@ class Producer:
         ):
             parent.children.append(message.id)
         result: AsyncResult[Any] = AsyncResult(message.id, app=self._app, task_name=sending.name)
-        result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+        result.ignored = bool(message.ignore_result)  # get() returns None at once, as in Celery
         return result
 
     def _merge_options(
@@ -347,8 +347,10 @@ class Producer:
         if priority is None:
             priority = settings.default_priority
         ignore_result = opts.get("ignore_result")
-        if ignore_result is None:
-            ignore_result = bool(task.option("ignore_result")) if task else False
+        if ignore_result is None and task is not None:
+            ignore_result = bool(task.option("ignore_result"))
+        # send_task() of a name not given ignore_result sends null, as Celery: the worker's
+        # task decides.
         return TaskMessage(
             task=name,
             id=task_id,
@@ -427,7 +429,7 @@ class Producer:
             "time_limit": request.time_limit,
             "soft_time_limit": request.soft_time_limit,
             "headers": request.headers,
-            "ignore_result": request.ignore_result or None,
+            "ignore_result": request.ignore_result,  # the caller's False is kept too
             "stamped_headers": request.stamped_headers,
             "stamps": request.stamps or None,
             "queue": request.delivery_info.get("routing_key") or None,

@@ -71,7 +71,8 @@ class TaskMessage:
     argsrepr: str | None = None
     kwargsrepr: str | None = None
     origin: str | None = None
-    ignore_result: bool = False
+    # None: the header was absent (a Celery 5.0 sender), so the task's own option decides.
+    ignore_result: bool | None = None
     replaced_task_nesting: int = 0
     stamped_headers: list[str] | None = None
     stamps: dict[str, Any] = field(default_factory=dict)

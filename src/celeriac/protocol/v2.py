@@ -357,7 +357,7 @@ def decode_task(message: Message, *, accept: Collection[str]) -> TaskMessage:
         argsrepr=argsrepr,
         kwargsrepr=kwargsrepr,
         origin=_field(fields, "origin", (str,), where),
-        ignore_result=_field(fields, "ignore_result", (bool,), where, default=False),
+        ignore_result=_field(fields, "ignore_result", (bool,), where),
         replaced_task_nesting=_field(fields, "replaced_task_nesting", (int,), where, default=0),
         stamped_headers=_stamped_headers(fields, where),
         stamps=dict(_field(fields, "stamps", (dict,), where, default={})),
