@@ -66,11 +66,13 @@ class Settings(MutableMapping[str, Any]):
     _defaults: dict[str, Any]
     _changes: dict[str, Any]
     _generation: int
+    _old_names: set[str]
 
     def __init__(self, changes: Mapping[str, Any] | None = None) -> None:
         self._defaults = copy.deepcopy(dict(DEFAULTS))
         self._changes = {}
         self._generation = 0
+        self._old_names = set()
         if changes:
             self._merge(changes, stacklevel=2)
 
@@ -167,6 +169,7 @@ class Settings(MutableMapping[str, Any]):
         clone = Settings()
         clone._defaults = copy.deepcopy(self._defaults)
         clone._changes = dict(self._changes)
+        clone._old_names = set(self._old_names)
         return clone
 
     # -- attributes ------------------------------------------------------------------------
@@ -213,6 +216,12 @@ class Settings(MutableMapping[str, Any]):
         return self._generation
 
     @property
+    def deprecated_settings(self) -> list[str] | None:
+        """The old (Celery 3) names the settings were given by, sorted; None when none.
+        Celery's ``conf`` reply (``inspect conf``) carries them under this name."""
+        return sorted(self._old_names) or None
+
+    @property
     def changes(self) -> dict[str, Any]:
         """Only the explicitly set values, by new name."""
         return dict(self._changes)
@@ -247,11 +256,14 @@ class Settings(MutableMapping[str, Any]):
     # -- internals -------------------------------------------------------------------------
 
     def _merge(self, given: Mapping[str, Any], *, stacklevel: int) -> None:
+        self._old_names.update(key for key in given if key in OLD_TO_NEW)
         for name, value in normalize(given).items():
             self._store(name, value, stacklevel=stacklevel + 1)
 
     def _store(self, key: str, value: Any, *, stacklevel: int) -> None:
         name = canonical_name(key)
+        if key in OLD_TO_NEW:
+            self._old_names.add(key)
         if is_unknown_celery_name(name):
             warnings.warn(
                 f"Unknown setting {name!r}{did_you_mean(name)} (the value is kept, "

@@ -162,8 +162,11 @@ def report(worker: WorkerLike, **_: Any) -> Any:
 
 @_register("inspect", "dump_conf")
 def conf(worker: WorkerLike, with_defaults: bool = False, **_: Any) -> Any:
-    table = worker.app.conf.table(with_defaults=bool(with_defaults))
-    return _jsonable({k: v for k, v in table.items() if not k.startswith("__")})
+    settings = worker.app.conf
+    table = settings.table(with_defaults=bool(with_defaults))
+    reply = {k: v for k, v in table.items() if not k.startswith("__")}
+    reply["deprecated_settings"] = settings.deprecated_settings  # always there, as Celery's
+    return _jsonable(reply)
 
 
 @_register("inspect", "dump_tasks")
