@@ -49,7 +49,7 @@ def _mask_query(query: str) -> str:
     return "&".join(pairs)
 
 
-def _mask_one(url: str) -> str:
+def _mask_one(url: str, mask: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
@@ -61,14 +61,16 @@ def _mask_one(url: str) -> str:
         userinfo, host = head[:at], head[at + 1 :]
         user, colon, password = userinfo.partition(":")
         if colon and password:
-            head = f"{user}:{URL_MASK}@{host}"
+            head = f"{user}:{mask}@{host}"
     masked = f"{scheme}://{head}"
     return f"{masked}?{_mask_query(query)}" if question >= 0 else masked
 
 
-def mask_url(url: str) -> str:
-    """``url`` (or a ``;``-separated list of URLs) with every credential masked."""
-    return ";".join(_mask_one(part.strip()) if "://" in part else part for part in url.split(";"))
+def mask_url(url: str, *, mask: str = URL_MASK) -> str:
+    """``url`` (or a ``;``-separated list of URLs) with every credential masked: a password
+    becomes ``mask`` (``app.bugreport()`` shows ``MASK``, as Celery's does)."""
+    parts = url.split(";")
+    return ";".join(_mask_one(part.strip(), mask) if "://" in part else part for part in parts)
 
 
 def mask_text(text: str) -> str:

@@ -140,7 +140,8 @@ def test_celeriac_report_and_the_banner_show_no_secret(masked_app: Any) -> None:
     report = CliRunner().invoke(cli, ["-A", "masked", "report"], catch_exceptions=False)
     assert report.exit_code == 0, report.output
     assert "s3cret" not in report.output
-    assert "broker:amqp://u:**@127.0.0.1:1//;amqp://u:**@127.0.0.1:2//" in report.output
+    assert "broker:amqp://u:********@127.0.0.1:1//;amqp://u:********@127.0.0.1:2//" in report.output
+    assert report.output == masked_app.bugreport() + "\n"  # the text of app.bugreport(), as Celery
     text = banner(
         masked_app,
         hostname="w@h",

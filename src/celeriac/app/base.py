@@ -38,6 +38,7 @@ from celeriac.app._discovery import discover
 from celeriac.app._fixups import install_fixups
 from celeriac.app._task_class import TaskClassSpec, resolve_task_class
 from celeriac.app._tasks import adopt_shared_tasks, make_task, shared_task
+from celeriac.app.bugreport import bugreport
 from celeriac.app.control import Control
 from celeriac.app.producer import Producer
 from celeriac.app.registry import TaskRegistry
@@ -388,6 +389,10 @@ class Celery:
     def loader(self) -> AppLoader:
         """Celery's ``app.loader``: ``import_default_modules()`` and friends."""
         return AppLoader(self)
+
+    def bugreport(self) -> str:
+        """Versions, platform and (masked) settings for a bug report, in Celery's layout."""
+        return bugreport(self)
 
     def connection_for_write(self, url: str | None = None, **_: Any) -> BrokerConnection:
         """The broker connection, as a context manager (``celeriac.app._compat``)."""

@@ -10,14 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from celeriac._gevent_patch import patch_if_requested
-from celeriac._version import __version__
 from celeriac.cli._context import Context, pass_ctx, split_names
 from celeriac.exceptions import CeleryError
 from celeriac.worker.banner import describe_url
@@ -218,13 +216,7 @@ def purge(ctx: Context, force: bool, queues: str | None, exclude_queues: str | N
 @pass_ctx
 def report(ctx: Context) -> None:
     """Print versions, platform and settings, for bug reports (passwords masked)."""
-    app = ctx.app
-    click.echo(f"celeriac:{__version__} python:{platform.python_version()}")
-    click.echo(f"platform:{platform.platform()} pid:{os.getpid()}")
-    click.echo(f"broker:{describe_url(app.broker_url)}")
-    click.echo(f"results:{describe_url(app.result_backend_url)}")
-    click.echo("")
-    click.echo(app.conf.humanize())
+    click.echo(ctx.app.bugreport())
 
 
 from celeriac.cli.multi import multi  # noqa: E402 - registered after the group exists

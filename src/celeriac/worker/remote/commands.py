@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import resource
 import signal
 from collections.abc import Callable
@@ -20,13 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from celeriac._version import __version__
+from celeriac.app.bugreport import bugreport
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.v2 import saferepr
 from celeriac.routing import Queue
 from celeriac.transports.base import Delivery
 from celeriac.worker._scheduled import ETA_TIMER_PRIORITY, broker_scheduled
-from celeriac.worker.banner import describe_url
 from celeriac.worker.consumer import _waits_for_eta
 from celeriac.worker.remote.mingle import revoked_ids
 
@@ -148,16 +146,7 @@ def _broker_info(url: str, options: Any) -> dict[str, Any]:
 
 @_register("inspect")
 def report(worker: WorkerLike, **_: Any) -> Any:
-    app = worker.app
-    lines = [
-        f"celeriac:{__version__} python:{platform.python_version()}",
-        f"platform:{platform.platform()} pid:{os.getpid()}",
-        f"broker:{describe_url(app.broker_url)}",
-        f"results:{describe_url(app.result_backend_url)}",
-        "",
-        app.conf.humanize(),
-    ]
-    return ok("\n".join(lines))
+    return ok(bugreport(worker.app))  # Celery's reply: {"ok": app.bugreport()}
 
 
 @_register("inspect", "dump_conf")
