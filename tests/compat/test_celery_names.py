@@ -166,3 +166,31 @@ def test_worker_state_manager_and_a_custom_control_command() -> None:
         assert list(worker_state.active_requests) == []
     finally:
         project.close()
+
+
+#: The built-in control commands ``celery.worker.control`` lets code import by name (the
+#: suite's own tasks module imports ``add_consumer`` and ``cancel_consumer``).
+CONTROL_COMMANDS = (
+    "revoke",
+    "revoke_by_stamped_headers",
+    "terminate",
+    "rate_limit",
+    "time_limit",
+    "add_consumer",
+    "cancel_consumer",
+    "pool_grow",
+    "pool_shrink",
+    "autoscale",
+    "enable_events",
+    "disable_events",
+    "heartbeat",
+    "shutdown",
+)
+
+
+@pytest.mark.parametrize("name", CONTROL_COMMANDS)
+def test_built_in_control_commands_import_from_worker_control(name: str) -> None:
+    theirs = importlib.import_module("celery.worker.control")
+    ours = importlib.import_module("celeriac.worker.control")
+    assert callable(getattr(theirs, name))
+    assert callable(getattr(ours, name))
