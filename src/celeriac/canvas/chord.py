@@ -237,7 +237,10 @@ class chord(Signature[Any]):
         for callback in as_list(options.pop("link", None)):
             body.link(callback)
         for errback in as_list(options.pop("link_error", None)):
-            body.link_error(errback)
+            if isinstance(body, group):
+                _link_error_to_group_body(body, maybe_signature(errback, app=self._app))
+            else:
+                body.link_error(errback)
         delay: dict[str, Any] = {k: options.pop(k) for k in ("countdown", "eta") if k in options}
         body_only = {key: options.pop(key) for key in _BODY_ONLY if key in options}
         options.pop("task_id", None)
@@ -282,6 +285,26 @@ class chord(Signature[Any]):
 
     def __repr__(self) -> str:
         return f"chord({self.header.tasks!r}, {self.body!r})"
+
+
+def _link_error_to_group_body(
+    body: Signature[Any], errback: Signature[Any], top: bool = True
+) -> None:
+    """The chord's ``link_error`` on its group body, as Celery 5.7 places it: a group that
+    runs as one and has a ``link_error`` of its own (which replaces its members' when it
+    runs) gets it there, beside its own; otherwise every member gets a copy, and a chord
+    among them on its body only (its header is no part of this chord's body)."""
+    if isinstance(body, group):
+        if top and body.options.get("link_error") is not None:
+            body.append_to_list_option("link_error", errback.clone())
+        else:
+            for task in body.tasks:
+                _link_error_to_group_body(task, errback, top=False)
+    elif isinstance(body, chord) and body.body is not None:
+        body.body = maybe_signature(body.body, app=body._app)
+        _link_error_to_group_body(body.body, errback)
+    else:
+        body.link_error(errback.clone())
 
 
 def _attach(result: Any, header_result: GroupResult) -> None:

@@ -1,0 +1,90 @@
+"""Chord errbacks, the same workflow run on Celery 5.7 and on Celeriac.
+
+Each side runs in this process with no network service, as in ``test_canvas_golden``:
+Celery's messages go through its worker tracer (results in its in-memory cache backend),
+Celeriac's through ``execute`` on an in-memory app; both must end the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import celery
+import pytest
+
+import celeriac
+from celeriac._time import ManualClock
+from celeriac.backends.memory import reset_store
+from celeriac.transports.memory import MemoryTransport
+from tests.compat.test_canvas_golden import run_ours_until_idle, run_theirs_until_idle
+
+pytestmark = pytest.mark.compat
+
+#: What the ``tasks.record`` errbacks were called with, per test run (its key).
+RECORDED: dict[str, list[str]] = {}
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def tsum(numbers: list[int]) -> int:
+    return sum(numbers)
+
+
+def fail(*args: Any) -> None:
+    raise ValueError("expected")
+
+
+def record(label: str, key: str) -> None:
+    RECORDED.setdefault(key, []).append(label)
+
+
+def _register(app: Any) -> None:
+    for fun in (identity, tsum, fail, record):
+        app.task(name=f"tasks.{fun.__name__}", shared=False)(fun)
+
+
+@pytest.fixture
+def theirs() -> Iterator[Any]:
+    app = celery.Celery(
+        "chords", broker="memory://", backend="cache+memory://", set_as_current=False
+    )
+    _register(app)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def ours() -> Iterator[celeriac.Celery]:
+    name = f"chord-body-{uuid.uuid4().hex}"
+    url = f"memory://{name}"
+    with celeriac.Celery(
+        "chords", broker=url, backend=url, clock=ManualClock(time.time()), set_as_current=False
+    ) as app:
+        _register(app)
+        yield app
+    MemoryTransport.reset(name)
+    reset_store(name)
+
+
+def _link_errors(canvas: Any, app: Any, key: str) -> Any:
+    fail_, tsum_, record_ = (app.tasks[f"tasks.{n}"] for n in ("fail", "tsum", "record"))
+    ident = app.tasks["tasks.identity"]
+    body = canvas.group(fail_.s(), tsum_.s()).set(link_error=record_.si("group", key))
+    return canvas.chord([ident.si(2)], body).apply_async(link_error=record_.si("chord", key))
+
+
+def test_the_chords_errback_joins_the_own_errback_of_its_group_body(
+    theirs: Any, ours: celeriac.Celery
+) -> None:
+    celery_key, celeriac_key = uuid.uuid4().hex, uuid.uuid4().hex
+    _link_errors(celery, theirs, celery_key)
+    run_theirs_until_idle(theirs)
+    _link_errors(celeriac, ours, celeriac_key)
+    run_ours_until_idle(ours)
+    assert sorted(RECORDED.pop(celery_key)) == ["chord", "group"]
+    assert sorted(RECORDED.pop(celeriac_key)) == ["chord", "group"]
