@@ -1,4 +1,4 @@
-"""Chord errbacks, the same workflow run on Celery 5.7 and on Celeriac.
+"""Chord results and chord errbacks, the same workflow run on Celery 5.7 and on Celeriac.
 
 Each side runs in this process with no network service, as in ``test_canvas_golden``:
 Celery's messages go through its worker tracer (results in its in-memory cache backend),
@@ -19,7 +19,7 @@ import celeriac
 from celeriac._time import ManualClock
 from celeriac.backends.memory import reset_store
 from celeriac.transports.memory import MemoryTransport
-from tests.compat.test_canvas_golden import run_ours_until_idle, run_theirs_until_idle
+from tests.compat.test_canvas_golden import run_ours_until_idle, run_theirs_until_idle, value
 
 pytestmark = pytest.mark.compat
 
@@ -69,6 +69,29 @@ def ours() -> Iterator[celeriac.Celery]:
         yield app
     MemoryTransport.reset(name)
     reset_store(name)
+
+
+def _nested_tail(canvas: Any, app: Any) -> Any:
+    """chord(group(chain(identity(42), group(identity(), identity()))), identity())."""
+    ident = app.tasks["tasks.identity"]
+    inner = canvas.chain(ident.s(42), canvas.group(ident.s(), ident.s()))
+    return canvas.chord(canvas.group(inner), ident.s())
+
+
+def test_a_header_chain_ending_in_a_group_gives_one_list(ours: celeriac.Celery) -> None:
+    """Celery's ``test_nested_chord_group_chain_group_tail``: Celery joins such a header
+    through its saved GroupResult, a join that blocks its tracer in one process, so its side
+    is Celery's own integration suite (``tests/celery_suite``), where it gives the same."""
+    mine = _nested_tail(celeriac, ours).apply_async()
+    run_ours_until_idle(ours)
+    assert value(ours, mine.id) == [[42, 42]]
+
+
+def test_a_header_of_plain_members_stays_flat(ours: celeriac.Celery) -> None:
+    ident = ours.tasks["tasks.identity"]
+    result = celeriac.chord([ident.s(1), celeriac.group(ident.s(2), ident.s(3))], ident.s())()
+    run_ours_until_idle(ours)
+    assert value(ours, result.id) == [1, 2, 3]
 
 
 def _link_errors(canvas: Any, app: Any, key: str) -> Any:

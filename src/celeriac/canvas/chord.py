@@ -256,7 +256,7 @@ class chord(Signature[Any]):
         header_result: GroupResult = header.freeze(group_id=group_id, chord=body, root_id=root_id)
         if header.tasks:
             members = leaf_ids(header_result.as_tuple())
-            prepare_chord(app, group_id, members)
+            prepare_chord(app, group_id, members, header_result.as_tuple())
             header_result = header.apply_async(
                 partial_args, kwargs, task_id=group_id, **options, **delay
             )

@@ -38,6 +38,7 @@ from celeriac.canvas.join import (
     decode_entry,
     encode_entry,
     join_member,
+    shaped_values,
 )
 from celeriac.canvas.signature import Signature, as_list, maybe_signature
 from celeriac.exceptions import ChordError
@@ -142,7 +143,8 @@ def _complete(app: AppLike, group_id: str, body: Signature[Any], entries: Sequen
             chord_error(app, body, error)
             return
     try:
-        body.apply_async(([value for _, _, value in parts],))
+        values = shaped_values(app, group_id, [(task_id, value) for task_id, _, value in parts])
+        body.apply_async((values,))
     except Exception as exc:
         logger.exception("Chord %s: the body could not be sent", group_id)
         chord_error(app, body, ChordError(f"Callback error: {exc!r}"))
