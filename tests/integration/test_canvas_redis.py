@@ -339,7 +339,8 @@ from celtasks import add, collect, tsum
 tail = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], collect.s())
 inner = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), collect.s()))
 body_group = chord([inner, add.s(3, 3)], collect.s())
-print(json.dumps([tail.delay().get(timeout=20), body_group.delay().get(timeout=20)]))
+alone = chord([chord([add.s(1, 1)], group(tsum.s(), collect.s()))], collect.s())
+print(json.dumps([s.delay().get(timeout=20) for s in (tail, body_group, alone)]))
 """
 
 
@@ -347,7 +348,8 @@ def test_nested_chord_values_match_celerys(project: RedisProject) -> None:
     """Celery's client and worker, then Celeriac's, on the same two nested headers."""
     celery_worker = project.celery_worker()
     theirs = project.run_script(CELERY_NESTED_CLIENT)
-    assert theirs == [[[3, 4], 10], [[6, [2, 4]], 6]]  # each group's values: one list
+    # Each group's values are one list in the header's.
+    assert theirs == [[[3, 4], 10], [[6, [2, 4]], 6], [[2, [2]]]]
     project.stop(celery_worker)
     rtasks = _rtasks()
     add, collect, tsum = rtasks.add, rtasks.collect, rtasks.tsum
@@ -355,5 +357,6 @@ def test_nested_chord_values_match_celerys(project: RedisProject) -> None:
     tail = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], collect.s())
     inner = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), collect.s()))
     body_group = chord([inner, add.s(3, 3)], collect.s())
-    ours = [tail.delay().get(timeout=20), body_group.delay().get(timeout=20)]
+    alone = chord([chord([add.s(1, 1)], group(tsum.s(), collect.s()))], collect.s())
+    ours = [s.delay().get(timeout=20) for s in (tail, body_group, alone)]
     assert ours == theirs
