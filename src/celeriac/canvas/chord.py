@@ -8,7 +8,9 @@ key on Redis), then sends every header member with headers ``group``/``group_ind
 the body in ``embed.chord``. The member that completes the header sends the body with the
 list of results; if a member failed, the body is stored FAILURE with a ``ChordError``
 naming it and the body's errbacks run (``canvas.dispatch``). A header that is a chain, a
-chord or a group counts by what ends it: a chain's last step, a chord's body, each member.
+chord or a group counts by what ends it: a chain's last step, a chord's body, each member;
+a member whose result is a group (a chain ending in a group, a chord with a group body)
+gives the body that group's values as one list, as in Celery (``join.shaped_values``).
 A result backend that stores nothing (``rpc://``) cannot join a chord: applying one there
 raises ``ImproperlyConfigured`` before anything is sent.
 """
