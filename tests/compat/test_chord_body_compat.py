@@ -94,11 +94,11 @@ def test_a_header_of_plain_members_stays_flat(ours: celeriac.Celery) -> None:
     assert value(ours, result.id) == [1, 2, 3]
 
 
-def _link_errors(canvas: Any, app: Any, key: str) -> Any:
+def _link_errors(canvas: Any, app: Any, key: str, header: str = "identity") -> Any:
     fail_, tsum_, record_ = (app.tasks[f"tasks.{n}"] for n in ("fail", "tsum", "record"))
-    ident = app.tasks["tasks.identity"]
+    first = app.tasks[f"tasks.{header}"]
     body = canvas.group(fail_.s(), tsum_.s()).set(link_error=record_.si("group", key))
-    return canvas.chord([ident.si(2)], body).apply_async(link_error=record_.si("chord", key))
+    return canvas.chord([first.si(2)], body).apply_async(link_error=record_.si("chord", key))
 
 
 def test_the_chords_errback_joins_the_own_errback_of_its_group_body(
@@ -111,3 +111,15 @@ def test_the_chords_errback_joins_the_own_errback_of_its_group_body(
     run_ours_until_idle(ours)
     assert sorted(RECORDED.pop(celery_key)) == ["chord", "group"]
     assert sorted(RECORDED.pop(celeriac_key)) == ["chord", "group"]
+
+
+def test_a_failed_header_runs_both_errbacks_for_each_member_of_a_group_body(
+    theirs: Any, ours: celeriac.Celery
+) -> None:
+    celery_key, celeriac_key = uuid.uuid4().hex, uuid.uuid4().hex
+    _link_errors(celery, theirs, celery_key, header="fail")
+    run_theirs_until_idle(theirs)
+    _link_errors(celeriac, ours, celeriac_key, header="fail")
+    run_ours_until_idle(ours)
+    theirs_calls = sorted(RECORDED.pop(celery_key))
+    assert sorted(RECORDED.pop(celeriac_key)) == theirs_calls == ["chord"] * 2 + ["group"] * 2

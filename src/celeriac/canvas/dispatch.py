@@ -172,8 +172,15 @@ def _fail(app: AppLike, sig: Signature[Any], exc: Exception, *, errbacks: bool) 
             _fail(app, sig.body, exc, errbacks=errbacks)
         return
     if isinstance(sig, (chain, group)):
+        # A group's own link_error would have replaced its members' when it ran: each member
+        # runs both (once each), as Celery's chord error handling does.
+        shared = as_list(sig.options.get("link_error")) if isinstance(sig, group) else []
         for task in sig.tasks:
-            _fail(app, maybe_signature(task, app=app), exc, errbacks=errbacks)
+            member = maybe_signature(task, app=app)
+            if errbacks and not isinstance(member, (chain, group, chord)):
+                for errback in shared:
+                    member.append_to_list_option("link_error", errback)
+            _fail(app, member, exc, errbacks=errbacks)
         if errbacks and isinstance(sig, chain):
             run_errbacks(app, _request_of(sig), exc, None)
         return
