@@ -438,9 +438,9 @@ class _Cases:
         assert chord(header, t.tsum.s() | t.add.s(1)).delay().get(timeout=T) == 7
         as_group = chord(header, group(t.tsum.s(), t.collect.s())).delay()
         assert as_group.get(timeout=T) == [6, [2, 4]]
-        # That chord, in turn a member of a chord's header.
+        # That chord, in turn a member of a chord's header: its group's values are one list.
         outer = chord([chord([t.add.s(1, 1)], group(t.tsum.s(), t.collect.s()))], t.collect.s())
-        assert outer.delay().get(timeout=T) == [2, [2]]
+        assert outer.delay().get(timeout=T) == [[2, [2]]]
 
     def test_more_nesting(self, flow: Flow) -> None:
         t = flow.tasks

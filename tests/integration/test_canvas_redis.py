@@ -311,3 +311,52 @@ def test_a_mixed_fleet_joins_each_chord_once(project: RedisProject) -> None:
     assert sorted(tid for tid, _ in runs if tid in body_ids) == sorted(body_ids)  # each once
     assert len(runs) == 6 * 6 + 6
     assert {kind for _, kind in runs} == {"celery", "celeriac"}
+
+
+def _nested_header_chord(rtasks: Any) -> Any:
+    """A header member that is a chain ending in a group: its value is that group's list."""
+    add, collect = rtasks.add, rtasks.collect
+    return chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], collect.s())
+
+
+@pytest.mark.parametrize("worker", ["celeriac", "celery"])
+def test_a_chain_ending_in_a_group_keeps_its_list_in_the_chords_values(
+    project: RedisProject, worker: str
+) -> None:
+    if worker == "celery":
+        project.celery_worker()
+    else:
+        project.celeriac_worker("-P", "prefork", "-c", "2")
+    result = _nested_header_chord(_rtasks()).delay()
+    assert result.get(timeout=20) == [[3, 4], 10]
+
+
+CELERY_NESTED_CLIENT = """
+import json
+from celery import chain, chord, group
+from celtasks import add, collect, tsum
+
+tail = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], collect.s())
+inner = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), collect.s()))
+body_group = chord([inner, add.s(3, 3)], collect.s())
+alone = chord([chord([add.s(1, 1)], group(tsum.s(), collect.s()))], collect.s())
+print(json.dumps([s.delay().get(timeout=20) for s in (tail, body_group, alone)]))
+"""
+
+
+def test_nested_chord_values_match_celerys(project: RedisProject) -> None:
+    """Celery's client and worker, then Celeriac's, on the same two nested headers."""
+    celery_worker = project.celery_worker()
+    theirs = project.run_script(CELERY_NESTED_CLIENT)
+    # Each group's values are one list in the header's.
+    assert theirs == [[[3, 4], 10], [[6, [2, 4]], 6], [[2, [2]]]]
+    project.stop(celery_worker)
+    rtasks = _rtasks()
+    add, collect, tsum = rtasks.add, rtasks.collect, rtasks.tsum
+    project.celeriac_worker("-P", "prefork", "-c", "2")
+    tail = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], collect.s())
+    inner = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), collect.s()))
+    body_group = chord([inner, add.s(3, 3)], collect.s())
+    alone = chord([chord([add.s(1, 1)], group(tsum.s(), collect.s()))], collect.s())
+    ours = [s.delay().get(timeout=20) for s in (tail, body_group, alone)]
+    assert ours == theirs

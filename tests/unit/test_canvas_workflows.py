@@ -219,10 +219,10 @@ def test_nested_chains_chords_and_groups_in_a_header(worker: Worker) -> None:
     header = [
         add.s(1, 1) | add.s(1),  # 3
         chord([add.s(1, 1), add.s(2, 2)], tsum.s()),  # 6
-        add.s(1, 1) | group(add.s(1), add.s(2)),  # 3, 4 (a group ending a chain: each counts)
+        add.s(1, 1) | group(add.s(1), add.s(2)),  # [3, 4] (a group ending a chain: one list)
         group(add.s(5, 5), add.s(6, 6)),  # 10, 12
     ]
-    assert chord(header, echo.s()).apply_async().get(timeout=T) == [[3, 6, 3, 4, 10, 12]]
+    assert chord(header, echo.s()).apply_async().get(timeout=T) == [[3, 6, [3, 4], 10, 12]]
 
 
 def test_a_group_inside_a_chain_inside_a_chord(worker: Worker) -> None:
@@ -255,9 +255,10 @@ def test_chord_body_can_be_a_chain_or_a_group(worker: Worker) -> None:
 
 
 def test_a_chord_with_a_group_body_in_a_chord_header(worker: Worker) -> None:
-    """The inner chord's body (a group) is sent by a worker with the header's options."""
+    """The inner chord's body (a group) is sent by a worker with the header's options; its
+    values are one list in the outer body's (as in Celery)."""
     inner = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), echo.s()))
-    assert chord([inner, add.s(3, 3)], echo.s()).delay().get(timeout=T) == [[6, [[2, 4]], 6]]
+    assert chord([inner, add.s(3, 3)], echo.s()).delay().get(timeout=T) == [[[6, [[2, 4]]], 6]]
 
 
 def test_an_empty_header_runs_the_body_with_no_results(worker: Worker) -> None:

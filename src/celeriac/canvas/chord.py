@@ -8,7 +8,9 @@ key on Redis), then sends every header member with headers ``group``/``group_ind
 the body in ``embed.chord``. The member that completes the header sends the body with the
 list of results; if a member failed, the body is stored FAILURE with a ``ChordError``
 naming it and the body's errbacks run (``canvas.dispatch``). A header that is a chain, a
-chord or a group counts by what ends it: a chain's last step, a chord's body, each member.
+chord or a group counts by what ends it: a chain's last step, a chord's body, each member;
+a member whose result is a group (a chain ending in a group, a chord with a group body)
+gives the body that group's values as one list, as in Celery (``join.shaped_values``).
 A result backend that stores nothing (``rpc://``) cannot join a chord: applying one there
 raises ``ImproperlyConfigured`` before anything is sent.
 """
@@ -237,7 +239,10 @@ class chord(Signature[Any]):
         for callback in as_list(options.pop("link", None)):
             body.link(callback)
         for errback in as_list(options.pop("link_error", None)):
-            body.link_error(errback)
+            if isinstance(body, group):
+                _link_error_to_group_body(body, maybe_signature(errback, app=self._app))
+            else:
+                body.link_error(errback)
         delay: dict[str, Any] = {k: options.pop(k) for k in ("countdown", "eta") if k in options}
         body_only = {key: options.pop(key) for key in _BODY_ONLY if key in options}
         options.pop("task_id", None)
@@ -253,7 +258,7 @@ class chord(Signature[Any]):
         header_result: GroupResult = header.freeze(group_id=group_id, chord=body, root_id=root_id)
         if header.tasks:
             members = leaf_ids(header_result.as_tuple())
-            prepare_chord(app, group_id, members)
+            prepare_chord(app, group_id, members, header_result.as_tuple())
             header_result = header.apply_async(
                 partial_args, kwargs, task_id=group_id, **options, **delay
             )
@@ -282,6 +287,26 @@ class chord(Signature[Any]):
 
     def __repr__(self) -> str:
         return f"chord({self.header.tasks!r}, {self.body!r})"
+
+
+def _link_error_to_group_body(
+    body: Signature[Any], errback: Signature[Any], top: bool = True
+) -> None:
+    """The chord's ``link_error`` on its group body, as Celery 5.7 places it: a group that
+    runs as one and has a ``link_error`` of its own (which replaces its members' when it
+    runs) gets it there, beside its own; otherwise every member gets a copy, and a chord
+    among them on its body only (its header is no part of this chord's body)."""
+    if isinstance(body, group):
+        if top and body.options.get("link_error") is not None:
+            body.append_to_list_option("link_error", errback.clone())
+        else:
+            for task in body.tasks:
+                _link_error_to_group_body(task, errback, top=False)
+    elif isinstance(body, chord) and body.body is not None:
+        body.body = maybe_signature(body.body, app=body._app)
+        _link_error_to_group_body(body.body, errback)
+    else:
+        body.link_error(errback.clone())
 
 
 def _attach(result: Any, header_result: GroupResult) -> None:

@@ -38,6 +38,7 @@ from celeriac.canvas.join import (
     decode_entry,
     encode_entry,
     join_member,
+    shaped_values,
 )
 from celeriac.canvas.signature import Signature, as_list, maybe_signature
 from celeriac.exceptions import ChordError
@@ -142,7 +143,8 @@ def _complete(app: AppLike, group_id: str, body: Signature[Any], entries: Sequen
             chord_error(app, body, error)
             return
     try:
-        body.apply_async(([value for _, _, value in parts],))
+        values = shaped_values(app, group_id, [(task_id, value) for task_id, _, value in parts])
+        body.apply_async((values,))
     except Exception as exc:
         logger.exception("Chord %s: the body could not be sent", group_id)
         chord_error(app, body, ChordError(f"Callback error: {exc!r}"))
@@ -170,8 +172,15 @@ def _fail(app: AppLike, sig: Signature[Any], exc: Exception, *, errbacks: bool) 
             _fail(app, sig.body, exc, errbacks=errbacks)
         return
     if isinstance(sig, (chain, group)):
+        # A group's own link_error would have replaced its members' when it ran: each member
+        # runs both (once each), as Celery's chord error handling does.
+        shared = as_list(sig.options.get("link_error")) if isinstance(sig, group) else []
         for task in sig.tasks:
-            _fail(app, maybe_signature(task, app=app), exc, errbacks=errbacks)
+            member = maybe_signature(task, app=app)
+            if errbacks and not isinstance(member, (chain, group, chord)):
+                for errback in shared:
+                    member.append_to_list_option("link_error", errback)
+            _fail(app, member, exc, errbacks=errbacks)
         if errbacks and isinstance(sig, chain):
             run_errbacks(app, _request_of(sig), exc, None)
         return

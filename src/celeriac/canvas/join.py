@@ -80,6 +80,7 @@ __all__ = [
     "join_member",
     "leaf_ids",
     "prepare_chord",
+    "shaped_values",
 ]
 
 logger = logging.getLogger("celeriac.canvas")
@@ -209,15 +210,21 @@ def ensure_chords_allowed(app: AppLike) -> None:
     )
 
 
-def prepare_chord(app: AppLike, group_id: str, member_ids: Sequence[str]) -> None:
+def prepare_chord(
+    app: AppLike, group_id: str, member_ids: Sequence[str], header: Any = None
+) -> None:
     """Record a chord's header (client side): its GroupResult, saved as Celery saves it for
     result stores without a native join, except where the join keeps Celery's native keys
     (``capabilities.celery_chord_keys``: Celery saves nothing there); then the join's own
-    state."""
+    state. A ``header`` result tuple with a group among its members (a chain ending in a
+    group) is saved as it is, on every store, as Celery does, so the body's values keep its
+    shape (``shaped_values``)."""
     results, ttl = app.results, chord_ttl(app)
     try:
         join = chord_join_for(results)
-        if not results.backend.capabilities.celery_chord_keys:
+        if header is not None and _is_nested(header):
+            results.save_group(group_id, header, ttl=ttl)
+        elif not results.backend.capabilities.celery_chord_keys:
             tuples = [[[member_id, None], None] for member_id in member_ids]
             results.save_group(group_id, [[group_id, None], tuples], ttl=ttl)
         join.prepare(group_id, member_ids, ttl=ttl)
@@ -243,6 +250,43 @@ def leaf_ids(result_tuple: Any) -> list[str]:
     if isinstance(head, (list, tuple)) and head and isinstance(head[0], str):
         return [head[0]]
     return []
+
+
+def _is_nested(result_tuple: Any) -> bool:
+    """Whether a group's result tuple has a group among its members."""
+    if not isinstance(result_tuple, (list, tuple)) or len(result_tuple) != 2:
+        return False
+    children = result_tuple[1]
+    return isinstance(children, (list, tuple)) and any(
+        isinstance(child, (list, tuple)) and len(child) == 2 and isinstance(child[1], (list, tuple))
+        for child in children
+    )
+
+
+def shaped_values(app: AppLike, group_id: str, parts: Sequence[tuple[str, Any]]) -> list[Any]:
+    """The body's argument: the members' values in header order, and where the saved header
+    has a group as a member (``prepare_chord``), that group's values as one list, as Celery
+    gives them. ``parts`` are ``(task_id, value)`` in the join's order."""
+    flat = [value for _, value in parts]
+    try:
+        saved = app.results.restore_group(group_id)
+    except NotImplementedError:
+        return flat
+    if saved is None or not _is_nested(saved):
+        return flat
+    by_id = dict(parts)
+
+    def build(node: Any) -> Any:
+        head, children = node
+        if isinstance(children, (list, tuple)):
+            return [build(child) for child in children]
+        return by_id.pop(head[0])
+
+    try:
+        shaped = [build(child) for child in saved[1]]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return flat  # not the header these reports came from: keep the join's order
+    return shaped + [value for task_id, value in parts if task_id in by_id]
 
 
 def encode_entry(app: AppLike, task_id: str, state: str, result: Any) -> bytes:
