@@ -105,11 +105,7 @@ def test_registered_conf_report_clock_and_queues(project: Project) -> None:
         )
         assert inspect.conf()["broker_url"].startswith("memory://")
         assert "task_serializer" in inspect.conf(with_defaults=True)
-        conf = inspect.conf()
-        assert conf["deprecated_settings"] is None  # Celery's reply has the key
-        # As Celery's worker, the worker's include names every module its tasks come from.
-        modules = {project.app.tasks[name].__module__ for name in ("t.add", "celery.chord")}
-        assert modules <= set(conf["include"]) == set(project.app.conf.include)
+        assert inspect.conf()["deprecated_settings"] is None  # Celery's reply has the key
         assert inspect.report() == {"ok": project.app.bugreport()}
         assert inspect.clock()["clock"] > 0
         [queue] = inspect.active_queues()

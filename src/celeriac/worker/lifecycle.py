@@ -202,7 +202,6 @@ class Worker:
         app.set_current()
         signals.celeryd_init.send(sender=self.hostname, instance=self, conf=app.conf, options={})
         app.import_default_modules(extra=self.options.include)
-        _record_task_modules(app, self.options.include or ())
         annotate_tasks(app)  # task_annotations, once every task is registered
         self.options = self.options.at_start(app.conf)
         transport = app.transport
@@ -373,11 +372,3 @@ class Worker:
         self.app.close()
         self._stopped.set()
         logger.info("%s stopped.", self.hostname)
-
-
-def _record_task_modules(app: Celery, extra: Sequence[str]) -> None:
-    """``include`` becomes every module the worker's tasks come from, as Celery's worker
-    sets it at start (its ``conf`` reply, read by Celery's suite, carries it)."""
-    known = {getattr(task, "__module__", None) for task in app.tasks.values()}
-    given = (*(app.conf.include or ()), *extra)
-    app.conf.include = tuple(sorted({*given, *(str(name) for name in known if name)}))
