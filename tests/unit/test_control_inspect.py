@@ -106,6 +106,11 @@ def test_registered_conf_report_clock_and_queues(project: Project) -> None:
         assert inspect.conf()["broker_url"].startswith("memory://")
         assert "task_serializer" in inspect.conf(with_defaults=True)
         assert inspect.conf()["deprecated_settings"] is None  # Celery's reply has the key
+        # include: every module the tasks come from (Celery's worker widens it at start),
+        # reported without being written into the app's settings
+        task_module = project.app.tasks["t.add"].__module__
+        assert task_module in inspect.conf()["include"]
+        assert task_module not in (project.app.conf.include or ())
         assert inspect.report() == {"ok": project.app.bugreport()}
         assert inspect.clock()["clock"] > 0
         [queue] = inspect.active_queues()

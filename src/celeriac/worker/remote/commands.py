@@ -155,6 +155,12 @@ def conf(worker: WorkerLike, with_defaults: bool = False, **_: Any) -> Any:
     table = settings.table(with_defaults=bool(with_defaults))
     reply = {k: v for k, v in table.items() if not k.startswith("__")}
     reply["deprecated_settings"] = settings.deprecated_settings  # always there, as Celery's
+    # Celery's worker widens include at start to every module its tasks come from; the
+    # reply says the same (the user's task modules, not Celeriac's built-in ones) without
+    # writing into the app's settings.
+    modules = {str(getattr(task, "__module__", "") or "") for task in worker.app.tasks.values()}
+    given = {str(name) for name in settings.include or ()}
+    reply["include"] = sorted(given | {m for m in modules if m and not _is_ours(m)})
     return _jsonable(reply)
 
 
@@ -317,3 +323,7 @@ def hello(worker: WorkerLike, from_node: str = "", revoked: Any = None, **_: Any
     logger.info("sync with %s", from_node)
     consumer.revoked.update(revoked_ids(revoked))
     return {"revoked": list(consumer.revoked), "clock": worker.app.lamport_clock.forward()}
+
+
+def _is_ours(module: str) -> bool:
+    return module == "celeriac" or module.startswith("celeriac.")
