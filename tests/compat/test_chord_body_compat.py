@@ -109,7 +109,10 @@ def test_the_chords_errback_joins_the_own_errback_of_its_group_body(
     run_theirs_until_idle(theirs)
     _link_errors(celeriac, ours, celeriac_key)
     run_ours_until_idle(ours)
-    assert sorted(RECORDED.pop(celery_key)) == ["chord", "group"]
+    # Celery runs both errbacks; in this in-process harness (kombu's memory transport) it
+    # sometimes runs them more than once (seen in CI: 3 each), so its side is compared as
+    # the set of errbacks that ran. Celeriac's runs each exactly once.
+    assert set(RECORDED.pop(celery_key)) == {"chord", "group"}
     assert sorted(RECORDED.pop(celeriac_key)) == ["chord", "group"]
 
 
