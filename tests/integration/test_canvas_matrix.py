@@ -268,9 +268,12 @@ class _Cases:
         t = flow.tasks
         result = chain(t.add.s(1, 1), t.fail.s(), t.add.s(1)).delay()
         with pytest.raises(KeyError):
-            result.get(timeout=T)
-        assert result.state == "FAILURE"
+            result.get(timeout=T)  # raises as soon as a parent failed (Celery: follow_parents)
         assert result.parent.state == "FAILURE"
+        # the failing step then marks the rest of the chain FAILURE, just after its own state
+        eventually(
+            lambda: result.state, "the last step marked FAILURE", until=lambda s: s == "FAILURE"
+        )
         assert result.parent.parent.get(timeout=T) == 2
 
     # -- groups -------------------------------------------------------------------------------
